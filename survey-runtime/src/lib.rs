@@ -1,0 +1,54 @@
+//! The runtime of [`survey`](https://docs.rs/survey): privacy-safe OTLP/HTTP
+//! metrics about LLM model lifecycles.
+//!
+//! Hosts normally depend on the `survey` facade, which re-exports this crate
+//! with the `#[survey::launch]`, `#[survey::unload]` and `#[survey::exit]`
+//! attributes and `#[derive(survey::FailureReason)]`.
+//!
+//! One module per concern:
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`config`] | the `[telemetry]` table, `OTEL_*` variables, precedence |
+//! | [`schema`] | metric names, units, boundaries, attribute keys and enums |
+//! | [`privacy`] | sanitizers for every exported string |
+//! | [`hardware`] | GPU/SoC facts, probed once with timeouts |
+//! | `registry` | the loaded-model set behind the gauges |
+//! | `queue` | the bounded, drop-oldest event queue |
+//! | `recorder` | the worker that records events into instruments |
+//! | `export` | the OTLP/HTTP exporter and meter provider |
+//! | `lifecycle` | [`init`], [`SurveyGuard`], [`status`] |
+
+#![warn(missing_docs)]
+
+pub mod config;
+mod export;
+mod failure;
+pub mod hardware;
+mod lifecycle;
+mod model;
+pub mod privacy;
+mod queue;
+mod recorder;
+mod registry;
+pub mod schema;
+mod status;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use config::{DisabledReason, InvalidSetting, Resolution, Settings, TelemetryConfig};
+pub use failure::FailureReason;
+pub use hardware::{GpuInfo, HardwareFacts};
+pub use lifecycle::{Setup, ShutdownReport, SurveyGuard, init, status};
+pub use model::{DeviceFacts, InstanceKey, ModelFacts, SurveyModel};
+pub use schema::{ContextBucket, FailureKind, LaunchKind};
+pub use status::Status;
+
+/// The OpenTelemetry crates survey is built on, so hosts can name their types
+/// without risking a second, incompatible version.
+pub mod otel {
+    pub use opentelemetry;
+    pub use opentelemetry_otlp;
+    pub use opentelemetry_sdk;
+}

@@ -1,0 +1,359 @@
+//! Starting and stopping survey: [`init`], [`Setup`], [`SurveyGuard`], and
+//! the process-wide handle the instrumented calls read.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use opentelemetry::metrics::MeterProvider;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+
+use crate::config::{DisabledReason, EnvSource, ProcessEnv, Resolution, Settings, TelemetryConfig};
+use crate::export;
+use crate::hardware::HardwareFacts;
+use crate::privacy;
+use crate::queue::{Event, EventQueue};
+use crate::recorder::{HardwareSource, Instruments, Shared, Worker};
+use crate::registry::Registry;
+use crate::status::{ExportCounters, Status};
+
+/// What an instrumented call needs: the queue and the registry.
+pub(crate) struct Active {
+    pub(crate) queue: Arc<EventQueue>,
+    pub(crate) registry: Arc<Registry>,
+    counters: Arc<ExportCounters>,
+    endpoint: String,
+}
+
+impl Active {
+    pub(crate) fn push(&self, event: Event) {
+        self.queue.push(event);
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            enabled: true,
+            disabled_reason: None,
+            endpoint: Some(self.endpoint.clone()),
+            exports_ok: self.counters.exports_ok.load(Ordering::Relaxed),
+            exports_failed: self.counters.exports_failed.load(Ordering::Relaxed),
+            last_error: self.counters.last_error(),
+            events_dropped: self.queue.dropped(),
+            events_recorded: self.counters.events_recorded.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The running instance, if any. Reading it is the whole cost of an
+/// instrumented call while survey is disabled.
+static ACTIVE: ArcSwapOption<Active> = ArcSwapOption::const_empty();
+
+/// Serializes starting and stopping.
+static INIT: Mutex<()> = Mutex::new(());
+
+/// Why the last [`init`] left survey disabled, for [`status`].
+static LAST_DISABLED: Mutex<Option<DisabledReason>> = Mutex::new(None);
+
+pub(crate) fn active() -> Option<Arc<Active>> {
+    ACTIVE.load_full()
+}
+
+/// Survey's state: enabled or disabled and why, endpoint, export counts.
+pub fn status() -> Status {
+    match active() {
+        Some(active) => active.status(),
+        None => Status::disabled(LAST_DISABLED.lock().ok().and_then(|r| r.clone())),
+    }
+}
+
+/// Starts survey from a `[telemetry]` table and the process environment.
+///
+/// Never fails and never panics: a configuration that cannot be used leaves
+/// survey disabled, logs one warning naming the key, and the returned guard
+/// reports why in [`SurveyGuard::status`]. See [`Setup`] for more options.
+pub fn init(config: &TelemetryConfig) -> SurveyGuard {
+    Setup::new(config).start()
+}
+
+/// Options for starting survey.
+///
+/// ```no_run
+/// # let config = survey_runtime::TelemetryConfig::default();
+/// let guard = survey_runtime::Setup::new(&config)
+///     .plugin_enabled(Some(true))
+///     .service_version(env!("CARGO_PKG_VERSION"))
+///     .start();
+/// ```
+pub struct Setup {
+    config: TelemetryConfig,
+    plugin_enabled: Option<bool>,
+    env: Box<dyn EnvSource>,
+    service_version: String,
+    hardware: HardwareSource,
+}
+
+impl Setup {
+    /// Options for `config`, with the process environment and no plugin entry.
+    pub fn new(config: &TelemetryConfig) -> Setup {
+        Setup {
+            config: config.clone(),
+            plugin_enabled: None,
+            env: Box::new(ProcessEnv),
+            service_version: "unknown".to_string(),
+            hardware: HardwareSource::Probe,
+        }
+    }
+
+    /// The `[[plugin]] name = "survey"` switch: `None` when the config has no entry.
+    pub fn plugin_enabled(mut self, enabled: Option<bool>) -> Setup {
+        self.plugin_enabled = enabled;
+        self
+    }
+
+    /// The host's version: `service.version` and `mesh_llm.service_version`.
+    pub fn service_version(mut self, version: impl Into<String>) -> Setup {
+        self.service_version = version.into();
+        self
+    }
+
+    /// Reads `OTEL_*` variables from `env` instead of the process environment.
+    pub fn env(mut self, env: impl EnvSource + 'static) -> Setup {
+        self.env = Box::new(env);
+        self
+    }
+
+    /// Uses these hardware facts instead of probing the machine.
+    pub fn hardware(mut self, hardware: HardwareFacts) -> Setup {
+        self.hardware = HardwareSource::Given(hardware);
+        self
+    }
+
+    /// Gets the hardware facts from `probe` instead of the built-in probe.
+    /// It runs once, on survey's recorder thread; events wait for it.
+    pub fn hardware_probe(mut self, probe: impl FnOnce() -> HardwareFacts + Send + 'static) -> Setup {
+        self.hardware = HardwareSource::Custom(Box::new(probe));
+        self
+    }
+
+    /// Resolves the configuration and, if survey is enabled, starts exporting.
+    pub fn start(self) -> SurveyGuard {
+        match self.config.resolve(self.plugin_enabled, &*self.env) {
+            Resolution::Disabled(reason) => disabled(reason),
+            Resolution::Enabled { settings, warnings } => {
+                for warning in warnings {
+                    tracing::warn!(target: "survey", "{warning}");
+                }
+                self.start_with(settings)
+            }
+        }
+    }
+
+    fn start_with(self, settings: Settings) -> SurveyGuard {
+        let _serial = INIT.lock();
+        if active().is_some() {
+            return disabled(DisabledReason::AlreadyRunning);
+        }
+        let counters = Arc::new(ExportCounters::default());
+        let version = privacy::service_version(&self.service_version);
+        let version_text = version.as_ref().map_or("unknown", |v| v.as_str()).to_string();
+        let provider = match export::meter_provider(&settings, &version_text, counters.clone()) {
+            Ok(provider) => provider,
+            Err(error) => return disabled(DisabledReason::ExporterFailed(error)),
+        };
+        let shared = Shared {
+            registry: Arc::new(Registry::default()),
+            hardware: Arc::new(OnceLock::new()),
+            service_version: version,
+        };
+        let meter = provider.meter("survey");
+        let instruments = Instruments::new(&meter, &shared);
+        let queue = Arc::new(EventQueue::new(settings.queue_size));
+        let hardware = self.hardware;
+        let worker = match Worker::spawn(
+            queue.clone(),
+            instruments,
+            shared.clone(),
+            hardware,
+            counters.clone(),
+        ) {
+            Ok(worker) => worker,
+            Err(error) => {
+                shutdown_provider(provider, Instant::now() + settings.shutdown_timeout);
+                return disabled(DisabledReason::ExporterFailed(format!(
+                    "cannot start the recorder thread: {error}"
+                )));
+            }
+        };
+        let active = Arc::new(Active {
+            queue,
+            registry: shared.registry,
+            counters,
+            endpoint: settings.display_endpoint(),
+        });
+        ACTIVE.store(Some(active.clone()));
+        if let Ok(mut last) = LAST_DISABLED.lock() {
+            *last = None;
+        }
+        tracing::info!(
+            target: "survey",
+            endpoint = %active.endpoint,
+            "survey enabled: exporting model lifecycle metrics over OTLP/HTTP"
+        );
+        SurveyGuard {
+            running: Some(Running {
+                active,
+                provider,
+                worker,
+                shutdown_timeout: settings.shutdown_timeout,
+            }),
+        }
+    }
+}
+
+fn disabled(reason: DisabledReason) -> SurveyGuard {
+    match &reason {
+        DisabledReason::NotOptedIn | DisabledReason::SwitchedOff(_) => {
+            tracing::info!(target: "survey", "survey disabled: {reason}");
+        }
+        _ => tracing::warn!(target: "survey", "survey disabled: {reason}"),
+    }
+    if let Ok(mut last) = LAST_DISABLED.lock() {
+        *last = Some(reason.clone());
+    }
+    SurveyGuard { running: None }
+}
+
+struct Running {
+    active: Arc<Active>,
+    provider: SdkMeterProvider,
+    worker: Worker,
+    shutdown_timeout: Duration,
+}
+
+/// Keeps survey running; shuts it down (within its bound) when dropped.
+#[must_use = "survey stops when the guard is dropped"]
+pub struct SurveyGuard {
+    running: Option<Running>,
+}
+
+/// What [`SurveyGuard::shutdown`] managed within its bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Every queued event was recorded.
+    pub drained: bool,
+    /// The final export finished (successfully or not) within the bound.
+    pub flushed: bool,
+    /// How long shutdown took.
+    pub elapsed: Duration,
+}
+
+impl SurveyGuard {
+    /// Whether metrics are being exported.
+    pub fn is_enabled(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Survey's current state.
+    pub fn status(&self) -> Status {
+        match &self.running {
+            Some(running) => running.active.status(),
+            None => status(),
+        }
+    }
+
+    /// Records what is queued and exports now, waiting at most `timeout`.
+    /// Returns whether the export finished in time.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let Some(running) = &self.running else {
+            return false;
+        };
+        let deadline = Instant::now() + timeout;
+        if !running.worker.drain(deadline) {
+            return false;
+        }
+        let provider = running.provider.clone();
+        run_bounded(deadline, move || {
+            let _ = provider.force_flush();
+        })
+    }
+
+    /// Records what is queued, makes a final export, and stops, all within
+    /// `telemetry.shutdown_timeout_secs` even when the collector never answers.
+    pub fn shutdown(mut self) -> ShutdownReport {
+        self.shutdown_inner()
+    }
+
+    fn shutdown_inner(&mut self) -> ShutdownReport {
+        let start = Instant::now();
+        let Some(running) = self.running.take() else {
+            return ShutdownReport {
+                drained: true,
+                flushed: true,
+                elapsed: Duration::ZERO,
+            };
+        };
+        // New events go nowhere from here on.
+        {
+            let _serial = INIT.lock();
+            if active().is_some_and(|a| Arc::ptr_eq(&a, &running.active)) {
+                ACTIVE.store(None);
+            }
+        }
+        let deadline = start + running.shutdown_timeout;
+        let drained = running.worker.stop(deadline);
+        let flushed = shutdown_provider(running.provider, deadline);
+        let report = ShutdownReport {
+            drained,
+            flushed,
+            elapsed: start.elapsed(),
+        };
+        if !(drained && flushed) {
+            tracing::warn!(
+                target: "survey",
+                "survey shutdown gave up after {:?}; the final export may be lost",
+                running.shutdown_timeout
+            );
+        }
+        report
+    }
+}
+
+impl Drop for SurveyGuard {
+    fn drop(&mut self) {
+        let _ = self.shutdown_inner();
+    }
+}
+
+impl std::fmt::Debug for SurveyGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SurveyGuard")
+            .field("enabled", &self.is_enabled())
+            .finish()
+    }
+}
+
+/// Shuts the provider down (final collect and export) on its own thread, and
+/// stops waiting at `deadline`: the SDK's own shutdown can wait 5 s and more.
+fn shutdown_provider(provider: SdkMeterProvider, deadline: Instant) -> bool {
+    run_bounded(deadline, move || {
+        let _ = provider.shutdown();
+    })
+}
+
+/// Runs `work` on a new thread and waits for it until `deadline`.
+fn run_bounded(deadline: Instant, work: impl FnOnce() + Send + 'static) -> bool {
+    let (done_tx, done_rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("survey-shutdown".into())
+        .spawn(move || {
+            work();
+            let _ = done_tx.send(());
+        });
+    if spawned.is_err() {
+        return false;
+    }
+    done_rx
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        .is_ok()
+}

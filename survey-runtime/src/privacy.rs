@@ -1,0 +1,410 @@
+//! Sanitizers for every string that can become an attribute value.
+//!
+//! Each function takes raw text from the host (a model path, a GPU name, a
+//! version) and returns a [`SafeValue`]: bounded in length, restricted to a
+//! small character set, with directories, URL schemes, hosts, query strings,
+//! user info and home directories removed. A `SafeValue` can only be made
+//! here, and the schema only accepts `SafeValue`s for string attributes, so
+//! nothing reaches an exported attribute without passing through this module.
+
+use sha2::{Digest, Sha256};
+
+/// Longest exported model identifier, in characters.
+pub const MAX_MODEL_LEN: usize = 96;
+/// Longest exported value of any other string attribute, in characters.
+pub const MAX_VALUE_LEN: usize = 64;
+
+/// A string that passed a sanitizer and may be exported as an attribute value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SafeValue(String);
+
+impl SafeValue {
+    /// The sanitized text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub(crate) fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl std::fmt::Display for SafeValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// First path segments that mark a relative path rather than an `org/repo` ref.
+const DIRECTORY_WORDS: &[&str] = &[
+    "home", "users", "user", "root", "tmp", "temp", "mnt", "media", "var", "opt", "srv", "data",
+    "models", "model", "downloads", "library", "cache", "documents", "desktop", "private",
+];
+
+/// File extensions removed from model file names.
+const MODEL_EXTENSIONS: &[&str] = &[".gguf", ".ggml", ".bin", ".safetensors", ".llamafile"];
+
+/// Normalizes a model identifier.
+///
+/// - A canonical ref (`org/repo` or `org/repo:Q4_K_M`) is kept as it is.
+/// - Anything else is treated as a path or URL: only its last segment is kept,
+///   without query string, fragment, extension or split suffix
+///   (`-00001-of-00003`). `/home/alice/models/Qwen3-8B-Q4_K_M.gguf` becomes
+///   `Qwen3-8B-Q4_K_M`.
+///
+/// Returns `None` when nothing exportable is left.
+pub fn model_id(raw: &str) -> Option<SafeValue> {
+    let raw = raw.trim();
+    if let Some(canonical) = canonical_ref(raw) {
+        return Some(canonical);
+    }
+    // Cut off query string and fragment, then keep the last path segment.
+    let without_query = raw.split(['?', '#']).next().unwrap_or_default();
+    let last = without_query
+        .rsplit(['/', '\\'])
+        .find(|segment| !segment.is_empty())
+        .unwrap_or_default();
+    // A segment like `user@host:file` or `C:file` keeps only what follows `@`/`:`.
+    let last = last.rsplit(['@', ':']).next().unwrap_or_default();
+    let stem = strip_split_suffix(strip_model_extension(last));
+    restrict(stem, MAX_MODEL_LEN, is_name_char).map(SafeValue)
+}
+
+/// `org/repo` or `org/repo:TAG`, with no scheme, no leading directory word,
+/// no model-file extension and nothing outside the name character set.
+fn canonical_ref(raw: &str) -> Option<SafeValue> {
+    if raw.len() > MAX_MODEL_LEN || raw.contains("://") {
+        return None;
+    }
+    let (path, tag) = match raw.split_once(':') {
+        Some((path, tag)) => (path, Some(tag)),
+        None => (raw, None),
+    };
+    let (org, repo) = path.split_once('/')?;
+    let segment_ok = |s: &str| {
+        !s.is_empty()
+            && s.chars().all(is_name_char)
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+    };
+    if !segment_ok(org) || !segment_ok(repo) || tag.is_some_and(|t| !segment_ok(t)) {
+        return None;
+    }
+    if DIRECTORY_WORDS.contains(&org.to_ascii_lowercase().as_str()) {
+        return None;
+    }
+    let lower = repo.to_ascii_lowercase();
+    if MODEL_EXTENSIONS.iter().any(|ext| lower.ends_with(ext)) {
+        return None;
+    }
+    Some(SafeValue(raw.to_string()))
+}
+
+fn strip_model_extension(name: &str) -> &str {
+    for ext in MODEL_EXTENSIONS {
+        if name.len() > ext.len() && name.is_char_boundary(name.len() - ext.len()) {
+            let (stem, tail) = name.split_at(name.len() - ext.len());
+            if tail.eq_ignore_ascii_case(ext) {
+                return stem;
+            }
+        }
+    }
+    name
+}
+
+/// Removes a llama.cpp split suffix such as `-00001-of-00003`.
+fn strip_split_suffix(name: &str) -> &str {
+    let bytes = name.as_bytes();
+    // "-NNNNN-of-NNNNN" is 15 bytes.
+    if bytes.len() > 15 {
+        let tail = &bytes[bytes.len() - 15..];
+        let digits = |r: std::ops::Range<usize>| tail[r].iter().all(u8::is_ascii_digit);
+        if tail[0] == b'-' && digits(1..6) && &tail[6..10] == b"-of-" && digits(10..15) {
+            return &name[..name.len() - 15];
+        }
+    }
+    name
+}
+
+/// Model architecture, as in GGUF `general.architecture` (`llama`, `qwen2`).
+pub fn architecture(raw: &str) -> Option<SafeValue> {
+    token(raw, true)
+}
+
+/// Quantization (`Q4_K_M`, `IQ2_XS`, `F16`), case kept.
+pub fn quantization(raw: &str) -> Option<SafeValue> {
+    token(raw, false)
+}
+
+/// Inference backend name (`llama.cpp`).
+pub fn backend(raw: &str) -> Option<SafeValue> {
+    token(raw, true)
+}
+
+/// Device family the backend runs on (`cuda`, `rocm`, `metal`, `vulkan`, `cpu`).
+pub fn backend_device(raw: &str) -> Option<SafeValue> {
+    token(raw, true)
+}
+
+/// Host version (`0.4.1`, `1.2.0-rc.1+abc`).
+pub fn service_version(raw: &str) -> Option<SafeValue> {
+    restrict(raw.trim(), MAX_VALUE_LEN, |c| is_name_char(c) || c == '+').map(SafeValue)
+}
+
+/// `service.name` resource value.
+pub fn service_name(raw: &str) -> Option<SafeValue> {
+    token(raw, false)
+}
+
+/// GPU marketing name (`NVIDIA GeForce RTX 4090`): letters, digits, single
+/// spaces and `._-+()`; anything after a path separator, `@` or `:` dropped.
+pub fn gpu_name(raw: &str) -> Option<SafeValue> {
+    if raw.contains(['/', '\\', '@', '=', '?']) {
+        return None;
+    }
+    let collapsed = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    restrict(&collapsed, MAX_VALUE_LEN, |c| {
+        is_name_char(c) || matches!(c, ' ' | '+' | '(' | ')')
+    })
+    .map(SafeValue)
+}
+
+/// A stable, anonymous GPU identity: the first 16 hex digits of the SHA-256
+/// of a high-entropy id (a GPU UUID such as `GPU-6f1c...`).
+///
+/// Low-entropy ids (`cuda0`, `0`, PCI bus addresses, which repeat across
+/// machines) are never exported: the result is `None`.
+pub fn gpu_stable_id(raw: &str) -> Option<SafeValue> {
+    let hex: String = raw
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    let distinct = {
+        let mut seen = [false; 16];
+        for c in hex.chars() {
+            seen[c.to_digit(16).unwrap_or(0) as usize] = true;
+        }
+        seen.iter().filter(|s| **s).count()
+    };
+    if hex.len() < 24 || distinct < 6 {
+        return None;
+    }
+    let digest = Sha256::new()
+        .chain_update(b"survey.gpu_stable_id:")
+        .chain_update(hex.as_bytes())
+        .finalize();
+    let mut out = String::with_capacity(16);
+    for byte in &digest[..8] {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    Some(SafeValue(out))
+}
+
+/// A single token: name characters only, optionally lowercased.
+fn token(raw: &str, lowercase: bool) -> Option<SafeValue> {
+    let raw = raw.trim();
+    if raw.contains(['/', '\\', '@', '?', '=']) || raw.contains("://") {
+        return None;
+    }
+    let value = restrict(raw, MAX_VALUE_LEN, is_name_char)?;
+    Some(SafeValue(if lowercase {
+        value.to_ascii_lowercase()
+    } else {
+        value
+    }))
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
+/// Replaces every run of characters outside `allowed` with one `-`, trims
+/// separators from both ends and cuts to `max` characters.
+fn restrict(raw: &str, max: usize, allowed: impl Fn(char) -> bool) -> Option<String> {
+    let mut out = String::with_capacity(raw.len().min(max));
+    let mut pending_dash = false;
+    for c in raw.chars() {
+        if allowed(c) {
+            if pending_dash && !out.is_empty() {
+                out.push('-');
+            }
+            pending_dash = false;
+            out.push(c);
+        } else {
+            pending_dash = true;
+        }
+        if out.len() >= max {
+            break;
+        }
+    }
+    out.truncate(max);
+    let trimmed = out.trim_matches(|c: char| matches!(c, '-' | '.' | '_' | ' '));
+    if trimmed.is_empty() || trimmed.chars().all(|c| c == '.') {
+        None
+    } else {
+        Some(trimmed.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn m(raw: &str) -> Option<String> {
+        model_id(raw).map(SafeValue::into_string)
+    }
+
+    #[test]
+    fn model_ids_are_normalized() {
+        let cases = [
+            (
+                "/home/alice/models/Qwen3-8B-Q4_K_M.gguf",
+                Some("Qwen3-8B-Q4_K_M"),
+            ),
+            (
+                "/mnt/ssd/GLM-4.5-Air-Q4_K_M-00001-of-00003.gguf",
+                Some("GLM-4.5-Air-Q4_K_M"),
+            ),
+            (
+                "C:\\Users\\bob\\Downloads\\phi-4-Q8_0.GGUF",
+                Some("phi-4-Q8_0"),
+            ),
+            (
+                "https://user:pw@hf.co/org/repo/resolve/main/gemma-3-4b-it-Q4_0.gguf?token=abc#x",
+                Some("gemma-3-4b-it-Q4_0"),
+            ),
+            ("unsloth/Qwen3-8B-GGUF:Q4_K_M", Some("unsloth/Qwen3-8B-GGUF:Q4_K_M")),
+            ("bartowski/Llama-3.2-1B", Some("bartowski/Llama-3.2-1B")),
+            ("home/alice/m.gguf", Some("m")),
+            ("models/tiny.gguf", Some("tiny")),
+            ("org/model.gguf", Some("model")),
+            ("Qwen3 8B (my copy).gguf", Some("Qwen3-8B-my-copy")),
+            ("~/x.gguf", Some("x")),
+            ("/", None),
+            ("", None),
+            ("../..", None),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(m(raw).as_deref(), expected, "model_id({raw:?})");
+        }
+    }
+
+    #[test]
+    fn model_ids_are_bounded() {
+        let long = "a".repeat(500);
+        assert_eq!(m(&long).unwrap().len(), MAX_MODEL_LEN);
+    }
+
+    #[test]
+    fn tokens_reject_paths_and_urls() {
+        assert_eq!(architecture("LLaMA").unwrap().as_str(), "llama");
+        assert_eq!(quantization("Q4_K_M").unwrap().as_str(), "Q4_K_M");
+        assert_eq!(backend("llama.cpp").unwrap().as_str(), "llama.cpp");
+        assert!(backend("/usr/bin/llama-server").is_none());
+        assert!(backend_device("http://x").is_none());
+        assert!(quantization("a=b").is_none());
+        assert_eq!(service_version("1.2.0-rc.1+abc").unwrap().as_str(), "1.2.0-rc.1+abc");
+    }
+
+    #[test]
+    fn gpu_names_keep_readable_text() {
+        assert_eq!(
+            gpu_name("  NVIDIA  GeForce RTX 4090 ").unwrap().as_str(),
+            "NVIDIA GeForce RTX 4090"
+        );
+        assert_eq!(
+            gpu_name("AMD Instinct MI300X (gfx942)").unwrap().as_str(),
+            "AMD Instinct MI300X (gfx942)"
+        );
+        assert!(gpu_name("/dev/nvidia0").is_none());
+        assert!(gpu_name("").is_none());
+    }
+
+    #[test]
+    fn gpu_stable_ids_are_hashed_from_high_entropy_ids_only() {
+        let uuid = "GPU-6f1c2d3e-4b5a-6978-8a9b-0c1d2e3f4a5b";
+        let id = gpu_stable_id(uuid).unwrap();
+        assert_eq!(id.as_str().len(), 16);
+        assert!(id.as_str().chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(!uuid.to_lowercase().contains(id.as_str()));
+        // Same GPU, same id, however it is written.
+        assert_eq!(
+            gpu_stable_id("6F1C2D3E-4B5A-6978-8A9B-0C1D2E3F4A5B"),
+            Some(id)
+        );
+        for low in ["cuda0", "0", "index:0", "00000000:01:00.0", "0000:c1:00.0", ""] {
+            assert_eq!(gpu_stable_id(low), None, "{low}");
+        }
+    }
+
+    fn assert_safe(value: &str, max: usize, extra: &[char]) {
+        assert!(!value.is_empty());
+        assert!(value.chars().count() <= max, "{value:?} too long");
+        for c in value.chars() {
+            assert!(
+                c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') || extra.contains(&c),
+                "{value:?} has {c:?}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn model_id_output_is_always_safe(raw in any::<String>()) {
+            if let Some(v) = model_id(&raw) {
+                assert_safe(v.as_str(), MAX_MODEL_LEN, &['/', ':']);
+                prop_assert!(v.as_str().matches('/').count() <= 1);
+                prop_assert!(!v.as_str().contains("://"));
+            }
+        }
+
+        #[test]
+        fn model_paths_never_leak_directories(
+            dirs in proptest::collection::vec("[A-Za-z0-9_.-]{1,12}", 1..5),
+            user in "[a-z]{3,10}",
+            stem in "[A-Za-z0-9_-]{1,40}",
+            windows in any::<bool>(),
+        ) {
+            let canary = format!("CANARY{user}DIR");
+            let sep = if windows { "\\" } else { "/" };
+            let path = format!(
+                "{sep}home{sep}{canary}{sep}{}{sep}{stem}.gguf",
+                dirs.join(sep)
+            );
+            let v = model_id(&path);
+            if let Some(v) = v {
+                prop_assert!(!v.as_str().contains(&canary));
+                prop_assert!(!v.as_str().contains('/'));
+                prop_assert!(!v.as_str().contains('\\'));
+            }
+            let url = format!("https://{canary}:secret@host.example/{}/{stem}.gguf?token={canary}", dirs.join("/"));
+            if let Some(v) = model_id(&url) {
+                prop_assert!(!v.as_str().contains(&canary));
+                prop_assert!(!v.as_str().contains("secret"));
+            }
+        }
+
+        #[test]
+        fn tokens_are_always_safe(raw in any::<String>()) {
+            for v in [architecture(&raw), quantization(&raw), backend(&raw), backend_device(&raw), service_name(&raw)].into_iter().flatten() {
+                assert_safe(v.as_str(), MAX_VALUE_LEN, &[]);
+            }
+            if let Some(v) = service_version(&raw) {
+                assert_safe(v.as_str(), MAX_VALUE_LEN, &['+']);
+            }
+            if let Some(v) = gpu_name(&raw) {
+                assert_safe(v.as_str(), MAX_VALUE_LEN, &[' ', '+', '(', ')']);
+                prop_assert!(!v.as_str().contains("  "));
+            }
+        }
+
+        #[test]
+        fn gpu_stable_id_never_echoes_input(raw in any::<String>()) {
+            if let Some(v) = gpu_stable_id(&raw) {
+                prop_assert_eq!(v.as_str().len(), 16);
+                prop_assert!(v.as_str().chars().all(|c| c.is_ascii_hexdigit()));
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The bounded event queue between instrumented calls and the recording
+//! worker. Pushing never blocks: when the queue is full the oldest event is
+//! dropped and counted.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
+use std::time::Duration;
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::model::ModelFacts;
+use crate::schema::{FailureKind, LaunchKind};
+
+/// Something that happened to a model, waiting to be recorded.
+#[derive(Debug, Clone)]
+pub(crate) enum Event {
+    /// A launch began.
+    LaunchStarted {
+        facts: Arc<ModelFacts>,
+        kind: LaunchKind,
+    },
+    /// A launch ended.
+    LaunchFinished {
+        facts: Arc<ModelFacts>,
+        kind: LaunchKind,
+        duration: Duration,
+        failure: Option<FailureKind>,
+    },
+    /// A model was unloaded on request.
+    Unloaded {
+        facts: Arc<ModelFacts>,
+        kind: Option<LaunchKind>,
+        uptime: Option<Duration>,
+    },
+    /// A model's backend exited without being asked to.
+    ExitedUnexpectedly {
+        facts: Arc<ModelFacts>,
+        kind: Option<LaunchKind>,
+        uptime: Option<Duration>,
+    },
+}
+
+/// A fixed-capacity queue that drops the oldest event when full.
+#[derive(Debug)]
+pub(crate) struct EventQueue {
+    events: ArrayQueue<Event>,
+    dropped: AtomicU64,
+    worker: OnceLock<Thread>,
+}
+
+impl EventQueue {
+    pub(crate) fn new(capacity: usize) -> EventQueue {
+        EventQueue {
+            events: ArrayQueue::new(capacity.max(1)),
+            dropped: AtomicU64::new(0),
+            worker: OnceLock::new(),
+        }
+    }
+
+    /// Registers the thread to wake when an event arrives.
+    pub(crate) fn set_worker(&self, worker: Thread) {
+        let _ = self.worker.set(worker);
+    }
+
+    /// Adds `event`, dropping the oldest one if the queue is full. Never blocks.
+    pub(crate) fn push(&self, event: Event) {
+        if self.events.force_push(event).is_some() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(worker) = self.worker.get() {
+            worker.unpark();
+        }
+    }
+
+    pub(crate) fn pop(&self) -> Option<Event> {
+        self.events.pop()
+    }
+
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.events.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(instance: u64) -> Event {
+        Event::LaunchStarted {
+            facts: Arc::new(ModelFacts::new(instance, "m")),
+            kind: LaunchKind::Startup,
+        }
+    }
+
+    fn instance(event: &Event) -> u64 {
+        match event {
+            Event::LaunchStarted { facts, .. } => facts.instance().as_u64(),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn full_queue_drops_oldest_first_and_counts() {
+        let queue = EventQueue::new(3);
+        for i in 0..10 {
+            queue.push(started(i));
+        }
+        assert_eq!(queue.dropped(), 7);
+        assert_eq!(queue.len(), 3);
+        let kept: Vec<u64> = std::iter::from_fn(|| queue.pop()).map(|e| instance(&e)).collect();
+        assert_eq!(kept, [7, 8, 9]);
+    }
+}

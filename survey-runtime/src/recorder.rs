@@ -1,0 +1,317 @@
+//! The recording worker: drains the event queue into the OpenTelemetry
+//! instruments, and the observable-gauge callbacks over the registry.
+//!
+//! Sanitizing and attribute building happen here, on survey's own thread,
+//! never on the thread of an instrumented call.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use opentelemetry::metrics::{Counter, Histogram, Meter, ObservableGauge};
+
+use crate::hardware::{DeviceView, HardwareFacts};
+use crate::model::DeviceFacts;
+use crate::privacy::SafeValue;
+use crate::queue::{Event, EventQueue};
+use crate::registry::Registry;
+use crate::schema::{self, AttributeSet};
+use crate::status::ExportCounters;
+
+/// The ten instruments of the schema.
+pub(crate) struct Instruments {
+    launch: Counter<u64>,
+    launch_success: Counter<u64>,
+    launch_failure: Counter<u64>,
+    unload: Counter<u64>,
+    exit_unexpected: Counter<u64>,
+    launch_duration: Histogram<f64>,
+    uptime: Histogram<f64>,
+    _gauges: [ObservableGauge<u64>; 3],
+}
+
+/// What the gauge callbacks and the worker share.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub registry: Arc<Registry>,
+    pub hardware: Arc<OnceLock<HardwareFacts>>,
+    pub service_version: Option<SafeValue>,
+}
+
+impl Shared {
+    fn device(&self, facts: &DeviceFacts) -> Option<DeviceView> {
+        self.hardware.get().map(|hw| DeviceView::resolve(hw, facts))
+    }
+}
+
+impl Instruments {
+    pub(crate) fn new(meter: &Meter, shared: &Shared) -> Instruments {
+        let counter = |name: &'static str, unit: &'static str, description: &'static str| {
+            meter
+                .u64_counter(name)
+                .with_unit(unit)
+                .with_description(description)
+                .build()
+        };
+        let loaded_models = {
+            let shared = shared.clone();
+            meter
+                .u64_observable_gauge(schema::LOADED_MODELS)
+                .with_unit("{model}")
+                .with_description("Models loaded on the node")
+                .with_callback(move |observer| {
+                    let Some(device) = shared.device(&DeviceFacts::default()) else {
+                        return;
+                    };
+                    let attributes = schema::node_attributes(&device, shared.service_version.as_ref());
+                    let count = shared.registry.snapshot().len() as u64;
+                    observer.observe(count, &attributes.to_key_values());
+                })
+                .build()
+        };
+        let model_loaded = {
+            let shared = shared.clone();
+            meter
+                .u64_observable_gauge(schema::MODEL_LOADED)
+                .with_unit("{instance}")
+                .with_description("Loaded instances of a model")
+                .with_callback(move |observer| {
+                    let mut series: Vec<(AttributeSet, u64)> = Vec::new();
+                    for entry in shared.registry.snapshot().values() {
+                        let Some(device) = shared.device(&entry.facts.device) else {
+                            return;
+                        };
+                        let attributes = schema::model_attributes(
+                            &entry.facts,
+                            &device,
+                            Some(entry.kind),
+                            None,
+                            shared.service_version.as_ref(),
+                        );
+                        match series.iter_mut().find(|(a, _)| *a == attributes) {
+                            Some((_, n)) => *n += 1,
+                            None => series.push((attributes, 1)),
+                        }
+                    }
+                    for (attributes, n) in series {
+                        observer.observe(n, &attributes.to_key_values());
+                    }
+                })
+                .build()
+        };
+        let context_length = {
+            let shared = shared.clone();
+            meter
+                .u64_observable_gauge(schema::MODEL_CONTEXT_LENGTH)
+                .with_unit("{token}")
+                .with_description("Context length of a loaded model")
+                .with_callback(move |observer| {
+                    let mut series: Vec<(AttributeSet, u64)> = Vec::new();
+                    for entry in shared.registry.snapshot().values() {
+                        let Some(tokens) = entry.facts.context_length else {
+                            continue;
+                        };
+                        let Some(device) = shared.device(&entry.facts.device) else {
+                            return;
+                        };
+                        let attributes = schema::model_attributes(
+                            &entry.facts,
+                            &device,
+                            Some(entry.kind),
+                            None,
+                            shared.service_version.as_ref(),
+                        );
+                        match series.iter_mut().find(|(a, _)| *a == attributes) {
+                            Some((_, n)) => *n = (*n).max(tokens),
+                            None => series.push((attributes, tokens)),
+                        }
+                    }
+                    for (attributes, tokens) in series {
+                        observer.observe(tokens, &attributes.to_key_values());
+                    }
+                })
+                .build()
+        };
+        Instruments {
+            launch: counter(schema::LAUNCH_TOTAL, "{launch}", "Model launch attempts"),
+            launch_success: counter(
+                schema::LAUNCH_SUCCESS_TOTAL,
+                "{launch}",
+                "Model launches that became healthy",
+            ),
+            launch_failure: counter(
+                schema::LAUNCH_FAILURE_TOTAL,
+                "{launch}",
+                "Model launches that failed, by reason",
+            ),
+            unload: counter(schema::UNLOAD_TOTAL, "{unload}", "Models unloaded on request"),
+            exit_unexpected: counter(
+                schema::EXIT_UNEXPECTED_TOTAL,
+                "{exit}",
+                "Loaded models whose backend exited unexpectedly",
+            ),
+            launch_duration: meter
+                .f64_histogram(schema::LAUNCH_DURATION_MS)
+                .with_unit("ms")
+                .with_description("Time from launch start to healthy or failed")
+                .with_boundaries(schema::LAUNCH_DURATION_BOUNDARIES_MS.to_vec())
+                .build(),
+            uptime: meter
+                .f64_histogram(schema::UPTIME_S)
+                .with_unit("s")
+                .with_description("How long a model stayed loaded")
+                .with_boundaries(schema::UPTIME_BOUNDARIES_S.to_vec())
+                .build(),
+            _gauges: [loaded_models, model_loaded, context_length],
+        }
+    }
+
+    /// Records one event. `device` is resolved by the caller.
+    fn record(&self, shared: &Shared, event: Event) {
+        let version = shared.service_version.as_ref();
+        match event {
+            Event::LaunchStarted { facts, kind } => {
+                let Some(device) = shared.device(&facts.device) else { return };
+                let attributes = schema::model_attributes(&facts, &device, Some(kind), None, version);
+                self.launch.add(1, &attributes.to_key_values());
+            }
+            Event::LaunchFinished {
+                facts,
+                kind,
+                duration,
+                failure,
+            } => {
+                let Some(device) = shared.device(&facts.device) else { return };
+                let attributes =
+                    schema::model_attributes(&facts, &device, Some(kind), failure, version)
+                        .to_key_values();
+                match failure {
+                    None => self.launch_success.add(1, &attributes),
+                    Some(_) => self.launch_failure.add(1, &attributes),
+                }
+                self.launch_duration
+                    .record(duration.as_secs_f64() * 1000.0, &attributes);
+            }
+            Event::Unloaded { facts, kind, uptime } => {
+                let Some(device) = shared.device(&facts.device) else { return };
+                let attributes =
+                    schema::model_attributes(&facts, &device, kind, None, version).to_key_values();
+                self.unload.add(1, &attributes);
+                if let Some(uptime) = uptime {
+                    self.uptime.record(uptime.as_secs_f64(), &attributes);
+                }
+            }
+            Event::ExitedUnexpectedly { facts, kind, uptime } => {
+                let Some(device) = shared.device(&facts.device) else { return };
+                let attributes =
+                    schema::model_attributes(&facts, &device, kind, None, version).to_key_values();
+                self.exit_unexpected.add(1, &attributes);
+                if let Some(uptime) = uptime {
+                    self.uptime.record(uptime.as_secs_f64(), &attributes);
+                }
+            }
+        }
+    }
+}
+
+/// Where the node's hardware facts come from.
+pub(crate) enum HardwareSource {
+    Given(HardwareFacts),
+    Custom(Box<dyn FnOnce() -> HardwareFacts + Send>),
+    Probe,
+}
+
+/// The running worker thread.
+pub(crate) struct Worker {
+    stop: Arc<AtomicBool>,
+    busy: Arc<AtomicBool>,
+    queue: Arc<EventQueue>,
+    done: mpsc::Receiver<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    pub(crate) fn spawn(
+        queue: Arc<EventQueue>,
+        instruments: Instruments,
+        shared: Shared,
+        hardware: HardwareSource,
+        counters: Arc<ExportCounters>,
+    ) -> std::io::Result<Worker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let busy = Arc::new(AtomicBool::new(true));
+        let (done_tx, done) = mpsc::channel();
+        let thread = {
+            let (stop, busy, queue) = (stop.clone(), busy.clone(), queue.clone());
+            std::thread::Builder::new()
+                .name("survey-recorder".into())
+                .spawn(move || {
+                    let facts = match hardware {
+                        HardwareSource::Given(facts) => facts,
+                        HardwareSource::Custom(probe) => probe(),
+                        HardwareSource::Probe => HardwareFacts::probe(),
+                    };
+                    let _ = shared.hardware.set(facts);
+                    loop {
+                        busy.store(true, Ordering::SeqCst);
+                        while let Some(event) = queue.pop() {
+                            instruments.record(&shared, event);
+                            counters
+                                .events_recorded
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                        busy.store(false, Ordering::SeqCst);
+                        if stop.load(Ordering::SeqCst) && queue.len() == 0 {
+                            break;
+                        }
+                        std::thread::park_timeout(Duration::from_millis(250));
+                    }
+                    let _ = done_tx.send(());
+                })?
+        };
+        queue.set_worker(thread.thread().clone());
+        Ok(Worker {
+            stop,
+            busy,
+            queue,
+            done,
+            thread: Some(thread),
+        })
+    }
+
+    /// Waits until every event pushed before the call is recorded, or `deadline`.
+    pub(crate) fn drain(&self, deadline: Instant) -> bool {
+        loop {
+            if self.queue.len() == 0 && !self.busy.load(Ordering::SeqCst) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            if let Some(thread) = &self.thread {
+                thread.thread().unpark();
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Records what is queued, then stops; gives up waiting at `deadline`.
+    pub(crate) fn stop(mut self, deadline: Instant) -> bool {
+        self.stop.store(true, Ordering::SeqCst);
+        let Some(thread) = self.thread.take() else {
+            return true;
+        };
+        thread.thread().unpark();
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match self.done.recv_timeout(wait) {
+            Ok(()) => {
+                let _ = thread.join();
+                true
+            }
+            // Still probing or recording: leave it to finish on its own.
+            Err(_) => false,
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! The metric schema: the ten metric names, their units and histogram
+//! boundaries, the closed enums used as attribute values, and the one place
+//! where attribute sets are built.
+//!
+//! Attribute keys come only from [`AttributeKey`], a closed enum of the
+//! spec's allowlist, and string values only from [`SafeValue`], which only the
+//! [`privacy`](crate::privacy) module can construct. There is no API that
+//! takes a free-form key or an unsanitized string, in debug or release builds.
+
+use std::fmt;
+use std::str::FromStr;
+
+use opentelemetry::{KeyValue, Value};
+
+use crate::hardware::DeviceView;
+use crate::model::ModelFacts;
+use crate::privacy::{self, SafeValue};
+
+/// Counter: launch attempts.
+pub const LAUNCH_TOTAL: &str = "mesh_llm_model_launch_total";
+/// Counter: launches that became healthy.
+pub const LAUNCH_SUCCESS_TOTAL: &str = "mesh_llm_model_launch_success_total";
+/// Counter: launches that failed, with `mesh_llm.failure_reason`.
+pub const LAUNCH_FAILURE_TOTAL: &str = "mesh_llm_model_launch_failure_total";
+/// Counter: models unloaded on request.
+pub const UNLOAD_TOTAL: &str = "mesh_llm_model_unload_total";
+/// Counter: loaded models whose backend exited without being asked to.
+pub const EXIT_UNEXPECTED_TOTAL: &str = "mesh_llm_model_exit_unexpected_total";
+/// Gauge: number of models loaded on the node.
+pub const LOADED_MODELS: &str = "mesh_llm_loaded_models";
+/// Gauge: loaded instances per model attribute set.
+pub const MODEL_LOADED: &str = "mesh_llm_model_loaded";
+/// Gauge: the exact context length of each loaded model.
+pub const MODEL_CONTEXT_LENGTH: &str = "mesh_llm_model_context_length";
+/// Histogram: launch duration in milliseconds, successes and failures.
+pub const LAUNCH_DURATION_MS: &str = "mesh_llm_model_launch_duration_ms";
+/// Histogram: how long a model stayed loaded, in seconds.
+pub const UPTIME_S: &str = "mesh_llm_model_uptime_s";
+
+/// Every metric name survey exports, in schema order.
+pub const METRIC_NAMES: [&str; 10] = [
+    LAUNCH_TOTAL,
+    LAUNCH_SUCCESS_TOTAL,
+    LAUNCH_FAILURE_TOTAL,
+    UNLOAD_TOTAL,
+    EXIT_UNEXPECTED_TOTAL,
+    LOADED_MODELS,
+    MODEL_LOADED,
+    MODEL_CONTEXT_LENGTH,
+    LAUNCH_DURATION_MS,
+    UPTIME_S,
+];
+
+/// Bucket boundaries of `mesh_llm_model_launch_duration_ms`: 100 ms to 10 min.
+pub const LAUNCH_DURATION_BOUNDARIES_MS: [f64; 13] = [
+    100.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0, 20_000.0, 30_000.0, 60_000.0,
+    120_000.0, 300_000.0, 600_000.0,
+];
+
+/// Bucket boundaries of `mesh_llm_model_uptime_s`: 10 s to 7 days.
+pub const UPTIME_BOUNDARIES_S: [f64; 14] = [
+    10.0, 30.0, 60.0, 300.0, 900.0, 1_800.0, 3_600.0, 7_200.0, 21_600.0, 43_200.0, 86_400.0,
+    172_800.0, 345_600.0, 604_800.0,
+];
+
+/// Error returned when a string names no value of a closed schema enum.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} \"{found}\"; expected one of {expected}")]
+pub struct UnknownValue {
+    what: &'static str,
+    found: String,
+    expected: String,
+}
+
+macro_rules! closed_enum {
+    (
+        $(#[$meta:meta])*
+        $name:ident, $what:literal {
+            $( $(#[$vmeta:meta])* $variant:ident => $text:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant, )+
+        }
+
+        impl $name {
+            /// Every value, in schema order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The exported attribute value.
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownValue;
+            fn from_str(s: &str) -> Result<Self, UnknownValue> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownValue {
+                        what: $what,
+                        found: s.chars().take(64).collect(),
+                        expected: [$($text),+].join(", "),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+closed_enum! {
+    /// How a launch came about: the values of `mesh_llm.launch_kind`.
+    LaunchKind, "launch kind" {
+        /// The first model a node launches at startup.
+        Startup => "startup",
+        /// A model loaded at run time through the control API.
+        RuntimeLoad => "runtime_load",
+        /// A further model launched at startup beside the first.
+        MultiModel => "multi_model",
+        /// A fallback launch after a mixture-of-experts split failed.
+        MoeFallback => "moe_fallback",
+        /// One shard of a mixture-of-experts model.
+        MoeShard => "moe_shard",
+    }
+}
+
+closed_enum! {
+    /// Why a launch failed: the values of `mesh_llm.failure_reason`.
+    ///
+    /// Error types map onto it through [`FailureReason`](crate::FailureReason).
+    FailureKind, "failure reason" {
+        /// The backend process could not be started.
+        SpawnFailed => "spawn_failed",
+        /// The backend did not become healthy before its deadline.
+        HealthTimeout => "health_timeout",
+        /// The backend exited before it became healthy.
+        ExitedBeforeHealthy => "exited_before_healthy",
+        /// The local proxy in front of the backend failed to start.
+        BackendProxyFailed => "backend_proxy_failed",
+        /// The node refused the model for lack of capacity.
+        CapacityRejected => "capacity_rejected",
+        /// The backend crashed with a known llama.cpp KV-cache signature.
+        KnownKvCacheCrash => "known_kv_cache_crash",
+        /// A configured multimodal projector file is missing.
+        MmprojMissing => "mmproj_missing",
+        /// Anything else, including a launch future dropped before it finished.
+        Other => "other",
+    }
+}
+
+closed_enum! {
+    /// Context-length bucket: the values of `mesh_llm.context_bucket`.
+    ContextBucket, "context bucket" {
+        /// Up to 8192 tokens.
+        UpTo8k => "<=8k",
+        /// 8193 to 16384 tokens.
+        From8kTo16k => "8k_16k",
+        /// 16385 to 32768 tokens.
+        From16kTo32k => "16k_32k",
+        /// 32769 to 65536 tokens.
+        From32kTo64k => "32k_64k",
+        /// 65537 to 131072 tokens.
+        From64kTo128k => "64k_128k",
+        /// More than 131072 tokens.
+        Over128k => ">128k",
+    }
+}
+
+impl ContextBucket {
+    /// The bucket a context length falls in (`k` = 1024 tokens).
+    pub const fn of(context_length: u64) -> ContextBucket {
+        const K: u64 = 1024;
+        match context_length {
+            n if n <= 8 * K => ContextBucket::UpTo8k,
+            n if n <= 16 * K => ContextBucket::From8kTo16k,
+            n if n <= 32 * K => ContextBucket::From16kTo32k,
+            n if n <= 64 * K => ContextBucket::From32kTo64k,
+            n if n <= 128 * K => ContextBucket::From64kTo128k,
+            _ => ContextBucket::Over128k,
+        }
+    }
+}
+
+closed_enum! {
+    /// The attribute keys survey may export: the spec's allowlist, nothing else.
+    AttributeKey, "attribute key" {
+        /// Normalized model identifier.
+        Model => "mesh_llm.model",
+        /// Model architecture (`general.architecture`).
+        Architecture => "mesh_llm.architecture",
+        /// Quantization (`Q4_K_M`, `F16`, ...).
+        Quantization => "mesh_llm.quantization",
+        /// A [`LaunchKind`].
+        LaunchKind => "mesh_llm.launch_kind",
+        /// Marketing name of the GPU.
+        GpuName => "mesh_llm.gpu_name",
+        /// Truncated SHA-256 of the GPU's UUID.
+        GpuStableId => "mesh_llm.gpu_stable_id",
+        /// Device family the backend runs on (`cuda`, `rocm`, `metal`, `cpu`, ...).
+        BackendDevice => "mesh_llm.backend_device",
+        /// Number of GPUs on the node.
+        GpuCount => "mesh_llm.gpu_count",
+        /// Whether the node is a system-on-chip (Apple silicon, Jetson).
+        IsSoc => "mesh_llm.is_soc",
+        /// Inference backend (`llama.cpp`).
+        Backend => "mesh_llm.backend",
+        /// A [`ContextBucket`].
+        ContextBucket => "mesh_llm.context_bucket",
+        /// Version of the host.
+        ServiceVersion => "mesh_llm.service_version",
+        /// A [`FailureKind`].
+        FailureReason => "mesh_llm.failure_reason",
+    }
+}
+
+/// A value an attribute may carry: closed enums, sanitized strings, numbers
+/// and booleans. Raw strings cannot be turned into one.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum AttributeValue {
+    Static(&'static str),
+    Safe(SafeValue),
+    Int(i64),
+    Bool(bool),
+}
+
+impl From<AttributeValue> for Value {
+    fn from(value: AttributeValue) -> Value {
+        match value {
+            AttributeValue::Static(s) => Value::from(s),
+            AttributeValue::Safe(s) => Value::from(s.into_string()),
+            AttributeValue::Int(i) => Value::I64(i),
+            AttributeValue::Bool(b) => Value::Bool(b),
+        }
+    }
+}
+
+/// Builds the attribute list of one data point, always in [`AttributeKey`]
+/// order (the SDK takes its fast path when the order never changes).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct AttributeSet {
+    entries: Vec<(AttributeKey, AttributeValue)>,
+}
+
+impl AttributeSet {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        AttributeSet {
+            entries: Vec::with_capacity(n),
+        }
+    }
+
+    /// Sets `key`, replacing an earlier value of the same key.
+    pub(crate) fn set(&mut self, key: AttributeKey, value: AttributeValue) {
+        match self.entries.binary_search_by_key(&key, |(k, _)| *k) {
+            Ok(i) => self.entries[i].1 = value,
+            Err(i) => self.entries.insert(i, (key, value)),
+        }
+    }
+
+    /// Sets `key` when `value` is present.
+    pub(crate) fn set_opt(&mut self, key: AttributeKey, value: Option<AttributeValue>) {
+        if let Some(value) = value {
+            self.set(key, value);
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn keys(&self) -> impl Iterator<Item = AttributeKey> + '_ {
+        self.entries.iter().map(|(k, _)| *k)
+    }
+
+    /// The OpenTelemetry attribute list.
+    pub(crate) fn to_key_values(&self) -> Vec<KeyValue> {
+        self.entries
+            .iter()
+            .map(|(k, v)| KeyValue::new(k.as_str(), Value::from(v.clone())))
+            .collect()
+    }
+}
+
+/// The attributes of a data point about one model: model, hardware and
+/// runtime facts, plus the launch kind and failure reason when known.
+pub(crate) fn model_attributes(
+    facts: &ModelFacts,
+    device: &DeviceView,
+    kind: Option<LaunchKind>,
+    failure: Option<FailureKind>,
+    service_version: Option<&SafeValue>,
+) -> AttributeSet {
+    let safe = |v: Option<SafeValue>| v.map(AttributeValue::Safe);
+    let mut set = AttributeSet::with_capacity(AttributeKey::ALL.len());
+    set.set_opt(AttributeKey::Model, safe(privacy::model_id(&facts.model)));
+    set.set_opt(
+        AttributeKey::Architecture,
+        safe(facts.architecture.as_deref().and_then(privacy::architecture)),
+    );
+    set.set_opt(
+        AttributeKey::Quantization,
+        safe(facts.quantization.as_deref().and_then(privacy::quantization)),
+    );
+    set.set_opt(
+        AttributeKey::LaunchKind,
+        kind.map(|k| AttributeValue::Static(k.as_str())),
+    );
+    add_device(&mut set, device);
+    set.set_opt(
+        AttributeKey::Backend,
+        safe(facts.backend.as_deref().and_then(privacy::backend)),
+    );
+    set.set_opt(
+        AttributeKey::ContextBucket,
+        facts
+            .context_length
+            .map(|n| AttributeValue::Static(ContextBucket::of(n).as_str())),
+    );
+    set.set_opt(AttributeKey::ServiceVersion, safe(service_version.cloned()));
+    set.set_opt(
+        AttributeKey::FailureReason,
+        failure.map(|f| AttributeValue::Static(f.as_str())),
+    );
+    set
+}
+
+/// The attributes of a node-wide data point: hardware and version only.
+pub(crate) fn node_attributes(device: &DeviceView, service_version: Option<&SafeValue>) -> AttributeSet {
+    let mut set = AttributeSet::with_capacity(6);
+    add_device(&mut set, device);
+    set.set_opt(
+        AttributeKey::ServiceVersion,
+        service_version.cloned().map(AttributeValue::Safe),
+    );
+    set
+}
+
+fn add_device(set: &mut AttributeSet, device: &DeviceView) {
+    set.set_opt(
+        AttributeKey::GpuName,
+        device.gpu_name.clone().map(AttributeValue::Safe),
+    );
+    set.set_opt(
+        AttributeKey::GpuStableId,
+        device.gpu_stable_id.clone().map(AttributeValue::Safe),
+    );
+    set.set_opt(
+        AttributeKey::BackendDevice,
+        device.backend_device.clone().map(AttributeValue::Safe),
+    );
+    set.set(AttributeKey::GpuCount, AttributeValue::Int(device.gpu_count));
+    set.set(AttributeKey::IsSoc, AttributeValue::Bool(device.is_soc));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_buckets_have_exact_edges() {
+        let cases = [
+            (0, "<=8k"),
+            (8192, "<=8k"),
+            (8193, "8k_16k"),
+            (16384, "8k_16k"),
+            (16385, "16k_32k"),
+            (32768, "16k_32k"),
+            (32769, "32k_64k"),
+            (65536, "32k_64k"),
+            (65537, "64k_128k"),
+            (131072, "64k_128k"),
+            (131073, ">128k"),
+            (u64::MAX, ">128k"),
+        ];
+        for (n, bucket) in cases {
+            assert_eq!(ContextBucket::of(n).as_str(), bucket, "context length {n}");
+        }
+    }
+
+    #[test]
+    fn enums_round_trip_and_reject_unknown_values() {
+        for kind in LaunchKind::ALL {
+            assert_eq!(kind.as_str().parse::<LaunchKind>(), Ok(*kind));
+        }
+        for reason in FailureKind::ALL {
+            assert_eq!(reason.as_str().parse::<FailureKind>(), Ok(*reason));
+        }
+        let err = "runtime_lod".parse::<LaunchKind>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown launch kind \"runtime_lod\"; expected one of startup, runtime_load, \
+             multi_model, moe_fallback, moe_shard"
+        );
+    }
+
+    #[test]
+    fn spec_lists_are_exact() {
+        let kinds: Vec<_> = LaunchKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["startup", "runtime_load", "multi_model", "moe_fallback", "moe_shard"]
+        );
+        let reasons: Vec<_> = FailureKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "spawn_failed",
+                "health_timeout",
+                "exited_before_healthy",
+                "backend_proxy_failed",
+                "capacity_rejected",
+                "known_kv_cache_crash",
+                "mmproj_missing",
+                "other"
+            ]
+        );
+        let keys: Vec<_> = AttributeKey::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "mesh_llm.model",
+                "mesh_llm.architecture",
+                "mesh_llm.quantization",
+                "mesh_llm.launch_kind",
+                "mesh_llm.gpu_name",
+                "mesh_llm.gpu_stable_id",
+                "mesh_llm.backend_device",
+                "mesh_llm.gpu_count",
+                "mesh_llm.is_soc",
+                "mesh_llm.backend",
+                "mesh_llm.context_bucket",
+                "mesh_llm.service_version",
+                "mesh_llm.failure_reason"
+            ]
+        );
+    }
+
+    #[test]
+    fn attribute_sets_keep_schema_order_and_replace_duplicates() {
+        let mut set = AttributeSet::default();
+        set.set(AttributeKey::FailureReason, AttributeValue::Static("other"));
+        set.set(AttributeKey::Model, AttributeValue::Static("a"));
+        set.set(AttributeKey::GpuCount, AttributeValue::Int(2));
+        set.set(AttributeKey::Model, AttributeValue::Static("b"));
+        let keys: Vec<_> = set.keys().collect();
+        assert_eq!(
+            keys,
+            [
+                AttributeKey::Model,
+                AttributeKey::GpuCount,
+                AttributeKey::FailureReason
+            ]
+        );
+        let kvs = set.to_key_values();
+        assert_eq!(kvs[0], KeyValue::new("mesh_llm.model", "b"));
+    }
+}

@@ -1,0 +1,562 @@
+//! A small OTLP/HTTP metrics receiver for tests and demos.
+//!
+//! It listens on 127.0.0.1, records every request as received (path,
+//! headers, raw bytes), decodes bodies with the official `opentelemetry-proto`
+//! types (protobuf or JSON, gzip or not), and can be told to misbehave:
+//! answer with an error status, hang without answering, or drop connections.
+//! Stopping it closes the port, so a collector that is down can be simulated
+//! too, and [`Receiver::start_on`] brings it back on the same port.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValueKind;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumberValue;
+use prost::Message;
+
+/// How the receiver answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// `200 OK` with an empty export response.
+    Accept,
+    /// This status, with an optional `Retry-After` header.
+    Status(u16, Option<String>),
+    /// Read the request and never answer (until the mode changes or the receiver stops).
+    Hang,
+    /// Read the request and close the connection without answering.
+    Drop,
+}
+
+/// One request as it arrived.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// HTTP method.
+    pub method: String,
+    /// Request target (path and query).
+    pub path: String,
+    /// Headers, names lowercased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    /// The body exactly as received (compressed if it was sent compressed).
+    pub raw_body: Vec<u8>,
+    /// The decoded export request, if the body decoded.
+    pub decoded: Option<ExportMetricsServiceRequest>,
+    /// Decoding problem, if any.
+    pub decode_error: Option<String>,
+    /// The status the receiver answered with (`0`: none).
+    pub answered: u16,
+}
+
+impl Request {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every data point in the request, flattened.
+    pub fn points(&self) -> Vec<Point> {
+        self.decoded.as_ref().map(points).unwrap_or_default()
+    }
+
+    /// The resource attributes of the request, as strings.
+    pub fn resource_attributes(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if let Some(decoded) = &self.decoded {
+            for rm in &decoded.resource_metrics {
+                if let Some(resource) = &rm.resource {
+                    for kv in &resource.attributes {
+                        out.insert(kv.key.clone(), attribute_text(kv));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What kind of metric a point belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PointKind {
+    /// A monotonic sum (counter).
+    Counter,
+    /// A non-monotonic sum.
+    UpDownCounter,
+    /// A gauge.
+    Gauge,
+    /// A histogram.
+    Histogram,
+}
+
+/// One data point, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// Metric name.
+    pub metric: String,
+    /// Metric unit.
+    pub unit: String,
+    /// Metric kind.
+    pub kind: PointKind,
+    /// Attributes as text (`true`, `2`, `llama`).
+    pub attributes: BTreeMap<String, String>,
+    /// Counter/gauge value; for a histogram, its count.
+    pub value: f64,
+    /// Histogram sum.
+    pub sum: Option<f64>,
+    /// Histogram explicit bounds.
+    pub bounds: Vec<f64>,
+    /// Histogram bucket counts.
+    pub bucket_counts: Vec<u64>,
+}
+
+impl Point {
+    /// The attribute `key`, if present.
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
+
+    /// Whether every `(key, value)` pair is among the attributes.
+    pub fn has(&self, pairs: &[(&str, &str)]) -> bool {
+        pairs.iter().all(|(k, v)| self.attr(k) == Some(*v))
+    }
+}
+
+fn attribute_text(kv: &KeyValue) -> String {
+    match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(AnyValueKind::StringValue(s)) => s.clone(),
+        Some(AnyValueKind::BoolValue(b)) => b.to_string(),
+        Some(AnyValueKind::IntValue(i)) => i.to_string(),
+        Some(AnyValueKind::DoubleValue(d)) => d.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+fn attributes(kvs: &[KeyValue]) -> BTreeMap<String, String> {
+    kvs.iter().map(|kv| (kv.key.clone(), attribute_text(kv))).collect()
+}
+
+/// Flattens an export request into points.
+pub fn points(request: &ExportMetricsServiceRequest) -> Vec<Point> {
+    let mut out = Vec::new();
+    for rm in &request.resource_metrics {
+        for sm in &rm.scope_metrics {
+            for metric in &sm.metrics {
+                let base = |kind, attrs: &[KeyValue], value| Point {
+                    metric: metric.name.clone(),
+                    unit: metric.unit.clone(),
+                    kind,
+                    attributes: attributes(attrs),
+                    value,
+                    sum: None,
+                    bounds: Vec::new(),
+                    bucket_counts: Vec::new(),
+                };
+                let number = |v: &Option<NumberValue>| match v {
+                    Some(NumberValue::AsInt(i)) => *i as f64,
+                    Some(NumberValue::AsDouble(d)) => *d,
+                    None => f64::NAN,
+                };
+                match &metric.data {
+                    Some(Data::Sum(sum)) => {
+                        let kind = if sum.is_monotonic {
+                            PointKind::Counter
+                        } else {
+                            PointKind::UpDownCounter
+                        };
+                        for p in &sum.data_points {
+                            out.push(base(kind, &p.attributes, number(&p.value)));
+                        }
+                    }
+                    Some(Data::Gauge(gauge)) => {
+                        for p in &gauge.data_points {
+                            out.push(base(PointKind::Gauge, &p.attributes, number(&p.value)));
+                        }
+                    }
+                    Some(Data::Histogram(h)) => {
+                        for p in &h.data_points {
+                            let mut point = base(PointKind::Histogram, &p.attributes, p.count as f64);
+                            point.sum = p.sum;
+                            point.bounds = p.explicit_bounds.clone();
+                            point.bucket_counts = p.bucket_counts.clone();
+                            out.push(point);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
+}
+
+struct State {
+    mode: Mutex<Mode>,
+    requests: Mutex<Vec<Request>>,
+    arrived: Condvar,
+    stop: AtomicBool,
+}
+
+/// A running receiver.
+pub struct Receiver {
+    addr: SocketAddr,
+    state: Arc<State>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Receiver {
+    /// Starts on a free port of 127.0.0.1.
+    pub fn start() -> Receiver {
+        Receiver::start_on("127.0.0.1:0".parse().expect("address")).expect("bind 127.0.0.1")
+    }
+
+    /// Starts on `addr` (to come back on the port of a stopped receiver).
+    pub fn start_on(addr: SocketAddr) -> std::io::Result<Receiver> {
+        let listener = bind_with_retry(addr)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State {
+            mode: Mutex::new(Mode::Accept),
+            requests: Mutex::new(Vec::new()),
+            arrived: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let accept = {
+            let state = state.clone();
+            std::thread::Builder::new()
+                .name("otlp-receiver".into())
+                .spawn(move || accept_loop(listener, state))?
+        };
+        Ok(Receiver {
+            addr,
+            state,
+            accept: Some(accept),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Base endpoint URL (`http://127.0.0.1:PORT`), for `telemetry.endpoint`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Full metrics URL (`.../v1/metrics`), for `telemetry.metrics.endpoint`.
+    pub fn metrics_endpoint(&self) -> String {
+        format!("http://{}/v1/metrics", self.addr)
+    }
+
+    /// Changes how it answers from now on.
+    pub fn set_mode(&self, mode: Mode) {
+        *self.state.mode.lock().expect("mode") = mode;
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Request> {
+        self.state.requests.lock().expect("requests").clone()
+    }
+
+    /// Waits until `done` holds for the requests so far, or `timeout`.
+    pub fn wait_until(&self, timeout: Duration, done: impl Fn(&[Request]) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut requests = self.state.requests.lock().expect("requests");
+        loop {
+            if done(&requests) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            requests = self
+                .state
+                .arrived
+                .wait_timeout(requests, deadline - now)
+                .expect("requests")
+                .0;
+        }
+    }
+
+    /// Points of the last request answered `2xx`: with cumulative
+    /// temporality, the current totals.
+    pub fn latest_points(&self) -> Vec<Point> {
+        self.requests()
+            .iter()
+            .rev()
+            .find(|r| (200..300).contains(&r.answered) && r.decoded.is_some())
+            .map(Request::points)
+            .unwrap_or_default()
+    }
+
+    /// Stops listening and closes every connection.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.state.stop.store(true, Ordering::SeqCst);
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn bind_with_retry(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match TcpListener::bind(addr) {
+            Ok(listener) => return Ok(listener),
+            Err(e) if Instant::now() < deadline && e.kind() == std::io::ErrorKind::AddrInUse => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, state: Arc<State>) {
+    let mut connections = Vec::new();
+    while !state.stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let state = state.clone();
+                connections.push(std::thread::spawn(move || serve(stream, state)));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    drop(listener);
+    for connection in connections {
+        let _ = connection.join();
+    }
+}
+
+fn serve(stream: TcpStream, state: Arc<State>) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let Some((method, path, headers, raw_body)) = read_request(&mut reader, &state) else {
+            return;
+        };
+        let mode = state.mode.lock().expect("mode").clone();
+        let answered = match &mode {
+            Mode::Accept => 200,
+            Mode::Status(code, _) => *code,
+            Mode::Hang | Mode::Drop => 0,
+        };
+        let json = headers
+            .iter()
+            .any(|(n, v)| n == "content-type" && v.contains("json"));
+        let mut request = Request {
+            method,
+            path,
+            headers,
+            raw_body,
+            decoded: None,
+            decode_error: None,
+            answered,
+        };
+        match decode(&request) {
+            Ok(decoded) => request.decoded = Some(decoded),
+            Err(e) => request.decode_error = Some(e),
+        }
+        state.requests.lock().expect("requests").push(request);
+        state.arrived.notify_all();
+        match mode {
+            Mode::Accept => {
+                let (content_type, body): (&str, Vec<u8>) = if json {
+                    ("application/json", b"{}".to_vec())
+                } else {
+                    ("application/x-protobuf", Vec::new())
+                };
+                if respond(&mut writer, 200, "OK", content_type, &body, None).is_err() {
+                    return;
+                }
+            }
+            Mode::Status(code, retry_after) => {
+                if respond(&mut writer, code, "Error", "text/plain", b"", retry_after.as_deref())
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Mode::Hang => {
+                while !state.stop.load(Ordering::SeqCst)
+                    && *state.mode.lock().expect("mode") == Mode::Hang
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                return;
+            }
+            Mode::Drop => return,
+        }
+    }
+}
+
+type RawRequest = (String, String, Vec<(String, String)>, Vec<u8>);
+
+/// Reads one request; `None` on close, error or stop.
+fn read_request(reader: &mut BufReader<TcpStream>, state: &State) -> Option<RawRequest> {
+    let mut line = String::new();
+    let read_line = |reader: &mut BufReader<TcpStream>, line: &mut String| -> Option<()> {
+        loop {
+            match reader.read_line(line) {
+                Ok(0) => return None,
+                Ok(_) => return Some(()),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if state.stop.load(Ordering::SeqCst) {
+                        return None;
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    };
+    read_line(reader, &mut line)?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let path = parts.next()?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut header = String::new();
+        read_line(reader, &mut header)?;
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':')?;
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    let mut filled = 0;
+    while filled < length {
+        match reader.read(&mut body[filled..]) {
+            Ok(0) => return None,
+            Ok(n) => filled += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if state.stop.load(Ordering::SeqCst) {
+                    return None;
+                }
+            }
+            Err(_) => return None,
+        }
+    }
+    Some((method, path, headers, body))
+}
+
+fn respond(
+    writer: &mut TcpStream,
+    code: u16,
+    reason: &str,
+    content_type: &str,
+    body: &[u8],
+    retry_after: Option<&str>,
+) -> std::io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {code} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    if let Some(retry_after) = retry_after {
+        head.push_str(&format!("retry-after: {retry_after}\r\n"));
+    }
+    head.push_str("\r\n");
+    writer.write_all(head.as_bytes())?;
+    writer.write_all(body)?;
+    writer.flush()
+}
+
+fn decode(request: &Request) -> Result<ExportMetricsServiceRequest, String> {
+    let body = match request.header("content-encoding") {
+        Some(enc) if enc.eq_ignore_ascii_case("gzip") => {
+            let mut plain = Vec::new();
+            flate2::read::GzDecoder::new(request.raw_body.as_slice())
+                .read_to_end(&mut plain)
+                .map_err(|e| format!("gzip: {e}"))?;
+            plain
+        }
+        Some(other) => return Err(format!("unsupported content-encoding {other}")),
+        None => request.raw_body.clone(),
+    };
+    match request.header("content-type") {
+        Some(ct) if ct.starts_with("application/x-protobuf") => {
+            ExportMetricsServiceRequest::decode(body.as_slice()).map_err(|e| format!("protobuf: {e}"))
+        }
+        Some(ct) if ct.starts_with("application/json") => {
+            serde_json::from_slice(&body).map_err(|e| format!("json: {e}"))
+        }
+        other => Err(format!("unexpected content-type {other:?}")),
+    }
+}
+
+/// A readable table of points: metric, attributes, value.
+pub fn render_table(points: &[Point]) -> String {
+    let mut rows: Vec<(String, String, String)> = points
+        .iter()
+        .map(|p| {
+            let attrs = p
+                .attributes
+                .iter()
+                .map(|(k, v)| format!("{}={v}", k.trim_start_matches("mesh_llm.")))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let value = match p.kind {
+                PointKind::Histogram => format!(
+                    "count={} sum={:.1}{}",
+                    p.value,
+                    p.sum.unwrap_or(f64::NAN),
+                    p.unit
+                ),
+                _ => format!("{}", p.value),
+            };
+            (p.metric.clone(), attrs, value)
+        })
+        .collect();
+    rows.sort();
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(6).max(6);
+    let mut out = format!("{:width$}  {:>20}  attributes\n", "metric", "value");
+    for (metric, attrs, value) in rows {
+        out.push_str(&format!("{metric:width$}  {value:>20}  {attrs}\n"));
+    }
+    out
+}
