@@ -191,12 +191,13 @@ impl HttpClient for SurveyHttpClient {
             Ok(response) => {
                 if !response.status().is_success() {
                     self.counters
-                        .note_error(format!("collector answered HTTP {}", response.status().as_u16()));
+                        .note_transport_problem(format!("collector answered HTTP {}", response.status().as_u16()));
                 }
                 Ok(response)
             }
             Err(error) => {
-                self.counters.note_error(describe_transport_error(&*error));
+                self.counters
+                    .note_transport_problem(describe_transport_error(&*error));
                 Err(error)
             }
         }

@@ -72,23 +72,35 @@ pub(crate) struct ExportCounters {
     pub exports_failed: AtomicU64,
     pub events_recorded: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// What the HTTP client saw during the export in flight, if anything.
+    transport_detail: Mutex<Option<String>>,
 }
 
 impl ExportCounters {
     pub(crate) fn export_succeeded(&self) {
         self.exports_ok.fetch_add(1, Ordering::Relaxed);
+        self.take_transport_detail();
     }
 
+    /// Counts a failed export; its error is what the HTTP client saw, if
+    /// anything, else the exporter's own message.
     pub(crate) fn export_failed(&self, error: String) {
         self.exports_failed.fetch_add(1, Ordering::Relaxed);
-        self.note_error(error);
-    }
-
-    /// Keeps `error` as the last error without counting a failed export.
-    pub(crate) fn note_error(&self, error: String) {
+        let error = self.take_transport_detail().unwrap_or(error);
         if let Ok(mut last) = self.last_error.lock() {
             *last = Some(error);
         }
+    }
+
+    /// Notes what went wrong with one HTTP attempt of the export in flight.
+    pub(crate) fn note_transport_problem(&self, problem: String) {
+        if let Ok(mut detail) = self.transport_detail.lock() {
+            *detail = Some(problem);
+        }
+    }
+
+    fn take_transport_detail(&self) -> Option<String> {
+        self.transport_detail.lock().ok().and_then(|mut d| d.take())
     }
 
     pub(crate) fn last_error(&self) -> Option<String> {

@@ -34,8 +34,13 @@ pub fn telemetry(toml_text: &str) -> survey::TelemetryConfig {
 /// Starts survey against `endpoint` with fixed hardware, an empty
 /// environment, and `extra` TOML lines in the `[telemetry]` table.
 pub fn start(endpoint: &str, extra: &str) -> survey::SurveyGuard {
+    let interval = if extra.contains("export_interval_secs") {
+        ""
+    } else {
+        "export_interval_secs = 60\n"
+    };
     let config = telemetry(&format!(
-        "enabled = true\nendpoint = \"{endpoint}\"\nexport_interval_secs = 60\n{extra}"
+        "enabled = true\nendpoint = \"{endpoint}\"\n{interval}{extra}"
     ));
     let guard = survey::Setup::new(&config)
         .env([("OTEL_UNUSED", "")])

@@ -1,0 +1,194 @@
+//! A collector that is down, refuses, answers 5xx or 429, or never answers:
+//! instrumented functions return their own results at once, nothing panics,
+//! shutdown keeps its bound, and once the collector is back the cumulative
+//! counts are exact.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+use survey::schema;
+
+/// Runs a fixed workload: 3 successes (one unloaded, one crashed), 2 failures.
+async fn workload(round: u64) {
+    let base = round * 10;
+    let a = load(&Spec::new(base + 1, "/m/alpha.gguf", 4096), Duration::ZERO, None)
+        .await
+        .expect("own Ok comes back");
+    let b = load(&Spec::new(base + 2, "/m/beta.gguf", 4096), Duration::ZERO, None)
+        .await
+        .expect("own Ok comes back");
+    let _c = load(&Spec::new(base + 3, "/m/gamma.gguf", 4096), Duration::ZERO, None)
+        .await
+        .expect("own Ok comes back");
+    for error in [LaunchError::HealthTimeout, LaunchError::Spawn] {
+        let result = load(&Spec::new(base + 4, "/m/delta.gguf", 4096), Duration::ZERO, Some(error)).await;
+        assert_eq!(result.unwrap_err(), error, "own Err comes back");
+    }
+    unload(a).await.expect("own Ok comes back");
+    crashed(&b);
+}
+
+/// Exact totals after `rounds` workloads.
+fn assert_totals(points: &[Point], rounds: f64) {
+    assert_eq!(total(points, schema::LAUNCH_TOTAL), 5.0 * rounds, "{points:#?}");
+    assert_eq!(total(points, schema::LAUNCH_SUCCESS_TOTAL), 3.0 * rounds);
+    assert_eq!(total(points, schema::LAUNCH_FAILURE_TOTAL), 2.0 * rounds);
+    assert_eq!(total(points, schema::UNLOAD_TOTAL), rounds);
+    assert_eq!(total(points, schema::EXIT_UNEXPECTED_TOTAL), rounds);
+    assert_eq!(one(points, schema::LOADED_MODELS, &[]).value, rounds);
+}
+
+const FAST_EXPORT: &str = "export_interval_secs = 0.2\ntimeout_secs = 0.5\nshutdown_timeout_secs = 1.5";
+
+#[tokio::test]
+async fn collector_down_then_back_loses_nothing() {
+    let _serial = serial();
+    let receiver = Receiver::start();
+    let addr = receiver.addr();
+    let endpoint = receiver.endpoint();
+    receiver.stop(); // the port is closed: connection refused
+
+    let guard = start(&endpoint, FAST_EXPORT);
+    workload(1).await;
+    workload(2).await;
+    // Several exports fail while the collector is down.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while guard.status().exports_failed < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = guard.status();
+    assert!(status.exports_failed >= 2, "{status}");
+    assert_eq!(status.exports_ok, 0);
+    assert_eq!(status.last_error.as_deref(), Some("cannot connect to the collector"));
+
+    let receiver = Receiver::start_on(addr).expect("the port comes back");
+    assert!(
+        receiver.wait_until(Duration::from_secs(10), |r| r.iter().any(|r| r.answered == 200)),
+        "a periodic export reaches the collector once it is back"
+    );
+    assert_totals(&receiver.latest_points(), 2.0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while guard.status().exports_ok == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(guard.status().exports_ok >= 1, "{}", guard.status());
+    let report = guard.shutdown();
+    assert!(report.flushed, "{report:?}");
+}
+
+#[tokio::test]
+async fn collector_answering_503_then_recovering_loses_nothing() {
+    let _serial = serial();
+    let receiver = Receiver::start();
+    receiver.set_mode(Mode::Status(503, None));
+    let guard = start(&receiver.endpoint(), FAST_EXPORT);
+    workload(1).await;
+    assert!(receiver.wait_until(Duration::from_secs(10), |r| r.len() >= 4));
+    // 503 is retryable: one export is tried more than once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while guard.status().exports_failed == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(guard.status().exports_failed >= 1);
+    assert_eq!(guard.status().last_error.as_deref(), Some("collector answered HTTP 503"));
+    workload(2).await;
+
+    receiver.set_mode(Mode::Accept);
+    assert!(guard.flush(Duration::from_secs(10)));
+    assert_totals(&receiver.latest_points(), 2.0);
+    for request in receiver.requests() {
+        assert_eq!(request.path, "/v1/metrics");
+    }
+    drop(guard);
+}
+
+#[tokio::test]
+async fn collector_answering_429_is_retried_after_its_delay() {
+    let _serial = serial();
+    let receiver = Receiver::start();
+    receiver.set_mode(Mode::Status(429, Some("0".into())));
+    let guard = start(&receiver.endpoint(), "timeout_secs = 5\nshutdown_timeout_secs = 5");
+    workload(1).await;
+    // Each flush retries the throttled export within its budget.
+    assert!(guard.flush(Duration::from_secs(10)));
+    let throttled = receiver.requests().len();
+    assert!(throttled >= 2, "a 429 is retried, got {throttled} requests");
+    assert!(guard.status().exports_failed >= 1);
+
+    receiver.set_mode(Mode::Accept);
+    assert!(guard.flush(Duration::from_secs(10)));
+    assert_totals(&receiver.latest_points(), 1.0);
+    drop(guard);
+}
+
+#[tokio::test]
+async fn collector_dropping_connections_is_survived() {
+    let _serial = serial();
+    let receiver = Receiver::start();
+    receiver.set_mode(Mode::Drop);
+    let guard = start(&receiver.endpoint(), FAST_EXPORT);
+    workload(1).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while guard.status().exports_failed == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(guard.status().exports_failed >= 1, "{}", guard.status());
+    receiver.set_mode(Mode::Accept);
+    assert!(guard.flush(Duration::from_secs(10)));
+    assert_totals(&receiver.latest_points(), 1.0);
+    drop(guard);
+}
+
+#[tokio::test]
+async fn collector_that_never_answers_blocks_nothing_and_shutdown_keeps_its_bound() {
+    let _serial = serial();
+    let receiver = Receiver::start();
+    receiver.set_mode(Mode::Hang);
+    // Exports may hang for 30 s; shutdown may take 1 s.
+    let guard = start(
+        &receiver.endpoint(),
+        "export_interval_secs = 60\ntimeout_secs = 30\nshutdown_timeout_secs = 1",
+    );
+    // Start an export and leave it stuck in the collector.
+    assert!(!guard.flush(Duration::from_millis(200)), "the export cannot finish");
+    assert!(receiver.wait_until(Duration::from_secs(10), |r| !r.is_empty()));
+
+    // Instrumented calls finish while the export hangs.
+    let started = Instant::now();
+    workload(1).await;
+    let workload_took = started.elapsed();
+    assert!(
+        workload_took < Duration::from_secs(5),
+        "instrumented calls waited on the hung export: {workload_took:?}"
+    );
+
+    let report = guard.shutdown();
+    assert!(!report.flushed, "the final export cannot finish: {report:?}");
+    assert!(
+        report.elapsed < Duration::from_millis(2500),
+        "shutdown exceeded its 1 s bound: {report:?}"
+    );
+    // Survey is off now; instrumented calls still work.
+    assert!(!survey::status().enabled);
+    workload(2).await;
+    receiver.set_mode(Mode::Accept);
+}
+
+#[tokio::test]
+async fn unreachable_tls_endpoint_is_reported_not_fatal() {
+    let _serial = serial();
+    // A plain-HTTP receiver behind an https:// URL: the TLS handshake fails.
+    let receiver = Receiver::start();
+    let endpoint = format!("https://{}", receiver.addr());
+    let guard = start(&endpoint, "timeout_secs = 2\nshutdown_timeout_secs = 2");
+    workload(1).await;
+    assert!(guard.flush(Duration::from_secs(10)));
+    let status = guard.status();
+    assert!(status.exports_failed >= 1, "{status}");
+    assert_eq!(status.exports_ok, 0);
+    // The request never reached HTTP: nothing was recorded as a request.
+    assert!(receiver.requests().is_empty());
+    drop(guard);
+}
