@@ -1,0 +1,305 @@
+//! The resolver: config + environment in, settings or a reason out. One case
+//! per precedence rule and per invalid value.
+
+use std::time::Duration;
+
+use survey_runtime::config::{Compression, Protocol, Temporality};
+use survey_runtime::{DisabledReason, Resolution, Settings, TelemetryConfig};
+
+fn config(toml_text: &str) -> TelemetryConfig {
+    toml::from_str(toml_text).expect("valid TOML for TelemetryConfig")
+}
+
+fn resolve(toml_text: &str, plugin: Option<bool>, env: &[(&str, &str)]) -> Resolution {
+    config(toml_text).resolve(plugin, env)
+}
+
+fn settings(toml_text: &str, plugin: Option<bool>, env: &[(&str, &str)]) -> Settings {
+    match resolve(toml_text, plugin, env) {
+        Resolution::Enabled { settings, .. } => settings,
+        Resolution::Disabled(reason) => panic!("expected enabled, got disabled: {reason}"),
+    }
+}
+
+fn disabled(toml_text: &str, plugin: Option<bool>, env: &[(&str, &str)]) -> DisabledReason {
+    match resolve(toml_text, plugin, env) {
+        Resolution::Disabled(reason) => reason,
+        Resolution::Enabled { settings, .. } => panic!("expected disabled, got {settings:?}"),
+    }
+}
+
+fn invalid_key(toml_text: &str, env: &[(&str, &str)]) -> String {
+    match disabled(toml_text, Some(true), env) {
+        DisabledReason::Invalid(invalid) => {
+            let message = DisabledReason::Invalid(invalid.clone()).to_string();
+            assert!(message.contains(&invalid.key), "{message}");
+            invalid.key
+        }
+        other => panic!("expected an invalid setting, got {other}"),
+    }
+}
+
+const ENDPOINT: &str = "endpoint = \"http://collector:4318\"";
+
+#[test]
+fn opt_in_rules() {
+    let env_endpoint = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4318")];
+    // (config, plugin switch, env, enabled?)
+    let cases: &[(&str, Option<bool>, &[(&str, &str)], bool)] = &[
+        ("", None, &[], false),
+        ("", None, &env_endpoint, false), // ambient env never opts in
+        ("", Some(true), &env_endpoint, true),
+        ("enabled = true", None, &env_endpoint, true),
+        (ENDPOINT, None, &[], true), // naming an endpoint in the config opts in
+        ("[metrics]\nendpoint = \"http://c/v1/metrics\"", None, &[], true),
+        (ENDPOINT, Some(false), &[], false), // plugin switch off wins
+        ("enabled = false\nendpoint = \"http://c\"", Some(true), &[], false), // telemetry.enabled = false wins
+        ("enabled = true", None, &[], false), // opted in, but no endpoint anywhere
+        (ENDPOINT, None, &[("OTEL_SDK_DISABLED", "true")], false),
+        (ENDPOINT, None, &[("OTEL_SDK_DISABLED", "TRUE")], false),
+        (ENDPOINT, None, &[("OTEL_SDK_DISABLED", "false")], true),
+        (ENDPOINT, None, &[("OTEL_SDK_DISABLED", "")], true),
+    ];
+    for (toml_text, plugin, env, enabled) in cases {
+        let resolution = resolve(toml_text, *plugin, env);
+        assert_eq!(
+            matches!(resolution, Resolution::Enabled { .. }),
+            *enabled,
+            "config {toml_text:?}, plugin {plugin:?}, env {env:?}: {resolution:?}"
+        );
+    }
+    assert_eq!(disabled("", None, &[]), DisabledReason::NotOptedIn);
+    assert_eq!(
+        disabled(ENDPOINT, Some(false), &[]),
+        DisabledReason::SwitchedOff("[[plugin]] name = \"survey\" enabled")
+    );
+    assert_eq!(
+        disabled("enabled = false", Some(true), &[]),
+        DisabledReason::SwitchedOff("telemetry.enabled")
+    );
+    assert_eq!(disabled("enabled = true", None, &[]), DisabledReason::NoEndpoint);
+    assert_eq!(
+        disabled(ENDPOINT, None, &[("OTEL_SDK_DISABLED", "true")]),
+        DisabledReason::SdkDisabled
+    );
+}
+
+#[test]
+fn endpoint_precedence_and_paths() {
+    let all_env = [
+        ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://env-metrics:1/custom"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env-base:2/prefix/"),
+    ];
+    let cases: &[(&str, &[(&str, &str)], &str, &str)] = &[
+        (
+            "endpoint = \"http://cfg:3\"\n[metrics]\nendpoint = \"http://cfg-metrics:4/m\"",
+            &all_env,
+            "http://cfg-metrics:4/m",
+            "telemetry.metrics.endpoint",
+        ),
+        (
+            "endpoint = \"http://cfg:3/\"",
+            &all_env,
+            "http://cfg:3/v1/metrics",
+            "telemetry.endpoint",
+        ),
+        (
+            "enabled = true",
+            &all_env,
+            "http://env-metrics:1/custom",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        ),
+        (
+            "enabled = true",
+            &all_env[1..],
+            "http://env-base:2/prefix/v1/metrics",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ),
+        (
+            "endpoint = \"https://otel.example.com\"",
+            &[],
+            "https://otel.example.com/v1/metrics",
+            "telemetry.endpoint",
+        ),
+    ];
+    for (toml_text, env, endpoint, source) in cases {
+        let s = settings(toml_text, None, env);
+        assert_eq!((s.endpoint.as_str(), s.endpoint_source), (*endpoint, *source), "{toml_text}");
+    }
+}
+
+#[test]
+fn defaults() {
+    let s = settings(ENDPOINT, None, &[]);
+    assert_eq!(s.protocol, Protocol::HttpProtobuf);
+    assert_eq!(s.compression, Compression::Gzip);
+    assert_eq!(s.timeout, Duration::from_secs(10));
+    assert_eq!(s.export_interval, Duration::from_secs(15));
+    assert_eq!(s.queue_size, 2048);
+    assert_eq!(s.temporality, Temporality::Cumulative);
+    assert_eq!(s.service_name, "mesh-llm");
+    assert_eq!(s.shutdown_timeout, Duration::from_secs(3));
+    assert!(s.headers.is_empty());
+}
+
+#[test]
+fn config_wins_over_env_for_every_setting() {
+    let env = [
+        ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://env:1/v1/metrics"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=env,x-env=1"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "1000"),
+        ("OTEL_SERVICE_NAME", "env-name"),
+    ];
+    let s = settings(
+        "endpoint = \"http://cfg:2\"\nheaders = { Authorization = \"cfg\" }\ntimeout_secs = 4\n\
+         compression = \"gzip\"\nprotocol = \"http/protobuf\"\nexport_interval_secs = 20\n\
+         service_name = \"cfg-name\"",
+        None,
+        &env,
+    );
+    assert_eq!(s.endpoint, "http://cfg:2/v1/metrics");
+    assert_eq!(s.headers.get("authorization").map(String::as_str), Some("cfg"));
+    assert_eq!(s.headers.get("x-env").map(String::as_str), Some("1"));
+    assert_eq!(s.timeout, Duration::from_secs(4));
+    assert_eq!(s.compression, Compression::Gzip);
+    assert_eq!(s.protocol, Protocol::HttpProtobuf);
+    assert_eq!(s.export_interval, Duration::from_secs(20));
+    assert_eq!(s.service_name, "cfg-name");
+}
+
+#[test]
+fn env_fills_what_the_config_leaves_out() {
+    let env = [
+        ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "a=metrics%20value"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "a=general,b=ignored"),
+        ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "2500"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "9000"),
+        ("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "none"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/json"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "Delta"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "30000"),
+        ("OTEL_SERVICE_NAME", "node-7"),
+    ];
+    let s = settings(ENDPOINT, None, &env);
+    // Signal-specific variables win over general ones; the lists are not merged.
+    assert_eq!(s.headers.len(), 1);
+    assert_eq!(s.headers["a"], "metrics value");
+    assert_eq!(s.timeout, Duration::from_millis(2500));
+    assert_eq!(s.compression, Compression::None);
+    assert_eq!(s.protocol, Protocol::HttpJson);
+    assert_eq!(s.temporality, Temporality::Delta);
+    assert_eq!(s.export_interval, Duration::from_secs(30));
+    assert_eq!(s.service_name, "node-7");
+}
+
+#[test]
+fn timeout_never_exceeds_the_interval() {
+    let s = settings(&format!("{ENDPOINT}\nexport_interval_secs = 2\ntimeout_secs = 10"), None, &[]);
+    assert_eq!(s.timeout, Duration::from_secs(2));
+}
+
+#[test]
+fn invalid_values_disable_with_the_key_named() {
+    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        ("endpoint = \"ftp://c\"", &[], "telemetry.endpoint"),
+        ("endpoint = \"collector:4318\"", &[], "telemetry.endpoint"),
+        ("endpoint = \"http://\"", &[], "telemetry.endpoint"),
+        ("[metrics]\nendpoint = \"file:///tmp/x\"", &[], "telemetry.metrics.endpoint"),
+        ("", &[("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url")], "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        (
+            "",
+            &[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "grpc://x")],
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        ),
+        (&format!("{ENDPOINT}\nexport_interval_secs = 0"), &[], "telemetry.export_interval_secs"),
+        (&format!("{ENDPOINT}\nexport_interval_secs = -5"), &[], "telemetry.export_interval_secs"),
+        (&format!("{ENDPOINT}\nqueue_size = 0"), &[], "telemetry.queue_size"),
+        (&format!("{ENDPOINT}\nqueue_size = 99999999"), &[], "telemetry.queue_size"),
+        (&format!("{ENDPOINT}\ntimeout_secs = 0"), &[], "telemetry.timeout_secs"),
+        (&format!("{ENDPOINT}\nshutdown_timeout_secs = 0"), &[], "telemetry.shutdown_timeout_secs"),
+        (&format!("{ENDPOINT}\nheaders = {{ \"bad name\" = \"x\" }}"), &[], "telemetry.headers.bad name"),
+        (&format!("{ENDPOINT}\nheaders = {{ ok = \"line\\nbreak\" }}"), &[], "telemetry.headers.ok"),
+        (&format!("{ENDPOINT}\ncompression = \"zstd\""), &[], "telemetry.compression"),
+        (&format!("{ENDPOINT}\nprotocol = \"grpc\""), &[], "telemetry.protocol"),
+        (&format!("{ENDPOINT}\nservice_name = \"///\""), &[], "telemetry.service_name"),
+        (ENDPOINT, &[("OTEL_EXPORTER_OTLP_HEADERS", "novalue")], "OTEL_EXPORTER_OTLP_HEADERS"),
+        (ENDPOINT, &[("OTEL_EXPORTER_OTLP_HEADERS", "a=%zz")], "OTEL_EXPORTER_OTLP_HEADERS"),
+        (ENDPOINT, &[("OTEL_EXPORTER_OTLP_TIMEOUT", "soon")], "OTEL_EXPORTER_OTLP_TIMEOUT"),
+        (ENDPOINT, &[("OTEL_METRIC_EXPORT_INTERVAL", "0")], "OTEL_METRIC_EXPORT_INTERVAL"),
+        (ENDPOINT, &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")], "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        (
+            ENDPOINT,
+            &[("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "sometimes")],
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+        ),
+    ];
+    for (toml_text, env, key) in cases {
+        assert_eq!(invalid_key(toml_text, env), *key, "config {toml_text:?} env {env:?}");
+    }
+}
+
+#[test]
+fn errors_never_echo_secrets() {
+    let reason = disabled(
+        "endpoint = \"ftp://user:SECRET@c/?token=SECRET\"\nheaders = { authorization = \"Bearer SECRET\" }",
+        None,
+        &[],
+    );
+    assert!(!reason.to_string().contains("SECRET"), "{reason}");
+    let s = settings("endpoint = \"https://user:SECRET@c.example/base?token=SECRET\"", None, &[]);
+    assert_eq!(s.display_endpoint(), "https://c.example/base/v1/metrics");
+}
+
+#[test]
+fn prompt_shape_metrics_are_ignored_with_a_warning() {
+    match resolve(&format!("{ENDPOINT}\nprompt_shape_metrics = true"), None, &[]) {
+        Resolution::Enabled { warnings, .. } => {
+            assert_eq!(warnings.len(), 1);
+            assert!(warnings[0].contains("telemetry.prompt_shape_metrics"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_spec_example_table_deserializes() {
+    let c = config(
+        r#"
+enabled = true
+service_name = "mesh-llm"
+endpoint = "https://otel.example.com"
+headers = { "authorization" = "Bearer TOKEN" }
+export_interval_secs = 15
+queue_size = 2048
+prompt_shape_metrics = false
+
+[metrics]
+endpoint = "https://otel.example.com/v1/metrics"
+"#,
+    );
+    let s = settings_of(&c);
+    assert_eq!(s.endpoint, "https://otel.example.com/v1/metrics");
+    assert_eq!(s.headers["authorization"], "Bearer TOKEN");
+    assert_eq!(s.export_interval, Duration::from_secs(15));
+    assert_eq!(s.queue_size, 2048);
+}
+
+fn settings_of(c: &TelemetryConfig) -> Settings {
+    match c.resolve(None, &[] as &[(&str, &str)]) {
+        Resolution::Enabled { settings, .. } => settings,
+        Resolution::Disabled(reason) => panic!("{reason}"),
+    }
+}
+
+#[test]
+fn unknown_keys_and_wrong_types_are_deserialize_errors_naming_the_key() {
+    let err = toml::from_str::<TelemetryConfig>("endpointt = \"http://c\"").unwrap_err();
+    assert!(err.to_string().contains("endpointt"), "{err}");
+    let err = toml::from_str::<TelemetryConfig>("queue_size = \"big\"").unwrap_err();
+    assert!(err.to_string().contains("queue_size"), "{err}");
+}
