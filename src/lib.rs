@@ -97,10 +97,10 @@
 
 pub use survey_macros::{FailureReason, exit, launch, unload};
 pub use survey_runtime::{
-    ContextBucket, DeviceFacts, DisabledReason, FailureKind, FailureReason, GpuInfo,
-    HardwareFacts, InstanceKey, InvalidSetting, LaunchKind, ModelFacts, Resolution, Settings,
-    Setup, ShutdownReport, Status, SurveyGuard, SurveyModel, TelemetryConfig, config, hardware,
-    init, otel, privacy, schema, status,
+    ContextBucket, DeviceFacts, DisabledReason, FailureKind, FailureReason, GpuInfo, HardwareFacts,
+    InstanceKey, InvalidSetting, LaunchKind, ModelFacts, Resolution, Settings, Setup,
+    ShutdownReport, Status, SurveyGuard, SurveyModel, TelemetryConfig, config, hardware, init,
+    otel, privacy, schema, status,
 };
 
 /// Records an unexpected exit of `model` without the `#[survey::exit]`

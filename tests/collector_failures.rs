@@ -13,17 +13,34 @@ use survey::schema;
 /// Runs a fixed workload: 3 successes (one unloaded, one crashed), 2 failures.
 async fn workload(round: u64) {
     let base = round * 10;
-    let a = load(&Spec::new(base + 1, "/m/alpha.gguf", 4096), Duration::ZERO, None)
-        .await
-        .expect("own Ok comes back");
-    let b = load(&Spec::new(base + 2, "/m/beta.gguf", 4096), Duration::ZERO, None)
-        .await
-        .expect("own Ok comes back");
-    let _c = load(&Spec::new(base + 3, "/m/gamma.gguf", 4096), Duration::ZERO, None)
-        .await
-        .expect("own Ok comes back");
+    let a = load(
+        &Spec::new(base + 1, "/m/alpha.gguf", 4096),
+        Duration::ZERO,
+        None,
+    )
+    .await
+    .expect("own Ok comes back");
+    let b = load(
+        &Spec::new(base + 2, "/m/beta.gguf", 4096),
+        Duration::ZERO,
+        None,
+    )
+    .await
+    .expect("own Ok comes back");
+    let _c = load(
+        &Spec::new(base + 3, "/m/gamma.gguf", 4096),
+        Duration::ZERO,
+        None,
+    )
+    .await
+    .expect("own Ok comes back");
     for error in [LaunchError::HealthTimeout, LaunchError::Spawn] {
-        let result = load(&Spec::new(base + 4, "/m/delta.gguf", 4096), Duration::ZERO, Some(error)).await;
+        let result = load(
+            &Spec::new(base + 4, "/m/delta.gguf", 4096),
+            Duration::ZERO,
+            Some(error),
+        )
+        .await;
         assert_eq!(result.unwrap_err(), error, "own Err comes back");
     }
     unload(a).await.expect("own Ok comes back");
@@ -32,7 +49,11 @@ async fn workload(round: u64) {
 
 /// Exact totals after `rounds` workloads.
 fn assert_totals(points: &[Point], rounds: f64) {
-    assert_eq!(total(points, schema::LAUNCH_TOTAL), 5.0 * rounds, "{points:#?}");
+    assert_eq!(
+        total(points, schema::LAUNCH_TOTAL),
+        5.0 * rounds,
+        "{points:#?}"
+    );
     assert_eq!(total(points, schema::LAUNCH_SUCCESS_TOTAL), 3.0 * rounds);
     assert_eq!(total(points, schema::LAUNCH_FAILURE_TOTAL), 2.0 * rounds);
     assert_eq!(total(points, schema::UNLOAD_TOTAL), rounds);
@@ -40,11 +61,12 @@ fn assert_totals(points: &[Point], rounds: f64) {
     assert_eq!(one(points, schema::LOADED_MODELS, &[]).value, rounds);
 }
 
-const FAST_EXPORT: &str = "export_interval_secs = 0.2\ntimeout_secs = 0.5\nshutdown_timeout_secs = 1.5";
+const FAST_EXPORT: &str =
+    "export_interval_secs = 0.2\ntimeout_secs = 0.5\nshutdown_timeout_secs = 1.5";
 
 #[tokio::test]
 async fn collector_down_then_back_loses_nothing() {
-    let _serial = serial();
+    let _serial = serial().await;
     let receiver = Receiver::start();
     let addr = receiver.addr();
     let endpoint = receiver.endpoint();
@@ -61,11 +83,16 @@ async fn collector_down_then_back_loses_nothing() {
     let status = guard.status();
     assert!(status.exports_failed >= 2, "{status}");
     assert_eq!(status.exports_ok, 0);
-    assert_eq!(status.last_error.as_deref(), Some("cannot connect to the collector"));
+    assert_eq!(
+        status.last_error.as_deref(),
+        Some("cannot connect to the collector")
+    );
 
     let receiver = Receiver::start_on(addr).expect("the port comes back");
     assert!(
-        receiver.wait_until(Duration::from_secs(10), |r| r.iter().any(|r| r.answered == 200)),
+        receiver.wait_until(Duration::from_secs(10), |r| r
+            .iter()
+            .any(|r| r.answered == 200)),
         "a periodic export reaches the collector once it is back"
     );
     assert_totals(&receiver.latest_points(), 2.0);
@@ -80,7 +107,7 @@ async fn collector_down_then_back_loses_nothing() {
 
 #[tokio::test]
 async fn collector_answering_503_then_recovering_loses_nothing() {
-    let _serial = serial();
+    let _serial = serial().await;
     let receiver = Receiver::start();
     receiver.set_mode(Mode::Status(503, None));
     let guard = start(&receiver.endpoint(), FAST_EXPORT);
@@ -92,7 +119,10 @@ async fn collector_answering_503_then_recovering_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(guard.status().exports_failed >= 1);
-    assert_eq!(guard.status().last_error.as_deref(), Some("collector answered HTTP 503"));
+    assert_eq!(
+        guard.status().last_error.as_deref(),
+        Some("collector answered HTTP 503")
+    );
     workload(2).await;
 
     receiver.set_mode(Mode::Accept);
@@ -106,10 +136,13 @@ async fn collector_answering_503_then_recovering_loses_nothing() {
 
 #[tokio::test]
 async fn collector_answering_429_is_retried_after_its_delay() {
-    let _serial = serial();
+    let _serial = serial().await;
     let receiver = Receiver::start();
     receiver.set_mode(Mode::Status(429, Some("0".into())));
-    let guard = start(&receiver.endpoint(), "timeout_secs = 5\nshutdown_timeout_secs = 5");
+    let guard = start(
+        &receiver.endpoint(),
+        "timeout_secs = 5\nshutdown_timeout_secs = 5",
+    );
     workload(1).await;
     // Each flush retries the throttled export within its budget.
     assert!(guard.flush(Duration::from_secs(10)));
@@ -125,7 +158,7 @@ async fn collector_answering_429_is_retried_after_its_delay() {
 
 #[tokio::test]
 async fn collector_dropping_connections_is_survived() {
-    let _serial = serial();
+    let _serial = serial().await;
     let receiver = Receiver::start();
     receiver.set_mode(Mode::Drop);
     let guard = start(&receiver.endpoint(), FAST_EXPORT);
@@ -143,7 +176,7 @@ async fn collector_dropping_connections_is_survived() {
 
 #[tokio::test]
 async fn collector_that_never_answers_blocks_nothing_and_shutdown_keeps_its_bound() {
-    let _serial = serial();
+    let _serial = serial().await;
     let receiver = Receiver::start();
     receiver.set_mode(Mode::Hang);
     // Exports may hang for 30 s; shutdown may take 1 s.
@@ -152,7 +185,10 @@ async fn collector_that_never_answers_blocks_nothing_and_shutdown_keeps_its_boun
         "export_interval_secs = 60\ntimeout_secs = 30\nshutdown_timeout_secs = 1",
     );
     // Start an export and leave it stuck in the collector.
-    assert!(!guard.flush(Duration::from_millis(200)), "the export cannot finish");
+    assert!(
+        !guard.flush(Duration::from_millis(200)),
+        "the export cannot finish"
+    );
     assert!(receiver.wait_until(Duration::from_secs(10), |r| !r.is_empty()));
 
     // Instrumented calls finish while the export hangs.
@@ -165,7 +201,10 @@ async fn collector_that_never_answers_blocks_nothing_and_shutdown_keeps_its_boun
     );
 
     let report = guard.shutdown();
-    assert!(!report.flushed, "the final export cannot finish: {report:?}");
+    assert!(
+        !report.flushed,
+        "the final export cannot finish: {report:?}"
+    );
     assert!(
         report.elapsed < Duration::from_millis(2500),
         "shutdown exceeded its 1 s bound: {report:?}"
@@ -178,7 +217,7 @@ async fn collector_that_never_answers_blocks_nothing_and_shutdown_keeps_its_boun
 
 #[tokio::test]
 async fn unreachable_tls_endpoint_is_reported_not_fatal() {
-    let _serial = serial();
+    let _serial = serial().await;
     // A plain-HTTP receiver behind an https:// URL: the TLS handshake fails.
     let receiver = Receiver::start();
     let endpoint = format!("https://{}", receiver.addr());

@@ -12,7 +12,7 @@ const FLUSH: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn every_lifecycle_event_arrives_with_its_attributes() {
-    let _serial = serial();
+    let _serial = serial().await;
     let receiver = Receiver::start();
     let guard = start(&receiver.endpoint(), "");
 
@@ -21,7 +21,9 @@ async fn every_lifecycle_event_arrives_with_its_attributes() {
     let kept_running = launch_as(survey::LaunchKind::Startup, &kept).await.unwrap();
     // A runtime load that is unloaded later.
     let unloaded = Spec::new(2, "/srv/m/GLM-4.5-Air-Q4_K_M-00001-of-00003.gguf", 8192);
-    let unloaded_running = load(&unloaded, Duration::from_millis(30), None).await.unwrap();
+    let unloaded_running = load(&unloaded, Duration::from_millis(30), None)
+        .await
+        .unwrap();
     // A runtime load whose backend crashes.
     let crashing = Spec::new(3, "/srv/m/phi-4-Q8_0.gguf", 200_000);
     let crashing_running = load(&crashing, Duration::ZERO, None).await.unwrap();
@@ -29,7 +31,11 @@ async fn every_lifecycle_event_arrives_with_its_attributes() {
     for (i, error) in LaunchError::ALL.into_iter().enumerate() {
         let spec = Spec::new(100 + i as u64, &format!("/m/fail{i}.gguf"), 4096);
         let result = load(&spec, Duration::ZERO, Some(error)).await;
-        assert_eq!(result.unwrap_err(), error, "the function's own error comes back");
+        assert_eq!(
+            result.unwrap_err(),
+            error,
+            "the function's own error comes back"
+        );
     }
     unload(unloaded_running).await.unwrap();
     crashed(&crashing_running);
@@ -40,7 +46,10 @@ async fn every_lifecycle_event_arrives_with_its_attributes() {
     for request in &requests {
         assert_eq!(request.method, "POST");
         assert_eq!(request.path, "/v1/metrics");
-        assert_eq!(request.header("content-type"), Some("application/x-protobuf"));
+        assert_eq!(
+            request.header("content-type"),
+            Some("application/x-protobuf")
+        );
         assert_eq!(request.header("content-encoding"), Some("gzip"));
         assert!(request.decode_error.is_none(), "{:?}", request.decode_error);
     }
@@ -82,7 +91,8 @@ async fn every_lifecycle_event_arrives_with_its_attributes() {
             assert_eq!((p.kind, p.unit.as_str()), (kind, unit), "{metric}");
         }
     }
-    let names: std::collections::BTreeSet<&str> = points.iter().map(|p| p.metric.as_str()).collect();
+    let names: std::collections::BTreeSet<&str> =
+        points.iter().map(|p| p.metric.as_str()).collect();
     assert_eq!(names.len(), 10, "exactly the ten schema metrics: {names:?}");
 
     // Counters.
@@ -104,7 +114,10 @@ async fn every_lifecycle_event_arrives_with_its_attributes() {
         ("mesh_llm.context_bucket", "16k_32k"),
         ("mesh_llm.gpu_count", "2"),
         ("mesh_llm.gpu_name", "NVIDIA GeForce RTX 4090"),
-        ("mesh_llm.gpu_stable_id", startup.attr("mesh_llm.gpu_stable_id").unwrap()),
+        (
+            "mesh_llm.gpu_stable_id",
+            startup.attr("mesh_llm.gpu_stable_id").unwrap(),
+        ),
         ("mesh_llm.is_soc", "false"),
         ("mesh_llm.launch_kind", "startup"),
         ("mesh_llm.model", "Qwen3-8B-Q4_K_M"),
@@ -144,7 +157,10 @@ async fn every_lifecycle_event_arrives_with_its_attributes() {
         let d = one(
             &points,
             schema::LAUNCH_DURATION_MS,
-            &[("mesh_llm.model", &format!("fail{i}")), ("mesh_llm.failure_reason", reason)],
+            &[
+                ("mesh_llm.model", &format!("fail{i}")),
+                ("mesh_llm.failure_reason", reason),
+            ],
         );
         assert_eq!(d.value, 1.0);
     }
@@ -163,9 +179,17 @@ async fn every_lifecycle_event_arrives_with_its_attributes() {
     assert!(glm_duration.sum.unwrap() >= 30.0, "{glm_duration:?}");
 
     // Unload and exit: counted with the model as launched, uptime recorded.
-    let u = one(&points, schema::UNLOAD_TOTAL, &[("mesh_llm.model", "GLM-4.5-Air-Q4_K_M")]);
+    let u = one(
+        &points,
+        schema::UNLOAD_TOTAL,
+        &[("mesh_llm.model", "GLM-4.5-Air-Q4_K_M")],
+    );
     assert_eq!(u.attr("mesh_llm.launch_kind"), Some("runtime_load"));
-    let e = one(&points, schema::EXIT_UNEXPECTED_TOTAL, &[("mesh_llm.model", "phi-4-Q8_0")]);
+    let e = one(
+        &points,
+        schema::EXIT_UNEXPECTED_TOTAL,
+        &[("mesh_llm.model", "phi-4-Q8_0")],
+    );
     assert_eq!(e.attr("mesh_llm.context_bucket"), Some(">128k"));
     let uptimes = of(&points, schema::UPTIME_S);
     assert_eq!(uptimes.len(), 2, "{uptimes:#?}");
@@ -182,7 +206,10 @@ async fn every_lifecycle_event_arrives_with_its_attributes() {
     assert_eq!(loaded.attr("mesh_llm.gpu_count"), Some("2"));
     let model_loaded = of(&points, schema::MODEL_LOADED);
     assert_eq!(model_loaded.len(), 1, "{model_loaded:#?}");
-    assert_eq!(model_loaded[0].attr("mesh_llm.model"), Some("Qwen3-8B-Q4_K_M"));
+    assert_eq!(
+        model_loaded[0].attr("mesh_llm.model"),
+        Some("Qwen3-8B-Q4_K_M")
+    );
     assert_eq!(model_loaded[0].value, 1.0);
     let ctx = of(&points, schema::MODEL_CONTEXT_LENGTH);
     assert_eq!(ctx.len(), 1);
@@ -209,7 +236,7 @@ async fn every_lifecycle_event_arrives_with_its_attributes() {
 
 #[tokio::test]
 async fn a_cancelled_launch_is_recorded_as_other_and_nothing_drifts() {
-    let _serial = serial();
+    let _serial = serial().await;
     let receiver = Receiver::start();
     let guard = start(&receiver.endpoint(), "");
 
@@ -224,7 +251,11 @@ async fn a_cancelled_launch_is_recorded_as_other_and_nothing_drifts() {
     assert!(guard.flush(FLUSH));
     let points = receiver.latest_points();
     assert_eq!(total(&points, schema::LAUNCH_TOTAL), 1.0);
-    let failure = one(&points, schema::LAUNCH_FAILURE_TOTAL, &[("mesh_llm.model", "slow")]);
+    let failure = one(
+        &points,
+        schema::LAUNCH_FAILURE_TOTAL,
+        &[("mesh_llm.model", "slow")],
+    );
     assert_eq!(failure.attr("mesh_llm.failure_reason"), Some("other"));
     assert_eq!(total(&points, schema::LAUNCH_SUCCESS_TOTAL), 0.0);
     assert_eq!(one(&points, schema::LOADED_MODELS, &[]).value, 0.0);
@@ -234,7 +265,7 @@ async fn a_cancelled_launch_is_recorded_as_other_and_nothing_drifts() {
 
 #[tokio::test]
 async fn exit_of_a_model_survey_never_saw_counts_without_uptime() {
-    let _serial = serial();
+    let _serial = serial().await;
     let receiver = Receiver::start();
     let guard = start(&receiver.endpoint(), "");
     crashed(&Running {
@@ -248,7 +279,14 @@ async fn exit_of_a_model_survey_never_saw_counts_without_uptime() {
     assert!(guard.flush(FLUSH));
     let points = receiver.latest_points();
     assert_eq!(total(&points, schema::EXIT_UNEXPECTED_TOTAL), 2.0);
-    one(&points, schema::EXIT_UNEXPECTED_TOTAL, &[("mesh_llm.model", "unknown")]);
-    assert!(of(&points, schema::UPTIME_S).is_empty(), "uptime unknown: no histogram point");
+    one(
+        &points,
+        schema::EXIT_UNEXPECTED_TOTAL,
+        &[("mesh_llm.model", "unknown")],
+    );
+    assert!(
+        of(&points, schema::UPTIME_S).is_empty(),
+        "uptime unknown: no histogram point"
+    );
     drop(guard);
 }

@@ -33,12 +33,16 @@ impl survey::SurveyModel for Leaky {
 
 #[survey::launch(kind = "startup", model = model)]
 async fn launch_leaky(model: &Leaky, fail: bool) -> Result<(), LaunchError> {
-    if fail { Err(LaunchError::Other) } else { Ok(()) }
+    if fail {
+        Err(LaunchError::Other)
+    } else {
+        Ok(())
+    }
 }
 
 #[tokio::test]
 async fn canaries_in_paths_urls_and_facts_never_reach_the_wire() {
-    let _serial = serial();
+    let _serial = serial().await;
     for protocol in ["http/protobuf", "http/json"] {
         let receiver = Receiver::start();
         let guard = start(
@@ -82,7 +86,11 @@ async fn canaries_in_paths_urls_and_facts_never_reach_the_wire() {
         // Dropped rather than sanitized into something misleading.
         for p in points.iter().filter(|p| p.metric != schema::LOADED_MODELS) {
             assert_eq!(p.attr("mesh_llm.gpu_name"), None);
-            assert_eq!(p.attr("mesh_llm.gpu_stable_id"), None, "cuda0 is low entropy");
+            assert_eq!(
+                p.attr("mesh_llm.gpu_stable_id"),
+                None,
+                "cuda0 is low entropy"
+            );
             assert_eq!(p.attr("mesh_llm.architecture"), None);
             assert_eq!(p.attr("mesh_llm.backend"), None);
         }
@@ -100,7 +108,7 @@ async fn canaries_in_paths_urls_and_facts_never_reach_the_wire() {
 
 #[tokio::test]
 async fn a_full_queue_drops_the_oldest_events_and_counts_them() {
-    let _serial = serial();
+    let _serial = serial().await;
     let receiver = Receiver::start();
     let config = telemetry(&format!(
         "enabled = true\nendpoint = \"{}\"\nexport_interval_secs = 60\nqueue_size = 3",
@@ -118,9 +126,13 @@ async fn a_full_queue_drops_the_oldest_events_and_counts_them() {
     // Five launches of five models: ten events, in order
     // started(1), finished(1), ..., started(5), finished(5).
     for slot in 1..=5 {
-        load(&Spec::new(slot, &format!("/m/model{slot}.gguf"), 4096), Duration::ZERO, None)
-            .await
-            .unwrap();
+        load(
+            &Spec::new(slot, &format!("/m/model{slot}.gguf"), 4096),
+            Duration::ZERO,
+            None,
+        )
+        .await
+        .unwrap();
     }
     assert_eq!(guard.status().events_dropped, 7);
     release.send(()).unwrap();
@@ -131,10 +143,22 @@ async fn a_full_queue_drops_the_oldest_events_and_counts_them() {
     // Kept: finished(4), started(5), finished(5).
     let points = receiver.latest_points();
     assert_eq!(total(&points, schema::LAUNCH_TOTAL), 1.0);
-    one(&points, schema::LAUNCH_TOTAL, &[("mesh_llm.model", "model5")]);
+    one(
+        &points,
+        schema::LAUNCH_TOTAL,
+        &[("mesh_llm.model", "model5")],
+    );
     assert_eq!(total(&points, schema::LAUNCH_SUCCESS_TOTAL), 2.0);
-    one(&points, schema::LAUNCH_SUCCESS_TOTAL, &[("mesh_llm.model", "model4")]);
-    one(&points, schema::LAUNCH_SUCCESS_TOTAL, &[("mesh_llm.model", "model5")]);
+    one(
+        &points,
+        schema::LAUNCH_SUCCESS_TOTAL,
+        &[("mesh_llm.model", "model4")],
+    );
+    one(
+        &points,
+        schema::LAUNCH_SUCCESS_TOTAL,
+        &[("mesh_llm.model", "model5")],
+    );
     // The loaded set is kept outside the queue: all five are still loaded.
     assert_eq!(one(&points, schema::LOADED_MODELS, &[]).value, 5.0);
     drop(guard);

@@ -11,16 +11,25 @@ use survey::schema;
 
 #[tokio::test]
 async fn config_wins_over_the_process_environment() {
-    let _serial = serial();
+    let _serial = serial().await;
     // SAFETY: this binary runs this single test; nothing else reads the
     // environment concurrently.
     unsafe {
-        std::env::set_var("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20ENV,x-env=1");
-        std::env::set_var("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "authorization=Bearer%20ENVM,x-env=2");
+        std::env::set_var(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "authorization=Bearer%20ENV,x-env=1",
+        );
+        std::env::set_var(
+            "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+            "authorization=Bearer%20ENVM,x-env=2",
+        );
         std::env::set_var("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip");
         std::env::set_var("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json");
         std::env::set_var("OTEL_SERVICE_NAME", "from-env");
-        std::env::set_var("OTEL_RESOURCE_ATTRIBUTES", "host.name=CANARYHOST,secret=CANARYRES");
+        std::env::set_var(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "host.name=CANARYHOST,secret=CANARYRES",
+        );
     }
     let receiver = Receiver::start();
     let config = telemetry(&format!(
@@ -41,7 +50,10 @@ async fn config_wins_over_the_process_environment() {
     assert_eq!(request.header("x-env"), Some("2"));
     // Config compression and protocol win.
     assert_eq!(request.header("content-encoding"), None);
-    assert_eq!(request.header("content-type"), Some("application/x-protobuf"));
+    assert_eq!(
+        request.header("content-type"),
+        Some("application/x-protobuf")
+    );
     assert_eq!(total(&request.points(), schema::LAUNCH_TOTAL), 1.0);
     // OTEL_SERVICE_NAME applies (the config has none); resource attributes
     // from the environment never do.

@@ -11,14 +11,18 @@ use survey::schema;
 const FLUSH: Duration = Duration::from_secs(10);
 
 async fn one_launch() {
-    load(&Spec::new(1, "/m/Qwen3-8B-Q4_K_M.gguf", 4096), Duration::ZERO, None)
-        .await
-        .unwrap();
+    load(
+        &Spec::new(1, "/m/Qwen3-8B-Q4_K_M.gguf", 4096),
+        Duration::ZERO,
+        None,
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
 async fn json_protocol_decodes_with_the_official_types() {
-    let _serial = serial();
+    let _serial = serial().await;
     let receiver = Receiver::start();
     let guard = start(&receiver.endpoint(), "protocol = \"http/json\"");
     one_launch().await;
@@ -29,13 +33,17 @@ async fn json_protocol_decodes_with_the_official_types() {
     assert!(request.decode_error.is_none(), "{:?}", request.decode_error);
     let points = request.points();
     assert_eq!(total(&points, schema::LAUNCH_SUCCESS_TOTAL), 1.0);
-    one(&points, schema::MODEL_CONTEXT_LENGTH, &[("mesh_llm.model", "Qwen3-8B-Q4_K_M")]);
+    one(
+        &points,
+        schema::MODEL_CONTEXT_LENGTH,
+        &[("mesh_llm.model", "Qwen3-8B-Q4_K_M")],
+    );
     drop(guard);
 }
 
 #[tokio::test]
 async fn gzip_is_the_default_and_can_be_turned_off() {
-    let _serial = serial();
+    let _serial = serial().await;
     let receiver = Receiver::start();
     let guard = start(&receiver.endpoint(), "");
     one_launch().await;
@@ -51,14 +59,17 @@ async fn gzip_is_the_default_and_can_be_turned_off() {
     assert!(guard.flush(FLUSH));
     let request = receiver.requests().pop().unwrap();
     assert_eq!(request.header("content-encoding"), None);
-    assert_eq!(request.header("content-type"), Some("application/x-protobuf"));
+    assert_eq!(
+        request.header("content-type"),
+        Some("application/x-protobuf")
+    );
     assert_eq!(total(&request.points(), schema::LAUNCH_TOTAL), 1.0);
     drop(guard);
 }
 
 #[tokio::test]
 async fn configured_headers_arrive_and_only_v1_metrics_is_requested() {
-    let _serial = serial();
+    let _serial = serial().await;
     let receiver = Receiver::start();
     let guard = start(
         &receiver.endpoint(),
@@ -66,12 +77,20 @@ async fn configured_headers_arrive_and_only_v1_metrics_is_requested() {
     );
     one_launch().await;
     assert!(guard.flush(FLUSH));
-    unload(Running { slot: 1, path: "x".into() }).await.unwrap();
+    unload(Running {
+        slot: 1,
+        path: "x".into(),
+    })
+    .await
+    .unwrap();
     assert!(guard.flush(FLUSH));
     let requests = receiver.requests();
     assert!(requests.len() >= 2);
     for request in &requests {
-        assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", "/v1/metrics"));
+        assert_eq!(
+            (request.method.as_str(), request.path.as_str()),
+            ("POST", "/v1/metrics")
+        );
         assert_eq!(request.header("authorization"), Some("Bearer TOKEN"));
         assert_eq!(request.header("x-tenant"), Some("lab"));
     }
@@ -80,7 +99,7 @@ async fn configured_headers_arrive_and_only_v1_metrics_is_requested() {
 
 #[tokio::test]
 async fn a_metrics_endpoint_is_used_exactly_as_given() {
-    let _serial = serial();
+    let _serial = serial().await;
     let receiver = Receiver::start();
     let config = telemetry(&format!(
         "enabled = true\nexport_interval_secs = 60\n[metrics]\nendpoint = \"{}/custom/path\"",
@@ -100,7 +119,7 @@ async fn a_metrics_endpoint_is_used_exactly_as_given() {
 
 #[tokio::test]
 async fn disabled_survey_sends_nothing_and_changes_nothing() {
-    let _serial = serial();
+    let _serial = serial().await;
     let receiver = Receiver::start();
     let config = telemetry(&format!(
         "enabled = false\nendpoint = \"{}\"\nexport_interval_secs = 0.05",
@@ -117,7 +136,12 @@ async fn disabled_survey_sends_nothing_and_changes_nothing() {
     let running = load(&Spec::new(1, "/m/a.gguf", 4096), Duration::ZERO, None)
         .await
         .unwrap();
-    let failed = load(&Spec::new(2, "/m/b.gguf", 4096), Duration::ZERO, Some(LaunchError::Spawn)).await;
+    let failed = load(
+        &Spec::new(2, "/m/b.gguf", 4096),
+        Duration::ZERO,
+        Some(LaunchError::Spawn),
+    )
+    .await;
     assert_eq!(failed.unwrap_err(), LaunchError::Spawn);
     crashed(&running);
     unload(running).await.unwrap();

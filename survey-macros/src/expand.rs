@@ -65,46 +65,36 @@ fn expand_launch(args: TokenStream, item: TokenStream) -> syn::Result<TokenStrea
         }
     };
 
-    let ItemFn {
-        attrs,
-        vis,
-        sig,
-        block,
-    } = function;
-    let body = wrapped_body(&sig.output, &block, true);
+    let mut function = function;
+    let body = wrapped_body(&function.sig.output, &function.block, true);
     let start = quote_spanned!(model.span()=>
         ::survey::__private::LaunchGuard::start(#kind, &(#model))
     );
     let finish = quote_spanned!(return_type.span()=>
         __survey_launch.finish(&__survey_result)
     );
-    Ok(quote! {
-        #(#attrs)*
-        #vis #sig {
+    replace_body(
+        &mut function,
+        quote! {
             let __survey_launch = #start;
             let __survey_result = #body;
             #finish;
             __survey_result
-        }
-    })
+        },
+    )?;
+    Ok(quote!(#function))
 }
 
 fn expand_unload(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let mut args = Args::parse_tokens(args)?;
     args.deny_kind("unload")?;
     let model = args.require_model("unload")?;
-    let function: ItemFn = syn::parse2(item)?;
-    let ItemFn {
-        attrs,
-        vis,
-        sig,
-        block,
-    } = function;
-    let is_async = sig.asyncness.is_some();
-    let body = wrapped_body(&sig.output, &block, is_async);
-    let return_span = match &sig.output {
+    let mut function: ItemFn = syn::parse2(item)?;
+    let is_async = function.sig.asyncness.is_some();
+    let body = wrapped_body(&function.sig.output, &function.block, is_async);
+    let return_span = match &function.sig.output {
         ReturnType::Type(_, ty) => ty.span(),
-        ReturnType::Default => sig.ident.span(),
+        ReturnType::Default => function.sig.ident.span(),
     };
     let start = quote_spanned!(model.span()=>
         ::survey::__private::UnloadGuard::start(&(#model))
@@ -112,15 +102,17 @@ fn expand_unload(args: TokenStream, item: TokenStream) -> syn::Result<TokenStrea
     let finish = quote_spanned!(return_span=>
         __survey_unload.finish(&__survey_result)
     );
-    Ok(quote! {
-        #(#attrs)*
-        #vis #sig {
+    replace_body(
+        &mut function,
+        quote! {
             let __survey_unload = #start;
+            #[allow(clippy::redundant_closure_call)]
             let __survey_result = #body;
             #finish;
             __survey_result
-        }
-    })
+        },
+    )?;
+    Ok(quote!(#function))
 }
 
 fn expand_exit(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
@@ -133,6 +125,14 @@ fn expand_exit(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream>
     ))?;
     function.block.stmts.insert(0, record);
     Ok(quote!(#function))
+}
+
+/// Replaces the statements of `function`'s body, keeping the item and its
+/// braces as the user wrote them, so lints on the function (`dead_code`, ...)
+/// still reach the user.
+fn replace_body(function: &mut ItemFn, statements: TokenStream) -> syn::Result<()> {
+    function.block.stmts = syn::parse::Parser::parse2(syn::Block::parse_within, statements)?;
+    Ok(())
 }
 
 /// The user's block as `async move { .. }.await` or `(move || { .. })()`,
@@ -167,10 +167,7 @@ fn wrapped_body(output: &ReturnType, block: &syn::Block, is_async: bool) -> Toke
     if is_async {
         quote!(async move { #inner }.await)
     } else {
-        quote!((
-            #[allow(clippy::redundant_closure_call)]
-            move || { #inner }
-        )())
+        quote!((move || { #inner })())
     }
 }
 

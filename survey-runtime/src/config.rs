@@ -285,7 +285,11 @@ pub const PLUGIN_SWITCH: &str = "[[plugin]] name = \"survey\" enabled";
 impl TelemetryConfig {
     /// Resolves this table with the `[[plugin]] name = "survey"` switch
     /// (`None` when the config has no such entry) and an environment.
-    pub fn resolve(&self, plugin_enabled: Option<bool>, env: &(impl EnvSource + ?Sized)) -> Resolution {
+    pub fn resolve(
+        &self,
+        plugin_enabled: Option<bool>,
+        env: &(impl EnvSource + ?Sized),
+    ) -> Resolution {
         match resolve(self, plugin_enabled, env) {
             Ok((settings, warnings)) => Resolution::Enabled { settings, warnings },
             Err(reason) => Resolution::Disabled(reason),
@@ -315,13 +319,25 @@ fn resolve(
     }
 
     let (endpoint, endpoint_source) = if let Some(url) = &config.metrics.endpoint {
-        (checked_url("telemetry.metrics.endpoint", url)?, "telemetry.metrics.endpoint")
+        (
+            checked_url("telemetry.metrics.endpoint", url)?,
+            "telemetry.metrics.endpoint",
+        )
     } else if let Some(url) = &config.endpoint {
-        (with_metrics_path(&checked_url("telemetry.endpoint", url)?), "telemetry.endpoint")
+        (
+            with_metrics_path(&checked_url("telemetry.endpoint", url)?),
+            "telemetry.endpoint",
+        )
     } else if let Some(url) = var(env::METRICS_ENDPOINT) {
-        (checked_url(env::METRICS_ENDPOINT, &url)?, env::METRICS_ENDPOINT)
+        (
+            checked_url(env::METRICS_ENDPOINT, &url)?,
+            env::METRICS_ENDPOINT,
+        )
     } else if let Some(url) = var(env::ENDPOINT) {
-        (with_metrics_path(&checked_url(env::ENDPOINT, &url)?), env::ENDPOINT)
+        (
+            with_metrics_path(&checked_url(env::ENDPOINT, &url)?),
+            env::ENDPOINT,
+        )
     } else {
         return Err(DisabledReason::NoEndpoint);
     };
@@ -341,7 +357,12 @@ fn resolve(
         headers.insert(name, value);
     }
 
-    let protocol = match first(&config.protocol, "telemetry.protocol", &var, &[env::METRICS_PROTOCOL, env::PROTOCOL]) {
+    let protocol = match first(
+        &config.protocol,
+        "telemetry.protocol",
+        &var,
+        &[env::METRICS_PROTOCOL, env::PROTOCOL],
+    ) {
         None => Protocol::HttpProtobuf,
         Some((key, value)) => match value.trim() {
             "http/protobuf" => Protocol::HttpProtobuf,
@@ -354,12 +375,21 @@ fn resolve(
                 .into());
             }
             _ => {
-                return Err(InvalidSetting::new(key, "expected \"http/protobuf\" or \"http/json\"").into());
+                return Err(InvalidSetting::new(
+                    key,
+                    "expected \"http/protobuf\" or \"http/json\"",
+                )
+                .into());
             }
         },
     };
 
-    let compression = match first(&config.compression, "telemetry.compression", &var, &[env::METRICS_COMPRESSION, env::COMPRESSION]) {
+    let compression = match first(
+        &config.compression,
+        "telemetry.compression",
+        &var,
+        &[env::METRICS_COMPRESSION, env::COMPRESSION],
+    ) {
         None => Compression::Gzip,
         Some((key, value)) => match value.trim().to_ascii_lowercase().as_str() {
             "gzip" => Compression::Gzip,
@@ -486,16 +516,27 @@ fn checked_url(key: &str, raw: &str) -> Result<String, InvalidSetting> {
         .any(|p| raw.len() > p.len() && raw[..p.len()].eq_ignore_ascii_case(p));
     if !scheme_ok {
         let found = match raw.split_once("://") {
-            Some((scheme, _)) => format!("scheme \"{}\"", scheme.chars().take(16).collect::<String>()),
+            Some((scheme, _)) => {
+                format!("scheme \"{}\"", scheme.chars().take(16).collect::<String>())
+            }
             None => "no scheme".to_string(),
         };
-        return Err(InvalidSetting::new(key, format!("{expected}, found {found}")));
+        return Err(InvalidSetting::new(
+            key,
+            format!("{expected}, found {found}"),
+        ));
     }
-    let uri: http::Uri = raw
-        .parse()
-        .map_err(|_| InvalidSetting::new(key, format!("{expected}; the value does not parse as a URL")))?;
+    let uri: http::Uri = raw.parse().map_err(|_| {
+        InvalidSetting::new(
+            key,
+            format!("{expected}; the value does not parse as a URL"),
+        )
+    })?;
     if uri.host().is_none_or(str::is_empty) {
-        return Err(InvalidSetting::new(key, format!("{expected}; the URL has no host")));
+        return Err(InvalidSetting::new(
+            key,
+            format!("{expected}; the URL has no host"),
+        ));
     }
     Ok(raw.to_string())
 }
@@ -540,7 +581,10 @@ fn checked_header(key: &str, name: &str, value: &str) -> Result<(String, String)
     }
     let value = value.trim();
     if http::HeaderValue::from_str(value).is_err() {
-        return Err(InvalidSetting::new(key, "expected a header value of visible ASCII characters"));
+        return Err(InvalidSetting::new(
+            key,
+            "expected a header value of visible ASCII characters",
+        ));
     }
     Ok((name, value.to_string()))
 }
@@ -549,9 +593,9 @@ fn checked_header(key: &str, name: &str, value: &str) -> Result<(String, String)
 fn parse_header_list(key: &str, list: &str) -> Result<Vec<(String, String)>, InvalidSetting> {
     let mut out = Vec::new();
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (name, value) = item
-            .split_once('=')
-            .ok_or_else(|| InvalidSetting::new(key, "expected name=value pairs separated by ','"))?;
+        let (name, value) = item.split_once('=').ok_or_else(|| {
+            InvalidSetting::new(key, "expected name=value pairs separated by ','")
+        })?;
         let value = percent_decode(value)
             .ok_or_else(|| InvalidSetting::new(key, "a header value has a bad %-escape"))?;
         out.push(checked_header(key, name, &value)?);
@@ -581,13 +625,19 @@ fn positive_secs(key: &str, secs: f64) -> Result<Duration, InvalidSetting> {
     if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 {
         Ok(Duration::from_secs_f64(secs))
     } else {
-        Err(InvalidSetting::new(key, "expected a number of seconds greater than 0 and at most 86400"))
+        Err(InvalidSetting::new(
+            key,
+            "expected a number of seconds greater than 0 and at most 86400",
+        ))
     }
 }
 
 fn positive_millis(key: &str, ms: &str) -> Result<Duration, InvalidSetting> {
     match ms.trim().parse::<u64>() {
         Ok(ms) if ms > 0 && ms <= 86_400_000 => Ok(Duration::from_millis(ms)),
-        _ => Err(InvalidSetting::new(key, "expected a whole number of milliseconds greater than 0")),
+        _ => Err(InvalidSetting::new(
+            key,
+            "expected a whole number of milliseconds greater than 0",
+        )),
     }
 }

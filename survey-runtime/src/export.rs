@@ -163,7 +163,8 @@ fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
     for (name, value) in headers {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("bad header name {name:?}"))?;
-        let value = HeaderValue::from_str(value).map_err(|_| format!("bad value for header {name}"))?;
+        let value =
+            HeaderValue::from_str(value).map_err(|_| format!("bad value for header {name}"))?;
         map.insert(name, value);
     }
     Ok(map)
@@ -190,8 +191,10 @@ impl HttpClient for SurveyHttpClient {
         match self.client.send_bytes(request).await {
             Ok(response) => {
                 if !response.status().is_success() {
-                    self.counters
-                        .note_transport_problem(format!("collector answered HTTP {}", response.status().as_u16()));
+                    self.counters.note_transport_problem(format!(
+                        "collector answered HTTP {}",
+                        response.status().as_u16()
+                    ));
                 }
                 Ok(response)
             }

@@ -165,7 +165,9 @@ pub fn parse_tegra(compatible: Option<&[u8]>, model: Option<&[u8]>) -> Option<Ha
     let compatible = String::from_utf8_lossy(compatible.unwrap_or_default());
     let model = String::from_utf8_lossy(model.unwrap_or_default());
     let model = model.trim_matches(|c: char| c == '\0' || c.is_whitespace());
-    let tegra = compatible.split('\0').any(|c| c.starts_with("nvidia,tegra"))
+    let tegra = compatible
+        .split('\0')
+        .any(|c| c.starts_with("nvidia,tegra"))
         || model.contains("Jetson");
     tegra.then(|| HardwareFacts {
         backend_device: "cuda".to_string(),
@@ -312,7 +314,10 @@ card1,0x2a1c5e8fd1c94b7e,AMD Instinct MI300X,0x74a1,Advanced Micro Devices Inc. 
         let m = parse_macos_brand("Apple M2 Max\n").unwrap();
         assert_eq!((m.backend_device.as_str(), m.is_soc), ("metal", true));
         assert_eq!(m.gpus[0].name, "Apple M2 Max");
-        assert_eq!(parse_macos_brand("Intel(R) Core(TM) i9-9980HK CPU @ 2.40GHz"), None);
+        assert_eq!(
+            parse_macos_brand("Intel(R) Core(TM) i9-9980HK CPU @ 2.40GHz"),
+            None
+        );
 
         let t = parse_tegra(
             Some(b"nvidia,p3737-0000+p3701-0005\0nvidia,p3701-0005\0nvidia,tegra234\0"),
@@ -321,14 +326,20 @@ card1,0x2a1c5e8fd1c94b7e,AMD Instinct MI300X,0x74a1,Advanced Micro Devices Inc. 
         .unwrap();
         assert_eq!((t.backend_device.as_str(), t.is_soc), ("cuda", true));
         assert_eq!(t.gpus[0].name, "NVIDIA Jetson AGX Orin Developer Kit");
-        assert_eq!(parse_tegra(Some(b"raspberrypi,5-model-b\0brcm,bcm2712\0"), None), None);
+        assert_eq!(
+            parse_tegra(Some(b"raspberrypi,5-model-b\0brcm,bcm2712\0"), None),
+            None
+        );
     }
 
     #[test]
     fn device_view_applies_per_launch_overrides() {
         let node = parse_nvidia_smi(NVIDIA_SMI_TWO_GPUS).unwrap();
         let default = DeviceView::resolve(&node, &DeviceFacts::default());
-        assert_eq!(default.gpu_name.unwrap().as_str(), "NVIDIA GeForce RTX 4090");
+        assert_eq!(
+            default.gpu_name.unwrap().as_str(),
+            "NVIDIA GeForce RTX 4090"
+        );
         assert_eq!(default.gpu_count, 2);
         assert_eq!(default.gpu_stable_id.unwrap().as_str().len(), 16);
 

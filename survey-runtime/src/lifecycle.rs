@@ -131,7 +131,10 @@ impl Setup {
 
     /// Gets the hardware facts from `probe` instead of the built-in probe.
     /// It runs once, on survey's recorder thread; events wait for it.
-    pub fn hardware_probe(mut self, probe: impl FnOnce() -> HardwareFacts + Send + 'static) -> Setup {
+    pub fn hardware_probe(
+        mut self,
+        probe: impl FnOnce() -> HardwareFacts + Send + 'static,
+    ) -> Setup {
         self.hardware = HardwareSource::Custom(Box::new(probe));
         self
     }
@@ -156,7 +159,10 @@ impl Setup {
         }
         let counters = Arc::new(ExportCounters::default());
         let version = privacy::service_version(&self.service_version);
-        let version_text = version.as_ref().map_or("unknown", |v| v.as_str()).to_string();
+        let version_text = version
+            .as_ref()
+            .map_or("unknown", |v| v.as_str())
+            .to_string();
         let provider = match export::meter_provider(&settings, &version_text, counters.clone()) {
             Ok(provider) => provider,
             Err(error) => return disabled(DisabledReason::ExporterFailed(error)),

@@ -37,8 +37,26 @@ impl std::fmt::Display for SafeValue {
 
 /// First path segments that mark a relative path rather than an `org/repo` ref.
 const DIRECTORY_WORDS: &[&str] = &[
-    "home", "users", "user", "root", "tmp", "temp", "mnt", "media", "var", "opt", "srv", "data",
-    "models", "model", "downloads", "library", "cache", "documents", "desktop", "private",
+    "home",
+    "users",
+    "user",
+    "root",
+    "tmp",
+    "temp",
+    "mnt",
+    "media",
+    "var",
+    "opt",
+    "srv",
+    "data",
+    "models",
+    "model",
+    "downloads",
+    "library",
+    "cache",
+    "documents",
+    "desktop",
+    "private",
 ];
 
 /// File extensions removed from model file names.
@@ -274,7 +292,10 @@ mod tests {
                 "https://user:pw@hf.co/org/repo/resolve/main/gemma-3-4b-it-Q4_0.gguf?token=abc#x",
                 Some("gemma-3-4b-it-Q4_0"),
             ),
-            ("unsloth/Qwen3-8B-GGUF:Q4_K_M", Some("unsloth/Qwen3-8B-GGUF:Q4_K_M")),
+            (
+                "unsloth/Qwen3-8B-GGUF:Q4_K_M",
+                Some("unsloth/Qwen3-8B-GGUF:Q4_K_M"),
+            ),
             ("bartowski/Llama-3.2-1B", Some("bartowski/Llama-3.2-1B")),
             ("home/alice/m.gguf", Some("m")),
             ("models/tiny.gguf", Some("tiny")),
@@ -304,7 +325,10 @@ mod tests {
         assert!(backend("/usr/bin/llama-server").is_none());
         assert!(backend_device("http://x").is_none());
         assert!(quantization("a=b").is_none());
-        assert_eq!(service_version("1.2.0-rc.1+abc").unwrap().as_str(), "1.2.0-rc.1+abc");
+        assert_eq!(
+            service_version("1.2.0-rc.1+abc").unwrap().as_str(),
+            "1.2.0-rc.1+abc"
+        );
     }
 
     #[test]
@@ -333,7 +357,14 @@ mod tests {
             gpu_stable_id("6F1C2D3E-4B5A-6978-8A9B-0C1D2E3F4A5B"),
             Some(id)
         );
-        for low in ["cuda0", "0", "index:0", "00000000:01:00.0", "0000:c1:00.0", ""] {
+        for low in [
+            "cuda0",
+            "0",
+            "index:0",
+            "00000000:01:00.0",
+            "0000:c1:00.0",
+            "",
+        ] {
             assert_eq!(gpu_stable_id(low), None, "{low}");
         }
     }

@@ -112,7 +112,9 @@ mod tests {
         }
         assert_eq!(queue.dropped(), 7);
         assert_eq!(queue.len(), 3);
-        let kept: Vec<u64> = std::iter::from_fn(|| queue.pop()).map(|e| instance(&e)).collect();
+        let kept: Vec<u64> = std::iter::from_fn(|| queue.pop())
+            .map(|e| instance(&e))
+            .collect();
         assert_eq!(kept, [7, 8, 9]);
     }
 }

@@ -65,7 +65,8 @@ impl Instruments {
                     let Some(device) = shared.device(&DeviceFacts::default()) else {
                         return;
                     };
-                    let attributes = schema::node_attributes(&device, shared.service_version.as_ref());
+                    let attributes =
+                        schema::node_attributes(&device, shared.service_version.as_ref());
                     let count = shared.registry.snapshot().len() as u64;
                     observer.observe(count, &attributes.to_key_values());
                 })
@@ -146,7 +147,11 @@ impl Instruments {
                 "{launch}",
                 "Model launches that failed, by reason",
             ),
-            unload: counter(schema::UNLOAD_TOTAL, "{unload}", "Models unloaded on request"),
+            unload: counter(
+                schema::UNLOAD_TOTAL,
+                "{unload}",
+                "Models unloaded on request",
+            ),
             exit_unexpected: counter(
                 schema::EXIT_UNEXPECTED_TOTAL,
                 "{exit}",
@@ -173,8 +178,11 @@ impl Instruments {
         let version = shared.service_version.as_ref();
         match event {
             Event::LaunchStarted { facts, kind } => {
-                let Some(device) = shared.device(&facts.device) else { return };
-                let attributes = schema::model_attributes(&facts, &device, Some(kind), None, version);
+                let Some(device) = shared.device(&facts.device) else {
+                    return;
+                };
+                let attributes =
+                    schema::model_attributes(&facts, &device, Some(kind), None, version);
                 self.launch.add(1, &attributes.to_key_values());
             }
             Event::LaunchFinished {
@@ -183,7 +191,9 @@ impl Instruments {
                 duration,
                 failure,
             } => {
-                let Some(device) = shared.device(&facts.device) else { return };
+                let Some(device) = shared.device(&facts.device) else {
+                    return;
+                };
                 let attributes =
                     schema::model_attributes(&facts, &device, Some(kind), failure, version)
                         .to_key_values();
@@ -194,8 +204,14 @@ impl Instruments {
                 self.launch_duration
                     .record(duration.as_secs_f64() * 1000.0, &attributes);
             }
-            Event::Unloaded { facts, kind, uptime } => {
-                let Some(device) = shared.device(&facts.device) else { return };
+            Event::Unloaded {
+                facts,
+                kind,
+                uptime,
+            } => {
+                let Some(device) = shared.device(&facts.device) else {
+                    return;
+                };
                 let attributes =
                     schema::model_attributes(&facts, &device, kind, None, version).to_key_values();
                 self.unload.add(1, &attributes);
@@ -203,8 +219,14 @@ impl Instruments {
                     self.uptime.record(uptime.as_secs_f64(), &attributes);
                 }
             }
-            Event::ExitedUnexpectedly { facts, kind, uptime } => {
-                let Some(device) = shared.device(&facts.device) else { return };
+            Event::ExitedUnexpectedly {
+                facts,
+                kind,
+                uptime,
+            } => {
+                let Some(device) = shared.device(&facts.device) else {
+                    return;
+                };
                 let attributes =
                     schema::model_attributes(&facts, &device, kind, None, version).to_key_values();
                 self.exit_unexpected.add(1, &attributes);
@@ -258,9 +280,7 @@ impl Worker {
                         busy.store(true, Ordering::SeqCst);
                         while let Some(event) = queue.pop() {
                             instruments.record(&shared, event);
-                            counters
-                                .events_recorded
-                                .fetch_add(1, Ordering::Relaxed);
+                            counters.events_recorded.fetch_add(1, Ordering::Relaxed);
                         }
                         busy.store(false, Ordering::SeqCst);
                         if stop.load(Ordering::SeqCst) && queue.len() == 0 {

@@ -101,7 +101,11 @@ mod tests {
                         );
                     }
                     for i in 0..50u64 {
-                        assert!(registry.remove(InstanceKey::from_u64(t * 1000 + i)).is_some());
+                        assert!(
+                            registry
+                                .remove(InstanceKey::from_u64(t * 1000 + i))
+                                .is_some()
+                        );
                     }
                 })
             })

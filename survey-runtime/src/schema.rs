@@ -300,11 +300,21 @@ pub(crate) fn model_attributes(
     set.set_opt(AttributeKey::Model, safe(privacy::model_id(&facts.model)));
     set.set_opt(
         AttributeKey::Architecture,
-        safe(facts.architecture.as_deref().and_then(privacy::architecture)),
+        safe(
+            facts
+                .architecture
+                .as_deref()
+                .and_then(privacy::architecture),
+        ),
     );
     set.set_opt(
         AttributeKey::Quantization,
-        safe(facts.quantization.as_deref().and_then(privacy::quantization)),
+        safe(
+            facts
+                .quantization
+                .as_deref()
+                .and_then(privacy::quantization),
+        ),
     );
     set.set_opt(
         AttributeKey::LaunchKind,
@@ -330,7 +340,10 @@ pub(crate) fn model_attributes(
 }
 
 /// The attributes of a node-wide data point: hardware and version only.
-pub(crate) fn node_attributes(device: &DeviceView, service_version: Option<&SafeValue>) -> AttributeSet {
+pub(crate) fn node_attributes(
+    device: &DeviceView,
+    service_version: Option<&SafeValue>,
+) -> AttributeSet {
     let mut set = AttributeSet::with_capacity(6);
     add_device(&mut set, device);
     set.set_opt(
@@ -353,7 +366,10 @@ fn add_device(set: &mut AttributeSet, device: &DeviceView) {
         AttributeKey::BackendDevice,
         device.backend_device.clone().map(AttributeValue::Safe),
     );
-    set.set(AttributeKey::GpuCount, AttributeValue::Int(device.gpu_count));
+    set.set(
+        AttributeKey::GpuCount,
+        AttributeValue::Int(device.gpu_count),
+    );
     set.set(AttributeKey::IsSoc, AttributeValue::Bool(device.is_soc));
 }
 
@@ -403,7 +419,13 @@ mod tests {
         let kinds: Vec<_> = LaunchKind::ALL.iter().map(|k| k.as_str()).collect();
         assert_eq!(
             kinds,
-            ["startup", "runtime_load", "multi_model", "moe_fallback", "moe_shard"]
+            [
+                "startup",
+                "runtime_load",
+                "multi_model",
+                "moe_fallback",
+                "moe_shard"
+            ]
         );
         let reasons: Vec<_> = FailureKind::ALL.iter().map(|k| k.as_str()).collect();
         assert_eq!(

@@ -51,9 +51,19 @@ fn opt_in_rules() {
         ("", Some(true), &env_endpoint, true),
         ("enabled = true", None, &env_endpoint, true),
         (ENDPOINT, None, &[], true), // naming an endpoint in the config opts in
-        ("[metrics]\nendpoint = \"http://c/v1/metrics\"", None, &[], true),
+        (
+            "[metrics]\nendpoint = \"http://c/v1/metrics\"",
+            None,
+            &[],
+            true,
+        ),
         (ENDPOINT, Some(false), &[], false), // plugin switch off wins
-        ("enabled = false\nendpoint = \"http://c\"", Some(true), &[], false), // telemetry.enabled = false wins
+        (
+            "enabled = false\nendpoint = \"http://c\"",
+            Some(true),
+            &[],
+            false,
+        ), // telemetry.enabled = false wins
         ("enabled = true", None, &[], false), // opted in, but no endpoint anywhere
         (ENDPOINT, None, &[("OTEL_SDK_DISABLED", "true")], false),
         (ENDPOINT, None, &[("OTEL_SDK_DISABLED", "TRUE")], false),
@@ -77,7 +87,10 @@ fn opt_in_rules() {
         disabled("enabled = false", Some(true), &[]),
         DisabledReason::SwitchedOff("telemetry.enabled")
     );
-    assert_eq!(disabled("enabled = true", None, &[]), DisabledReason::NoEndpoint);
+    assert_eq!(
+        disabled("enabled = true", None, &[]),
+        DisabledReason::NoEndpoint
+    );
     assert_eq!(
         disabled(ENDPOINT, None, &[("OTEL_SDK_DISABLED", "true")]),
         DisabledReason::SdkDisabled
@@ -87,7 +100,10 @@ fn opt_in_rules() {
 #[test]
 fn endpoint_precedence_and_paths() {
     let all_env = [
-        ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://env-metrics:1/custom"),
+        (
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "http://env-metrics:1/custom",
+        ),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env-base:2/prefix/"),
     ];
     let cases: &[(&str, &[(&str, &str)], &str, &str)] = &[
@@ -124,7 +140,11 @@ fn endpoint_precedence_and_paths() {
     ];
     for (toml_text, env, endpoint, source) in cases {
         let s = settings(toml_text, None, env);
-        assert_eq!((s.endpoint.as_str(), s.endpoint_source), (*endpoint, *source), "{toml_text}");
+        assert_eq!(
+            (s.endpoint.as_str(), s.endpoint_source),
+            (*endpoint, *source),
+            "{toml_text}"
+        );
     }
 }
 
@@ -145,7 +165,10 @@ fn defaults() {
 #[test]
 fn config_wins_over_env_for_every_setting() {
     let env = [
-        ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://env:1/v1/metrics"),
+        (
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "http://env:1/v1/metrics",
+        ),
         ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=env,x-env=1"),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
         ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
@@ -161,7 +184,10 @@ fn config_wins_over_env_for_every_setting() {
         &env,
     );
     assert_eq!(s.endpoint, "http://cfg:2/v1/metrics");
-    assert_eq!(s.headers.get("authorization").map(String::as_str), Some("cfg"));
+    assert_eq!(
+        s.headers.get("authorization").map(String::as_str),
+        Some("cfg")
+    );
     assert_eq!(s.headers.get("x-env").map(String::as_str), Some("1"));
     assert_eq!(s.timeout, Duration::from_secs(4));
     assert_eq!(s.compression, Compression::Gzip);
@@ -199,7 +225,11 @@ fn env_fills_what_the_config_leaves_out() {
 
 #[test]
 fn timeout_never_exceeds_the_interval() {
-    let s = settings(&format!("{ENDPOINT}\nexport_interval_secs = 2\ntimeout_secs = 10"), None, &[]);
+    let s = settings(
+        &format!("{ENDPOINT}\nexport_interval_secs = 2\ntimeout_secs = 10"),
+        None,
+        &[],
+    );
     assert_eq!(s.timeout, Duration::from_secs(2));
 }
 
@@ -209,37 +239,116 @@ fn invalid_values_disable_with_the_key_named() {
         ("endpoint = \"ftp://c\"", &[], "telemetry.endpoint"),
         ("endpoint = \"collector:4318\"", &[], "telemetry.endpoint"),
         ("endpoint = \"http://\"", &[], "telemetry.endpoint"),
-        ("[metrics]\nendpoint = \"file:///tmp/x\"", &[], "telemetry.metrics.endpoint"),
-        ("", &[("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url")], "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        (
+            "[metrics]\nendpoint = \"file:///tmp/x\"",
+            &[],
+            "telemetry.metrics.endpoint",
+        ),
+        (
+            "",
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url")],
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ),
         (
             "",
             &[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "grpc://x")],
             "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
         ),
-        (&format!("{ENDPOINT}\nexport_interval_secs = 0"), &[], "telemetry.export_interval_secs"),
-        (&format!("{ENDPOINT}\nexport_interval_secs = -5"), &[], "telemetry.export_interval_secs"),
-        (&format!("{ENDPOINT}\nqueue_size = 0"), &[], "telemetry.queue_size"),
-        (&format!("{ENDPOINT}\nqueue_size = 99999999"), &[], "telemetry.queue_size"),
-        (&format!("{ENDPOINT}\ntimeout_secs = 0"), &[], "telemetry.timeout_secs"),
-        (&format!("{ENDPOINT}\nshutdown_timeout_secs = 0"), &[], "telemetry.shutdown_timeout_secs"),
-        (&format!("{ENDPOINT}\nheaders = {{ \"bad name\" = \"x\" }}"), &[], "telemetry.headers.bad name"),
-        (&format!("{ENDPOINT}\nheaders = {{ ok = \"line\\nbreak\" }}"), &[], "telemetry.headers.ok"),
-        (&format!("{ENDPOINT}\ncompression = \"zstd\""), &[], "telemetry.compression"),
-        (&format!("{ENDPOINT}\nprotocol = \"grpc\""), &[], "telemetry.protocol"),
-        (&format!("{ENDPOINT}\nservice_name = \"///\""), &[], "telemetry.service_name"),
-        (ENDPOINT, &[("OTEL_EXPORTER_OTLP_HEADERS", "novalue")], "OTEL_EXPORTER_OTLP_HEADERS"),
-        (ENDPOINT, &[("OTEL_EXPORTER_OTLP_HEADERS", "a=%zz")], "OTEL_EXPORTER_OTLP_HEADERS"),
-        (ENDPOINT, &[("OTEL_EXPORTER_OTLP_TIMEOUT", "soon")], "OTEL_EXPORTER_OTLP_TIMEOUT"),
-        (ENDPOINT, &[("OTEL_METRIC_EXPORT_INTERVAL", "0")], "OTEL_METRIC_EXPORT_INTERVAL"),
-        (ENDPOINT, &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")], "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        (
+            &format!("{ENDPOINT}\nexport_interval_secs = 0"),
+            &[],
+            "telemetry.export_interval_secs",
+        ),
+        (
+            &format!("{ENDPOINT}\nexport_interval_secs = -5"),
+            &[],
+            "telemetry.export_interval_secs",
+        ),
+        (
+            &format!("{ENDPOINT}\nqueue_size = 0"),
+            &[],
+            "telemetry.queue_size",
+        ),
+        (
+            &format!("{ENDPOINT}\nqueue_size = 99999999"),
+            &[],
+            "telemetry.queue_size",
+        ),
+        (
+            &format!("{ENDPOINT}\ntimeout_secs = 0"),
+            &[],
+            "telemetry.timeout_secs",
+        ),
+        (
+            &format!("{ENDPOINT}\nshutdown_timeout_secs = 0"),
+            &[],
+            "telemetry.shutdown_timeout_secs",
+        ),
+        (
+            &format!("{ENDPOINT}\nheaders = {{ \"bad name\" = \"x\" }}"),
+            &[],
+            "telemetry.headers.bad name",
+        ),
+        (
+            &format!("{ENDPOINT}\nheaders = {{ ok = \"line\\nbreak\" }}"),
+            &[],
+            "telemetry.headers.ok",
+        ),
+        (
+            &format!("{ENDPOINT}\ncompression = \"zstd\""),
+            &[],
+            "telemetry.compression",
+        ),
+        (
+            &format!("{ENDPOINT}\nprotocol = \"grpc\""),
+            &[],
+            "telemetry.protocol",
+        ),
+        (
+            &format!("{ENDPOINT}\nservice_name = \"///\""),
+            &[],
+            "telemetry.service_name",
+        ),
         (
             ENDPOINT,
-            &[("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "sometimes")],
+            &[("OTEL_EXPORTER_OTLP_HEADERS", "novalue")],
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        ),
+        (
+            ENDPOINT,
+            &[("OTEL_EXPORTER_OTLP_HEADERS", "a=%zz")],
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        ),
+        (
+            ENDPOINT,
+            &[("OTEL_EXPORTER_OTLP_TIMEOUT", "soon")],
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+        ),
+        (
+            ENDPOINT,
+            &[("OTEL_METRIC_EXPORT_INTERVAL", "0")],
+            "OTEL_METRIC_EXPORT_INTERVAL",
+        ),
+        (
+            ENDPOINT,
+            &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")],
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ),
+        (
+            ENDPOINT,
+            &[(
+                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+                "sometimes",
+            )],
             "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
         ),
     ];
     for (toml_text, env, key) in cases {
-        assert_eq!(invalid_key(toml_text, env), *key, "config {toml_text:?} env {env:?}");
+        assert_eq!(
+            invalid_key(toml_text, env),
+            *key,
+            "config {toml_text:?} env {env:?}"
+        );
     }
 }
 
@@ -251,13 +360,21 @@ fn errors_never_echo_secrets() {
         &[],
     );
     assert!(!reason.to_string().contains("SECRET"), "{reason}");
-    let s = settings("endpoint = \"https://user:SECRET@c.example/base?token=SECRET\"", None, &[]);
+    let s = settings(
+        "endpoint = \"https://user:SECRET@c.example/base?token=SECRET\"",
+        None,
+        &[],
+    );
     assert_eq!(s.display_endpoint(), "https://c.example/base/v1/metrics");
 }
 
 #[test]
 fn prompt_shape_metrics_are_ignored_with_a_warning() {
-    match resolve(&format!("{ENDPOINT}\nprompt_shape_metrics = true"), None, &[]) {
+    match resolve(
+        &format!("{ENDPOINT}\nprompt_shape_metrics = true"),
+        None,
+        &[],
+    ) {
         Resolution::Enabled { warnings, .. } => {
             assert_eq!(warnings.len(), 1);
             assert!(warnings[0].contains("telemetry.prompt_shape_metrics"));

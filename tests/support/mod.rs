@@ -4,17 +4,18 @@
 
 #![allow(dead_code)]
 
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+
+use tokio::sync::{Mutex, MutexGuard};
 
 #[allow(unused_imports)]
 pub use survey_otlp_receiver::{Mode, Point, PointKind, Receiver, Request};
 
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: Mutex<()> = Mutex::const_new(());
 
-/// Runs tests that start survey one at a time.
-pub fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+/// Runs tests that start survey one at a time (survey is process-wide).
+pub async fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().await
 }
 
 /// Two NVIDIA GPUs, as `nvidia-smi` reports them.
@@ -128,7 +129,11 @@ impl LaunchError {
 
 /// A launch that takes `delay` and then returns `outcome`.
 #[survey::launch(kind = "runtime_load", model = spec)]
-pub async fn load(spec: &Spec, delay: Duration, outcome: Option<LaunchError>) -> Result<Running, LaunchError> {
+pub async fn load(
+    spec: &Spec,
+    delay: Duration,
+    outcome: Option<LaunchError>,
+) -> Result<Running, LaunchError> {
     tokio::time::sleep(delay).await;
     match outcome {
         None => Ok(Running {
@@ -166,7 +171,10 @@ pub fn of<'a>(points: &'a [Point], metric: &str) -> Vec<&'a Point> {
 
 /// The single point of `metric` with these attributes.
 pub fn one<'a>(points: &'a [Point], metric: &str, attrs: &[(&str, &str)]) -> &'a Point {
-    let found: Vec<_> = of(points, metric).into_iter().filter(|p| p.has(attrs)).collect();
+    let found: Vec<_> = of(points, metric)
+        .into_iter()
+        .filter(|p| p.has(attrs))
+        .collect();
     assert_eq!(
         found.len(),
         1,

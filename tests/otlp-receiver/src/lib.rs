@@ -16,8 +16,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValueKind;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValueKind;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumberValue;
 use prost::Message;
@@ -142,7 +142,9 @@ fn attribute_text(kv: &KeyValue) -> String {
 }
 
 fn attributes(kvs: &[KeyValue]) -> BTreeMap<String, String> {
-    kvs.iter().map(|kv| (kv.key.clone(), attribute_text(kv))).collect()
+    kvs.iter()
+        .map(|kv| (kv.key.clone(), attribute_text(kv)))
+        .collect()
 }
 
 /// Flattens an export request into points.
@@ -184,7 +186,8 @@ pub fn points(request: &ExportMetricsServiceRequest) -> Vec<Point> {
                     }
                     Some(Data::Histogram(h)) => {
                         for p in &h.data_points {
-                            let mut point = base(PointKind::Histogram, &p.attributes, p.count as f64);
+                            let mut point =
+                                base(PointKind::Histogram, &p.attributes, p.count as f64);
                             point.sum = p.sum;
                             point.bounds = p.explicit_bounds.clone();
                             point.bucket_counts = p.bucket_counts.clone();
@@ -400,8 +403,15 @@ fn serve(stream: TcpStream, state: Arc<State>) {
                 }
             }
             Mode::Status(code, retry_after) => {
-                if respond(&mut writer, code, "Error", "text/plain", b"", retry_after.as_deref())
-                    .is_err()
+                if respond(
+                    &mut writer,
+                    code,
+                    "Error",
+                    "text/plain",
+                    b"",
+                    retry_after.as_deref(),
+                )
+                .is_err()
                 {
                     return;
                 }
@@ -520,7 +530,8 @@ fn decode(request: &Request) -> Result<ExportMetricsServiceRequest, String> {
     };
     match request.header("content-type") {
         Some(ct) if ct.starts_with("application/x-protobuf") => {
-            ExportMetricsServiceRequest::decode(body.as_slice()).map_err(|e| format!("protobuf: {e}"))
+            ExportMetricsServiceRequest::decode(body.as_slice())
+                .map_err(|e| format!("protobuf: {e}"))
         }
         Some(ct) if ct.starts_with("application/json") => {
             serde_json::from_slice(&body).map_err(|e| format!("json: {e}"))

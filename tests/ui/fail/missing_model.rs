@@ -1,0 +1,6 @@
+#[survey::launch(kind = "startup")]
+async fn load() -> Result<(), survey::FailureKind> {
+    Ok(())
+}
+
+fn main() {}

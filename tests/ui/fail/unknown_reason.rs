@@ -1,0 +1,7 @@
+#[derive(Debug, survey::FailureReason)]
+enum LaunchError {
+    #[survey(reason = "healthtimeout")]
+    Timeout,
+}
+
+fn main() {}
