@@ -1,1 +1,139 @@
-fn main() {}
+//! Cost of an instrumented launch + unload, as ratios against the same
+//! functions without annotations, measured in the same run:
+//!
+//! - `bare`: no survey at all (the baseline);
+//! - `disabled`: annotated, survey not started (one atomic load per call);
+//! - `enabled`: annotated, survey exporting to a local receiver.
+//!
+//! Run with `cargo bench --bench hot_path`; the ratios print at the end.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group};
+
+struct Spec {
+    slot: u64,
+}
+
+impl survey::SurveyModel for Spec {
+    fn survey_facts(&self) -> survey::ModelFacts {
+        survey::ModelFacts::new(self.slot, "/models/Qwen3-8B-Q4_K_M.gguf")
+            .architecture("qwen3")
+            .quantization("Q4_K_M")
+            .context_length(8192)
+            .backend("llama.cpp")
+    }
+}
+
+#[derive(Debug, survey::FailureReason)]
+enum Error {
+    #[survey(reason = "other")]
+    Other,
+}
+
+async fn bare_launch(spec: &Spec) -> Result<u64, Error> {
+    if spec.slot == u64::MAX {
+        return Err(Error::Other);
+    }
+    Ok(black_box(spec.slot))
+}
+
+async fn bare_unload(spec: &Spec) -> Result<(), Error> {
+    black_box(spec.slot);
+    Ok(())
+}
+
+#[survey::launch(kind = "runtime_load", model = spec)]
+async fn launch(spec: &Spec) -> Result<u64, Error> {
+    if spec.slot == u64::MAX {
+        return Err(Error::Other);
+    }
+    Ok(black_box(spec.slot))
+}
+
+#[survey::unload(model = spec)]
+async fn unload(spec: &Spec) -> Result<(), Error> {
+    black_box(spec.slot);
+    Ok(())
+}
+
+fn lifecycle(c: &mut Criterion) {
+    let spec = Spec { slot: 1 };
+    let mut group = c.benchmark_group("launch_unload");
+    group.bench_function("bare", |b| {
+        b.iter(|| {
+            futures::executor::block_on(async {
+                bare_launch(&spec).await.unwrap();
+                bare_unload(&spec).await.unwrap();
+            })
+        })
+    });
+    group.bench_function("disabled", |b| {
+        b.iter(|| {
+            futures::executor::block_on(async {
+                launch(&spec).await.unwrap();
+                unload(&spec).await.unwrap();
+            })
+        })
+    });
+
+    let receiver = survey_otlp_receiver::Receiver::start();
+    let config: survey::TelemetryConfig = toml::from_str(&format!(
+        "enabled = true\nendpoint = \"{}\"\nexport_interval_secs = 3600\nqueue_size = 65536",
+        receiver.endpoint()
+    ))
+    .unwrap();
+    let guard = survey::Setup::new(&config)
+        .hardware(survey::HardwareFacts::cpu_only())
+        .start();
+    assert!(guard.is_enabled());
+    group.bench_function("enabled", |b| {
+        b.iter(|| {
+            futures::executor::block_on(async {
+                launch(&spec).await.unwrap();
+                unload(&spec).await.unwrap();
+            })
+        })
+    });
+    group.finish();
+    assert!(guard.flush(Duration::from_secs(10)));
+    let status = guard.status();
+    println!(
+        "enabled run: {} events recorded, {} dropped, {} exports ok",
+        status.events_recorded, status.events_dropped, status.exports_ok
+    );
+    guard.shutdown();
+}
+
+/// Mean time of one benchmark, from criterion's estimates of this run.
+fn mean_ns(id: &str) -> Option<f64> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/criterion/launch_unload")
+        .join(id)
+        .join("new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json["mean"]["point_estimate"].as_f64()
+}
+
+fn report_ratios() {
+    let Some(bare) = mean_ns("bare") else {
+        return;
+    };
+    println!("\nlaunch + unload, ratio to the bare baseline of this run ({bare:.0} ns):");
+    for id in ["disabled", "enabled"] {
+        if let Some(mean) = mean_ns(id) {
+            println!("  {id:<9} {mean:>10.0} ns   x{:.2}", mean / bare);
+        }
+    }
+}
+
+criterion_group!(benches, lifecycle);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    report_ratios();
+}

@@ -1,7 +1,7 @@
 //! Starting and stopping survey: [`init`], [`Setup`], [`SurveyGuard`], and
 //! the process-wide handle the instrumented calls read.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
@@ -49,13 +49,20 @@ impl Active {
 /// instrumented call while survey is disabled.
 static ACTIVE: ArcSwapOption<Active> = ArcSwapOption::const_empty();
 
+/// Whether [`ACTIVE`] holds an instance: the one load a disabled call pays.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
 /// Serializes starting and stopping.
 static INIT: Mutex<()> = Mutex::new(());
 
 /// Why the last [`init`] left survey disabled, for [`status`].
 static LAST_DISABLED: Mutex<Option<DisabledReason>> = Mutex::new(None);
 
+#[inline]
 pub(crate) fn active() -> Option<Arc<Active>> {
+    if !ENABLED.load(Ordering::Acquire) {
+        return None;
+    }
     ACTIVE.load_full()
 }
 
@@ -198,6 +205,7 @@ impl Setup {
             endpoint: settings.display_endpoint(),
         });
         ACTIVE.store(Some(active.clone()));
+        ENABLED.store(true, Ordering::Release);
         if let Ok(mut last) = LAST_DISABLED.lock() {
             *last = None;
         }
@@ -303,6 +311,7 @@ impl SurveyGuard {
         {
             let _serial = INIT.lock();
             if active().is_some_and(|a| Arc::ptr_eq(&a, &running.active)) {
+                ENABLED.store(false, Ordering::Release);
                 ACTIVE.store(None);
             }
         }

@@ -2,7 +2,7 @@
 //! worker. Pushing never blocks: when the queue is full the oldest event is
 //! dropped and counted.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 use std::time::Duration;
@@ -47,6 +47,8 @@ pub(crate) struct EventQueue {
     events: ArrayQueue<Event>,
     dropped: AtomicU64,
     worker: OnceLock<Thread>,
+    /// The worker is (about to be) parked and needs a wake-up.
+    worker_idle: AtomicBool,
 }
 
 impl EventQueue {
@@ -55,6 +57,7 @@ impl EventQueue {
             events: ArrayQueue::new(capacity.max(1)),
             dropped: AtomicU64::new(0),
             worker: OnceLock::new(),
+            worker_idle: AtomicBool::new(false),
         }
     }
 
@@ -68,9 +71,20 @@ impl EventQueue {
         if self.events.force_push(event).is_some() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(worker) = self.worker.get() {
+        if self.worker_idle.swap(false, Ordering::AcqRel)
+            && let Some(worker) = self.worker.get()
+        {
             worker.unpark();
         }
+    }
+
+    /// Parks the worker until an event arrives or `timeout` passes.
+    pub(crate) fn wait_for_events(&self, timeout: Duration) {
+        self.worker_idle.store(true, Ordering::SeqCst);
+        if self.events.is_empty() {
+            std::thread::park_timeout(timeout);
+        }
+        self.worker_idle.store(false, Ordering::SeqCst);
     }
 
     pub(crate) fn pop(&self) -> Option<Event> {

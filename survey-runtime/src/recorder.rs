@@ -286,7 +286,7 @@ impl Worker {
                         if stop.load(Ordering::SeqCst) && queue.len() == 0 {
                             break;
                         }
-                        std::thread::park_timeout(Duration::from_millis(250));
+                        queue.wait_for_events(Duration::from_millis(250));
                     }
                     let _ = done_tx.send(());
                 })?
