@@ -39,13 +39,16 @@ fn invalid_key(toml_text: &str, env: &[(&str, &str)]) -> String {
     }
 }
 
+/// A table of environment variables.
+type Env<'a> = &'a [(&'a str, &'a str)];
+
 const ENDPOINT: &str = "endpoint = \"http://collector:4318\"";
 
 #[test]
 fn opt_in_rules() {
     let env_endpoint = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4318")];
     // (config, plugin switch, env, enabled?)
-    let cases: &[(&str, Option<bool>, &[(&str, &str)], bool)] = &[
+    let cases: &[(&str, Option<bool>, Env, bool)] = &[
         ("", None, &[], false),
         ("", None, &env_endpoint, false), // ambient env never opts in
         ("", Some(true), &env_endpoint, true),
@@ -106,7 +109,7 @@ fn endpoint_precedence_and_paths() {
         ),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env-base:2/prefix/"),
     ];
-    let cases: &[(&str, &[(&str, &str)], &str, &str)] = &[
+    let cases: &[(&str, Env, &str, &str)] = &[
         (
             "endpoint = \"http://cfg:3\"\n[metrics]\nendpoint = \"http://cfg-metrics:4/m\"",
             &all_env,
@@ -235,7 +238,7 @@ fn timeout_never_exceeds_the_interval() {
 
 #[test]
 fn invalid_values_disable_with_the_key_named() {
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    let cases: &[(&str, Env, &str)] = &[
         ("endpoint = \"ftp://c\"", &[], "telemetry.endpoint"),
         ("endpoint = \"collector:4318\"", &[], "telemetry.endpoint"),
         ("endpoint = \"http://\"", &[], "telemetry.endpoint"),
