@@ -1,0 +1,314 @@
+//! The `mesh-llm` command line: `serve` runs a node; `load`, `unload` and
+//! `status` talk to a running node's control API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::api::{self, Client};
+use crate::config::{ConfigSource, NodeConfig};
+use crate::inference::launch::BackendSettings;
+use crate::plugin::Plugins;
+use crate::runtime::{LoadRequest, Node, NodeSettings};
+
+/// A mesh-llm node, reduced to what the survey plugin observes.
+#[derive(Debug, Parser)]
+#[command(name = "mesh-llm", version, about)]
+pub struct Cli {
+    /// Address of the node's control API (loopback only).
+    #[arg(long, global = true, env = "MESH_LLM_API", default_value = api::DEFAULT_ADDR)]
+    pub api: SocketAddr,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node: launch the configured models and serve the control API.
+    Serve(ServeArgs),
+    /// Load a model on the running node.
+    Load {
+        /// Path of the GGUF file.
+        model: PathBuf,
+        /// Context size passed to the backend.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        ctx_size: Option<u32>,
+        /// Multimodal projector file.
+        #[arg(long)]
+        mmproj: Option<PathBuf>,
+        /// GPU index for the backend.
+        #[arg(long)]
+        gpu_id: Option<u32>,
+        /// Seconds to wait for the launch.
+        #[arg(long, default_value_t = 660.0, value_parser = positive_secs)]
+        timeout_secs: f64,
+    },
+    /// Unload a model from the running node, by name or path.
+    Unload {
+        /// Model name (file stem) or path.
+        model: String,
+    },
+    /// Show the running node's models, unexpected exits and survey status.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Options of `mesh-llm serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Config file [default: $MESH_LLM_CONFIG, else ~/.mesh-llm/config.toml].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The llama-server binary [default: llama-server on PATH].
+    #[arg(long, env = "MESH_LLM_LLAMA_SERVER")]
+    pub llama_server: Option<PathBuf>,
+    /// Directory for backend logs [default: ~/.mesh-llm/logs].
+    #[arg(long)]
+    pub log_dir: Option<PathBuf>,
+    /// Largest model file the node accepts, in MiB [default: physical memory].
+    #[arg(long, env = "MESH_LLM_MEMORY_BUDGET_MB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub memory_budget_mb: Option<u64>,
+    /// Seconds a backend may take to become healthy.
+    #[arg(long, default_value_t = 600.0, value_parser = positive_secs)]
+    pub health_timeout_secs: f64,
+    /// Seconds a backend gets to exit after SIGTERM before SIGKILL.
+    #[arg(long, default_value_t = 10.0, value_parser = positive_secs)]
+    pub unload_grace_secs: f64,
+}
+
+fn positive_secs(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 => Ok(secs),
+        _ => Err("expected a number of seconds greater than 0 and at most 86400".to_string()),
+    }
+}
+
+/// Runs the command line.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("mesh-llm: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args, cli.api).await,
+            Command::Load {
+                model,
+                ctx_size,
+                mmproj,
+                gpu_id,
+                timeout_secs,
+            } => {
+                let request = LoadRequest {
+                    model: absolute(model).to_string_lossy().into_owned(),
+                    ctx_size,
+                    mmproj: mmproj.map(absolute),
+                    gpu_id,
+                };
+                let status = Client::new(cli.api)
+                    .load(&request, Duration::from_secs_f64(timeout_secs))
+                    .await
+                    .map_err(|e| (ExitCode::FAILURE, e.to_string()))?;
+                println!(
+                    "loaded {} on port {} (pid {}, context {})",
+                    status.name, status.port, status.pid, status.ctx_size
+                );
+                Ok(())
+            }
+            Command::Unload { model } => {
+                Client::new(cli.api)
+                    .unload(&model, Duration::from_secs(120))
+                    .await
+                    .map_err(|e| (ExitCode::FAILURE, e.to_string()))?;
+                println!("unloaded {model}");
+                Ok(())
+            }
+            Command::Status { json } => {
+                let status = Client::new(cli.api)
+                    .status()
+                    .await
+                    .map_err(|e| (ExitCode::FAILURE, e.to_string()))?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&status).unwrap_or_default()
+                    );
+                } else {
+                    print!("{}", render_status(&status));
+                }
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("mesh-llm: {message}");
+            code
+        }
+    }
+}
+
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
+}
+
+/// The status as a table.
+pub fn render_status(status: &crate::runtime::NodeStatus) -> String {
+    let mut out = String::new();
+    if status.models.is_empty() {
+        out.push_str("no models loaded\n");
+    } else {
+        out.push_str(&format!(
+            "{:<32} {:>6} {:>8} {:>8} {:>10}  {}\n",
+            "model", "port", "pid", "context", "uptime_s", "launch"
+        ));
+        for m in &status.models {
+            out.push_str(&format!(
+                "{:<32} {:>6} {:>8} {:>8} {:>10}  {}\n",
+                m.name, m.port, m.pid, m.ctx_size, m.uptime_secs, m.launch_kind
+            ));
+        }
+    }
+    for exit in &status.unexpected_exits {
+        out.push_str(&format!(
+            "unexpected exit: {} after {} s ({})\n",
+            exit.name, exit.uptime_secs, exit.status
+        ));
+    }
+    out.push_str(&status.survey);
+    out.push('\n');
+    out
+}
+
+/// Physical memory in bytes, from `/proc/meminfo`.
+fn physical_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+async fn serve(args: ServeArgs, api_addr: SocketAddr) -> Result<(), (ExitCode, String)> {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from);
+    let source = ConfigSource::locate(
+        args.config,
+        std::env::var("MESH_LLM_CONFIG").ok(),
+        home.clone(),
+    );
+    let config = NodeConfig::load(&source).map_err(|e| (ExitCode::from(2), e.to_string()))?;
+    if !api_addr.ip().is_loopback() {
+        return Err((
+            ExitCode::from(2),
+            format!("--api {api_addr}: the control API only listens on a loopback address"),
+        ));
+    }
+    let log_dir = args.log_dir.unwrap_or_else(|| match &home {
+        Some(home) => home.join(".mesh-llm").join("logs"),
+        None => std::env::temp_dir().join("mesh-llm-logs"),
+    });
+    std::fs::create_dir_all(&log_dir).map_err(|e| {
+        (
+            ExitCode::FAILURE,
+            format!("cannot create log directory {}: {e}", log_dir.display()),
+        )
+    })?;
+    let settings = NodeSettings {
+        backend: BackendSettings {
+            binary: args
+                .llama_server
+                .unwrap_or_else(|| PathBuf::from("llama-server")),
+            log_dir,
+            health_timeout: Duration::from_secs_f64(args.health_timeout_secs),
+            memory_budget: args
+                .memory_budget_mb
+                .map(|mb| mb.saturating_mul(1024 * 1024))
+                .or_else(physical_memory)
+                .unwrap_or(u64::MAX),
+        },
+        unload_grace: Duration::from_secs_f64(args.unload_grace_secs),
+    };
+
+    // The survey plugin: a telemetry problem disables it, never the node.
+    let plugins = Plugins::from_entries(&config.plugin);
+    let survey = plugins.start_survey(&config.telemetry);
+
+    let listener = TcpListener::bind(api_addr).await.map_err(|e| {
+        (
+            ExitCode::FAILURE,
+            format!("cannot listen on {api_addr}: {e}"),
+        )
+    })?;
+    let bound = listener.local_addr().unwrap_or(api_addr);
+    let node = Node::new(settings, || survey::status().to_string());
+    let api_task = tokio::spawn(api::serve(listener, node.clone()));
+    println!("mesh-llm: control API listening on {bound}");
+    tracing::info!(config = ?source.path(), "{}", survey::status());
+
+    let startup = {
+        let node = node.clone();
+        let models = config.models.clone();
+        tokio::spawn(async move {
+            node.start_configured(&models).await;
+            println!("mesh-llm: startup complete");
+        })
+    };
+
+    wait_for_shutdown_signal().await;
+    tracing::info!("shutting down: unloading every model");
+    startup.abort();
+    let _ = startup.await;
+    api_task.abort();
+    node.unload_all().await;
+    let report = tokio::task::spawn_blocking(move || survey.shutdown())
+        .await
+        .ok();
+    tracing::info!(?report, "survey stopped");
+    println!("mesh-llm: stopped");
+    Ok(())
+}
+
+async fn wait_for_shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

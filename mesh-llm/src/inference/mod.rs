@@ -1,0 +1,3 @@
+//! Launching inference backends.
+
+pub mod launch;

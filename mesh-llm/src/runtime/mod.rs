@@ -1,0 +1,303 @@
+//! The node runtime: which models are loaded, loading and unloading them at
+//! run time, and noticing backends that die.
+
+pub mod local;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use survey::LaunchKind;
+
+use crate::config::ModelEntry;
+use crate::inference::launch::{self, BackendSettings, LaunchError, LaunchSpec};
+
+use self::local::{LocalBackend, StopError};
+
+/// How the node runs its backends.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    /// Launch settings.
+    pub backend: BackendSettings,
+    /// Time a backend gets to exit after SIGTERM before SIGKILL.
+    pub unload_grace: Duration,
+}
+
+/// A request to load a model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadRequest {
+    /// Path of the GGUF file.
+    pub model: String,
+    /// Context size.
+    #[serde(default)]
+    pub ctx_size: Option<u32>,
+    /// Multimodal projector.
+    #[serde(default)]
+    pub mmproj: Option<PathBuf>,
+    /// GPU index.
+    #[serde(default)]
+    pub gpu_id: Option<u32>,
+}
+
+impl From<&ModelEntry> for LoadRequest {
+    fn from(entry: &ModelEntry) -> Self {
+        LoadRequest {
+            model: entry.model.clone(),
+            ctx_size: entry.ctx_size,
+            mmproj: entry.mmproj.clone(),
+            gpu_id: entry.gpu_id,
+        }
+    }
+}
+
+/// A loaded model, as the status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelStatus {
+    /// Short name (file stem).
+    pub name: String,
+    /// Port of its backend on 127.0.0.1.
+    pub port: u16,
+    /// Backend process id.
+    pub pid: u32,
+    /// Context size.
+    pub ctx_size: u32,
+    /// Seconds since it became healthy.
+    pub uptime_secs: u64,
+    /// How it was launched.
+    pub launch_kind: String,
+}
+
+/// A backend that exited without being asked to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// Short name.
+    pub name: String,
+    /// Seconds it had been up.
+    pub uptime_secs: u64,
+    /// Exit status, as text.
+    pub status: String,
+}
+
+/// The node's status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Loaded models.
+    pub models: Vec<ModelStatus>,
+    /// Backends that exited unexpectedly, oldest first.
+    pub unexpected_exits: Vec<ExitRecord>,
+    /// The survey plugin's status line.
+    pub survey: String,
+}
+
+/// Why a control request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The launch failed.
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    /// A model with this name is loaded already.
+    #[error("model {0} is already loaded")]
+    AlreadyLoaded(String),
+    /// No loaded model has this name.
+    #[error("no loaded model named {0}")]
+    NotLoaded(String),
+    /// The backend could not be stopped.
+    #[error(transparent)]
+    Stop(#[from] StopError),
+}
+
+/// The node: its settings and its loaded models.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: NodeSettings,
+    loaded: Mutex<BTreeMap<String, Arc<LocalBackend>>>,
+    exits: Mutex<Vec<ExitRecord>>,
+    next_instance: AtomicU64,
+    survey_status: Box<dyn Fn() -> String + Send + Sync>,
+}
+
+impl Node {
+    /// A node with nothing loaded; `survey_status` reports the plugin's state.
+    pub fn new(
+        settings: NodeSettings,
+        survey_status: impl Fn() -> String + Send + Sync + 'static,
+    ) -> Node {
+        Node {
+            inner: Arc::new(Inner {
+                settings,
+                loaded: Mutex::new(BTreeMap::new()),
+                exits: Mutex::new(Vec::new()),
+                next_instance: AtomicU64::new(1),
+                survey_status: Box::new(survey_status),
+            }),
+        }
+    }
+
+    /// Launches the configured models: `startup` for the first, `multi_model`
+    /// for the others. A model that fails is logged; the node runs on.
+    pub async fn start_configured(&self, models: &[ModelEntry]) {
+        for (i, entry) in models.iter().enumerate() {
+            let kind = if i == 0 {
+                LaunchKind::Startup
+            } else {
+                LaunchKind::MultiModel
+            };
+            if let Err(error) = self.load_as(LoadRequest::from(entry), kind).await {
+                tracing::error!(model = %entry.model, "startup launch failed: {error}");
+            }
+        }
+    }
+
+    /// Loads a model at run time (`runtime_load`).
+    pub async fn load(&self, request: LoadRequest) -> Result<ModelStatus, NodeError> {
+        self.load_as(request, LaunchKind::RuntimeLoad).await
+    }
+
+    async fn load_as(
+        &self,
+        request: LoadRequest,
+        kind: LaunchKind,
+    ) -> Result<ModelStatus, NodeError> {
+        let instance = self.inner.next_instance.fetch_add(1, Ordering::Relaxed);
+        let spec = LaunchSpec::new(
+            instance,
+            PathBuf::from(&request.model),
+            request.ctx_size,
+            request.mmproj,
+            request.gpu_id,
+            kind,
+        );
+        if self.lock_loaded().contains_key(&spec.name) {
+            return Err(NodeError::AlreadyLoaded(spec.name));
+        }
+        let launched = launch::launch(&spec, &self.inner.settings.backend).await?;
+        let node = self.clone();
+        let backend = LocalBackend::watch(launched, move |backend, status| {
+            node.backend_exited(&backend, status);
+        });
+        tracing::info!(model = %backend.name, port = backend.port, pid = backend.pid, "model loaded");
+        let status = model_status(&backend);
+        let replaced = self.lock_loaded().insert(backend.name.clone(), backend);
+        if let Some(previous) = replaced {
+            // Two concurrent loads of one name: keep the newer, stop the older.
+            let grace = self.inner.settings.unload_grace;
+            tokio::spawn(async move {
+                let _ = previous.stop(grace).await;
+            });
+        }
+        Ok(status)
+    }
+
+    /// Unloads the model called `name` (its file stem or its configured path).
+    pub async fn unload(&self, name: &str) -> Result<(), NodeError> {
+        let backend = {
+            let mut loaded = self.lock_loaded();
+            let key = loaded
+                .iter()
+                .find(|(key, b)| *key == name || b.model_path == std::path::Path::new(name))
+                .map(|(key, _)| key.clone())
+                .ok_or_else(|| NodeError::NotLoaded(name.to_string()))?;
+            loaded.remove(&key).expect("key was just found")
+        };
+        let status = backend.stop(self.inner.settings.unload_grace).await?;
+        tracing::info!(model = %backend.name, %status, "model unloaded");
+        Ok(())
+    }
+
+    /// Unloads every model (node shutdown).
+    pub async fn unload_all(&self) {
+        let names: Vec<String> = self.lock_loaded().keys().cloned().collect();
+        for name in names {
+            if let Err(error) = self.unload(&name).await {
+                tracing::warn!(model = %name, "unload at shutdown: {error}");
+            }
+        }
+    }
+
+    /// The loaded models, recent unexpected exits, and the survey status.
+    pub fn status(&self) -> NodeStatus {
+        NodeStatus {
+            models: self
+                .lock_loaded()
+                .values()
+                .map(|b| model_status(b))
+                .collect(),
+            unexpected_exits: self
+                .inner
+                .exits
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            survey: (self.inner.survey_status)(),
+        }
+    }
+
+    /// A backend exited that nobody asked to stop (the backend's own state
+    /// decided that, so an exit is recorded exactly once, as an exit or as an
+    /// unload).
+    fn backend_exited(&self, backend: &LocalBackend, status: ExitStatus) {
+        {
+            let mut loaded = self.lock_loaded();
+            if loaded
+                .get(&backend.name)
+                .is_some_and(|current| current.instance == backend.instance)
+            {
+                loaded.remove(&backend.name);
+            }
+        }
+        record_unexpected_exit(backend, status, &self.inner.exits);
+    }
+
+    fn lock_loaded(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<LocalBackend>>> {
+        self.inner.loaded.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Keeps at most this many unexpected exits in the status.
+const MAX_EXIT_RECORDS: usize = 64;
+
+/// Records an unexpected exit in the node's status and its local log.
+#[survey::exit(model = backend)]
+fn record_unexpected_exit(
+    backend: &LocalBackend,
+    status: ExitStatus,
+    exits: &Mutex<Vec<ExitRecord>>,
+) {
+    let uptime = backend.uptime();
+    tracing::error!(
+        model = %backend.name,
+        pid = backend.pid,
+        %status,
+        uptime_secs = uptime.as_secs(),
+        log = %backend.log.display(),
+        "backend exited unexpectedly"
+    );
+    let mut exits = exits.lock().unwrap_or_else(|e| e.into_inner());
+    if exits.len() == MAX_EXIT_RECORDS {
+        exits.remove(0);
+    }
+    exits.push(ExitRecord {
+        name: backend.name.clone(),
+        uptime_secs: uptime.as_secs(),
+        status: status.to_string(),
+    });
+}
+
+fn model_status(backend: &LocalBackend) -> ModelStatus {
+    ModelStatus {
+        name: backend.name.clone(),
+        port: backend.port,
+        pid: backend.pid,
+        ctx_size: backend.ctx_size,
+        uptime_secs: backend.uptime().as_secs(),
+        launch_kind: backend.kind.to_string(),
+    }
+}
