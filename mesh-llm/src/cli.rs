@@ -92,9 +92,23 @@ fn positive_secs(text: &str) -> Result<f64, String> {
     }
 }
 
-/// Runs the command line.
+/// Runs the command line with the process arguments.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    run(Cli::parse())
+}
+
+/// Runs the command line with `args` (the first is the program name).
+pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    match Cli::try_parse_from(args) {
+        Ok(cli) => run(cli),
+        Err(error) => {
+            let _ = error.print();
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -1,0 +1,338 @@
+//! See survey work: a real mesh-llm node with survey enabled, a local OTLP
+//! receiver, and the stand-in `llama-server`; a startup, a failed launch, a
+//! runtime load, an unload and a backend crash; then what the receiver got.
+//!
+//! ```sh
+//! cargo run -p mesh-llm --example demo
+//! ```
+//!
+//! This one program plays three parts: the demo itself, the node (when run
+//! as `demo node ...`), and the backend (when run through a link named
+//! `llama-server`), so one command needs nothing else built or installed.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use mesh_llm::api::Client;
+use mesh_llm::gguf::{self, WriteValue};
+use mesh_llm::runtime::LoadRequest;
+use survey::schema;
+use survey_otlp_receiver::{Point, Receiver, render_table};
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    let program = args.next().unwrap_or_default();
+    if Path::new(&program)
+        .file_name()
+        .is_some_and(|n| n == "llama-server")
+    {
+        return mesh_llm::standin::main();
+    }
+    let rest: Vec<OsString> = args.collect();
+    if rest.first().is_some_and(|a| a == "node") {
+        return mesh_llm::cli::main_with(
+            std::iter::once(OsString::from("mesh-llm")).chain(rest.into_iter().skip(1)),
+        );
+    }
+    match demo() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("demo failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn demo() -> Result<(), String> {
+    let work = std::env::temp_dir().join(format!("mesh-llm-demo-{}", std::process::id()));
+    let _cleanup = Cleanup(work.clone());
+    let bin = work.join("bin");
+    let models = work.join("models");
+    std::fs::create_dir_all(&bin).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&models).map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    std::os::unix::fs::symlink(&exe, bin.join("llama-server")).map_err(|e| e.to_string())?;
+
+    let model =
+        |file: &str, arch: &str, file_type: Option<u32>, mode: &str| -> Result<PathBuf, String> {
+            let path = models.join(file);
+            let mut pairs = vec![
+                ("general.architecture", WriteValue::Str(arch)),
+                (mesh_llm::standin::MODE_KEY, WriteValue::Str(mode)),
+                (mesh_llm::standin::LOAD_MS_KEY, WriteValue::U32(400)),
+            ];
+            if let Some(ft) = file_type {
+                pairs.push(("general.file_type", WriteValue::U32(ft)));
+            }
+            gguf::write(&path, &pairs, 4096).map_err(|e| e.to_string())?;
+            Ok(path)
+        };
+    let qwen = model("Qwen3-8B-Q4_K_M.gguf", "qwen3", Some(15), "healthy")?;
+    let gemma = model("gemma-3-4b-it-Q8_0.gguf", "gemma3", Some(7), "healthy")?;
+    let phi = model("phi-4-Q4_K_M.gguf", "phi3", Some(15), "kv-crash")?;
+    let llama = model(
+        "Llama-3.2-1B-Instruct-F16.gguf",
+        "llama",
+        Some(1),
+        "healthy",
+    )?;
+
+    let receiver = Receiver::start();
+    let config = work.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[[models]]
+model = "{}"
+ctx_size = 32768
+
+[[models]]
+model = "{}"
+ctx_size = 8192
+
+[[plugin]]
+name = "survey"
+enabled = true
+
+[telemetry]
+endpoint = "{}"
+export_interval_secs = 1
+"#,
+            qwen.display(),
+            gemma.display(),
+            receiver.endpoint()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    println!("== OTLP/HTTP receiver on {}", receiver.endpoint());
+    println!("== starting a mesh-llm node with survey enabled, two models in its config\n");
+
+    let mut node = Node::start(&exe, &config, &bin.join("llama-server"), &work.join("logs"))?;
+    node.wait_for("mesh-llm: startup complete", Duration::from_secs(60))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let client = Client::new(node.api);
+    let call = |what: &str| println!("-- {what}");
+
+    runtime.block_on(async {
+        call("runtime load of phi-4 (its backend crashes on a quantized V cache)");
+        match client
+            .load(&request(&phi, 16384), Duration::from_secs(60))
+            .await
+        {
+            Ok(_) => println!("   unexpectedly loaded"),
+            Err(error) => println!("   failed: {error}"),
+        }
+        call("runtime load of Llama-3.2-1B");
+        let status = client
+            .load(&request(&llama, 4096), Duration::from_secs(60))
+            .await
+            .map_err(|e| e.to_string())?;
+        println!("   loaded on port {} (pid {})", status.port, status.pid);
+        call("unload of gemma-3-4b-it");
+        client
+            .unload("gemma-3-4b-it-Q8_0", Duration::from_secs(60))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        call(&format!(
+            "SIGKILL to the Llama-3.2-1B backend (pid {}) after 1.5 s up",
+            status.pid
+        ));
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe {
+            libc::kill(status.pid as i32, libc::SIGKILL);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = client.status().await.map_err(|e| e.to_string())?;
+            if !status.unexpected_exits.is_empty() {
+                println!(
+                    "\n== node status\n{}",
+                    mesh_llm::cli::render_status(&status)
+                );
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err("the node did not notice the crash".to_string());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok::<(), String>(())
+    })?;
+
+    // An export after the crash shows the gauges of what is still loaded.
+    let seen = receiver.wait_until(Duration::from_secs(20), |requests| {
+        requests
+            .iter()
+            .rev()
+            .find(|r| r.answered == 200)
+            .is_some_and(|r| {
+                r.points()
+                    .iter()
+                    .any(|p| p.metric == schema::EXIT_UNEXPECTED_TOTAL)
+            })
+    });
+    if !seen {
+        return Err("no export arrived after the crash".into());
+    }
+    let running = receiver.latest_points();
+    println!("== gauges in the last export while the node runs");
+    print!(
+        "{}",
+        render_table(&only(
+            &running,
+            &[
+                schema::LOADED_MODELS,
+                schema::MODEL_LOADED,
+                schema::MODEL_CONTEXT_LENGTH
+            ]
+        ))
+    );
+
+    println!("\n== SIGTERM to the node: it unloads what is left, then makes a final export");
+    node.terminate(Duration::from_secs(30))?;
+    let last = receiver.latest_points();
+    println!("\n== counters and histograms in the final export");
+    print!(
+        "{}",
+        render_table(&only(
+            &last,
+            &[
+                schema::LAUNCH_TOTAL,
+                schema::LAUNCH_SUCCESS_TOTAL,
+                schema::LAUNCH_FAILURE_TOTAL,
+                schema::UNLOAD_TOTAL,
+                schema::EXIT_UNEXPECTED_TOTAL,
+                schema::LAUNCH_DURATION_MS,
+                schema::UPTIME_S,
+            ],
+        ))
+    );
+    let requests = receiver.requests();
+    let paths: std::collections::BTreeSet<String> = requests
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    println!(
+        "\n{} export requests received, all to: {}",
+        requests.len(),
+        paths.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    Ok(())
+}
+
+fn request(model: &Path, ctx: u32) -> LoadRequest {
+    LoadRequest {
+        model: model.to_string_lossy().into_owned(),
+        ctx_size: Some(ctx),
+        mmproj: None,
+        gpu_id: None,
+    }
+}
+
+fn only(points: &[Point], metrics: &[&str]) -> Vec<Point> {
+    points
+        .iter()
+        .filter(|p| metrics.contains(&p.metric.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// The node process (this program, as `demo node ...`).
+struct Node {
+    child: Child,
+    api: SocketAddr,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Node {
+    fn start(exe: &Path, config: &Path, llama_server: &Path, logs: &Path) -> Result<Node, String> {
+        let mut child = Command::new(exe)
+            .arg("node")
+            .arg("--api")
+            .arg("127.0.0.1:0")
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .arg("--llama-server")
+            .arg(llama_server)
+            .arg("--log-dir")
+            .arg(logs)
+            .env("RUST_LOG", "warn")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start the node: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(line) = lines.recv_timeout(Duration::from_millis(100))
+                && let Some(addr) = line.strip_prefix("mesh-llm: control API listening on ")
+            {
+                let api = addr.trim().parse().map_err(|_| "bad API address")?;
+                println!("   node control API on {api}");
+                return Ok(Node { child, api, lines });
+            }
+        }
+        Err("the node did not start".into())
+    }
+
+    fn wait_for(&mut self, needle: &str, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100))
+                && line.contains(needle)
+            {
+                println!("   {line}\n");
+                return Ok(());
+            }
+        }
+        Err(format!("the node never printed {needle:?}"))
+    }
+
+    fn terminate(&mut self, timeout: Duration) -> Result<(), String> {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                println!("   node exited: {status}");
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err("the node did not stop".into())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
