@@ -95,6 +95,8 @@
 //! See the README for the configuration table, the environment variables,
 //! the schema and the privacy boundary.
 
+#![warn(missing_docs)]
+
 pub use survey_macros::{FailureReason, exit, launch, unload};
 pub use survey_runtime::{
     ContextBucket, DeviceFacts, DisabledReason, FailureKind, FailureReason, GpuInfo, HardwareFacts,

@@ -19,6 +19,8 @@
 //! [`runtime::local::LocalBackend::stop`] and the runtime's unexpected-exit
 //! handler; no other telemetry code is in the node.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod cli;
 pub mod config;
