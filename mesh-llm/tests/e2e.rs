@@ -64,7 +64,7 @@ fn launches_unloads_crashes_and_gauges_arrive_at_the_collector() {
     );
 
     // Both models are in the gauges, with exact context lengths.
-    let points = wait_export(&receiver, WAIT, |p| of(p, schema::MODEL_LOADED).len() == 2);
+    let points = receiver.wait_for_export(WAIT, |p| of(p, schema::MODEL_LOADED).len() == 2);
     let expected_device = survey::HardwareFacts::probe().backend_device;
     let ctx = one(
         &points,
@@ -128,7 +128,7 @@ fn launches_unloads_crashes_and_gauges_arrive_at_the_collector() {
 
     // Unload the startup model: counted with its uptime; its gauges go.
     node.unload("Qwen3-8B-Q4_K_M");
-    let points = wait_export(&receiver, WAIT, |p| total(p, schema::UNLOAD_TOTAL) == 1.0);
+    let points = receiver.wait_for_export(WAIT, |p| total(p, schema::UNLOAD_TOTAL) == 1.0);
     let unload = one(
         &points,
         schema::UNLOAD_TOTAL,
@@ -155,9 +155,7 @@ fn launches_unloads_crashes_and_gauges_arrive_at_the_collector() {
         "{:?}",
         status.unexpected_exits
     );
-    let points = wait_export(&receiver, WAIT, |p| {
-        total(p, schema::EXIT_UNEXPECTED_TOTAL) == 1.0
-    });
+    let points = receiver.wait_for_export(WAIT, |p| total(p, schema::EXIT_UNEXPECTED_TOTAL) == 1.0);
     let exit = one(
         &points,
         schema::EXIT_UNEXPECTED_TOTAL,
@@ -510,7 +508,7 @@ fn canaries_in_model_paths_never_reach_the_wire() {
     );
     node.wait_started();
     node.load_fails(&crash, &[]);
-    wait_export(&receiver, WAIT, |p| total(p, schema::LAUNCH_TOTAL) == 2.0);
+    receiver.wait_for_export(WAIT, |p| total(p, schema::LAUNCH_TOTAL) == 2.0);
     node.terminate();
     let requests = receiver.requests();
     assert!(!requests.is_empty());
@@ -596,9 +594,7 @@ fn a_backend_crashing_after_it_became_healthy_is_an_unexpected_exit() {
         status.unexpected_exits[0].status.contains("6"),
         "SIGABRT: {status:?}"
     );
-    let points = wait_export(&receiver, WAIT, |p| {
-        total(p, schema::EXIT_UNEXPECTED_TOTAL) == 1.0
-    });
+    let points = receiver.wait_for_export(WAIT, |p| total(p, schema::EXIT_UNEXPECTED_TOTAL) == 1.0);
     let uptime = one(
         &points,
         schema::UPTIME_S,

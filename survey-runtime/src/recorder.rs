@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use opentelemetry::metrics::{Counter, Histogram, Meter, ObservableGauge};
 
 use crate::hardware::{DeviceView, HardwareFacts};
-use crate::model::DeviceFacts;
+use crate::model::{DeviceFacts, ModelFacts};
 use crate::privacy::SafeValue;
 use crate::queue::{Event, EventQueue};
 use crate::registry::Registry;
-use crate::schema::{self, AttributeSet};
+use crate::schema::{self, AttributeSet, LaunchKind};
 use crate::status::ExportCounters;
 
 /// The ten instruments of the schema.
@@ -43,6 +43,37 @@ pub(crate) struct Shared {
 impl Shared {
     fn device(&self, facts: &DeviceFacts) -> Option<DeviceView> {
         self.hardware.get().map(|hw| DeviceView::resolve(hw, facts))
+    }
+
+    /// One value per distinct attribute set of the loaded models: `value`
+    /// of each model (skipped when `None`), folded with `combine`. Empty
+    /// until the hardware facts are known.
+    fn model_series(
+        &self,
+        value: impl Fn(&ModelFacts) -> Option<u64>,
+        combine: impl Fn(u64, u64) -> u64,
+    ) -> Vec<(AttributeSet, u64)> {
+        let mut series: Vec<(AttributeSet, u64)> = Vec::new();
+        for entry in self.registry.snapshot().values() {
+            let Some(v) = value(&entry.facts) else {
+                continue;
+            };
+            let Some(device) = self.device(&entry.facts.device) else {
+                return Vec::new();
+            };
+            let attributes = schema::model_attributes(
+                &entry.facts,
+                &device,
+                Some(entry.kind),
+                None,
+                self.service_version.as_ref(),
+            );
+            match series.iter_mut().find(|(a, _)| *a == attributes) {
+                Some((_, n)) => *n = combine(*n, v),
+                None => series.push((attributes, v)),
+            }
+        }
+        series
     }
 }
 
@@ -79,24 +110,8 @@ impl Instruments {
                 .with_unit("{instance}")
                 .with_description("Loaded instances of a model")
                 .with_callback(move |observer| {
-                    let mut series: Vec<(AttributeSet, u64)> = Vec::new();
-                    for entry in shared.registry.snapshot().values() {
-                        let Some(device) = shared.device(&entry.facts.device) else {
-                            return;
-                        };
-                        let attributes = schema::model_attributes(
-                            &entry.facts,
-                            &device,
-                            Some(entry.kind),
-                            None,
-                            shared.service_version.as_ref(),
-                        );
-                        match series.iter_mut().find(|(a, _)| *a == attributes) {
-                            Some((_, n)) => *n += 1,
-                            None => series.push((attributes, 1)),
-                        }
-                    }
-                    for (attributes, n) in series {
+                    // Instances with the same attributes add up.
+                    for (attributes, n) in shared.model_series(|_| Some(1), |a, b| a + b) {
                         observer.observe(n, &attributes.to_key_values());
                     }
                 })
@@ -109,27 +124,10 @@ impl Instruments {
                 .with_unit("{token}")
                 .with_description("Context length of a loaded model")
                 .with_callback(move |observer| {
-                    let mut series: Vec<(AttributeSet, u64)> = Vec::new();
-                    for entry in shared.registry.snapshot().values() {
-                        let Some(tokens) = entry.facts.context_length else {
-                            continue;
-                        };
-                        let Some(device) = shared.device(&entry.facts.device) else {
-                            return;
-                        };
-                        let attributes = schema::model_attributes(
-                            &entry.facts,
-                            &device,
-                            Some(entry.kind),
-                            None,
-                            shared.service_version.as_ref(),
-                        );
-                        match series.iter_mut().find(|(a, _)| *a == attributes) {
-                            Some((_, n)) => *n = (*n).max(tokens),
-                            None => series.push((attributes, tokens)),
-                        }
-                    }
-                    for (attributes, tokens) in series {
+                    // Instances with the same attributes report the largest context.
+                    for (attributes, tokens) in
+                        shared.model_series(|facts| facts.context_length, u64::max)
+                    {
                         observer.observe(tokens, &attributes.to_key_values());
                     }
                 })
@@ -208,32 +206,33 @@ impl Instruments {
                 facts,
                 kind,
                 uptime,
-            } => {
-                let Some(device) = shared.device(&facts.device) else {
-                    return;
-                };
-                let attributes =
-                    schema::model_attributes(&facts, &device, kind, None, version).to_key_values();
-                self.unload.add(1, &attributes);
-                if let Some(uptime) = uptime {
-                    self.uptime.record(uptime.as_secs_f64(), &attributes);
-                }
-            }
+            } => self.end_of_life(&self.unload, shared, &facts, kind, uptime),
             Event::ExitedUnexpectedly {
                 facts,
                 kind,
                 uptime,
-            } => {
-                let Some(device) = shared.device(&facts.device) else {
-                    return;
-                };
-                let attributes =
-                    schema::model_attributes(&facts, &device, kind, None, version).to_key_values();
-                self.exit_unexpected.add(1, &attributes);
-                if let Some(uptime) = uptime {
-                    self.uptime.record(uptime.as_secs_f64(), &attributes);
-                }
-            }
+            } => self.end_of_life(&self.exit_unexpected, shared, &facts, kind, uptime),
+        }
+    }
+
+    /// Counts an unload or an exit in `counter` and records the uptime, if known.
+    fn end_of_life(
+        &self,
+        counter: &Counter<u64>,
+        shared: &Shared,
+        facts: &ModelFacts,
+        kind: Option<LaunchKind>,
+        uptime: Option<Duration>,
+    ) {
+        let Some(device) = shared.device(&facts.device) else {
+            return;
+        };
+        let version = shared.service_version.as_ref();
+        let attributes =
+            schema::model_attributes(facts, &device, kind, None, version).to_key_values();
+        counter.add(1, &attributes);
+        if let Some(uptime) = uptime {
+            self.uptime.record(uptime.as_secs_f64(), &attributes);
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, MutexGuard};
 
 #[allow(unused_imports)]
-pub use survey_otlp_receiver::{Mode, Point, PointKind, Receiver, Request};
+pub use survey_otlp_receiver::{Mode, Point, PointKind, Receiver, Request, of, one, total};
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
@@ -162,28 +162,4 @@ pub async fn unload(running: Running) -> Result<(), std::io::Error> {
 #[survey::exit(model = running)]
 pub fn crashed(running: &Running) {
     let _ = running.slot;
-}
-
-/// Points of `metric` in `points`.
-pub fn of<'a>(points: &'a [Point], metric: &str) -> Vec<&'a Point> {
-    points.iter().filter(|p| p.metric == metric).collect()
-}
-
-/// The single point of `metric` with these attributes.
-pub fn one<'a>(points: &'a [Point], metric: &str, attrs: &[(&str, &str)]) -> &'a Point {
-    let found: Vec<_> = of(points, metric)
-        .into_iter()
-        .filter(|p| p.has(attrs))
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "expected one {metric} point with {attrs:?}, got {found:#?}\nall points: {points:#?}"
-    );
-    found[0]
-}
-
-/// Sum of the values of `metric` over every point.
-pub fn total(points: &[Point], metric: &str) -> f64 {
-    of(points, metric).iter().map(|p| p.value).sum()
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use mesh_llm::gguf::{self, WriteValue};
 use mesh_llm::runtime::NodeStatus;
 
-pub use survey_otlp_receiver::{Mode, Point, Receiver};
+pub use survey_otlp_receiver::{Mode, Point, Receiver, of, one, total};
 
 pub const MESH_LLM: &str = env!("CARGO_BIN_EXE_mesh-llm");
 pub const STANDIN: &str = env!("CARGO_BIN_EXE_llama-server-standin");
@@ -371,48 +371,6 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
                 && alive(*pid)
         })
         .collect()
-}
-
-/// Points of `metric`.
-pub fn of<'a>(points: &'a [Point], metric: &str) -> Vec<&'a Point> {
-    points.iter().filter(|p| p.metric == metric).collect()
-}
-
-/// The one point of `metric` with these attributes.
-pub fn one<'a>(points: &'a [Point], metric: &str, attrs: &[(&str, &str)]) -> &'a Point {
-    let found: Vec<_> = of(points, metric)
-        .into_iter()
-        .filter(|p| p.has(attrs))
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "one {metric} with {attrs:?}: {found:#?}\nall: {points:#?}"
-    );
-    found[0]
-}
-
-/// Sum of `metric` over every point.
-pub fn total(points: &[Point], metric: &str) -> f64 {
-    of(points, metric).iter().map(|p| p.value).sum()
-}
-
-/// Waits until the latest accepted export satisfies `check`; returns its points.
-pub fn wait_export(
-    receiver: &Receiver,
-    timeout: Duration,
-    check: impl Fn(&[Point]) -> bool,
-) -> Vec<Point> {
-    let ok = receiver.wait_until(timeout, |requests| {
-        requests
-            .iter()
-            .rev()
-            .find(|r| r.answered == 200 && r.decoded.is_some())
-            .is_some_and(|r| check(&r.points()))
-    });
-    let points = receiver.latest_points();
-    assert!(ok, "no export matched in {timeout:?}; latest: {points:#?}");
-    points
 }
 
 /// A `[telemetry]` table exporting to `receiver` every 300 ms.

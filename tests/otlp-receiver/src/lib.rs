@@ -571,3 +571,52 @@ pub fn render_table(points: &[Point]) -> String {
     }
     out
 }
+
+/// The points of `metric`.
+pub fn of<'a>(points: &'a [Point], metric: &str) -> Vec<&'a Point> {
+    points.iter().filter(|p| p.metric == metric).collect()
+}
+
+/// The single point of `metric` with these attributes; panics with every
+/// point listed otherwise (for tests).
+pub fn one<'a>(points: &'a [Point], metric: &str, attrs: &[(&str, &str)]) -> &'a Point {
+    let found: Vec<_> = of(points, metric)
+        .into_iter()
+        .filter(|p| p.has(attrs))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {metric} point with {attrs:?}, got {found:#?}\nall points: {points:#?}"
+    );
+    found[0]
+}
+
+/// The sum of the values of `metric` over every point.
+pub fn total(points: &[Point], metric: &str) -> f64 {
+    of(points, metric).iter().map(|p| p.value).sum()
+}
+
+impl Receiver {
+    /// Waits until the latest accepted export satisfies `check`, and returns
+    /// its points; panics with the latest points after `timeout` (for tests).
+    pub fn wait_for_export(
+        &self,
+        timeout: Duration,
+        check: impl Fn(&[Point]) -> bool,
+    ) -> Vec<Point> {
+        let matched = self.wait_until(timeout, |requests| {
+            requests
+                .iter()
+                .rev()
+                .find(|r| (200..300).contains(&r.answered) && r.decoded.is_some())
+                .is_some_and(|r| check(&r.points()))
+        });
+        let points = self.latest_points();
+        assert!(
+            matched,
+            "no export matched in {timeout:?}; latest: {points:#?}"
+        );
+        points
+    }
+}
