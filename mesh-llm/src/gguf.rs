@@ -227,7 +227,7 @@ pub fn quantization_from_name(file_name: &str) -> Option<String> {
         })
 }
 
-/// A value to write with [`write`].
+/// A value to write with [`write()`].
 #[derive(Debug, Clone)]
 pub enum WriteValue<'a> {
     /// A `u32`.

@@ -4,7 +4,7 @@
 //!
 //! Attribute keys come only from [`AttributeKey`], a closed enum of the
 //! spec's allowlist, and string values only from [`SafeValue`], which only the
-//! [`privacy`](crate::privacy) module can construct. There is no API that
+//! [`privacy`] module can construct. There is no API that
 //! takes a free-form key or an unsanitized string, in debug or release builds.
 
 use std::fmt;
