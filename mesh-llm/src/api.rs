@@ -18,6 +18,13 @@ use crate::runtime::{LoadRequest, ModelStatus, Node, NodeError, NodeStatus};
 /// Default control API address.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:3131";
 
+/// The body of a successful unload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unloaded {
+    /// The name or path that was unloaded.
+    pub unloaded: String,
+}
+
 /// An error body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
@@ -183,7 +190,7 @@ impl Client {
     /// Unloads a model by name or path.
     pub async fn unload(&self, name: &str, timeout: Duration) -> Result<(), ClientError> {
         let path = format!("/models/{}", percent_encode(name));
-        let _: ApiError = self.call("DELETE", &path, None, timeout).await?;
+        let _: Unloaded = self.call("DELETE", &path, None, timeout).await?;
         Ok(())
     }
 

@@ -221,6 +221,7 @@ impl Setup {
                 worker,
                 shutdown_timeout: settings.shutdown_timeout,
             }),
+            disabled: None,
         }
     }
 }
@@ -235,7 +236,10 @@ fn disabled(reason: DisabledReason) -> SurveyGuard {
     if let Ok(mut last) = LAST_DISABLED.lock() {
         *last = Some(reason.clone());
     }
-    SurveyGuard { running: None }
+    SurveyGuard {
+        running: None,
+        disabled: Some(reason),
+    }
 }
 
 struct Running {
@@ -249,6 +253,8 @@ struct Running {
 #[must_use = "survey stops when the guard is dropped"]
 pub struct SurveyGuard {
     running: Option<Running>,
+    /// Why this guard is not running, when it is not.
+    disabled: Option<DisabledReason>,
 }
 
 /// What [`SurveyGuard::shutdown`] managed within its bound.
@@ -272,7 +278,7 @@ impl SurveyGuard {
     pub fn status(&self) -> Status {
         match &self.running {
             Some(running) => running.active.status(),
-            None => status(),
+            None => Status::disabled(self.disabled.clone()),
         }
     }
 
