@@ -75,12 +75,7 @@ async fn route(node: &Node, request: http::Request) -> (u16, Vec<u8>) {
         ("DELETE", path) if path.starts_with("/models/") => {
             let name = percent_decode(&path["/models/".len()..]);
             match node.unload(&name).await {
-                Ok(()) => json(
-                    200,
-                    &ApiError {
-                        error: String::new(),
-                    },
-                ),
+                Ok(()) => json(200, &Unloaded { unloaded: name }),
                 Err(error) => json(
                     error_status(&error),
                     &ApiError {
