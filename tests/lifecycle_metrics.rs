@@ -204,6 +204,13 @@ async fn every_lifecycle_event_arrives_with_its_attributes() {
     assert_eq!(loaded.value, 1.0);
     assert_eq!(loaded.attr("mesh_llm.model"), None, "node-wide gauge");
     assert_eq!(loaded.attr("mesh_llm.gpu_count"), Some("2"));
+    assert_eq!(loaded.attr("mesh_llm.backend_device"), Some("cuda"));
+    assert_eq!(loaded.attr("mesh_llm.gpu_name"), None, "two different GPUs");
+    assert_eq!(
+        loaded.attr("mesh_llm.gpu_stable_id"),
+        None,
+        "a node has no single GPU id"
+    );
     let model_loaded = of(&points, schema::MODEL_LOADED);
     assert_eq!(model_loaded.len(), 1, "{model_loaded:#?}");
     assert_eq!(

@@ -233,6 +233,20 @@ pub(crate) struct DeviceView {
 }
 
 impl DeviceView {
+    /// The node as a whole: the GPU name only when every GPU has the same
+    /// one, and no stable id (a node may have several GPUs).
+    pub(crate) fn node(node: &HardwareFacts) -> DeviceView {
+        let first = node.gpus.first().map(|g| g.name.as_str());
+        let same_name = node.gpus.iter().all(|g| Some(g.name.as_str()) == first);
+        DeviceView {
+            backend_device: privacy::backend_device(&node.backend_device),
+            gpu_name: first.filter(|_| same_name).and_then(privacy::gpu_name),
+            gpu_stable_id: None,
+            gpu_count: i64::try_from(node.gpus.len()).unwrap_or(i64::MAX),
+            is_soc: node.is_soc,
+        }
+    }
+
     pub(crate) fn resolve(node: &HardwareFacts, device: &DeviceFacts) -> DeviceView {
         let backend_device = device
             .backend_device
@@ -351,6 +365,12 @@ card1,0x2a1c5e8fd1c94b7e,AMD Instinct MI300X,0x74a1,Advanced Micro Devices Inc. 
             },
         );
         assert_eq!(second.gpu_name.unwrap().as_str(), "NVIDIA RTX A6000");
+
+        let whole = DeviceView::node(&node);
+        assert_eq!(whole.gpu_name, None, "two different GPUs: no single name");
+        assert_eq!((whole.gpu_stable_id, whole.gpu_count), (None, 2));
+        let mac = DeviceView::node(&parse_macos_brand("Apple M3").unwrap());
+        assert_eq!(mac.gpu_name.unwrap().as_str(), "Apple M3");
 
         let cpu = DeviceView::resolve(
             &node,

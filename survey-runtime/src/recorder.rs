@@ -93,7 +93,7 @@ impl Instruments {
                 .with_unit("{model}")
                 .with_description("Models loaded on the node")
                 .with_callback(move |observer| {
-                    let Some(device) = shared.device(&DeviceFacts::default()) else {
+                    let Some(device) = shared.hardware.get().map(DeviceView::node) else {
                         return;
                     };
                     let attributes =
