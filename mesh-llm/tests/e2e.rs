@@ -62,6 +62,14 @@ fn launches_unloads_crashes_and_gauges_arrive_at_the_collector() {
         "{}",
         status.survey
     );
+    let table = node.cli(&["status"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("Qwen3-8B-Q4_K_M")
+            && table.contains("runtime_load")
+            && table.contains("survey: enabled"),
+        "{table}"
+    );
 
     // Both models are in the gauges, with exact context lengths.
     let points = receiver.wait_for_export(WAIT, |p| of(p, schema::MODEL_LOADED).len() == 2);
