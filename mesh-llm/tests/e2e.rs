@@ -372,28 +372,40 @@ fn assert_failures(points: &[Point], expected: &[(&str, &str)]) {
 #[test]
 fn survey_disabled_exports_nothing_and_the_node_works_the_same() {
     let receiver = Receiver::start();
-    let configs = [
-        // Plugin switched off, endpoint configured.
-        format!(
-            "[[plugin]]\nname = \"survey\"\nenabled = false\n\n[telemetry]\nendpoint = \"{}\"\nexport_interval_secs = 0.1\n",
-            receiver.endpoint()
+    let endpoint = receiver.endpoint();
+    let ambient = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
+    // (config, environment, why survey is off)
+    let cases: [(String, &[(&str, &str)], &str); 4] = [
+        (
+            format!(
+                "[[plugin]]\nname = \"survey\"\nenabled = false\n\n[telemetry]\nendpoint = \"{endpoint}\"\nexport_interval_secs = 0.1\n"
+            ),
+            &[],
+            "switched off by [[plugin]]",
         ),
-        // telemetry.enabled = false wins over the plugin switch.
-        format!(
-            "[[plugin]]\nname = \"survey\"\n\n[telemetry]\nenabled = false\nendpoint = \"{}\"\n",
-            receiver.endpoint()
+        (
+            format!(
+                "[[plugin]]\nname = \"survey\"\n\n[telemetry]\nenabled = false\nendpoint = \"{endpoint}\"\n"
+            ),
+            &[],
+            "switched off by telemetry.enabled",
         ),
-        // Nothing configured at all.
-        String::new(),
+        // Ambient OTEL variables never opt a node in.
+        (String::new(), &ambient, "not enabled"),
+        // Opted in, but no endpoint anywhere.
+        (
+            "[[plugin]]\nname = \"survey\"\n".to_string(),
+            &[],
+            "no endpoint",
+        ),
     ];
-    for (i, config) in configs.iter().enumerate() {
+    for (i, (config, env, why)) in cases.iter().enumerate() {
         let dir = TestDir::new(&format!("disabled{i}"));
         let node = Node::start(
             &dir,
             config,
             NodeOptions {
-                // Ambient OTEL variables never opt a node in.
-                env: &[("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint())],
+                env,
                 ..NodeOptions::default()
             },
         );
@@ -402,8 +414,8 @@ fn survey_disabled_exports_nothing_and_the_node_works_the_same() {
         let status = node.status();
         assert_eq!(status.models.len(), 1);
         assert!(
-            status.survey.starts_with("survey: disabled"),
-            "{}",
+            status.survey.starts_with("survey: disabled") && status.survey.contains(why),
+            "{why}: {}",
             status.survey
         );
         node.unload("Qwen3-8B-Q4_K_M");
