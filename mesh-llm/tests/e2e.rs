@@ -375,7 +375,8 @@ fn survey_disabled_exports_nothing_and_the_node_works_the_same() {
     let endpoint = receiver.endpoint();
     let ambient = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
     // (config, environment, why survey is off)
-    let cases: [(String, &[(&str, &str)], &str); 4] = [
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(String, Env, &str); 4] = [
         (
             format!(
                 "[[plugin]]\nname = \"survey\"\nenabled = false\n\n[telemetry]\nendpoint = \"{endpoint}\"\nexport_interval_secs = 0.1\n"
