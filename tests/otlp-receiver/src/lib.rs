@@ -52,6 +52,8 @@ pub struct Request {
     pub decode_error: Option<String>,
     /// The status the receiver answered with (`0`: none).
     pub answered: u16,
+    /// Whether it arrived over TLS.
+    pub tls: bool,
 }
 
 impl Request {
@@ -214,6 +216,7 @@ pub struct Receiver {
     addr: SocketAddr,
     state: Arc<State>,
     accept: Option<JoinHandle<()>>,
+    tls: bool,
 }
 
 impl Receiver {
@@ -224,6 +227,34 @@ impl Receiver {
 
     /// Starts on `addr` (to come back on the port of a stopped receiver).
     pub fn start_on(addr: SocketAddr) -> std::io::Result<Receiver> {
+        Receiver::start_with(addr, None)
+    }
+
+    /// Starts an HTTPS receiver on a free port of 127.0.0.1 with this
+    /// certificate chain and PKCS#8 private key (DER).
+    pub fn start_tls(chain: Vec<Vec<u8>>, key: Vec<u8>) -> std::io::Result<Receiver> {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(std::io::Error::other)?
+            .with_no_client_auth()
+            .with_single_cert(
+                chain.into_iter().map(CertificateDer::from).collect(),
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+            )
+            .map_err(std::io::Error::other)?;
+        Receiver::start_with(
+            "127.0.0.1:0".parse().expect("address"),
+            Some(Arc::new(config)),
+        )
+    }
+
+    fn start_with(
+        addr: SocketAddr,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<Receiver> {
+        let is_tls = tls.is_some();
         let listener = bind_with_retry(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -237,12 +268,13 @@ impl Receiver {
             let state = state.clone();
             std::thread::Builder::new()
                 .name("otlp-receiver".into())
-                .spawn(move || accept_loop(listener, state))?
+                .spawn(move || accept_loop(listener, state, tls))?
         };
         Ok(Receiver {
             addr,
             state,
             accept: Some(accept),
+            tls: is_tls,
         })
     }
 
@@ -251,14 +283,16 @@ impl Receiver {
         self.addr
     }
 
-    /// Base endpoint URL (`http://127.0.0.1:PORT`), for `telemetry.endpoint`.
+    /// Base endpoint URL (`http://127.0.0.1:PORT`, or `https://` for a TLS
+    /// receiver), for `telemetry.endpoint`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Full metrics URL (`.../v1/metrics`), for `telemetry.metrics.endpoint`.
     pub fn metrics_endpoint(&self) -> String {
-        format!("http://{}/v1/metrics", self.addr)
+        format!("{}/v1/metrics", self.endpoint())
     }
 
     /// Changes how it answers from now on.
@@ -335,13 +369,14 @@ fn bind_with_retry(addr: SocketAddr) -> std::io::Result<TcpListener> {
     }
 }
 
-fn accept_loop(listener: TcpListener, state: Arc<State>) {
+fn accept_loop(listener: TcpListener, state: Arc<State>, tls: Option<Arc<rustls::ServerConfig>>) {
     let mut connections = Vec::new();
     while !state.stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, _)) => {
                 let state = state.clone();
-                connections.push(std::thread::spawn(move || serve(stream, state)));
+                let tls = tls.clone();
+                connections.push(std::thread::spawn(move || serve(stream, state, tls)));
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(5));
@@ -355,16 +390,24 @@ fn accept_loop(listener: TcpListener, state: Arc<State>) {
     }
 }
 
-fn serve(stream: TcpStream, state: Arc<State>) {
+fn serve(stream: TcpStream, state: Arc<State>, tls: Option<Arc<rustls::ServerConfig>>) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
-    let mut writer = match stream.try_clone() {
-        Ok(w) => w,
-        Err(_) => return,
-    };
+    match tls {
+        None => serve_stream(stream, &state, false),
+        Some(config) => {
+            let Ok(connection) = rustls::ServerConnection::new(config) else {
+                return;
+            };
+            serve_stream(rustls::StreamOwned::new(connection, stream), &state, true);
+        }
+    }
+}
+
+fn serve_stream<S: Read + Write>(stream: S, state: &State, tls: bool) {
     let mut reader = BufReader::new(stream);
     loop {
-        let Some((method, path, headers, raw_body)) = read_request(&mut reader, &state) else {
+        let Some((method, path, headers, raw_body)) = read_request(&mut reader, state) else {
             return;
         };
         let mode = state.mode.lock().expect("mode").clone();
@@ -384,6 +427,7 @@ fn serve(stream: TcpStream, state: Arc<State>) {
             decoded: None,
             decode_error: None,
             answered,
+            tls,
         };
         match decode(&request) {
             Ok(decoded) => request.decoded = Some(decoded),
@@ -398,13 +442,13 @@ fn serve(stream: TcpStream, state: Arc<State>) {
                 } else {
                     ("application/x-protobuf", Vec::new())
                 };
-                if respond(&mut writer, 200, "OK", content_type, &body, None).is_err() {
+                if respond(reader.get_mut(), 200, "OK", content_type, &body, None).is_err() {
                     return;
                 }
             }
             Mode::Status(code, retry_after) => {
                 if respond(
-                    &mut writer,
+                    reader.get_mut(),
                     code,
                     "Error",
                     "text/plain",
@@ -432,9 +476,9 @@ fn serve(stream: TcpStream, state: Arc<State>) {
 type RawRequest = (String, String, Vec<(String, String)>, Vec<u8>);
 
 /// Reads one request; `None` on close, error or stop.
-fn read_request(reader: &mut BufReader<TcpStream>, state: &State) -> Option<RawRequest> {
+fn read_request<S: Read>(reader: &mut BufReader<S>, state: &State) -> Option<RawRequest> {
     let mut line = String::new();
-    let read_line = |reader: &mut BufReader<TcpStream>, line: &mut String| -> Option<()> {
+    let read_line = |reader: &mut BufReader<S>, line: &mut String| -> Option<()> {
         loop {
             match reader.read_line(line) {
                 Ok(0) => return None,
@@ -496,7 +540,7 @@ fn read_request(reader: &mut BufReader<TcpStream>, state: &State) -> Option<RawR
 }
 
 fn respond(
-    writer: &mut TcpStream,
+    writer: &mut impl Write,
     code: u16,
     reason: &str,
     content_type: &str,

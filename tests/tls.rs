@@ -1,0 +1,101 @@
+//! `https://` endpoints: the export is encrypted and the collector's
+//! certificate is verified against the platform roots (`SSL_CERT_FILE` here).
+//! Its own binary, since the roots come from the process environment.
+
+mod support;
+
+use std::time::Duration;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use support::*;
+use survey::schema;
+
+/// A CA and a certificate for `localhost` and 127.0.0.1 signed by it.
+struct Pki {
+    ca_pem: String,
+    server_chain: Vec<Vec<u8>>,
+    server_key: Vec<u8>,
+}
+
+fn pki(name: &str) -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("survey test CA {name}"));
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::from_params(&ca_params, &ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server_params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
+    Pki {
+        ca_pem: ca_cert.pem(),
+        server_chain: vec![server_cert.der().to_vec()],
+        server_key: server_key.serialize_der(),
+    }
+}
+
+#[tokio::test]
+async fn exports_over_https_only_to_a_trusted_collector() {
+    let _serial = serial().await;
+    let trusted = pki("trusted");
+    let untrusted = pki("untrusted");
+    let ca_file = std::env::temp_dir().join(format!("survey-tls-ca-{}.pem", std::process::id()));
+    std::fs::write(&ca_file, &trusted.ca_pem).unwrap();
+    // SAFETY: this binary's one test; nothing reads the environment concurrently.
+    unsafe {
+        std::env::set_var("SSL_CERT_FILE", &ca_file);
+    }
+
+    // A collector whose certificate chains to the trusted CA: the export arrives.
+    let receiver = Receiver::start_tls(trusted.server_chain, trusted.server_key).unwrap();
+    let endpoint = format!("https://localhost:{}", receiver.addr().port());
+    let guard = start(&endpoint, "");
+    load(
+        &Spec::new(1, "/m/Qwen3-8B-Q4_K_M.gguf", 4096),
+        Duration::ZERO,
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(guard.flush(Duration::from_secs(10)));
+    let status = guard.status();
+    assert!(
+        status.exports_ok >= 1 && status.exports_failed == 0,
+        "{status}"
+    );
+    let requests = receiver.requests();
+    assert!(!requests.is_empty());
+    for request in &requests {
+        assert!(request.tls);
+        assert_eq!(request.path, "/v1/metrics");
+    }
+    one(
+        &receiver.latest_points(),
+        schema::LAUNCH_SUCCESS_TOTAL,
+        &[("mesh_llm.model", "Qwen3-8B-Q4_K_M")],
+    );
+    drop(guard);
+
+    // A collector with a certificate from another CA: nothing is sent to it.
+    let impostor = Receiver::start_tls(untrusted.server_chain, untrusted.server_key).unwrap();
+    let endpoint = format!("https://localhost:{}", impostor.addr().port());
+    let guard = start(&endpoint, "timeout_secs = 2");
+    load(&Spec::new(2, "/m/gemma.gguf", 4096), Duration::ZERO, None)
+        .await
+        .unwrap();
+    assert!(guard.flush(Duration::from_secs(10)));
+    let status = guard.status();
+    assert!(
+        status.exports_failed >= 1 && status.exports_ok == 0,
+        "{status}"
+    );
+    assert!(
+        impostor.requests().is_empty(),
+        "a request reached an untrusted collector"
+    );
+    drop(guard);
+    let _ = std::fs::remove_file(ca_file);
+}
