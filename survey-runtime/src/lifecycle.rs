@@ -45,11 +45,11 @@ impl Active {
     }
 }
 
-/// The running instance, if any. Reading it is the whole cost of an
-/// instrumented call while survey is disabled.
+/// The running instance, if any.
 static ACTIVE: ArcSwapOption<Active> = ArcSwapOption::const_empty();
 
-/// Whether [`ACTIVE`] holds an instance: the one load a disabled call pays.
+/// Whether [`ACTIVE`] holds an instance: the one atomic load an
+/// instrumented call pays while survey is disabled.
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// Serializes starting and stopping.
