@@ -297,3 +297,42 @@ async fn exit_of_a_model_survey_never_saw_counts_without_uptime() {
     );
     drop(guard);
 }
+
+/// An unload during which the watcher reports the backend's exit.
+#[survey::unload(model = running)]
+async fn unload_racing_an_exit(running: Running) -> Result<(), std::io::Error> {
+    crashed(&running);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_exit_during_an_unload_is_counted_once() {
+    let _serial = serial().await;
+    let receiver = Receiver::start();
+    let guard = start(&receiver.endpoint(), "");
+    // Launched; its backend dies while the host is unloading it.
+    let running = load(&Spec::new(1, "/m/raced.gguf", 4096), Duration::ZERO, None)
+        .await
+        .unwrap();
+    unload_racing_an_exit(running).await.unwrap();
+    // Never launched under survey: counted, with no uptime.
+    unload(Running {
+        slot: 2,
+        path: "/m/stranger.gguf".into(),
+    })
+    .await
+    .unwrap();
+    assert!(guard.flush(FLUSH));
+    let points = receiver.latest_points();
+    assert_eq!(total(&points, schema::EXIT_UNEXPECTED_TOTAL), 1.0);
+    assert_eq!(total(&points, schema::UNLOAD_TOTAL), 1.0);
+    one(
+        &points,
+        schema::UNLOAD_TOTAL,
+        &[("mesh_llm.model", "stranger")],
+    );
+    let uptimes = of(&points, schema::UPTIME_S);
+    assert_eq!(uptimes.len(), 1, "only the exit had a known uptime");
+    assert_eq!(uptimes[0].attr("mesh_llm.model"), Some("raced"));
+    drop(guard);
+}

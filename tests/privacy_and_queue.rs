@@ -17,7 +17,14 @@ struct Leaky {
 
 impl survey::SurveyModel for Leaky {
     fn survey_facts(&self) -> survey::ModelFacts {
-        survey::ModelFacts::new(self.slot, &self.source)
+        // A relative path with no extension would read as an `org/repo`
+        // ref; the host says it is a file.
+        let facts = if self.source.starts_with("CANARYUSER/") {
+            survey::ModelFacts::local_file(self.slot, &self.source)
+        } else {
+            survey::ModelFacts::new(self.slot, &self.source)
+        };
+        facts
             .architecture("llama/CANARYARCH")
             .quantization("Q4_K_M?token=CANARYQ")
             .backend("/opt/CANARYUSER/llama-server")
@@ -54,6 +61,7 @@ async fn canaries_in_paths_urls_and_facts_never_reach_the_wire() {
             "C:\\Users\\CANARYUSER\\CANARYDIR\\phi-4.gguf",
             "https://CANARYUSER:CANARYTOKEN@CANARYHOST.example/CANARYDIR/gemma.gguf?token=CANARYTOKEN",
             "~/CANARYDIR/tiny-00001-of-00002.gguf",
+            "CANARYUSER/local-model",
         ];
         for (i, source) in sources.iter().enumerate() {
             let model = Leaky {
@@ -81,7 +89,7 @@ async fn canaries_in_paths_urls_and_facts_never_reach_the_wire() {
             .collect();
         assert_eq!(
             models.into_iter().collect::<Vec<_>>(),
-            ["Qwen3-8B-Q4_K_M", "gemma", "phi-4", "tiny"]
+            ["Qwen3-8B-Q4_K_M", "gemma", "local-model", "phi-4", "tiny"]
         );
         // Dropped rather than sanitized into something misleading.
         for p in points.iter().filter(|p| p.metric != schema::LOADED_MODELS) {

@@ -12,9 +12,9 @@ pub use crate::failure::FailureReason;
 pub use crate::model::SurveyModel;
 pub use crate::schema::{FailureKind, LaunchKind};
 
-use crate::lifecycle::active;
-use crate::model::ModelFacts;
-use crate::queue::Event;
+use crate::lifecycle::{Active, active};
+use crate::model::{InstanceKey, ModelFacts};
+use crate::queue::{Ending, Event};
 
 /// Checks that a run-time `kind = <expr>` is a [`LaunchKind`].
 #[inline]
@@ -65,10 +65,18 @@ impl<T, E> UnloadOutcome for Result<T, E> {
 
 /// Times one launch. Records the attempt when created, the outcome in
 /// [`finish`](LaunchGuard::finish), or `other` if dropped unfinished (a
-/// cancelled launch future), so counts and gauges never drift.
+/// cancelled launch future), so counts and gauges never drift. Attempt and
+/// outcome go to the survey instance that was running when the launch began.
 #[must_use]
 pub struct LaunchGuard {
-    started: Option<(Arc<ModelFacts>, LaunchKind, Instant)>,
+    started: Option<Started>,
+}
+
+struct Started {
+    active: Arc<Active>,
+    facts: Arc<ModelFacts>,
+    kind: LaunchKind,
+    at: Instant,
 }
 
 impl LaunchGuard {
@@ -84,7 +92,12 @@ impl LaunchGuard {
             kind,
         });
         LaunchGuard {
-            started: Some((facts, kind, Instant::now())),
+            started: Some(Started {
+                active,
+                facts,
+                kind,
+                at: Instant::now(),
+            }),
         }
     }
 
@@ -92,7 +105,7 @@ impl LaunchGuard {
     #[inline]
     pub fn finish<R: LaunchOutcome + ?Sized>(mut self, result: &R) {
         if let Some(started) = self.started.take() {
-            launch_finished(started, result.failure());
+            started.finish(result.failure());
         }
     }
 }
@@ -100,69 +113,74 @@ impl LaunchGuard {
 impl Drop for LaunchGuard {
     fn drop(&mut self) {
         if let Some(started) = self.started.take() {
-            launch_finished(started, Some(FailureKind::Other));
+            started.finish(Some(FailureKind::Other));
         }
     }
 }
 
-fn launch_finished(
-    (facts, kind, start): (Arc<ModelFacts>, LaunchKind, Instant),
-    failure: Option<FailureKind>,
-) {
-    let duration = start.elapsed();
-    let Some(active) = active() else { return };
-    if failure.is_none() {
-        active.registry.insert(facts.clone(), kind);
+impl Started {
+    fn finish(self, failure: Option<FailureKind>) {
+        let duration = self.at.elapsed();
+        if failure.is_none() {
+            self.active.registry.insert(self.facts.clone(), self.kind);
+        }
+        self.active.push(Event::LaunchFinished {
+            facts: self.facts,
+            kind: self.kind,
+            duration,
+            failure,
+        });
     }
-    active.push(Event::LaunchFinished {
-        facts,
-        kind,
-        duration,
-        failure,
-    });
 }
 
-/// Captures the model before an unload body runs (the body may consume it).
+/// Captures what an unload needs before its body runs (the body may consume
+/// the model): the instance key when survey saw the model launch, the full
+/// facts otherwise.
 #[must_use]
 pub struct UnloadGuard {
-    facts: Option<ModelFacts>,
+    captured: Option<(Arc<Active>, Captured)>,
+}
+
+enum Captured {
+    Loaded(InstanceKey),
+    Unknown(Box<ModelFacts>),
 }
 
 impl UnloadGuard {
     /// Captures `model`.
     #[inline]
     pub fn start<M: SurveyModel + ?Sized>(model: &M) -> UnloadGuard {
-        UnloadGuard {
-            facts: active().map(|_| model.survey_facts()),
-        }
+        let captured = active().map(|active| {
+            let key = model.instance_key();
+            let captured = if active.registry.contains(key) {
+                Captured::Loaded(key)
+            } else {
+                Captured::Unknown(Box::new(model.survey_facts()))
+            };
+            (active, captured)
+        });
+        UnloadGuard { captured }
     }
 
     /// Records the unload if it succeeded.
     #[inline]
     pub fn finish<R: UnloadOutcome + ?Sized>(self, result: &R) {
-        if let Some(facts) = self.facts
-            && result.succeeded()
-        {
-            unloaded(facts);
+        let Some((active, captured)) = self.captured else {
+            return;
+        };
+        if !result.succeeded() {
+            return;
+        }
+        match captured {
+            Captured::Loaded(key) => {
+                // Gone already: an exit was recorded for it instead.
+                ended(&active, key, Ending::Unloaded, || None);
+            }
+            Captured::Unknown(facts) => {
+                ended(&active, facts.instance(), Ending::Unloaded, || Some(*facts));
+            }
         }
     }
-}
-
-fn unloaded(facts: ModelFacts) {
-    let Some(active) = active() else { return };
-    let event = match active.registry.remove(facts.instance()) {
-        Some(entry) => Event::Unloaded {
-            facts: entry.facts.clone(),
-            kind: Some(entry.kind),
-            uptime: Some(entry.uptime()),
-        },
-        None => Event::Unloaded {
-            facts: Arc::new(facts),
-            kind: None,
-            uptime: None,
-        },
-    };
-    active.push(event);
 }
 
 /// Records an unexpected exit of `model`: counted, uptime recorded when
@@ -170,17 +188,38 @@ fn unloaded(facts: ModelFacts) {
 #[inline]
 pub fn record_exit<M: SurveyModel + ?Sized>(model: &M) {
     let Some(active) = active() else { return };
-    let facts = model.survey_facts();
-    let event = match active.registry.remove(facts.instance()) {
-        Some(entry) => Event::ExitedUnexpectedly {
+    ended(
+        &active,
+        model.instance_key(),
+        Ending::ExitedUnexpectedly,
+        || Some(model.survey_facts()),
+    );
+}
+
+/// Removes `key` from the loaded set and queues how it ended: with the facts,
+/// kind and uptime of its launch when survey saw it, else with
+/// `unknown()`'s facts (if any) and no uptime.
+fn ended(
+    active: &Active,
+    key: InstanceKey,
+    ending: Ending,
+    unknown: impl FnOnce() -> Option<ModelFacts>,
+) {
+    let event = match active.registry.remove(key) {
+        Some(entry) => Event::Ended {
+            ending,
             facts: entry.facts.clone(),
             kind: Some(entry.kind),
             uptime: Some(entry.uptime()),
         },
-        None => Event::ExitedUnexpectedly {
-            facts: Arc::new(facts),
-            kind: None,
-            uptime: None,
+        None => match unknown() {
+            Some(facts) => Event::Ended {
+                ending,
+                facts: Arc::new(facts),
+                kind: None,
+                uptime: None,
+            },
+            None => return,
         },
     };
     active.push(event);

@@ -66,6 +66,8 @@ pub struct DeviceFacts {
 pub struct ModelFacts {
     pub(crate) instance: InstanceKey,
     pub(crate) model: String,
+    /// `model` is a local path or URL: export only its file stem.
+    pub(crate) model_is_file: bool,
     pub(crate) architecture: Option<String>,
     pub(crate) quantization: Option<String>,
     pub(crate) context_length: Option<u64>,
@@ -80,11 +82,21 @@ impl ModelFacts {
         ModelFacts {
             instance: instance.into(),
             model: model.into(),
+            model_is_file: false,
             architecture: None,
             quantization: None,
             context_length: None,
             backend: None,
             device: DeviceFacts::default(),
+        }
+    }
+
+    /// Facts for `instance` of the model in the local file (or at the URL)
+    /// `path`: only the file stem is exported, whatever the path looks like.
+    pub fn local_file(instance: impl Into<InstanceKey>, path: impl Into<String>) -> ModelFacts {
+        ModelFacts {
+            model_is_file: true,
+            ..ModelFacts::new(instance, path)
         }
     }
 
@@ -156,11 +168,21 @@ impl ModelFacts {
 pub trait SurveyModel {
     /// The facts of this model instance.
     fn survey_facts(&self) -> ModelFacts;
+
+    /// The instance key alone. Unloads and exits of models survey saw launch
+    /// need only this; override it when building the full facts costs more.
+    fn instance_key(&self) -> InstanceKey {
+        self.survey_facts().instance()
+    }
 }
 
 impl SurveyModel for ModelFacts {
     fn survey_facts(&self) -> ModelFacts {
         self.clone()
+    }
+
+    fn instance_key(&self) -> InstanceKey {
+        self.instance
     }
 }
 
@@ -168,11 +190,19 @@ impl<T: SurveyModel + ?Sized> SurveyModel for &T {
     fn survey_facts(&self) -> ModelFacts {
         (**self).survey_facts()
     }
+
+    fn instance_key(&self) -> InstanceKey {
+        (**self).instance_key()
+    }
 }
 
 impl<T: SurveyModel + ?Sized> SurveyModel for &mut T {
     fn survey_facts(&self) -> ModelFacts {
         (**self).survey_facts()
+    }
+
+    fn instance_key(&self) -> InstanceKey {
+        (**self).instance_key()
     }
 }
 
@@ -180,11 +210,19 @@ impl<T: SurveyModel + ?Sized> SurveyModel for Box<T> {
     fn survey_facts(&self) -> ModelFacts {
         (**self).survey_facts()
     }
+
+    fn instance_key(&self) -> InstanceKey {
+        (**self).instance_key()
+    }
 }
 
 impl<T: SurveyModel + ?Sized> SurveyModel for std::sync::Arc<T> {
     fn survey_facts(&self) -> ModelFacts {
         (**self).survey_facts()
+    }
+
+    fn instance_key(&self) -> InstanceKey {
+        (**self).instance_key()
     }
 }
 

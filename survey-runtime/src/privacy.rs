@@ -72,10 +72,14 @@ const MODEL_EXTENSIONS: &[&str] = &[".gguf", ".ggml", ".bin", ".safetensors", ".
 ///
 /// Returns `None` when nothing exportable is left.
 pub fn model_id(raw: &str) -> Option<SafeValue> {
+    canonical_ref(raw.trim()).or_else(|| model_file(raw))
+}
+
+/// Normalizes a model that the host knows is a local file or URL: only its
+/// file stem is kept, never an `org/repo` reading of a relative path
+/// (`alice/mymodel` becomes `mymodel`).
+pub fn model_file(raw: &str) -> Option<SafeValue> {
     let raw = raw.trim();
-    if let Some(canonical) = canonical_ref(raw) {
-        return Some(canonical);
-    }
     // Cut off query string and fragment, then keep the last path segment.
     let without_query = raw.split(['?', '#']).next().unwrap_or_default();
     let last = without_query
@@ -309,6 +313,17 @@ mod tests {
         for (raw, expected) in cases {
             assert_eq!(m(raw).as_deref(), expected, "model_id({raw:?})");
         }
+    }
+
+    #[test]
+    fn model_files_never_read_as_refs() {
+        assert_eq!(model_id("alice/mymodel").unwrap().as_str(), "alice/mymodel");
+        assert_eq!(model_file("alice/mymodel").unwrap().as_str(), "mymodel");
+        assert_eq!(
+            model_file("/m/Qwen3-8B-Q4_K_M.gguf").unwrap().as_str(),
+            "Qwen3-8B-Q4_K_M"
+        );
+        assert_eq!(model_file("org/repo:Q4_K_M").unwrap().as_str(), "Q4_K_M");
     }
 
     #[test]

@@ -27,18 +27,23 @@ pub(crate) enum Event {
         duration: Duration,
         failure: Option<FailureKind>,
     },
-    /// A model was unloaded on request.
-    Unloaded {
+    /// A loaded model went away; `kind` and `uptime` are known when survey
+    /// saw it launch.
+    Ended {
+        ending: Ending,
         facts: Arc<ModelFacts>,
         kind: Option<LaunchKind>,
         uptime: Option<Duration>,
     },
-    /// A model's backend exited without being asked to.
-    ExitedUnexpectedly {
-        facts: Arc<ModelFacts>,
-        kind: Option<LaunchKind>,
-        uptime: Option<Duration>,
-    },
+}
+
+/// How a loaded model went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Unloaded on request.
+    Unloaded,
+    /// Its backend exited without being asked to.
+    ExitedUnexpectedly,
 }
 
 /// A fixed-capacity queue that drops the oldest event when full.

@@ -10,14 +10,15 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, ObservableGauge};
 
 use crate::hardware::{DeviceView, HardwareFacts};
 use crate::model::{DeviceFacts, ModelFacts};
 use crate::privacy::SafeValue;
-use crate::queue::{Event, EventQueue};
+use crate::queue::{Ending, Event, EventQueue};
 use crate::registry::Registry;
-use crate::schema::{self, AttributeSet, LaunchKind};
+use crate::schema::{self, AttributeSet, FailureKind, LaunchKind};
 use crate::status::ExportCounters;
 
 /// The ten instruments of the schema.
@@ -43,6 +44,21 @@ pub(crate) struct Shared {
 impl Shared {
     fn device(&self, facts: &DeviceFacts) -> Option<DeviceView> {
         self.hardware.get().map(|hw| DeviceView::resolve(hw, facts))
+    }
+
+    /// The attributes of an event about `facts`; `None` only before the
+    /// hardware facts are known (never on the worker, which waits for them).
+    fn attributes(
+        &self,
+        facts: &ModelFacts,
+        kind: Option<LaunchKind>,
+        failure: Option<FailureKind>,
+    ) -> Option<Vec<KeyValue>> {
+        let device = self.device(&facts.device)?;
+        Some(
+            schema::model_attributes(facts, &device, kind, failure, self.service_version.as_ref())
+                .to_key_values(),
+        )
     }
 
     /// One value per distinct attribute set of the loaded models: `value`
@@ -173,15 +189,11 @@ impl Instruments {
 
     /// Records one event. `device` is resolved by the caller.
     fn record(&self, shared: &Shared, event: Event) {
-        let version = shared.service_version.as_ref();
         match event {
             Event::LaunchStarted { facts, kind } => {
-                let Some(device) = shared.device(&facts.device) else {
-                    return;
-                };
-                let attributes =
-                    schema::model_attributes(&facts, &device, Some(kind), None, version);
-                self.launch.add(1, &attributes.to_key_values());
+                if let Some(attributes) = shared.attributes(&facts, Some(kind), None) {
+                    self.launch.add(1, &attributes);
+                }
             }
             Event::LaunchFinished {
                 facts,
@@ -189,12 +201,9 @@ impl Instruments {
                 duration,
                 failure,
             } => {
-                let Some(device) = shared.device(&facts.device) else {
+                let Some(attributes) = shared.attributes(&facts, Some(kind), failure) else {
                     return;
                 };
-                let attributes =
-                    schema::model_attributes(&facts, &device, Some(kind), failure, version)
-                        .to_key_values();
                 match failure {
                     None => self.launch_success.add(1, &attributes),
                     Some(_) => self.launch_failure.add(1, &attributes),
@@ -202,37 +211,24 @@ impl Instruments {
                 self.launch_duration
                     .record(duration.as_secs_f64() * 1000.0, &attributes);
             }
-            Event::Unloaded {
+            Event::Ended {
+                ending,
                 facts,
                 kind,
                 uptime,
-            } => self.end_of_life(&self.unload, shared, &facts, kind, uptime),
-            Event::ExitedUnexpectedly {
-                facts,
-                kind,
-                uptime,
-            } => self.end_of_life(&self.exit_unexpected, shared, &facts, kind, uptime),
-        }
-    }
-
-    /// Counts an unload or an exit in `counter` and records the uptime, if known.
-    fn end_of_life(
-        &self,
-        counter: &Counter<u64>,
-        shared: &Shared,
-        facts: &ModelFacts,
-        kind: Option<LaunchKind>,
-        uptime: Option<Duration>,
-    ) {
-        let Some(device) = shared.device(&facts.device) else {
-            return;
-        };
-        let version = shared.service_version.as_ref();
-        let attributes =
-            schema::model_attributes(facts, &device, kind, None, version).to_key_values();
-        counter.add(1, &attributes);
-        if let Some(uptime) = uptime {
-            self.uptime.record(uptime.as_secs_f64(), &attributes);
+            } => {
+                let Some(attributes) = shared.attributes(&facts, kind, None) else {
+                    return;
+                };
+                let counter = match ending {
+                    Ending::Unloaded => &self.unload,
+                    Ending::ExitedUnexpectedly => &self.exit_unexpected,
+                };
+                counter.add(1, &attributes);
+                if let Some(uptime) = uptime {
+                    self.uptime.record(uptime.as_secs_f64(), &attributes);
+                }
+            }
         }
     }
 }

@@ -63,6 +63,11 @@ impl Registry {
         removed
     }
 
+    /// Whether `key` is loaded.
+    pub(crate) fn contains(&self, key: InstanceKey) -> bool {
+        self.loaded.load().contains_key(&key)
+    }
+
     /// The loaded set as of now.
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.loaded.load_full()

@@ -297,7 +297,12 @@ pub(crate) fn model_attributes(
 ) -> AttributeSet {
     let safe = |v: Option<SafeValue>| v.map(AttributeValue::Safe);
     let mut set = AttributeSet::with_capacity(AttributeKey::ALL.len());
-    set.set_opt(AttributeKey::Model, safe(privacy::model_id(&facts.model)));
+    let model = if facts.model_is_file {
+        privacy::model_file(&facts.model)
+    } else {
+        privacy::model_id(&facts.model)
+    };
+    set.set_opt(AttributeKey::Model, safe(model));
     set.set_opt(
         AttributeKey::Architecture,
         safe(

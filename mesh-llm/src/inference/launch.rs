@@ -158,7 +158,7 @@ pub fn survey_facts(
     ctx_size: u32,
     gpu_id: Option<u32>,
 ) -> ModelFacts {
-    let mut facts = ModelFacts::new(instance, model_path.to_string_lossy())
+    let mut facts = ModelFacts::local_file(instance, model_path.to_string_lossy())
         .context_length(u64::from(ctx_size))
         .backend("llama.cpp");
     if let Some(arch) = file.and_then(|f| f.architecture.clone()) {

@@ -6,7 +6,7 @@ use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use survey::{LaunchKind, ModelFacts, SurveyModel};
+use survey::{InstanceKey, LaunchKind, ModelFacts, SurveyModel};
 use tokio::sync::watch;
 
 use crate::inference::launch::{self, Launched, ModelFileFacts};
@@ -52,6 +52,10 @@ impl SurveyModel for LocalBackend {
             self.ctx_size,
             self.gpu_id,
         )
+    }
+
+    fn instance_key(&self) -> InstanceKey {
+        InstanceKey::from_u64(self.instance)
     }
 }
 
