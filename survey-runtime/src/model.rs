@@ -134,11 +134,6 @@ impl ModelFacts {
     pub fn instance(&self) -> InstanceKey {
         self.instance
     }
-
-    /// The raw model identifier, before sanitizing.
-    pub fn model(&self) -> &str {
-        &self.model
-    }
 }
 
 /// Implemented by whatever a host passes as `model = ...` to the survey macros:

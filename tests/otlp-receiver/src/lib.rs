@@ -290,11 +290,6 @@ impl Receiver {
         format!("{scheme}://{}", self.addr)
     }
 
-    /// Full metrics URL (`.../v1/metrics`), for `telemetry.metrics.endpoint`.
-    pub fn metrics_endpoint(&self) -> String {
-        format!("{}/v1/metrics", self.endpoint())
-    }
-
     /// Changes how it answers from now on.
     pub fn set_mode(&self, mode: Mode) {
         *self.state.mode.lock().expect("mode") = mode;
