@@ -55,12 +55,14 @@ async fn every_lifecycle_event_arrives_with_its_attributes() {
     }
     let points = receiver.latest_points();
 
-    // Resource: service identity and SDK only.
+    // Resource: service identity, the process's random instance id and the
+    // SDK; nothing else.
     let resource = requests.last().unwrap().resource_attributes();
     let keys: Vec<&str> = resource.keys().map(String::as_str).collect();
     assert_eq!(
         keys,
         [
+            "service.instance.id",
             "service.name",
             "service.version",
             "telemetry.sdk.language",
@@ -68,6 +70,7 @@ async fn every_lifecycle_event_arrives_with_its_attributes() {
             "telemetry.sdk.version"
         ]
     );
+    assert!(schema::is_uuid(&resource["service.instance.id"]));
     assert_eq!(resource["service.name"], "mesh-llm");
     assert_eq!(resource["service.version"], "9.8.7");
 

@@ -7,7 +7,7 @@
 //! reactor there). TLS is rustls with the `ring` provider.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,6 +23,7 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
 
 use crate::config::{Compression, Protocol, Settings, Temporality};
+use crate::schema::ResourceKey;
 use crate::status::ExportCounters;
 
 /// Builds the meter provider that exports to `settings.endpoint`.
@@ -65,16 +66,66 @@ pub(crate) fn meter_provider(
         .build())
 }
 
-/// `service.name`, `service.version` and `telemetry.sdk.*`; nothing from the
-/// environment (`OTEL_RESOURCE_ATTRIBUTES` is deliberately not read).
+/// `service.name`, `service.version`, `service.instance.id` and
+/// `telemetry.sdk.*`; nothing from the environment (`OTEL_RESOURCE_ATTRIBUTES`
+/// is deliberately not read).
 fn resource(service_name: &str, service_version: &str) -> Resource {
+    let mut attributes = vec![
+        KeyValue::new(ResourceKey::ServiceName.as_str(), service_name.to_string()),
+        KeyValue::new(
+            ResourceKey::ServiceVersion.as_str(),
+            service_version.to_string(),
+        ),
+    ];
+    if let Some(id) = instance_id() {
+        attributes.push(KeyValue::new(ResourceKey::ServiceInstanceId.as_str(), id));
+    }
     Resource::builder_empty()
         .with_detector(Box::new(TelemetryResourceDetector))
-        .with_attributes([
-            KeyValue::new("service.name", service_name.to_string()),
-            KeyValue::new("service.version", service_version.to_string()),
-        ])
+        .with_attributes(attributes)
         .build()
+}
+
+/// This process's `service.instance.id`: a random UUID v4, drawn from the
+/// operating system's random source the first time it is needed and kept
+/// for the life of the process (a rebuilt meter provider reuses it).
+///
+/// It is derived from nothing: not the host, the user, the hardware or the
+/// time, so it cannot be linked to a machine or across restarts. It exists so
+/// that a collector can tell apart the cumulative series of two nodes that
+/// run the same model on the same hardware. `None` only if the operating
+/// system has no random source to give, in which case the resource goes
+/// without it (collectors accept such exports) rather than use a weak id.
+fn instance_id() -> Option<&'static str> {
+    static ID: OnceLock<Option<String>> = OnceLock::new();
+    ID.get_or_init(|| {
+        let mut bytes = [0u8; 16];
+        match getrandom::fill(&mut bytes) {
+            Ok(()) => Some(uuid_v4(bytes)),
+            Err(error) => {
+                tracing::warn!(
+                    target: "survey",
+                    "no random source for service.instance.id ({error}); exporting without it"
+                );
+                None
+            }
+        }
+    })
+    .as_deref()
+}
+
+/// Formats 16 random bytes as a version 4, variant 1 UUID (RFC 9562).
+fn uuid_v4(mut bytes: [u8; 16]) -> String {
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let mut out = String::with_capacity(36);
+    for (i, byte) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
 }
 
 /// Exponential backoff with jitter inside one export's time budget, so a retry
@@ -214,5 +265,24 @@ fn describe_transport_error(error: &(dyn std::error::Error + 'static)) -> String
         Some(e) if e.is_connect() => "cannot connect to the collector".to_string(),
         Some(_) => "the request to the collector failed".to_string(),
         None => format!("request failed: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_ids_are_uuid_v4_and_drawn_once() {
+        let id = instance_id().expect("a random source");
+        assert!(crate::schema::is_uuid(id), "{id}");
+        assert_eq!(&id[14..15], "4", "version 4: {id}");
+        assert!(
+            matches!(&id[19..20], "8" | "9" | "a" | "b"),
+            "variant 1: {id}"
+        );
+        assert_eq!(instance_id(), Some(id), "kept for the process");
+        assert_eq!(uuid_v4([0xff; 16]), "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        assert_eq!(uuid_v4([0; 16]), "00000000-0000-4000-8000-000000000000");
     }
 }

@@ -79,6 +79,22 @@ pub fn model_id(raw: &str) -> Option<SafeValue> {
 /// file stem is kept, never an `org/repo` reading of a relative path
 /// (`alice/mymodel` becomes `mymodel`).
 pub fn model_file(raw: &str) -> Option<SafeValue> {
+    // One pass can leave a name that another pass shortens (`a.bin.gguf`
+    // becomes `a.bin`, then `a`): repeat to a fixed point, so that an exported
+    // value is its own sanitized form and a collector can check it. After
+    // the first pass every change shortens the name, so this ends.
+    let mut value = file_stem(raw)?;
+    loop {
+        let next = file_stem(&value)?;
+        if next == value {
+            return Some(SafeValue(value));
+        }
+        value = next;
+    }
+}
+
+/// One pass of [`model_file`].
+fn file_stem(raw: &str) -> Option<String> {
     let raw = raw.trim();
     // Cut off query string and fragment, then keep the last path segment.
     let without_query = raw.split(['?', '#']).next().unwrap_or_default();
@@ -89,7 +105,7 @@ pub fn model_file(raw: &str) -> Option<SafeValue> {
     // A segment like `user@host:file` or `C:file` keeps only what follows `@`/`:`.
     let last = last.rsplit(['@', ':']).next().unwrap_or_default();
     let stem = strip_split_suffix(strip_model_extension(last));
-    restrict(stem, MAX_MODEL_LEN, is_name_char).map(SafeValue)
+    restrict(stem, MAX_MODEL_LEN, is_name_char)
 }
 
 /// `org/repo` or `org/repo:TAG`, with no scheme, no leading directory word,
@@ -222,6 +238,15 @@ pub fn gpu_stable_id(raw: &str) -> Option<SafeValue> {
     Some(SafeValue(out))
 }
 
+/// Whether `value` has the shape of an exported `mesh_llm.gpu_stable_id`:
+/// 16 lowercase hex digits (see [`gpu_stable_id`]).
+pub fn is_gpu_stable_id(value: &str) -> bool {
+    value.len() == 16
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// A single token: name characters only, optionally lowercased.
 fn token(raw: &str, lowercase: bool) -> Option<SafeValue> {
     let raw = raw.trim();
@@ -324,6 +349,21 @@ mod tests {
             "Qwen3-8B-Q4_K_M"
         );
         assert_eq!(model_file("org/repo:Q4_K_M").unwrap().as_str(), "Q4_K_M");
+    }
+
+    #[test]
+    fn stacked_extensions_and_suffixes_are_all_removed() {
+        assert_eq!(model_file("/m/a.bin.gguf").unwrap().as_str(), "a");
+        assert_eq!(
+            model_file("x-00001-of-00002.gguf-00001-of-00002.gguf")
+                .unwrap()
+                .as_str(),
+            "x"
+        );
+        assert_eq!(model_file("a.gguf-").unwrap().as_str(), "a");
+        assert!(!is_gpu_stable_id("6F1C2D3E4B5A6978"));
+        assert!(!is_gpu_stable_id("6f1c2d3e4b5a697"));
+        assert!(is_gpu_stable_id("6f1c2d3e4b5a6978"));
     }
 
     #[test]
@@ -442,6 +482,40 @@ mod tests {
             if let Some(v) = gpu_name(&raw) {
                 assert_safe(v.as_str(), MAX_VALUE_LEN, &[' ', '+', '(', ')']);
                 prop_assert!(!v.as_str().contains("  "));
+            }
+        }
+
+        #[test]
+        fn sanitized_values_are_their_own_sanitized_form(
+            raw in prop_oneof![
+                any::<String>(),
+                "(/home/[a-z]{1,6}/)?[A-Za-z0-9 ._@:/+()=?-]{0,40}(\\.(gguf|bin|GGUF))*(-0000[1-3]-of-00003)?(\\.gguf)?[ ._-]{0,2}",
+            ],
+        ) {
+            let sanitizers: [(&str, fn(&str) -> Option<SafeValue>); 9] = [
+                ("model_id", model_id),
+                ("model_file", model_file),
+                ("architecture", architecture),
+                ("quantization", quantization),
+                ("backend", backend),
+                ("backend_device", backend_device),
+                ("service_version", service_version),
+                ("service_name", service_name),
+                ("gpu_name", gpu_name),
+            ];
+            for (name, sanitize) in sanitizers {
+                if let Some(v) = sanitize(&raw) {
+                    let again = sanitize(v.as_str());
+                    prop_assert_eq!(again.as_ref(), Some(&v), "{}({:?})", name, raw);
+                    if name == "model_file" {
+                        // What model_file exports, model_id keeps.
+                        let kept = model_id(v.as_str());
+                        prop_assert_eq!(kept.as_ref(), Some(&v));
+                    }
+                }
+            }
+            if let Some(id) = gpu_stable_id(&raw) {
+                prop_assert!(is_gpu_stable_id(id.as_str()));
             }
         }
 

@@ -95,19 +95,34 @@ impl Shared {
 
 impl Instruments {
     pub(crate) fn new(meter: &Meter, shared: &Shared) -> Instruments {
-        let counter = |name: &'static str, unit: &'static str, description: &'static str| {
+        let spec = |name| schema::metric(name).expect("a schema metric");
+        let counter = |name| {
+            let spec = spec(name);
             meter
-                .u64_counter(name)
-                .with_unit(unit)
-                .with_description(description)
+                .u64_counter(spec.name)
+                .with_unit(spec.unit)
+                .with_description(spec.description)
+                .build()
+        };
+        let gauge = |name| {
+            let spec = spec(name);
+            meter
+                .u64_observable_gauge(spec.name)
+                .with_unit(spec.unit)
+                .with_description(spec.description)
+        };
+        let histogram = |name| {
+            let spec = spec(name);
+            meter
+                .f64_histogram(spec.name)
+                .with_unit(spec.unit)
+                .with_description(spec.description)
+                .with_boundaries(spec.boundaries.to_vec())
                 .build()
         };
         let loaded_models = {
             let shared = shared.clone();
-            meter
-                .u64_observable_gauge(schema::LOADED_MODELS)
-                .with_unit("{model}")
-                .with_description("Models loaded on the node")
+            gauge(schema::LOADED_MODELS)
                 .with_callback(move |observer| {
                     let Some(device) = shared.hardware.get().map(DeviceView::node) else {
                         return;
@@ -121,10 +136,7 @@ impl Instruments {
         };
         let model_loaded = {
             let shared = shared.clone();
-            meter
-                .u64_observable_gauge(schema::MODEL_LOADED)
-                .with_unit("{instance}")
-                .with_description("Loaded instances of a model")
+            gauge(schema::MODEL_LOADED)
                 .with_callback(move |observer| {
                     // Instances with the same attributes add up.
                     for (attributes, n) in shared.model_series(|_| Some(1), |a, b| a + b) {
@@ -135,10 +147,7 @@ impl Instruments {
         };
         let context_length = {
             let shared = shared.clone();
-            meter
-                .u64_observable_gauge(schema::MODEL_CONTEXT_LENGTH)
-                .with_unit("{token}")
-                .with_description("Context length of a loaded model")
+            gauge(schema::MODEL_CONTEXT_LENGTH)
                 .with_callback(move |observer| {
                     // Instances with the same attributes report the largest context.
                     for (attributes, tokens) in
@@ -150,39 +159,13 @@ impl Instruments {
                 .build()
         };
         Instruments {
-            launch: counter(schema::LAUNCH_TOTAL, "{launch}", "Model launch attempts"),
-            launch_success: counter(
-                schema::LAUNCH_SUCCESS_TOTAL,
-                "{launch}",
-                "Model launches that became healthy",
-            ),
-            launch_failure: counter(
-                schema::LAUNCH_FAILURE_TOTAL,
-                "{launch}",
-                "Model launches that failed, by reason",
-            ),
-            unload: counter(
-                schema::UNLOAD_TOTAL,
-                "{unload}",
-                "Models unloaded on request",
-            ),
-            exit_unexpected: counter(
-                schema::EXIT_UNEXPECTED_TOTAL,
-                "{exit}",
-                "Loaded models whose backend exited unexpectedly",
-            ),
-            launch_duration: meter
-                .f64_histogram(schema::LAUNCH_DURATION_MS)
-                .with_unit("ms")
-                .with_description("Time from launch start to healthy or failed")
-                .with_boundaries(schema::LAUNCH_DURATION_BOUNDARIES_MS.to_vec())
-                .build(),
-            uptime: meter
-                .f64_histogram(schema::UPTIME_S)
-                .with_unit("s")
-                .with_description("How long a model stayed loaded")
-                .with_boundaries(schema::UPTIME_BOUNDARIES_S.to_vec())
-                .build(),
+            launch: counter(schema::LAUNCH_TOTAL),
+            launch_success: counter(schema::LAUNCH_SUCCESS_TOTAL),
+            launch_failure: counter(schema::LAUNCH_FAILURE_TOTAL),
+            unload: counter(schema::UNLOAD_TOTAL),
+            exit_unexpected: counter(schema::EXIT_UNEXPECTED_TOTAL),
+            launch_duration: histogram(schema::LAUNCH_DURATION_MS),
+            uptime: histogram(schema::UPTIME_S),
             _gauges: [loaded_models, model_loaded, context_length],
         }
     }

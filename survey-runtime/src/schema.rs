@@ -37,20 +37,6 @@ pub const LAUNCH_DURATION_MS: &str = "mesh_llm_model_launch_duration_ms";
 /// Histogram: how long a model stayed loaded, in seconds.
 pub const UPTIME_S: &str = "mesh_llm_model_uptime_s";
 
-/// Every metric name survey exports, in schema order.
-pub const METRIC_NAMES: [&str; 10] = [
-    LAUNCH_TOTAL,
-    LAUNCH_SUCCESS_TOTAL,
-    LAUNCH_FAILURE_TOTAL,
-    UNLOAD_TOTAL,
-    EXIT_UNEXPECTED_TOTAL,
-    LOADED_MODELS,
-    MODEL_LOADED,
-    MODEL_CONTEXT_LENGTH,
-    LAUNCH_DURATION_MS,
-    UPTIME_S,
-];
-
 /// Bucket boundaries of `mesh_llm_model_launch_duration_ms`: 100 ms to 10 min.
 pub const LAUNCH_DURATION_BOUNDARIES_MS: [f64; 13] = [
     100.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0, 20_000.0, 30_000.0, 60_000.0,
@@ -62,6 +48,122 @@ pub const UPTIME_BOUNDARIES_S: [f64; 14] = [
     10.0, 30.0, 60.0, 300.0, 900.0, 1_800.0, 3_600.0, 7_200.0, 21_600.0, 43_200.0, 86_400.0,
     172_800.0, 345_600.0, 604_800.0,
 ];
+
+/// The OpenTelemetry instrument behind a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricKind {
+    /// A monotonic counter (`u64_counter`): an OTLP monotonic sum.
+    Counter,
+    /// An observable gauge over the loaded set: an OTLP gauge.
+    Gauge,
+    /// A histogram with explicit bucket boundaries: an OTLP histogram.
+    Histogram,
+}
+
+/// One metric of the schema: what survey exports and what a collector accepts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricSpec {
+    /// Metric name.
+    pub name: &'static str,
+    /// Instrument kind.
+    pub kind: MetricKind,
+    /// UCUM unit.
+    pub unit: &'static str,
+    /// Description sent with the metric.
+    pub description: &'static str,
+    /// Explicit bucket boundaries (histograms only; empty otherwise).
+    pub boundaries: &'static [f64],
+}
+
+const fn spec(
+    name: &'static str,
+    kind: MetricKind,
+    unit: &'static str,
+    description: &'static str,
+) -> MetricSpec {
+    MetricSpec {
+        name,
+        kind,
+        unit,
+        description,
+        boundaries: &[],
+    }
+}
+
+/// Every metric survey exports, in schema order.
+pub const METRICS: [MetricSpec; 10] = [
+    spec(
+        LAUNCH_TOTAL,
+        MetricKind::Counter,
+        "{launch}",
+        "Model launch attempts",
+    ),
+    spec(
+        LAUNCH_SUCCESS_TOTAL,
+        MetricKind::Counter,
+        "{launch}",
+        "Model launches that became healthy",
+    ),
+    spec(
+        LAUNCH_FAILURE_TOTAL,
+        MetricKind::Counter,
+        "{launch}",
+        "Model launches that failed, by reason",
+    ),
+    spec(
+        UNLOAD_TOTAL,
+        MetricKind::Counter,
+        "{unload}",
+        "Models unloaded on request",
+    ),
+    spec(
+        EXIT_UNEXPECTED_TOTAL,
+        MetricKind::Counter,
+        "{exit}",
+        "Loaded models whose backend exited unexpectedly",
+    ),
+    spec(
+        LOADED_MODELS,
+        MetricKind::Gauge,
+        "{model}",
+        "Models loaded on the node",
+    ),
+    spec(
+        MODEL_LOADED,
+        MetricKind::Gauge,
+        "{instance}",
+        "Loaded instances of a model",
+    ),
+    spec(
+        MODEL_CONTEXT_LENGTH,
+        MetricKind::Gauge,
+        "{token}",
+        "Context length of a loaded model",
+    ),
+    MetricSpec {
+        boundaries: &LAUNCH_DURATION_BOUNDARIES_MS,
+        ..spec(
+            LAUNCH_DURATION_MS,
+            MetricKind::Histogram,
+            "ms",
+            "Time from launch start to healthy or failed",
+        )
+    },
+    MetricSpec {
+        boundaries: &UPTIME_BOUNDARIES_S,
+        ..spec(
+            UPTIME_S,
+            MetricKind::Histogram,
+            "s",
+            "How long a model stayed loaded",
+        )
+    },
+];
+
+/// The schema entry of metric `name`, if survey exports such a metric.
+pub fn metric(name: &str) -> Option<&'static MetricSpec> {
+    METRICS.iter().find(|m| m.name == name)
+}
 
 /// Error returned when a string names no value of a closed schema enum.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -220,6 +322,107 @@ closed_enum! {
         /// A [`FailureKind`].
         FailureReason => "mesh_llm.failure_reason",
     }
+}
+
+/// An attribute value as a collector receives it, before it is trusted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReceivedValue<'a> {
+    /// A string.
+    Str(&'a str),
+    /// A 64-bit integer.
+    Int(i64),
+    /// A boolean.
+    Bool(bool),
+    /// A double.
+    Double(f64),
+    /// Anything else (bytes, arrays, maps, no value).
+    Other,
+}
+
+impl AttributeKey {
+    /// Whether survey could have exported `value` under this key: the right
+    /// type, a value of the key's enum, and for text the exact output of the
+    /// key's sanitizer (every sanitizer returns its own output unchanged).
+    ///
+    /// Collectors use it to refuse data points that no honest survey node
+    /// sends, without copying the sanitizers.
+    pub fn accepts(self, value: ReceivedValue<'_>) -> bool {
+        use ReceivedValue::{Bool, Int, Str};
+        match (self, value) {
+            (AttributeKey::GpuCount, Int(n)) => n >= 0,
+            (AttributeKey::IsSoc, Bool(_)) => true,
+            (AttributeKey::LaunchKind, Str(s)) => s.parse::<LaunchKind>().is_ok(),
+            (AttributeKey::ContextBucket, Str(s)) => s.parse::<ContextBucket>().is_ok(),
+            (AttributeKey::FailureReason, Str(s)) => s.parse::<FailureKind>().is_ok(),
+            (AttributeKey::GpuStableId, Str(s)) => privacy::is_gpu_stable_id(s),
+            (key, Str(s)) => key
+                .text_sanitizer()
+                .is_some_and(|sanitize| sanitize(s).is_some_and(|v| v.as_str() == s)),
+            _ => false,
+        }
+    }
+
+    /// The sanitizer of a free-text key; `None` for typed and enum keys.
+    fn text_sanitizer(self) -> Option<fn(&str) -> Option<SafeValue>> {
+        Some(match self {
+            AttributeKey::Model => privacy::model_id,
+            AttributeKey::Architecture => privacy::architecture,
+            AttributeKey::Quantization => privacy::quantization,
+            AttributeKey::GpuName => privacy::gpu_name,
+            AttributeKey::BackendDevice => privacy::backend_device,
+            AttributeKey::Backend => privacy::backend,
+            AttributeKey::ServiceVersion => privacy::service_version,
+            _ => return None,
+        })
+    }
+}
+
+closed_enum! {
+    /// The resource attribute keys survey exports: service identity and the
+    /// OpenTelemetry SDK, nothing from the host or the environment.
+    ResourceKey, "resource key" {
+        /// The host's service name (`mesh-llm`).
+        ServiceName => "service.name",
+        /// The host's version.
+        ServiceVersion => "service.version",
+        /// A random UUID v4 drawn once per process: tells two nodes' series apart.
+        ServiceInstanceId => "service.instance.id",
+        /// `opentelemetry`.
+        SdkName => "telemetry.sdk.name",
+        /// `rust`.
+        SdkLanguage => "telemetry.sdk.language",
+        /// The SDK's version.
+        SdkVersion => "telemetry.sdk.version",
+    }
+}
+
+impl ResourceKey {
+    /// Whether survey could have exported `value` under this resource key.
+    pub fn accepts(self, value: ReceivedValue<'_>) -> bool {
+        let ReceivedValue::Str(s) = value else {
+            return false;
+        };
+        let fixed =
+            |sanitize: fn(&str) -> Option<SafeValue>| sanitize(s).is_some_and(|v| v.as_str() == s);
+        match self {
+            ResourceKey::ServiceName | ResourceKey::SdkName | ResourceKey::SdkLanguage => {
+                fixed(privacy::service_name)
+            }
+            ResourceKey::ServiceVersion | ResourceKey::SdkVersion => {
+                fixed(privacy::service_version)
+            }
+            ResourceKey::ServiceInstanceId => is_uuid(s),
+        }
+    }
+}
+
+/// A UUID in its canonical text form: 8-4-4-4-12 lowercase hex digits.
+pub fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => matches!(b, b'0'..=b'9' | b'a'..=b'f'),
+        })
 }
 
 /// A value an attribute may carry: closed enums, sanitized strings, numbers
@@ -465,6 +668,137 @@ mod tests {
                 "mesh_llm.failure_reason"
             ]
         );
+    }
+
+    fn received(value: &AttributeValue) -> ReceivedValue<'_> {
+        match value {
+            AttributeValue::Static(s) => ReceivedValue::Str(s),
+            AttributeValue::Safe(s) => ReceivedValue::Str(s.as_str()),
+            AttributeValue::Int(i) => ReceivedValue::Int(*i),
+            AttributeValue::Bool(b) => ReceivedValue::Bool(*b),
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever raw facts a host passes, a collector that checks with
+        /// `accepts` takes every attribute survey builds from them.
+        #[test]
+        fn collectors_accept_every_exported_attribute(
+            model in proptest::prelude::any::<String>(),
+            is_file in proptest::prelude::any::<bool>(),
+            text in proptest::collection::vec(proptest::prelude::any::<String>(), 5),
+            ctx in proptest::prelude::any::<u64>(),
+            uuid in "(GPU-)?[0-9a-fA-F-]{20,40}",
+            gpus in 0usize..4,
+            is_soc in proptest::prelude::any::<bool>(),
+        ) {
+            let facts = if is_file {
+                ModelFacts::local_file(1, model)
+            } else {
+                ModelFacts::new(1, model)
+            }
+            .architecture(text[0].clone())
+            .quantization(text[1].clone())
+            .backend(text[2].clone())
+            .context_length(ctx);
+            let node = crate::HardwareFacts {
+                backend_device: text[3].clone(),
+                gpus: (0..gpus)
+                    .map(|_| crate::GpuInfo { name: text[4].clone(), uuid: Some(uuid.clone()) })
+                    .collect(),
+                is_soc,
+            };
+            let version = privacy::service_version(&text[0]);
+            for device in [
+                DeviceView::node(&node),
+                DeviceView::resolve(&node, &crate::DeviceFacts::default()),
+            ] {
+                for failure in [None, Some(FailureKind::Other)] {
+                    let set = model_attributes(
+                        &facts,
+                        &device,
+                        Some(LaunchKind::MoeShard),
+                        failure,
+                        version.as_ref(),
+                    );
+                    for (key, value) in &set.entries {
+                        proptest::prop_assert!(
+                            key.accepts(received(value)),
+                            "{key} = {value:?} refused"
+                        );
+                    }
+                }
+                let set = node_attributes(&device, version.as_ref());
+                for (key, value) in &set.entries {
+                    proptest::prop_assert!(key.accepts(received(value)), "{key} = {value:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn collectors_refuse_what_survey_never_sends() {
+        use ReceivedValue::*;
+        let refused = [
+            (AttributeKey::Model, Str("/home/alice/m.gguf")),
+            (AttributeKey::Model, Str("m.gguf")),
+            (AttributeKey::Model, Str("")),
+            (AttributeKey::Model, Int(1)),
+            (AttributeKey::Architecture, Str("LLaMA")),
+            (AttributeKey::GpuName, Str("RTX  4090")),
+            (AttributeKey::GpuStableId, Str("GPU-6f1c2d3e-4b5a")),
+            (AttributeKey::GpuStableId, Str("6F1C2D3E4B5A6978")),
+            (AttributeKey::GpuCount, Int(-1)),
+            (AttributeKey::GpuCount, Str("2")),
+            (AttributeKey::GpuCount, Double(2.0)),
+            (AttributeKey::IsSoc, Str("true")),
+            (AttributeKey::LaunchKind, Str("runtime_lod")),
+            (AttributeKey::ContextBucket, Str("8k")),
+            (AttributeKey::FailureReason, Str("oom")),
+            (AttributeKey::Backend, Other),
+        ];
+        for (key, value) in refused {
+            assert!(!key.accepts(value), "{key} = {value:?} accepted");
+        }
+        let accepted = [
+            (AttributeKey::Model, Str("Qwen3-8B-Q4_K_M")),
+            (AttributeKey::Model, Str("unsloth/Qwen3-8B-GGUF:Q4_K_M")),
+            (AttributeKey::GpuName, Str("NVIDIA GeForce RTX 4090")),
+            (AttributeKey::GpuStableId, Str("6f1c2d3e4b5a6978")),
+            (AttributeKey::GpuCount, Int(0)),
+            (AttributeKey::IsSoc, Bool(false)),
+            (AttributeKey::ContextBucket, Str(">128k")),
+        ];
+        for (key, value) in accepted {
+            assert!(key.accepts(value), "{key} = {value:?} refused");
+        }
+        assert!(
+            ResourceKey::ServiceInstanceId.accepts(Str("0f8a2c1e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"))
+        );
+        assert!(
+            !ResourceKey::ServiceInstanceId.accepts(Str("0F8A2C1E-3B4D-4E5F-8A9B-0C1D2E3F4A5B"))
+        );
+        assert!(!ResourceKey::ServiceInstanceId.accepts(Str("host-1")));
+        assert!(ResourceKey::SdkLanguage.accepts(Str("rust")));
+        assert!(ResourceKey::SdkVersion.accepts(Str("0.33.1")));
+        assert!(!ResourceKey::ServiceName.accepts(Str("mesh llm at alice's")));
+        assert!(!ResourceKey::ServiceVersion.accepts(Int(1)));
+    }
+
+    #[test]
+    fn metric_table_matches_the_names() {
+        let names: Vec<_> = METRICS.iter().map(|m| m.name).collect();
+        assert_eq!(names.len(), 10);
+        for (i, name) in names.iter().enumerate() {
+            assert!(!names[..i].contains(name), "{name} twice");
+            assert_eq!(metric(name).map(|m| m.name), Some(*name));
+        }
+        for m in METRICS {
+            let histogram = m.kind == MetricKind::Histogram;
+            assert_eq!(histogram, !m.boundaries.is_empty(), "{}", m.name);
+            assert!(m.boundaries.windows(2).all(|w| w[0] < w[1]));
+        }
+        assert_eq!(metric("mesh_llm_other"), None);
     }
 
     #[test]
