@@ -35,6 +35,9 @@ impl std::fmt::Display for SafeValue {
     }
 }
 
+/// A sanitizer: raw text in, an exportable value or nothing out.
+pub(crate) type Sanitizer = fn(&str) -> Option<SafeValue>;
+
 /// First path segments that mark a relative path rather than an `org/repo` ref.
 const DIRECTORY_WORDS: &[&str] = &[
     "home",
@@ -492,7 +495,7 @@ mod tests {
                 "(/home/[a-z]{1,6}/)?[A-Za-z0-9 ._@:/+()=?-]{0,40}(\\.(gguf|bin|GGUF))*(-0000[1-3]-of-00003)?(\\.gguf)?[ ._-]{0,2}",
             ],
         ) {
-            let sanitizers: [(&str, fn(&str) -> Option<SafeValue>); 9] = [
+            let sanitizers: [(&str, Sanitizer); 9] = [
                 ("model_id", model_id),
                 ("model_file", model_file),
                 ("architecture", architecture),

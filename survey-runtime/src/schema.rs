@@ -363,7 +363,7 @@ impl AttributeKey {
     }
 
     /// The sanitizer of a free-text key; `None` for typed and enum keys.
-    fn text_sanitizer(self) -> Option<fn(&str) -> Option<SafeValue>> {
+    fn text_sanitizer(self) -> Option<privacy::Sanitizer> {
         Some(match self {
             AttributeKey::Model => privacy::model_id,
             AttributeKey::Architecture => privacy::architecture,
