@@ -179,7 +179,7 @@ impl Setup {
             hardware: Arc::new(OnceLock::new()),
             service_version: version,
         };
-        let meter = provider.meter("survey");
+        let meter = provider.meter(crate::schema::SCOPE_NAME);
         let instruments = Instruments::new(&meter, &shared);
         let queue = Arc::new(EventQueue::new(settings.queue_size));
         let hardware = self.hardware;

@@ -16,6 +16,9 @@ use crate::hardware::DeviceView;
 use crate::model::ModelFacts;
 use crate::privacy::{self, SafeValue};
 
+/// The instrumentation scope (meter name) of every survey metric.
+pub const SCOPE_NAME: &str = "survey";
+
 /// Counter: launch attempts.
 pub const LAUNCH_TOTAL: &str = "mesh_llm_model_launch_total";
 /// Counter: launches that became healthy.

@@ -1,0 +1,49 @@
+-- Which hardware/model combinations are most reliable?
+-- reliability: the share of completed launches (successes + failures) that
+-- neither failed nor later exited unexpectedly, with its 95% Wilson
+-- interval (z = 1.96), which ranks a combination by what the evidence
+-- supports: 1 success of 1 ranks below 95 of 100.
+WITH counts AS (
+    SELECT s.Model AS model,
+           s.GpuName AS gpu_name,
+           s.BackendDevice AS backend_device,
+           s.GpuCount AS gpu_count,
+           total(CASE WHEN s.MetricName = 'mesh_llm_model_launch_total' THEN c.N END) AS launches,
+           total(CASE WHEN s.MetricName = 'mesh_llm_model_launch_success_total' THEN c.N END) AS successes,
+           total(CASE WHEN s.MetricName = 'mesh_llm_model_launch_failure_total' THEN c.N END) AS failures,
+           total(CASE WHEN s.MetricName = 'mesh_llm_model_exit_unexpected_total' THEN c.N END) AS exits
+    FROM window_counts AS c
+    JOIN streams AS s ON s.StreamId = c.StreamId
+    WHERE c.Component = -1
+      AND s.MetricName IN ('mesh_llm_model_launch_total',
+                           'mesh_llm_model_launch_success_total',
+                           'mesh_llm_model_launch_failure_total',
+                           'mesh_llm_model_exit_unexpected_total')
+    GROUP BY 1, 2, 3, 4
+),
+rated AS (
+    SELECT *,
+           successes + failures AS completed,
+           CAST(max(successes - exits, 0) AS REAL) / nullif(successes + failures, 0) AS p,
+           1.96 AS z
+    FROM counts
+    WHERE launches + successes + failures + exits > 0
+      AND launches >= :min_launches
+)
+SELECT model,
+       gpu_name,
+       backend_device,
+       gpu_count,
+       CAST(launches AS INTEGER) AS launches,
+       CAST(successes AS INTEGER) AS successes,
+       CAST(failures AS INTEGER) AS failures,
+       CAST(exits AS INTEGER) AS unexpected_exits,
+       p AS reliability,
+       (p + z * z / (2 * completed)
+          - z * sqrt(p * (1 - p) / completed + z * z / (4 * completed * completed)))
+         / (1 + z * z / completed) AS reliability_low,
+       (p + z * z / (2 * completed)
+          + z * sqrt(p * (1 - p) / completed + z * z / (4 * completed * completed)))
+         / (1 + z * z / completed) AS reliability_high
+FROM rated
+ORDER BY reliability_low DESC NULLS LAST, launches DESC, model, gpu_name;

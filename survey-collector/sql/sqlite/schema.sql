@@ -1,0 +1,156 @@
+-- survey-collector storage: schema version 1 (PRAGMA user_version).
+--
+-- Raw points live in three tables named and shaped like those of the
+-- OpenTelemetry Collector's ClickHouse exporter (otel_metrics_sum,
+-- otel_metrics_gauge, otel_metrics_histogram): the same column names in the
+-- same order, with SQLite types. Differences: times are INTEGER nanoseconds
+-- since the epoch; attribute maps are canonical JSON text (keys sorted,
+-- values as text, as the exporter's Map(String, String) holds them);
+-- BucketCounts and ExplicitBounds are JSON arrays; there are no Exemplars
+-- columns (survey sends none, and points carrying any are rejected); a
+-- StreamId column links each point to its stream. A raw point is stored only
+-- when its stream's value changed, and kept for the retention period.
+--
+-- The report reads `streams` and `rollup_daily`, never the raw tables, so
+-- its cost follows streams x days, not points.
+
+-- One row per stream: one process's series of one metric with one attribute
+-- set, since one start time. The resource holds service.instance.id, so two
+-- identical nodes are two streams, and a restarted node is a new stream.
+-- A delta series is one stream (StartTimeUnix 0); its points are told apart
+-- by their own start and end times.
+CREATE TABLE streams (
+    StreamId INTEGER PRIMARY KEY,
+    MetricName TEXT NOT NULL,
+    ResourceAttributes TEXT NOT NULL,
+    Attributes TEXT NOT NULL,
+    StartTimeUnix INTEGER NOT NULL,
+    Kind TEXT NOT NULL CHECK (Kind IN ('sum', 'gauge', 'histogram')),
+    AggregationTemporality INTEGER NOT NULL,
+    -- service.instance.id, or the whole resource of a node that predates it.
+    Node TEXT NOT NULL,
+    -- The attributes, typed: the report's dimensions.
+    Model TEXT,
+    Architecture TEXT,
+    Quantization TEXT,
+    LaunchKind TEXT,
+    GpuName TEXT,
+    GpuStableId TEXT,
+    BackendDevice TEXT,
+    GpuCount INTEGER,
+    IsSoc INTEGER,
+    Backend TEXT,
+    ContextBucket TEXT,
+    ServiceVersion TEXT,
+    FailureReason TEXT,
+    -- The newest point seen, to store raw points only on change.
+    LastTimeUnix INTEGER NOT NULL DEFAULT 0,
+    LastValue REAL,
+    LastSum REAL,
+    UNIQUE (MetricName, ResourceAttributes, Attributes, StartTimeUnix)
+);
+
+CREATE INDEX streams_by_metric ON streams (MetricName, Model);
+
+-- Per stream, per UTC day, per component: for cumulative sums and
+-- histograms the largest value seen that day (the counting rule takes the
+-- last value before a time as the largest one before it); for delta sums the
+-- sum of the day's distinct points; for gauges the largest value seen.
+-- Component -1 is a sum's or gauge's value or a histogram's count, -2 a
+-- histogram's sum, 0..n its bucket counts.
+CREATE TABLE rollup_daily (
+    StreamId INTEGER NOT NULL REFERENCES streams (StreamId),
+    Component INTEGER NOT NULL,
+    Day INTEGER NOT NULL,
+    Value REAL NOT NULL,
+    PRIMARY KEY (StreamId, Component, Day)
+) WITHOUT ROWID;
+
+CREATE INDEX rollup_daily_by_day ON rollup_daily (Day);
+
+-- The buckets of each histogram metric: bucket i holds values in
+-- (LowerBound, UpperBound]; the last bucket has no UpperBound.
+CREATE TABLE histogram_buckets (
+    MetricName TEXT NOT NULL,
+    Bucket INTEGER NOT NULL,
+    LowerBound REAL NOT NULL,
+    UpperBound REAL,
+    PRIMARY KEY (MetricName, Bucket)
+) WITHOUT ROWID;
+
+CREATE TABLE otel_metrics_sum (
+    ResourceAttributes TEXT NOT NULL,
+    ResourceSchemaUrl TEXT NOT NULL DEFAULT '',
+    ScopeName TEXT NOT NULL,
+    ScopeVersion TEXT NOT NULL,
+    ScopeAttributes TEXT NOT NULL DEFAULT '{}',
+    ScopeDroppedAttrCount INTEGER NOT NULL DEFAULT 0,
+    ScopeSchemaUrl TEXT NOT NULL DEFAULT '',
+    ServiceName TEXT NOT NULL,
+    MetricName TEXT NOT NULL,
+    MetricDescription TEXT NOT NULL,
+    MetricUnit TEXT NOT NULL,
+    Attributes TEXT NOT NULL,
+    StartTimeUnix INTEGER NOT NULL,
+    TimeUnix INTEGER NOT NULL,
+    Value REAL NOT NULL,
+    Flags INTEGER NOT NULL DEFAULT 0,
+    AggregationTemporality INTEGER NOT NULL,
+    IsMonotonic INTEGER NOT NULL,
+    StreamId INTEGER NOT NULL REFERENCES streams (StreamId),
+    UNIQUE (StreamId, StartTimeUnix, TimeUnix)
+);
+
+CREATE INDEX otel_metrics_sum_by_time ON otel_metrics_sum (TimeUnix);
+
+CREATE TABLE otel_metrics_gauge (
+    ResourceAttributes TEXT NOT NULL,
+    ResourceSchemaUrl TEXT NOT NULL DEFAULT '',
+    ScopeName TEXT NOT NULL,
+    ScopeVersion TEXT NOT NULL,
+    ScopeAttributes TEXT NOT NULL DEFAULT '{}',
+    ScopeDroppedAttrCount INTEGER NOT NULL DEFAULT 0,
+    ScopeSchemaUrl TEXT NOT NULL DEFAULT '',
+    ServiceName TEXT NOT NULL,
+    MetricName TEXT NOT NULL,
+    MetricDescription TEXT NOT NULL,
+    MetricUnit TEXT NOT NULL,
+    Attributes TEXT NOT NULL,
+    StartTimeUnix INTEGER NOT NULL,
+    TimeUnix INTEGER NOT NULL,
+    Value REAL NOT NULL,
+    Flags INTEGER NOT NULL DEFAULT 0,
+    StreamId INTEGER NOT NULL REFERENCES streams (StreamId),
+    UNIQUE (StreamId, StartTimeUnix, TimeUnix)
+);
+
+CREATE INDEX otel_metrics_gauge_by_time ON otel_metrics_gauge (TimeUnix);
+
+CREATE TABLE otel_metrics_histogram (
+    ResourceAttributes TEXT NOT NULL,
+    ResourceSchemaUrl TEXT NOT NULL DEFAULT '',
+    ScopeName TEXT NOT NULL,
+    ScopeVersion TEXT NOT NULL,
+    ScopeAttributes TEXT NOT NULL DEFAULT '{}',
+    ScopeDroppedAttrCount INTEGER NOT NULL DEFAULT 0,
+    ScopeSchemaUrl TEXT NOT NULL DEFAULT '',
+    ServiceName TEXT NOT NULL,
+    MetricName TEXT NOT NULL,
+    MetricDescription TEXT NOT NULL,
+    MetricUnit TEXT NOT NULL,
+    Attributes TEXT NOT NULL,
+    StartTimeUnix INTEGER NOT NULL,
+    TimeUnix INTEGER NOT NULL,
+    Count INTEGER NOT NULL,
+    Sum REAL NOT NULL,
+    BucketCounts TEXT NOT NULL,
+    ExplicitBounds TEXT NOT NULL,
+    Flags INTEGER NOT NULL DEFAULT 0,
+    Min REAL,
+    Max REAL,
+    AggregationTemporality INTEGER NOT NULL,
+    StreamId INTEGER NOT NULL REFERENCES streams (StreamId),
+    UNIQUE (StreamId, StartTimeUnix, TimeUnix)
+);
+
+CREATE INDEX otel_metrics_histogram_by_time ON otel_metrics_histogram (TimeUnix);

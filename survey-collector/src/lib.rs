@@ -1,0 +1,74 @@
+//! `survey-collector`: the receiving side of survey for one machine.
+//!
+//! Survey nodes export their model lifecycle metrics over OTLP/HTTP. This
+//! crate receives them (`POST /v1/metrics`, protobuf or JSON, gzip or not,
+//! optional TLS and bearer tokens), keeps exactly the data points an honest
+//! survey node sends, stores them in embedded SQLite, and answers the six
+//! key questions of the survey spec.
+//!
+//! | module | stage |
+//! |---|---|
+//! | [`auth`] | bearer tokens |
+//! | [`decode`] | body → `ExportMetricsServiceRequest`, within size limits |
+//! | [`validate`] | the schema's metrics, allowlisted attributes, sanitized values |
+//! | [`store`] | SQLite: streams, raw points on change, daily rollups |
+//! | [`writer`] | the one writer thread, group commit, bounded queue |
+//! | [`ingest`] | the HTTP endpoint: statuses, partial success |
+//! | [`server`] | listener, TLS, stop |
+//! | [`report`] | the counting rule and the six questions |
+//! | [`functions`] | SQL functions the queries need |
+//! | [`cli`] | `serve` and `report` |
+//!
+//! # Example
+//!
+//! Serve on a free port, then answer the questions from the same database:
+//!
+//! ```no_run
+//! use survey_collector::{Report, ReportOptions, ServeConfig, Server, Store};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = Server::start(ServeConfig {
+//!     listen: "127.0.0.1:0".parse()?,
+//!     db: "survey.db".into(),
+//!     tokens: Default::default(),
+//!     tls: None,
+//!     retention: std::time::Duration::from_secs(48 * 3600),
+//!     limits: Default::default(),
+//! })
+//! .await?;
+//! // Point nodes at it: [telemetry] endpoint = "http://ADDR"
+//! println!("endpoint: {}", server.endpoint());
+//! // ... nodes export ...
+//! server.shutdown().await;
+//!
+//! let store = Store::open_read_only("survey.db".as_ref())?;
+//! let report = Report::build(&store, ReportOptions::default())?;
+//! println!("{}", report.to_table());
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod cli;
+pub mod decode;
+pub mod functions;
+pub mod ingest;
+pub mod report;
+pub mod server;
+pub mod store;
+pub mod validate;
+pub mod writer;
+
+pub use report::{Day, Report, ReportOptions};
+pub use server::{ServeConfig, ServeError, Server, TlsFiles};
+pub use store::{Store, StoreError};
+
+/// The collector's clock, in ns since the epoch.
+pub(crate) fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

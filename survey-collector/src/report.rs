@@ -1,0 +1,502 @@
+//! Report: the six key questions, answered from the store.
+//!
+//! The counting rule is `sql/sqlite/counting.sql`; each question is one SQL
+//! file named like its JSON key. The JSON form is one object with the six
+//! keys, each a list of rows whose fields are the queries' column names.
+
+use std::fmt::Write as _;
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, Statement, ToSql};
+use serde::ser::{SerializeMap, Serializer};
+use serde_json::Value as Json;
+
+use crate::store::{Store, StoreError};
+
+/// One of the six key questions.
+#[derive(Debug, Clone, Copy)]
+pub struct Question {
+    /// Its key in the JSON report.
+    pub key: &'static str,
+    /// The question, as the spec asks it.
+    pub title: &'static str,
+    sql: &'static str,
+}
+
+/// The six questions, in the spec's order.
+pub const QUESTIONS: [Question; 6] = [
+    Question {
+        key: "most_launched",
+        title: "Which models are most frequently launched?",
+        sql: include_str!("../sql/sqlite/most_launched.sql"),
+    },
+    Question {
+        key: "failure_rate",
+        title: "Which models have the highest launch failure rate?",
+        sql: include_str!("../sql/sqlite/failure_rate.sql"),
+    },
+    Question {
+        key: "reliable_hardware",
+        title: "Which hardware/model combinations are most reliable?",
+        sql: include_str!("../sql/sqlite/reliable_hardware.sql"),
+    },
+    Question {
+        key: "viable_context",
+        title: "Which context sizes are viable for each model/hardware combination?",
+        sql: include_str!("../sql/sqlite/viable_context.sql"),
+    },
+    Question {
+        key: "unstable",
+        title: "Which models have poor stability after successful launch?",
+        sql: include_str!("../sql/sqlite/unstable.sql"),
+    },
+    Question {
+        key: "slow_or_short",
+        title: "Which model/hardware combinations produce long launch times or short uptimes?",
+        sql: include_str!("../sql/sqlite/slow_or_short.sql"),
+    },
+];
+
+const COUNTING: &str = include_str!("../sql/sqlite/counting.sql");
+
+/// A UTC calendar day, as days since 1970-01-01.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Day(pub i64);
+
+impl Day {
+    /// Parses `YYYY-MM-DD`.
+    pub fn parse(text: &str) -> Result<Day, String> {
+        let bad = || format!("expected a date as YYYY-MM-DD (UTC), got {text:?}");
+        let bytes = text.as_bytes();
+        if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+            return Err(bad());
+        }
+        let number = |range: std::ops::Range<usize>| -> Result<i64, String> {
+            let part = &text[range];
+            if !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            part.parse().map_err(|_| bad())
+        };
+        let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+        let days_in_month = match month {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if leap => 29,
+            2 => 28,
+            _ => return Err(bad()),
+        };
+        if !(1..=days_in_month).contains(&day) {
+            return Err(bad());
+        }
+        Ok(Day(days_from_civil(year, month, day)))
+    }
+
+    /// `YYYY-MM-DD`.
+    pub fn to_date(self) -> String {
+        let (y, m, d) = civil_from_days(self.0);
+        format!("{y:04}-{m:02}-{d:02}")
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// What to report on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReportOptions {
+    /// First day, inclusive (default: the beginning).
+    pub since: Option<Day>,
+    /// Last day, exclusive (default: no end).
+    pub until: Option<Day>,
+    /// Rows backed by fewer launches are left out (default 0: none).
+    pub min_launches: u64,
+}
+
+/// The rows answering one question.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The question.
+    pub question: Question,
+    /// Column names: the JSON field names.
+    pub columns: Vec<String>,
+    /// Rows, one value per column.
+    pub rows: Vec<Vec<Json>>,
+}
+
+impl PartialEq for Question {
+    fn eq(&self, other: &Question) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Answer {
+    /// The rows as JSON objects.
+    pub fn to_json(&self) -> Json {
+        Json::Array(
+            self.rows
+                .iter()
+                .map(|row| {
+                    Json::Object(
+                        self.columns
+                            .iter()
+                            .cloned()
+                            .zip(row.iter().cloned())
+                            .collect(),
+                    )
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The answers to the six questions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// The options it was made with.
+    pub options: ReportOptions,
+    /// Distinct node processes with any count in the window.
+    pub nodes: u64,
+    /// One answer per question, in [`QUESTIONS`] order.
+    pub answers: Vec<Answer>,
+}
+
+impl Report {
+    /// Runs the counting rule and the six questions on `store`.
+    pub fn build(store: &Store, options: ReportOptions) -> Result<Report, StoreError> {
+        let conn = store.connection();
+        let since = options.since.map_or(i64::MIN, |d| d.0);
+        let until = options.until.map_or(i64::MAX, |d| d.0);
+        let min_launches = i64::try_from(options.min_launches).unwrap_or(i64::MAX);
+        let params: [(&str, &dyn ToSql); 3] = [
+            (":since", &since),
+            (":until", &until),
+            (":min_launches", &min_launches),
+        ];
+        let failed = |what: &str| {
+            let what = what.to_string();
+            move |source| StoreError::Sqlite {
+                context: format!("report: {what}"),
+                source,
+            }
+        };
+        for statement in statements(COUNTING) {
+            let mut stmt = conn.prepare(statement).map_err(failed("counting rule"))?;
+            let bound = bind(&stmt, &params);
+            stmt.execute(&bound[..]).map_err(failed("counting rule"))?;
+        }
+        let nodes: i64 = conn
+            .query_row(
+                "SELECT count(DISTINCT s.Node) FROM window_counts AS c \
+                 JOIN streams AS s ON s.StreamId = c.StreamId WHERE c.N > 0",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(failed("nodes"))?;
+        let mut answers = Vec::with_capacity(QUESTIONS.len());
+        for question in QUESTIONS {
+            answers.push(answer(conn, question, &params).map_err(failed(question.key))?);
+        }
+        Ok(Report {
+            options,
+            nodes: nodes.max(0) as u64,
+            answers,
+        })
+    }
+
+    /// The answer to the question with JSON key `key`.
+    pub fn answer(&self, key: &str) -> Option<&Answer> {
+        self.answers.iter().find(|a| a.question.key == key)
+    }
+
+    /// The JSON form: one object with the six keys, each a list of rows.
+    pub fn to_json(&self) -> Json {
+        Json::Object(
+            self.answers
+                .iter()
+                .map(|a| (a.question.key.to_string(), a.to_json()))
+                .collect(),
+        )
+    }
+
+    /// The JSON form, pretty-printed, fields in column order.
+    pub fn to_json_string(&self) -> String {
+        let mut out = Vec::new();
+        let mut serializer = serde_json::Serializer::pretty(&mut out);
+        let result = (|| {
+            let mut map = serializer.serialize_map(Some(self.answers.len()))?;
+            for answer in &self.answers {
+                map.serialize_entry(answer.question.key, &OrderedRows(answer))?;
+            }
+            map.end()
+        })();
+        match result {
+            Ok(()) => String::from_utf8(out).unwrap_or_default(),
+            Err(_) => self.to_json().to_string(),
+        }
+    }
+
+    /// The table form: one aligned table per question, titled with it.
+    pub fn to_table(&self) -> String {
+        let window = format!(
+            "{} to {}",
+            self.options
+                .since
+                .map_or("the beginning".to_string(), Day::to_date),
+            self.options
+                .until
+                .map(|d| format!("{} (exclusive)", d.to_date()))
+                .unwrap_or_else(|| "now".to_string()),
+        );
+        let mut out = format!(
+            "survey report: {window}, UTC; {} node process{}",
+            self.nodes,
+            if self.nodes == 1 { "" } else { "es" }
+        );
+        if self.options.min_launches > 0 {
+            let _ = write!(
+                out,
+                "; rows with at least {} launches",
+                self.options.min_launches
+            );
+        }
+        out.push('\n');
+        for answer in &self.answers {
+            out.push('\n');
+            out.push_str(&render_table(answer));
+        }
+        out
+    }
+}
+
+struct OrderedRows<'a>(&'a Answer);
+
+impl serde::Serialize for OrderedRows<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.0.rows.len()))?;
+        for row in &self.0.rows {
+            seq.serialize_element(&OrderedRow(&self.0.columns, row))?;
+        }
+        seq.end()
+    }
+}
+
+struct OrderedRow<'a>(&'a [String], &'a [Json]);
+
+impl serde::Serialize for OrderedRow<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (column, value) in self.0.iter().zip(self.1) {
+            map.serialize_entry(column, value)?;
+        }
+        map.end()
+    }
+}
+
+/// The statements of a SQL file, split on `;` at line ends.
+fn statements(sql: &str) -> impl Iterator<Item = &str> {
+    sql.split(";\n").map(str::trim).filter(|s| {
+        s.lines()
+            .any(|line| !line.trim().is_empty() && !line.trim_start().starts_with("--"))
+    })
+}
+
+/// The parameters among `all` that `stmt` uses.
+fn bind<'a>(
+    stmt: &Statement<'_>,
+    all: &[(&'a str, &'a dyn ToSql)],
+) -> Vec<(&'a str, &'a dyn ToSql)> {
+    all.iter()
+        .filter(|(name, _)| matches!(stmt.parameter_index(name), Ok(Some(_))))
+        .copied()
+        .collect()
+}
+
+fn answer(
+    conn: &Connection,
+    question: Question,
+    params: &[(&str, &dyn ToSql)],
+) -> rusqlite::Result<Answer> {
+    let mut stmt = conn.prepare(question.sql)?;
+    let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
+    let bound = bind(&stmt, params);
+    let mut rows = Vec::new();
+    let mut query = stmt.query(&bound[..])?;
+    while let Some(row) = query.next()? {
+        let mut values = Vec::with_capacity(columns.len());
+        for (i, column) in columns.iter().enumerate() {
+            values.push(json_value(column, row.get_ref(i)?));
+        }
+        rows.push(values);
+    }
+    Ok(Answer {
+        question,
+        columns,
+        rows,
+    })
+}
+
+fn json_value(column: &str, value: ValueRef<'_>) -> Json {
+    match value {
+        ValueRef::Null => Json::Null,
+        ValueRef::Integer(i) => Json::from(i),
+        ValueRef::Real(f) => serde_json::Number::from_f64(f).map_or(Json::Null, Json::Number),
+        ValueRef::Text(t) => {
+            let text = String::from_utf8_lossy(t);
+            if column == "reasons" {
+                serde_json::from_str(&text).unwrap_or(Json::Null)
+            } else {
+                Json::String(text.into_owned())
+            }
+        }
+        ValueRef::Blob(_) => Json::Null,
+    }
+}
+
+/// One aligned table: the question as title, then a header and the rows.
+fn render_table(answer: &Answer) -> String {
+    let cells: Vec<Vec<String>> = answer
+        .rows
+        .iter()
+        .map(|row| {
+            answer
+                .columns
+                .iter()
+                .zip(row)
+                .map(|(column, value)| cell(column, value))
+                .collect()
+        })
+        .collect();
+    let numeric: Vec<bool> = (0..answer.columns.len())
+        .map(|i| answer.rows.iter().all(|row| !row[i].is_string()))
+        .collect();
+    let widths: Vec<usize> = answer
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            cells
+                .iter()
+                .map(|row| row[i].chars().count())
+                .chain([column.chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |values: &mut dyn Iterator<Item = &str>| {
+        let mut out = String::new();
+        for (i, value) in values.enumerate() {
+            if i > 0 {
+                out.push_str("  ");
+            }
+            let pad = widths[i].saturating_sub(value.chars().count());
+            if numeric[i] && i > 0 {
+                out.push_str(&" ".repeat(pad));
+                out.push_str(value);
+            } else {
+                out.push_str(value);
+                if i + 1 < widths.len() {
+                    out.push_str(&" ".repeat(pad));
+                }
+            }
+        }
+        out.trim_end().to_string()
+    };
+    let mut out = format!("{}\n", answer.question.title);
+    out.push_str(&line(&mut answer.columns.iter().map(String::as_str)));
+    out.push('\n');
+    if cells.is_empty() {
+        out.push_str("(no data in this window)\n");
+    }
+    for row in &cells {
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
+        out.push('\n');
+    }
+    out
+}
+
+fn cell(column: &str, value: &Json) -> String {
+    match value {
+        Json::Null if column == "gpu_name" => "cpu".to_string(),
+        Json::Null => "-".to_string(),
+        Json::String(s) => s.clone(),
+        Json::Number(n) => match n.as_f64() {
+            Some(f) if !n.is_i64() && !n.is_u64() => {
+                if column.ends_with("_ms") || column.ends_with("_s") {
+                    format!("{f:.0}")
+                } else {
+                    format!("{f:.3}")
+                }
+            }
+            _ => n.to_string(),
+        },
+        Json::Object(map) => map
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_parse_strictly_and_round_trip() {
+        assert_eq!(Day::parse("1970-01-01"), Ok(Day(0)));
+        assert_eq!(Day::parse("1970-01-02"), Ok(Day(1)));
+        assert_eq!(Day::parse("2000-03-01").unwrap().0, 11_017);
+        assert_eq!(Day::parse("2024-02-29").unwrap().to_date(), "2024-02-29");
+        for day in [-1000, 0, 19_000, 20_454, 100_000] {
+            assert_eq!(Day::parse(&Day(day).to_date()), Ok(Day(day)));
+        }
+        for bad in [
+            "2023-02-29",
+            "2026-13-01",
+            "2026-00-10",
+            "2026-1-1",
+            "26-11-28",
+            "2026/11/28",
+            "2026-11-28T00:00",
+            "",
+            "２０２６-11-28",
+        ] {
+            let err = Day::parse(bad).unwrap_err();
+            assert!(err.contains("YYYY-MM-DD"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn sql_files_split_into_statements() {
+        let counting: Vec<_> = statements(COUNTING).collect();
+        assert_eq!(counting.len(), 6, "{counting:#?}");
+        for question in QUESTIONS {
+            assert_eq!(statements(question.sql).count(), 1, "{}", question.key);
+        }
+    }
+}

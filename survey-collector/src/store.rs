@@ -1,0 +1,663 @@
+//! Store: accepted points into embedded SQLite (bundled, WAL mode).
+//!
+//! Tables are in `sql/schema.sql`. One transaction per batch, committed
+//! with `synchronous = FULL`, so a batch answered 200 is on disk. Per point:
+//! find or create its stream, keep the raw point if the stream's value
+//! changed, and fold it into the stream's daily rollup, which is all the
+//! report reads.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+use survey_runtime::schema::{self, AttributeKey, MetricKind};
+
+use crate::validate::{Dimension, Point, TEMPORALITY_DELTA, Validated, Value};
+
+/// The DDL of every schema version, in order: version `i + 1` is reached by
+/// running `MIGRATIONS[i]` on version `i`.
+const MIGRATIONS: &[&str] = &[include_str!("../sql/sqlite/schema.sql")];
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Nanoseconds in a UTC day.
+pub const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+
+/// Rollup component of a sum's or gauge's value, or a histogram's count.
+pub const COMPONENT_VALUE: i64 = -1;
+/// Rollup component of a histogram's sum.
+pub const COMPONENT_SUM: i64 = -2;
+
+/// How long a statement waits for another connection's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// `report` was pointed at a database that does not exist.
+    #[error("no database at {0}; `survey-collector serve --db {0}` creates it")]
+    Missing(PathBuf),
+    /// The database was written by a newer survey-collector.
+    #[error(
+        "the database at {path} has schema version {found}, newer than this \
+         survey-collector understands ({supported}); use a newer survey-collector"
+    )]
+    NewerSchema {
+        /// The database file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// A read-only open found a schema that needs an upgrade first.
+    #[error(
+        "the database at {path} has schema version {found}; run \
+         `survey-collector serve --db {path}` once to upgrade it to {supported}"
+    )]
+    OlderSchema {
+        /// The database file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// The version this build reads.
+        supported: i64,
+    },
+    /// SQLite failed.
+    #[error("{context}: {source}")]
+    Sqlite {
+        /// What was being done.
+        context: String,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+}
+
+fn sqlite(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Sqlite {
+        context: context.into(),
+        source,
+    }
+}
+
+/// What one [`Store::ingest`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IngestStats {
+    /// Points taken in.
+    pub points: u64,
+    /// Raw points written (the rest repeated their stream's value).
+    pub raw_points: u64,
+    /// Streams seen for the first time.
+    pub new_streams: u64,
+}
+
+/// The collector's database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating it if needed) the database at `path` for writing, and
+    /// brings its schema up to [`SCHEMA_VERSION`].
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, MIGRATIONS)
+    }
+
+    fn open_with(path: &Path, migrations: &[&str]) -> Result<Store, StoreError> {
+        let conn = Connection::open(path).map_err(sqlite(format!(
+            "cannot open the database at {}",
+            path.display()
+        )))?;
+        let store = Store::configure(conn, path)?;
+        store.migrate(migrations)?;
+        store.fill_histogram_buckets()?;
+        Ok(store)
+    }
+
+    /// Opens an existing database for reading (the report), while `serve`
+    /// may be writing to it.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.to_path_buf()));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sqlite(format!(
+            "cannot open the database at {}",
+            path.display()
+        )))?;
+        let store = Store::configure(conn, path)?;
+        let found = store.version()?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: path.to_path_buf(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if found < SCHEMA_VERSION {
+            return Err(StoreError::OlderSchema {
+                path: path.to_path_buf(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        Ok(store)
+    }
+
+    fn configure(conn: Connection, path: &Path) -> Result<Store, StoreError> {
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(sqlite("cannot set the busy timeout"))?;
+        crate::functions::register(&conn).map_err(sqlite("cannot register SQL functions"))?;
+        if !conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
+            // WAL: the report reads while serve writes. FULL: a commit is on
+            // disk before the sender hears 200.
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(sqlite(format!(
+                    "{} is not a usable SQLite database",
+                    path.display()
+                )))?;
+            conn.pragma_update(None, "synchronous", "FULL")
+                .map_err(sqlite("cannot set synchronous = FULL"))?;
+        }
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(sqlite(format!(
+                "{} is not a usable SQLite database",
+                self.path.display()
+            )))
+    }
+
+    /// Runs the migrations the database lacks, each in its own transaction.
+    fn migrate(&self, migrations: &[&str]) -> Result<(), StoreError> {
+        let found = self.version()?;
+        let supported = migrations.len() as i64;
+        if found > supported {
+            return Err(StoreError::NewerSchema {
+                path: self.path.clone(),
+                found,
+                supported,
+            });
+        }
+        for (version, ddl) in migrations.iter().enumerate().skip(found as usize) {
+            let target = version as i64 + 1;
+            let context = format!("cannot upgrade the database schema to version {target}");
+            self.conn
+                .execute_batch(&format!(
+                    "BEGIN IMMEDIATE;\n{ddl}\nPRAGMA user_version = {target};\nCOMMIT;"
+                ))
+                .map_err(|source| {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    StoreError::Sqlite { context, source }
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The bucket bounds of the schema's histograms, for percentiles.
+    fn fill_histogram_buckets(&self) -> Result<(), StoreError> {
+        let mut insert = self
+            .conn
+            .prepare(
+                "INSERT OR REPLACE INTO histogram_buckets \
+                 (MetricName, Bucket, LowerBound, UpperBound) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(sqlite("cannot fill histogram_buckets"))?;
+        for spec in schema::METRICS
+            .iter()
+            .filter(|m| m.kind == MetricKind::Histogram)
+        {
+            let bounds = spec.boundaries;
+            for bucket in 0..=bounds.len() {
+                let lower = if bucket == 0 { 0.0 } else { bounds[bucket - 1] };
+                let upper = bounds.get(bucket).copied();
+                insert
+                    .execute(params![spec.name, bucket as i64, lower, upper])
+                    .map_err(sqlite("cannot fill histogram_buckets"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The SQLite connection, for queries.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stores `batches` in one transaction: all of them, or none.
+    pub fn ingest(&mut self, batches: &[&Validated]) -> Result<IngestStats, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sqlite("cannot start a write transaction"))?;
+        let mut stats = IngestStats::default();
+        for batch in batches {
+            for point in &batch.points {
+                let resource = &batch.resources[point.resource];
+                store_point(&tx, resource, point, &mut stats)
+                    .map_err(sqlite("cannot store a data point"))?;
+            }
+        }
+        tx.commit().map_err(sqlite("cannot commit"))?;
+        Ok(stats)
+    }
+
+    /// Deletes raw points older than `before` (ns since the epoch); the
+    /// rollups stay. Returns how many were deleted.
+    pub fn prune(&mut self, before: i64) -> Result<u64, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sqlite("cannot start a write transaction"))?;
+        let mut deleted = 0;
+        for table in [
+            "otel_metrics_sum",
+            "otel_metrics_gauge",
+            "otel_metrics_histogram",
+        ] {
+            deleted += tx
+                .execute(
+                    &format!("DELETE FROM {table} WHERE TimeUnix < ?1"),
+                    [before],
+                )
+                .map_err(sqlite(format!("cannot prune {table}")))? as u64;
+        }
+        tx.commit().map_err(sqlite("cannot commit"))?;
+        Ok(deleted)
+    }
+}
+
+/// The typed column of an attribute in `streams`.
+fn column(key: AttributeKey) -> &'static str {
+    match key {
+        AttributeKey::Model => "Model",
+        AttributeKey::Architecture => "Architecture",
+        AttributeKey::Quantization => "Quantization",
+        AttributeKey::LaunchKind => "LaunchKind",
+        AttributeKey::GpuName => "GpuName",
+        AttributeKey::GpuStableId => "GpuStableId",
+        AttributeKey::BackendDevice => "BackendDevice",
+        AttributeKey::GpuCount => "GpuCount",
+        AttributeKey::IsSoc => "IsSoc",
+        AttributeKey::Backend => "Backend",
+        AttributeKey::ContextBucket => "ContextBucket",
+        AttributeKey::ServiceVersion => "ServiceVersion",
+        AttributeKey::FailureReason => "FailureReason",
+    }
+}
+
+fn kind_name(kind: MetricKind) -> &'static str {
+    match kind {
+        MetricKind::Counter => "sum",
+        MetricKind::Gauge => "gauge",
+        MetricKind::Histogram => "histogram",
+    }
+}
+
+/// A stream as stored: its id and newest point.
+struct Stream {
+    id: i64,
+    last_time: i64,
+    last_value: Option<f64>,
+    last_sum: Option<f64>,
+}
+
+fn find_or_create_stream(
+    tx: &Transaction<'_>,
+    resource: &crate::validate::Resource,
+    point: &Point,
+    stats: &mut IngestStats,
+) -> rusqlite::Result<Stream> {
+    let found = tx
+        .prepare_cached(
+            "SELECT StreamId, LastTimeUnix, LastValue, LastSum FROM streams \
+             WHERE MetricName = ?1 AND ResourceAttributes = ?2 AND Attributes = ?3 \
+             AND StartTimeUnix = ?4",
+        )?
+        .query_row(
+            params![
+                point.metric.name,
+                resource.attributes,
+                point.attributes,
+                point.stream_start()
+            ],
+            |row| {
+                Ok(Stream {
+                    id: row.get(0)?,
+                    last_time: row.get(1)?,
+                    last_value: row.get(2)?,
+                    last_sum: row.get(3)?,
+                })
+            },
+        )
+        .optional()?;
+    if let Some(stream) = found {
+        return Ok(stream);
+    }
+    let mut columns = String::new();
+    let mut placeholders = String::new();
+    let mut values: Vec<rusqlite::types::Value> = Vec::new();
+    for (key, value) in &point.dimensions {
+        columns.push_str(", ");
+        columns.push_str(column(*key));
+        placeholders.push_str(&format!(", ?{}", 8 + values.len()));
+        values.push(match value {
+            Dimension::Text(s) => s.clone().into(),
+            Dimension::Int(i) => (*i).into(),
+            Dimension::Bool(b) => i64::from(*b).into(),
+        });
+    }
+    let sql = format!(
+        "INSERT INTO streams (MetricName, ResourceAttributes, Attributes, StartTimeUnix, Kind, \
+         AggregationTemporality, Node{columns}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7{placeholders})"
+    );
+    let mut all: Vec<rusqlite::types::Value> = vec![
+        point.metric.name.to_string().into(),
+        resource.attributes.clone().into(),
+        point.attributes.clone().into(),
+        point.stream_start().into(),
+        kind_name(point.metric.kind).to_string().into(),
+        i64::from(point.temporality).into(),
+        resource.node.clone().into(),
+    ];
+    all.extend(values);
+    tx.prepare_cached(&sql)?
+        .execute(rusqlite::params_from_iter(all))?;
+    stats.new_streams += 1;
+    Ok(Stream {
+        id: tx.last_insert_rowid(),
+        last_time: 0,
+        last_value: None,
+        last_sum: None,
+    })
+}
+
+fn store_point(
+    tx: &Transaction<'_>,
+    resource: &crate::validate::Resource,
+    point: &Point,
+    stats: &mut IngestStats,
+) -> rusqlite::Result<()> {
+    stats.points += 1;
+    let stream = find_or_create_stream(tx, resource, point, stats)?;
+    let (value, sum) = match &point.value {
+        Value::Number(v) => (*v, None),
+        Value::Histogram(h) => (h.count as f64, Some(h.sum)),
+    };
+    let delta = point.temporality == TEMPORALITY_DELTA;
+    let changed = delta || stream.last_value != Some(value) || stream.last_sum != sum;
+    let day = point.time_unix.div_euclid(NANOS_PER_DAY);
+    let in_order = point.time_unix >= stream.last_time;
+    let same_day = stream.last_time.div_euclid(NANOS_PER_DAY) == day;
+
+    let mut new_raw = false;
+    if changed {
+        new_raw = insert_raw(tx, resource, point, stream.id)?;
+        stats.raw_points += u64::from(new_raw);
+    }
+    if delta {
+        // A retried delta point repeats its (stream, start, time): the raw
+        // table already holds it, and it is not added twice.
+        if new_raw {
+            fold(tx, stream.id, day, &point.value, Fold::Add)?;
+        }
+    } else if changed || !in_order || !same_day {
+        // An in-order repeat on the same day cannot raise the day's maximum.
+        fold(tx, stream.id, day, &point.value, Fold::Max)?;
+    }
+    if point.time_unix > stream.last_time {
+        tx.prepare_cached(
+            "UPDATE streams SET LastTimeUnix = ?2, LastValue = ?3, LastSum = ?4 \
+             WHERE StreamId = ?1",
+        )?
+        .execute(params![stream.id, point.time_unix, value, sum])?;
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Fold {
+    Max,
+    Add,
+}
+
+/// Folds a point into its stream's rollup row of `day`, per component.
+fn fold(
+    tx: &Transaction<'_>,
+    stream: i64,
+    day: i64,
+    value: &Value,
+    how: Fold,
+) -> rusqlite::Result<()> {
+    let mut upsert = tx.prepare_cached(match how {
+        Fold::Max => {
+            "INSERT INTO rollup_daily (StreamId, Component, Day, Value) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (StreamId, Component, Day) DO UPDATE SET Value = excluded.Value \
+             WHERE excluded.Value > rollup_daily.Value"
+        }
+        Fold::Add => {
+            "INSERT INTO rollup_daily (StreamId, Component, Day, Value) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (StreamId, Component, Day) DO UPDATE \
+             SET Value = rollup_daily.Value + excluded.Value"
+        }
+    })?;
+    match value {
+        Value::Number(v) => {
+            upsert.execute(params![stream, COMPONENT_VALUE, day, v])?;
+        }
+        Value::Histogram(h) => {
+            upsert.execute(params![stream, COMPONENT_VALUE, day, h.count as f64])?;
+            upsert.execute(params![stream, COMPONENT_SUM, day, h.sum])?;
+            for (bucket, n) in h.bucket_counts.iter().enumerate() {
+                upsert.execute(params![stream, bucket as i64, day, *n as f64])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the raw point; `false` when the stream already holds a point with
+/// the same start and time (a retried request).
+fn insert_raw(
+    tx: &Transaction<'_>,
+    resource: &crate::validate::Resource,
+    point: &Point,
+    stream: i64,
+) -> rusqlite::Result<bool> {
+    let spec = point.metric;
+    let inserted = match (&point.value, spec.kind) {
+        (Value::Number(v), MetricKind::Counter) => tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO otel_metrics_sum (ResourceAttributes, ScopeName, \
+                 ScopeVersion, ServiceName, MetricName, MetricDescription, MetricUnit, Attributes, \
+                 StartTimeUnix, TimeUnix, Value, AggregationTemporality, IsMonotonic, StreamId) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 1, ?13)",
+            )?
+            .execute(params![
+                resource.attributes,
+                schema::SCOPE_NAME,
+                point.scope_version,
+                resource.service_name,
+                spec.name,
+                spec.description,
+                spec.unit,
+                point.attributes,
+                point.start_time_unix,
+                point.time_unix,
+                v,
+                point.temporality,
+                stream
+            ])?,
+        (Value::Number(v), _) => tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO otel_metrics_gauge (ResourceAttributes, ScopeName, \
+                 ScopeVersion, ServiceName, MetricName, MetricDescription, MetricUnit, Attributes, \
+                 StartTimeUnix, TimeUnix, Value, StreamId) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?
+            .execute(params![
+                resource.attributes,
+                schema::SCOPE_NAME,
+                point.scope_version,
+                resource.service_name,
+                spec.name,
+                spec.description,
+                spec.unit,
+                point.attributes,
+                point.start_time_unix,
+                point.time_unix,
+                v,
+                stream
+            ])?,
+        (Value::Histogram(h), _) => tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO otel_metrics_histogram (ResourceAttributes, ScopeName, \
+                 ScopeVersion, ServiceName, MetricName, MetricDescription, MetricUnit, Attributes, \
+                 StartTimeUnix, TimeUnix, Count, Sum, BucketCounts, ExplicitBounds, Min, Max, \
+                 AggregationTemporality, StreamId) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+                 ?17, ?18)",
+            )?
+            .execute(params![
+                resource.attributes,
+                schema::SCOPE_NAME,
+                point.scope_version,
+                resource.service_name,
+                spec.name,
+                spec.description,
+                spec.unit,
+                point.attributes,
+                point.start_time_unix,
+                point.time_unix,
+                h.count as i64,
+                h.sum,
+                serde_json::to_string(&h.bucket_counts).unwrap_or_default(),
+                serde_json::to_string(spec.boundaries).unwrap_or_default(),
+                h.min,
+                h.max,
+                point.temporality,
+                stream
+            ])?,
+    };
+    Ok(inserted == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_db(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "survey-collector-store-{}-{name}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("survey.db")
+    }
+
+    #[test]
+    fn a_new_database_gets_the_current_schema_and_reopens_unchanged() {
+        let path = temp_db("new");
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.version().unwrap(), SCHEMA_VERSION);
+        let mode: String = store
+            .connection()
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let buckets: i64 = store
+            .connection()
+            .query_row("SELECT count(*) FROM histogram_buckets", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            buckets as usize,
+            schema::LAUNCH_DURATION_BOUNDARIES_MS.len() + schema::UPTIME_BOUNDARIES_S.len() + 2
+        );
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.version().unwrap(), SCHEMA_VERSION);
+        Store::open_read_only(&path).unwrap();
+    }
+
+    #[test]
+    fn an_older_schema_is_upgraded_in_place() {
+        let path = temp_db("upgrade");
+        drop(Store::open(&path).unwrap());
+        let upgraded = [
+            MIGRATIONS[0],
+            "ALTER TABLE streams ADD COLUMN Extra TEXT; CREATE TABLE upgraded (x);",
+        ];
+        let store = Store::open_with(&path, &upgraded).unwrap();
+        assert_eq!(store.version().unwrap(), 2);
+        store
+            .connection()
+            .execute("INSERT INTO upgraded (x) VALUES (1)", [])
+            .unwrap();
+        drop(store);
+        // Opening again runs nothing twice.
+        let store = Store::open_with(&path, &upgraded).unwrap();
+        assert_eq!(store.version().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_with_a_clear_message() {
+        let path = temp_db("newer");
+        let store = Store::open(&path).unwrap();
+        store
+            .connection()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(store);
+        for err in [
+            Store::open(&path).unwrap_err(),
+            Store::open_read_only(&path).unwrap_err(),
+        ] {
+            assert!(matches!(err, StoreError::NewerSchema { .. }), "{err}");
+            let text = err.to_string();
+            assert!(text.contains("newer than this survey-collector"), "{text}");
+            assert!(
+                text.contains(&format!("version {}", SCHEMA_VERSION + 1)),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_read_only_open_of_an_older_schema_asks_for_serve() {
+        let path = temp_db("older");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE unrelated (x)").unwrap();
+        drop(conn);
+        let err = Store::open_read_only(&path).unwrap_err();
+        assert!(
+            matches!(err, StoreError::OlderSchema { found: 0, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("survey-collector serve"));
+        let err = Store::open_read_only(&path.with_extension("absent")).unwrap_err();
+        assert!(matches!(err, StoreError::Missing(_)), "{err}");
+    }
+}

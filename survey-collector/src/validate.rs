@@ -1,0 +1,544 @@
+//! Validate: keep exactly the data points an honest survey node sends.
+//!
+//! The endpoint is public, so nothing is trusted. A data point is accepted
+//! only if its metric is one of survey's ten with the schema's data type,
+//! unit and histogram bounds; every attribute key is in the spec's allowlist
+//! and every value is one survey could have exported (the runtime's own
+//! checks, [`AttributeKey::accepts`]); its resource holds only survey's
+//! resource keys, its scope is survey's, and its numbers and times make
+//! sense. Anything else rejects the whole point: dropping just a key would
+//! merge two streams into one. Rejected points are counted, by reason, for
+//! the answer's `partial_success`; nothing of them is kept.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::str::FromStr;
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumberValue;
+use opentelemetry_proto::tonic::metrics::v1::{
+    HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric::Data,
+};
+use survey_runtime::schema::{
+    self, AttributeKey, MetricKind, MetricSpec, ReceivedValue, ResourceKey,
+};
+
+/// Most data points considered in one request; points past it are rejected.
+pub const MAX_POINTS_PER_REQUEST: usize = 10_000;
+
+/// How far ahead of the collector's clock a point's time may be: 1 day.
+pub const MAX_FUTURE_NANOS: i64 = 86_400 * 1_000_000_000;
+
+/// `AggregationTemporality` of a gauge point (OTLP leaves it unspecified).
+pub const TEMPORALITY_NONE: i32 = 0;
+/// OTLP `AGGREGATION_TEMPORALITY_DELTA`.
+pub const TEMPORALITY_DELTA: i32 = 1;
+/// OTLP `AGGREGATION_TEMPORALITY_CUMULATIVE`.
+pub const TEMPORALITY_CUMULATIVE: i32 = 2;
+
+/// The points of one request that passed, with the count of those that did not.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Validated {
+    /// The resources the accepted points refer to.
+    pub resources: Vec<Resource>,
+    /// Accepted points, in request order.
+    pub points: Vec<Point>,
+    /// Rejected points, by reason.
+    pub rejected: Rejections,
+}
+
+/// A sender process, as its accepted resource describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    /// Resource attributes as canonical JSON: keys sorted, values as text.
+    pub attributes: String,
+    /// `service.name`, empty when absent.
+    pub service_name: String,
+    /// Who counts as one node: `service.instance.id`, or for a node that
+    /// predates it, its whole resource (such nodes cannot be told apart).
+    pub node: String,
+}
+
+/// One accepted data point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// Index into [`Validated::resources`].
+    pub resource: usize,
+    /// The schema entry of its metric.
+    pub metric: &'static MetricSpec,
+    /// Version of the instrumentation scope (empty for survey's own).
+    pub scope_version: String,
+    /// Attributes as canonical JSON: keys sorted, values as text.
+    pub attributes: String,
+    /// The same attributes, typed.
+    pub dimensions: Vec<(AttributeKey, Dimension)>,
+    /// Start of the point's aggregation, ns since the epoch (0: none).
+    pub start_time_unix: i64,
+    /// Time of the point, ns since the epoch.
+    pub time_unix: i64,
+    /// [`TEMPORALITY_NONE`], [`TEMPORALITY_DELTA`] or [`TEMPORALITY_CUMULATIVE`].
+    pub temporality: i32,
+    /// The measurement.
+    pub value: Value,
+}
+
+impl Point {
+    /// The `StartTimeUnix` part of the stream key: a cumulative stream (and
+    /// a gauge) is one process's series since its start; a delta series is
+    /// one stream whose points are told apart by their times.
+    pub fn stream_start(&self) -> i64 {
+        if self.temporality == TEMPORALITY_DELTA {
+            0
+        } else {
+            self.start_time_unix
+        }
+    }
+}
+
+/// An accepted attribute value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dimension {
+    /// Text (sanitized, or a value of a closed enum).
+    Text(String),
+    /// `mesh_llm.gpu_count`.
+    Int(i64),
+    /// `mesh_llm.is_soc`.
+    Bool(bool),
+}
+
+impl Dimension {
+    fn as_text(&self) -> String {
+        match self {
+            Dimension::Text(s) => s.clone(),
+            Dimension::Int(i) => i.to_string(),
+            Dimension::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// The measurement of a point.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// A counter's or gauge's value.
+    Number(f64),
+    /// A histogram's count, sum and buckets.
+    Histogram(HistogramValue),
+}
+
+/// An accepted histogram point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramValue {
+    /// Observations.
+    pub count: u64,
+    /// Their sum (0 when not sent).
+    pub sum: f64,
+    /// Smallest observation, if sent.
+    pub min: Option<f64>,
+    /// Largest observation, if sent.
+    pub max: Option<f64>,
+    /// Per-bucket counts; the schema's bounds.
+    pub bucket_counts: Vec<u64>,
+}
+
+/// Why a data point was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Rejection {
+    /// Past [`MAX_POINTS_PER_REQUEST`].
+    OverLimit,
+    /// Not one of survey's ten metrics.
+    UnknownMetric,
+    /// A survey metric with another data type, unit, temporality or bounds.
+    WrongShape,
+    /// A resource attribute outside survey's resource keys, or a bad value.
+    Resource,
+    /// An instrumentation scope other than survey's.
+    Scope,
+    /// An attribute key outside the spec's allowlist, or given twice.
+    AttributeKey,
+    /// An attribute value survey never exports.
+    AttributeValue,
+    /// A value that is missing, negative, not finite, or an inconsistent histogram.
+    Value,
+    /// A time that is missing, before its start, or too far in the future.
+    Time,
+    /// Exemplars, flags or metadata, which survey never sends.
+    Extra,
+}
+
+impl Rejection {
+    fn describe(self) -> &'static str {
+        match self {
+            Rejection::OverLimit => "over the limit of 10000 data points per request",
+            Rejection::UnknownMetric => "not a survey metric",
+            Rejection::WrongShape => "wrong data type, unit, temporality or histogram bounds",
+            Rejection::Resource => "resource attribute not allowed",
+            Rejection::Scope => "instrumentation scope not survey's",
+            Rejection::AttributeKey => "attribute key not allowed or repeated",
+            Rejection::AttributeValue => "attribute value not allowed",
+            Rejection::Value => "missing, negative or inconsistent value",
+            Rejection::Time => "missing or implausible timestamp",
+            Rejection::Extra => "exemplars, flags or metadata present",
+        }
+    }
+}
+
+/// Rejected points, counted by reason.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Rejections {
+    counts: BTreeMap<Rejection, u64>,
+}
+
+impl Rejections {
+    /// Counts `n` points rejected for `reason`.
+    pub fn add(&mut self, reason: Rejection, n: u64) {
+        if n > 0 {
+            *self.counts.entry(reason).or_default() += n;
+        }
+    }
+
+    /// Total rejected points.
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum()
+    }
+
+    /// Points rejected for `reason`.
+    pub fn count(&self, reason: Rejection) -> u64 {
+        self.counts.get(&reason).copied().unwrap_or(0)
+    }
+
+    /// The `partial_success` message: counts by reason, never a value.
+    pub fn message(&self) -> String {
+        let mut out = format!("{} data points rejected:", self.total());
+        for (i, (reason, n)) in self.counts.iter().enumerate() {
+            let sep = if i == 0 { " " } else { "; " };
+            let _ = write!(out, "{sep}{n} {}", reason.describe());
+        }
+        out
+    }
+}
+
+/// Validates a decoded request against the schema; `now` is the
+/// collector's clock in ns since the epoch.
+pub fn validate(request: &ExportMetricsServiceRequest, now: i64) -> Validated {
+    let mut out = Validated::default();
+    let mut budget = MAX_POINTS_PER_REQUEST;
+    for rm in &request.resource_metrics {
+        let resource = check_resource(rm).map(|resource| {
+            out.resources.push(resource);
+            out.resources.len() - 1
+        });
+        for sm in &rm.scope_metrics {
+            let accepted = match (resource, check_scope(sm)) {
+                (Ok(resource), Ok(version)) => Ok((resource, version)),
+                (Err(reason), _) | (_, Err(reason)) => Err(reason),
+            };
+            for metric in &sm.metrics {
+                let n = point_count(metric);
+                let considered = n.min(budget);
+                budget -= considered;
+                out.rejected
+                    .add(Rejection::OverLimit, (n - considered) as u64);
+                match &accepted {
+                    _ if considered == 0 => {}
+                    Err(reason) => out.rejected.add(*reason, considered as u64),
+                    Ok((resource, scope_version)) => {
+                        let context = PointContext {
+                            resource: *resource,
+                            scope_version,
+                            now,
+                        };
+                        validate_metric(metric, considered, &context, &mut out);
+                    }
+                }
+            }
+        }
+    }
+    // Resources none of whose points passed are not kept.
+    let mut used = vec![false; out.resources.len()];
+    for p in &out.points {
+        used[p.resource] = true;
+    }
+    if used.iter().any(|u| !u) {
+        let mut renumber = vec![0; used.len()];
+        let mut kept = Vec::new();
+        for (i, resource) in std::mem::take(&mut out.resources).into_iter().enumerate() {
+            if used[i] {
+                renumber[i] = kept.len();
+                kept.push(resource);
+            }
+        }
+        out.resources = kept;
+        for p in &mut out.points {
+            p.resource = renumber[p.resource];
+        }
+    }
+    out
+}
+
+struct PointContext<'a> {
+    resource: usize,
+    scope_version: &'a str,
+    now: i64,
+}
+
+fn point_count(metric: &Metric) -> usize {
+    match &metric.data {
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h.data_points.len(),
+        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(Data::Summary(s)) => s.data_points.len(),
+        None => 0,
+    }
+}
+
+fn check_resource(rm: &ResourceMetrics) -> Result<Resource, Rejection> {
+    if !rm.schema_url.is_empty() {
+        return Err(Rejection::Resource);
+    }
+    let mut attributes = BTreeMap::new();
+    if let Some(resource) = &rm.resource {
+        if !resource.entity_refs.is_empty() {
+            return Err(Rejection::Resource);
+        }
+        for kv in &resource.attributes {
+            let key = ResourceKey::from_str(&kv.key).map_err(|_| Rejection::Resource)?;
+            let Dimension::Text(value) = received(kv)
+                .filter(|v| key.accepts(*v))
+                .and_then(dimension)
+                .ok_or(Rejection::Resource)?
+            else {
+                return Err(Rejection::Resource);
+            };
+            if attributes.insert(key.as_str(), value).is_some() {
+                return Err(Rejection::Resource);
+            }
+        }
+    }
+    let json = canonical_json(&attributes);
+    let service_name = attributes
+        .get(ResourceKey::ServiceName.as_str())
+        .cloned()
+        .unwrap_or_default();
+    let node = attributes
+        .get(ResourceKey::ServiceInstanceId.as_str())
+        .cloned()
+        .unwrap_or_else(|| json.clone());
+    Ok(Resource {
+        attributes: json,
+        service_name,
+        node,
+    })
+}
+
+fn check_scope(sm: &ScopeMetrics) -> Result<String, Rejection> {
+    let ok = |scope: &InstrumentationScope| {
+        scope.name == schema::SCOPE_NAME
+            && scope.attributes.is_empty()
+            && (scope.version.is_empty()
+                || ResourceKey::ServiceVersion.accepts(ReceivedValue::Str(&scope.version)))
+    };
+    match &sm.scope {
+        Some(scope) if sm.schema_url.is_empty() && ok(scope) => Ok(scope.version.clone()),
+        _ => Err(Rejection::Scope),
+    }
+}
+
+fn validate_metric(metric: &Metric, considered: usize, cx: &PointContext<'_>, out: &mut Validated) {
+    let reject_all = |out: &mut Validated, reason| out.rejected.add(reason, considered as u64);
+    let Some(spec) = schema::metric(&metric.name) else {
+        return reject_all(out, Rejection::UnknownMetric);
+    };
+    if metric.unit != spec.unit {
+        return reject_all(out, Rejection::WrongShape);
+    }
+    if !metric.metadata.is_empty() {
+        return reject_all(out, Rejection::Extra);
+    }
+    match (&metric.data, spec.kind) {
+        (Some(Data::Sum(sum)), MetricKind::Counter)
+            if sum.is_monotonic && is_sum_temporality(sum.aggregation_temporality) =>
+        {
+            for p in sum.data_points.iter().take(considered) {
+                let point = number_point(p, spec, sum.aggregation_temporality, cx);
+                push(out, point);
+            }
+        }
+        (Some(Data::Gauge(gauge)), MetricKind::Gauge) => {
+            for p in gauge.data_points.iter().take(considered) {
+                let point = number_point(p, spec, TEMPORALITY_NONE, cx);
+                push(out, point);
+            }
+        }
+        (Some(Data::Histogram(h)), MetricKind::Histogram)
+            if is_sum_temporality(h.aggregation_temporality) =>
+        {
+            for p in h.data_points.iter().take(considered) {
+                let point = histogram_point(p, spec, h.aggregation_temporality, cx);
+                push(out, point);
+            }
+        }
+        _ => reject_all(out, Rejection::WrongShape),
+    }
+}
+
+fn push(out: &mut Validated, point: Result<Point, Rejection>) {
+    match point {
+        Ok(point) => out.points.push(point),
+        Err(reason) => out.rejected.add(reason, 1),
+    }
+}
+
+fn is_sum_temporality(t: i32) -> bool {
+    t == TEMPORALITY_DELTA || t == TEMPORALITY_CUMULATIVE
+}
+
+fn number_point(
+    p: &NumberDataPoint,
+    spec: &'static MetricSpec,
+    temporality: i32,
+    cx: &PointContext<'_>,
+) -> Result<Point, Rejection> {
+    if !p.exemplars.is_empty() || p.flags != 0 {
+        return Err(Rejection::Extra);
+    }
+    let value = match p.value {
+        Some(NumberValue::AsInt(i)) if i >= 0 => i as f64,
+        Some(NumberValue::AsDouble(d)) if d.is_finite() && d >= 0.0 => d,
+        _ => return Err(Rejection::Value),
+    };
+    let (attributes, dimensions) = check_attributes(&p.attributes)?;
+    let (start, time) = check_times(
+        p.start_time_unix_nano,
+        p.time_unix_nano,
+        temporality != TEMPORALITY_NONE,
+        cx.now,
+    )?;
+    Ok(Point {
+        resource: cx.resource,
+        metric: spec,
+        scope_version: cx.scope_version.to_string(),
+        attributes,
+        dimensions,
+        start_time_unix: start,
+        time_unix: time,
+        temporality,
+        value: Value::Number(value),
+    })
+}
+
+fn histogram_point(
+    p: &HistogramDataPoint,
+    spec: &'static MetricSpec,
+    temporality: i32,
+    cx: &PointContext<'_>,
+) -> Result<Point, Rejection> {
+    if !p.exemplars.is_empty() || p.flags != 0 {
+        return Err(Rejection::Extra);
+    }
+    if p.explicit_bounds != spec.boundaries {
+        return Err(Rejection::WrongShape);
+    }
+    let finite = |v: Option<f64>| v.is_none_or(f64::is_finite);
+    let bucket_total = p
+        .bucket_counts
+        .iter()
+        .try_fold(0u64, |acc, n| acc.checked_add(*n));
+    if p.bucket_counts.len() != spec.boundaries.len() + 1
+        || bucket_total != Some(p.count)
+        || !finite(p.sum)
+        || p.sum.is_some_and(|s| s < 0.0)
+        || !finite(p.min)
+        || !finite(p.max)
+    {
+        return Err(Rejection::Value);
+    }
+    let (attributes, dimensions) = check_attributes(&p.attributes)?;
+    let (start, time) = check_times(p.start_time_unix_nano, p.time_unix_nano, true, cx.now)?;
+    Ok(Point {
+        resource: cx.resource,
+        metric: spec,
+        scope_version: cx.scope_version.to_string(),
+        attributes,
+        dimensions,
+        start_time_unix: start,
+        time_unix: time,
+        temporality,
+        value: Value::Histogram(HistogramValue {
+            count: p.count,
+            sum: p.sum.unwrap_or(0.0),
+            min: p.min,
+            max: p.max,
+            bucket_counts: p.bucket_counts.clone(),
+        }),
+    })
+}
+
+fn check_times(
+    start: u64,
+    time: u64,
+    needs_start: bool,
+    now: i64,
+) -> Result<(i64, i64), Rejection> {
+    let start = i64::try_from(start).map_err(|_| Rejection::Time)?;
+    let time = i64::try_from(time).map_err(|_| Rejection::Time)?;
+    if time <= 0
+        || (needs_start && start <= 0)
+        || start > time
+        || time > now.saturating_add(MAX_FUTURE_NANOS)
+    {
+        return Err(Rejection::Time);
+    }
+    Ok((start, time))
+}
+
+type CheckedAttributes = (String, Vec<(AttributeKey, Dimension)>);
+
+fn check_attributes(kvs: &[KeyValue]) -> Result<CheckedAttributes, Rejection> {
+    let mut dims: Vec<(AttributeKey, Dimension)> = Vec::with_capacity(kvs.len());
+    for kv in kvs {
+        let key = AttributeKey::from_str(&kv.key).map_err(|_| Rejection::AttributeKey)?;
+        if dims.iter().any(|(k, _)| *k == key) {
+            return Err(Rejection::AttributeKey);
+        }
+        let value = received(kv)
+            .filter(|v| key.accepts(*v))
+            .and_then(dimension)
+            .ok_or(Rejection::AttributeValue)?;
+        dims.push((key, value));
+    }
+    dims.sort_by_key(|(k, _)| *k);
+    let map: BTreeMap<&str, String> = dims
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_text()))
+        .collect();
+    Ok((canonical_json(&map), dims))
+}
+
+fn received(kv: &KeyValue) -> Option<ReceivedValue<'_>> {
+    Some(match kv.value.as_ref()?.value.as_ref()? {
+        AnyValue::StringValue(s) => ReceivedValue::Str(s),
+        AnyValue::IntValue(i) => ReceivedValue::Int(*i),
+        AnyValue::BoolValue(b) => ReceivedValue::Bool(*b),
+        AnyValue::DoubleValue(d) => ReceivedValue::Double(*d),
+        _ => ReceivedValue::Other,
+    })
+}
+
+fn dimension(value: ReceivedValue<'_>) -> Option<Dimension> {
+    match value {
+        ReceivedValue::Str(s) => Some(Dimension::Text(s.to_string())),
+        ReceivedValue::Int(i) => Some(Dimension::Int(i)),
+        ReceivedValue::Bool(b) => Some(Dimension::Bool(b)),
+        ReceivedValue::Double(_) | ReceivedValue::Other => None,
+    }
+}
+
+/// Keys sorted, values as text: the same attribute set always gives the
+/// same string, whatever order it arrived in.
+fn canonical_json<K: AsRef<str> + Ord, V: AsRef<str>>(map: &BTreeMap<K, V>) -> String {
+    let map: BTreeMap<&str, &str> = map.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
+    serde_json::to_string(&map).unwrap_or_else(|_| "{}".to_string())
+}

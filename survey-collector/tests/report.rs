@@ -1,0 +1,301 @@
+//! Real survey nodes (child processes with the real exporter) export to
+//! `survey-collector serve`; `survey-collector report` answers the six
+//! questions, checked field by field against the nodes' scripts.
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::{Value as Json, json};
+use support::node;
+use support::*;
+
+/// Runs a node's script when this binary is started as a child node.
+#[test]
+fn node_child() {
+    node::run_child();
+}
+
+/// The 95% Wilson interval of `k` successes out of `n`.
+fn wilson(k: f64, n: f64) -> (f64, f64) {
+    let z = 1.96_f64;
+    let p = k / n;
+    let center = p + z * z / (2.0 * n);
+    let margin = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt();
+    let scale = 1.0 + z * z / n;
+    ((center - margin) / scale, (center + margin) / scale)
+}
+
+fn close(a: &Json, b: f64) -> bool {
+    a.as_f64().is_some_and(|a| (a - b).abs() < 1e-9)
+}
+
+fn collector_report(db: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_survey-collector"))
+        .arg("report")
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_report_answers_the_six_questions_from_real_exports() {
+    let dir = TempDir::new("report");
+    let server = collector(&dir).await;
+    let endpoint = server.endpoint();
+    // Two identical GPU nodes and one CPU node, all at once.
+    let children: Vec<_> = ["gpu", "gpu", "cpu"]
+        .into_iter()
+        .map(|script| node::spawn("node_child", script, &endpoint))
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success(), "a node failed");
+    }
+
+    // The report runs while serve is still running (WAL).
+    let output = collector_report(&dir.db(), &["--format", "json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Json = serde_json::from_slice(&output.stdout).expect("stdout is only JSON");
+    let keys: Vec<&str> = report
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys.len(), 6, "{keys:?}");
+
+    // 1. Most launched: launches desc, then model; nodes are processes.
+    assert_eq!(
+        report["most_launched"],
+        json!([
+            {"model": "Llama-3.2-1B", "launches": 4, "nodes": 2},
+            {"model": "Qwen3-8B-Q4_K_M", "launches": 4, "nodes": 3},
+            {"model": "phi-4", "launches": 1, "nodes": 1},
+        ]),
+        "{report:#}"
+    );
+
+    // 2. Failure rate: failures / completed launches, with reasons.
+    assert_eq!(
+        report["failure_rate"],
+        json!([
+            {"model": "phi-4", "launches": 1, "successes": 0, "failures": 1,
+             "failure_rate": 1.0, "reasons": {"known_kv_cache_crash": 1}},
+            {"model": "Llama-3.2-1B", "launches": 4, "successes": 2, "failures": 2,
+             "failure_rate": 0.5, "reasons": {"health_timeout": 2}},
+            {"model": "Qwen3-8B-Q4_K_M", "launches": 4, "successes": 3, "failures": 1,
+             "failure_rate": 0.25, "reasons": {"spawn_failed": 1}},
+        ]),
+        "{report:#}"
+    );
+
+    // 3. Reliable hardware, ranked by the Wilson lower bound.
+    let reliable = rows(&report, "reliable_hardware");
+    let expected = [
+        // model, gpu, device, gpus, launches, successes, failures, exits, reliable
+        (
+            "Qwen3-8B-Q4_K_M",
+            json!("NVIDIA GeForce RTX 4090"),
+            "cuda",
+            1,
+            2,
+            2,
+            0,
+            0,
+            2.0,
+        ),
+        ("Qwen3-8B-Q4_K_M", Json::Null, "cpu", 0, 2, 1, 1, 0, 1.0),
+        (
+            "Llama-3.2-1B",
+            json!("NVIDIA GeForce RTX 4090"),
+            "cuda",
+            1,
+            4,
+            2,
+            2,
+            2,
+            0.0,
+        ),
+        ("phi-4", Json::Null, "cpu", 0, 1, 0, 1, 0, 0.0),
+    ];
+    assert_eq!(reliable.len(), expected.len(), "{report:#}");
+    for (row, (model, gpu, device, gpus, launches, successes, failures, exits, ok)) in
+        reliable.iter().zip(expected)
+    {
+        let completed = f64::from(successes + failures);
+        let (low, high) = wilson(ok, completed);
+        assert_eq!(row["model"], model, "{row}");
+        assert_eq!(row["gpu_name"], gpu, "{row}");
+        assert_eq!(row["backend_device"], device, "{row}");
+        assert_eq!(row["gpu_count"], gpus, "{row}");
+        assert_eq!(row["launches"], launches, "{row}");
+        assert_eq!(row["successes"], successes, "{row}");
+        assert_eq!(row["failures"], failures, "{row}");
+        assert_eq!(row["unexpected_exits"], exits, "{row}");
+        assert!(close(&row["reliability"], ok / completed), "{row}");
+        assert!(close(&row["reliability_low"], low), "{row} vs {low}");
+        assert!(close(&row["reliability_high"], high), "{row} vs {high}");
+    }
+
+    // 4. Viable context: per model, GPU and bucket; the exact context of
+    // models seen loaded at an export.
+    assert_eq!(
+        report["viable_context"],
+        json!([
+            {"model": "Llama-3.2-1B", "gpu_name": "NVIDIA GeForce RTX 4090",
+             "context_bucket": "<=8k", "launches": 4, "successes": 2, "failures": 2,
+             "success_rate": 0.5, "max_context": null},
+            {"model": "Qwen3-8B-Q4_K_M", "gpu_name": null, "context_bucket": "<=8k",
+             "launches": 2, "successes": 1, "failures": 1, "success_rate": 0.5,
+             "max_context": 8192},
+            {"model": "Qwen3-8B-Q4_K_M", "gpu_name": "NVIDIA GeForce RTX 4090",
+             "context_bucket": "16k_32k", "launches": 2, "successes": 2, "failures": 0,
+             "success_rate": 1.0, "max_context": 32768},
+            {"model": "phi-4", "gpu_name": null, "context_bucket": ">128k",
+             "launches": 1, "successes": 0, "failures": 1, "success_rate": 0.0,
+             "max_context": null},
+        ]),
+        "{report:#}"
+    );
+
+    // 5. Unstable: exits per success; uptimes (all under 10 s, the first
+    // bucket) read as the bucket's middle.
+    assert_eq!(
+        report["unstable"],
+        json!([
+            {"model": "Llama-3.2-1B", "launches": 4, "successes": 2, "unexpected_exits": 2,
+             "exits_per_success": 1.0, "uptime_p50_s": 5.0},
+            {"model": "Qwen3-8B-Q4_K_M", "launches": 4, "successes": 3, "unexpected_exits": 0,
+             "exits_per_success": 0.0, "uptime_p50_s": 5.0},
+        ]),
+        "{report:#}"
+    );
+
+    // 6. Slow or short: successful launches' p50/p90 interpolated in their
+    // buckets: ~120 ms in (100, 250], ~0 ms in (0, 100].
+    assert_eq!(
+        report["slow_or_short"],
+        json!([
+            {"model": "Qwen3-8B-Q4_K_M", "gpu_name": "NVIDIA GeForce RTX 4090", "launches": 2,
+             "launch_p50_ms": 175.0, "launch_p90_ms": 235.0, "ended": 2, "uptime_p50_s": 5.0},
+            {"model": "Llama-3.2-1B", "gpu_name": "NVIDIA GeForce RTX 4090", "launches": 4,
+             "launch_p50_ms": 50.0, "launch_p90_ms": 90.0, "ended": 2, "uptime_p50_s": 5.0},
+            {"model": "Qwen3-8B-Q4_K_M", "gpu_name": null, "launches": 2,
+             "launch_p50_ms": 50.0, "launch_p90_ms": 90.0, "ended": 1, "uptime_p50_s": 5.0},
+            {"model": "phi-4", "gpu_name": null, "launches": 1,
+             "launch_p50_ms": null, "launch_p90_ms": null, "ended": 0, "uptime_p50_s": null},
+        ]),
+        "{report:#}"
+    );
+
+    // --min-launches leaves out thin rows, in every question.
+    let output = collector_report(&dir.db(), &["--format", "json", "--min-launches", "2"]);
+    let thick: Json = serde_json::from_slice(&output.stdout).unwrap();
+    for (key, value) in thick.as_object().unwrap() {
+        for row in value.as_array().unwrap() {
+            assert_ne!(row["model"], "phi-4", "{key}: {row}");
+        }
+    }
+    assert_eq!(rows(&thick, "most_launched").len(), 2);
+
+    // A window without the exports' day is empty; one with it is whole.
+    let today = survey_collector::Day(
+        (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 86_400) as i64,
+    );
+    let tomorrow = survey_collector::Day(today.0 + 1);
+    let output = collector_report(
+        &dir.db(),
+        &["--format", "json", "--since", &tomorrow.to_date()],
+    );
+    let later: Json = serde_json::from_slice(&output.stdout).unwrap();
+    for (key, value) in later.as_object().unwrap() {
+        assert_eq!(value, &json!([]), "{key}");
+    }
+    let output = collector_report(
+        &dir.db(),
+        &[
+            "--format",
+            "json",
+            "--since",
+            &today.to_date(),
+            "--until",
+            &tomorrow.to_date(),
+        ],
+    );
+    let same: Json = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(same, report);
+
+    // The table form: one titled table per question; CPU rows read `cpu`.
+    let output = collector_report(&dir.db(), &[]);
+    assert!(output.status.success());
+    let table = String::from_utf8(output.stdout).unwrap();
+    for question in survey_collector::report::QUESTIONS {
+        assert!(table.contains(question.title), "{table}");
+    }
+    assert!(table.contains("3 node processes"), "{table}");
+    // phi-4's reliable_hardware row: gpu_name `cpu`, backend_device `cpu`.
+    assert!(
+        table.lines().any(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            cells.starts_with(&["phi-4", "cpu", "cpu", "0", "1"])
+        }),
+        "{table}"
+    );
+    assert!(table.contains("health_timeout=2"), "{table}");
+
+    server.shutdown().await;
+}
+
+#[test]
+fn report_arguments_are_checked() {
+    let dir = TempDir::new("report-args");
+    let output = collector_report(&dir.db(), &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no database at"), "{stderr}");
+    assert!(!dir.db().exists(), "report never creates a database");
+
+    let output = collector_report(&dir.db(), &["--since", "2026-02-30"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--since") && stderr.contains("YYYY-MM-DD"),
+        "{stderr}"
+    );
+
+    drop(survey_collector::Store::open(&dir.db()).unwrap());
+    let output = collector_report(
+        &dir.db(),
+        &["--since", "2026-02-03", "--until", "2026-02-03"],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("must be before --until"), "{stderr}");
+
+    let output = collector_report(&dir.db(), &["--format", "xml"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--format") && stderr.contains("json"),
+        "{stderr}"
+    );
+
+    // An empty database: six empty lists.
+    let output = collector_report(&dir.db(), &["--format", "json"]);
+    assert!(output.status.success());
+    let empty: Json = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(empty.as_object().unwrap().len(), 6);
+    for (key, value) in empty.as_object().unwrap() {
+        assert_eq!(value, &json!([]), "{key}");
+    }
+}

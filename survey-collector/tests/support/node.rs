@@ -1,0 +1,188 @@
+//! Real survey nodes for the collector's tests: each runs in a child
+//! process (its own `service.instance.id`), goes through a scripted set of
+//! launches, failures, unloads and exits with the real macros and the real
+//! OTLP/HTTP exporter, and exports to the collector under test.
+
+use std::process::{Child, Command};
+use std::time::Duration;
+
+/// Environment variable naming the script a child runs.
+pub const SCRIPT_ENV: &str = "SURVEY_COLLECTOR_TEST_NODE";
+/// Environment variable with the endpoint a child exports to.
+pub const ENDPOINT_ENV: &str = "SURVEY_COLLECTOR_TEST_ENDPOINT";
+
+/// What the host knows about a model it launches.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub slot: u64,
+    pub path: String,
+    pub ctx: u64,
+}
+
+impl survey::SurveyModel for Spec {
+    fn survey_facts(&self) -> survey::ModelFacts {
+        survey::ModelFacts::local_file(self.slot, &self.path)
+            .architecture("llama")
+            .quantization("Q4_K_M")
+            .context_length(self.ctx)
+            .backend("llama.cpp")
+    }
+}
+
+/// A loaded model.
+#[derive(Debug)]
+pub struct Running {
+    pub slot: u64,
+    pub path: String,
+}
+
+impl survey::SurveyModel for Running {
+    fn survey_facts(&self) -> survey::ModelFacts {
+        survey::ModelFacts::local_file(self.slot, &self.path)
+    }
+}
+
+/// Ways a scripted launch fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, survey::FailureReason)]
+pub enum LaunchError {
+    #[survey(reason = "spawn_failed")]
+    Spawn,
+    #[survey(reason = "health_timeout")]
+    HealthTimeout,
+    #[survey(reason = "known_kv_cache_crash")]
+    KvCache,
+}
+
+/// A launch that takes `delay`, then succeeds or fails with `outcome`.
+#[survey::launch(kind = "runtime_load", model = spec)]
+pub async fn launch(
+    spec: &Spec,
+    delay: Duration,
+    outcome: Option<LaunchError>,
+) -> Result<Running, LaunchError> {
+    tokio::time::sleep(delay).await;
+    match outcome {
+        None => Ok(Running {
+            slot: spec.slot,
+            path: spec.path.clone(),
+        }),
+        Some(error) => Err(error),
+    }
+}
+
+#[survey::unload(model = running)]
+pub async fn unload(running: Running) -> Result<(), std::io::Error> {
+    drop(running);
+    Ok(())
+}
+
+#[survey::exit(model = running)]
+pub fn crashed(running: &Running) {
+    let _ = running.slot;
+}
+
+fn rtx_4090() -> survey::HardwareFacts {
+    survey::hardware::parse_nvidia_smi(
+        "NVIDIA GeForce RTX 4090, GPU-6f1c2d3e-4b5a-6978-8a9b-0c1d2e3f4a5b\n",
+    )
+    .expect("nvidia-smi line")
+}
+
+/// Starts a child process of this test binary that runs `script` and
+/// exports to `endpoint`. `test_name` is the test that calls [`run_child`].
+pub fn spawn(test_name: &str, script: &str, endpoint: &str) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test_name, "--test-threads=1", "--nocapture"])
+        .env(SCRIPT_ENV, script)
+        .env(ENDPOINT_ENV, endpoint)
+        .spawn()
+        .expect("child node")
+}
+
+/// In a child started by [`spawn`], runs its script; elsewhere, nothing.
+pub fn run_child() {
+    let (Ok(script), Ok(endpoint)) = (std::env::var(SCRIPT_ENV), std::env::var(ENDPOINT_ENV))
+    else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(run_script(&script, &endpoint));
+}
+
+/// The fleet of the report test:
+///
+/// - `gpu` (two identical nodes run it): Qwen3-8B-Q4_K_M at 32768 tokens
+///   launches in about 120 ms and stays loaded over an export, then is
+///   unloaded; Llama-3.2-1B at 4096 fails with `health_timeout`, then
+///   launches and crashes.
+/// - `cpu`: Qwen3-8B-Q4_K_M at 8192 fails with `spawn_failed`, then
+///   launches, stays loaded over an export and is unloaded; phi-4 at 200000
+///   fails with `known_kv_cache_crash`.
+async fn run_script(script: &str, endpoint: &str) {
+    let hardware = match script {
+        "gpu" => rtx_4090(),
+        "cpu" => survey::HardwareFacts::cpu_only(),
+        other => panic!("unknown script {other}"),
+    };
+    let config: survey::TelemetryConfig = toml::from_str(&format!(
+        "enabled = true\nendpoint = \"{endpoint}\"\nexport_interval_secs = 60\n"
+    ))
+    .unwrap();
+    let guard = survey::Setup::new(&config)
+        .env([("OTEL_UNUSED", "")])
+        .service_version("1.4.2")
+        .hardware(hardware)
+        .start();
+    assert!(guard.is_enabled(), "{}", guard.status());
+    let flush = || assert!(guard.flush(Duration::from_secs(10)), "{}", guard.status());
+    match script {
+        "gpu" => {
+            let qwen = Spec {
+                slot: 1,
+                path: "/home/someone/models/Qwen3-8B-Q4_K_M.gguf".into(),
+                ctx: 32768,
+            };
+            let llama = Spec {
+                slot: 2,
+                path: "/srv/llm/Llama-3.2-1B.gguf".into(),
+                ctx: 4096,
+            };
+            let qwen = launch(&qwen, Duration::from_millis(120), None)
+                .await
+                .unwrap();
+            launch(&llama, Duration::ZERO, Some(LaunchError::HealthTimeout))
+                .await
+                .unwrap_err();
+            let running = launch(&llama, Duration::ZERO, None).await.unwrap();
+            crashed(&running);
+            flush();
+            unload(qwen).await.unwrap();
+        }
+        _ => {
+            let qwen = Spec {
+                slot: 1,
+                path: "C:\\models\\Qwen3-8B-Q4_K_M.gguf".into(),
+                ctx: 8192,
+            };
+            let phi = Spec {
+                slot: 3,
+                path: "/m/phi-4.gguf".into(),
+                ctx: 200_000,
+            };
+            launch(&qwen, Duration::ZERO, Some(LaunchError::Spawn))
+                .await
+                .unwrap_err();
+            let running = launch(&qwen, Duration::ZERO, None).await.unwrap();
+            flush();
+            unload(running).await.unwrap();
+            launch(&phi, Duration::ZERO, Some(LaunchError::KvCache))
+                .await
+                .unwrap_err();
+        }
+    }
+    flush();
+    guard.shutdown();
+}
