@@ -1,0 +1,429 @@
+//! The counting rule, one case per way a naive count goes wrong: each
+//! export goes over HTTP to a real collector, and the report's numbers are
+//! checked. Times are chosen days (UTC) so windows can cut streams.
+
+mod support;
+
+use serde_json::{Value as Json, json};
+use support::*;
+use survey_collector::{Day, ReportOptions};
+use survey_runtime::schema;
+
+const LAUNCH: &str = schema::LAUNCH_TOTAL;
+
+fn window(since: Option<i64>, until: Option<i64>) -> ReportOptions {
+    ReportOptions {
+        since: since.map(Day),
+        until: until.map(Day),
+        min_launches: 0,
+    }
+}
+
+fn everything() -> ReportOptions {
+    ReportOptions::default()
+}
+
+/// `launches` and `nodes` of `model` in most_launched; (0, 0) if absent.
+fn launches(report: &Json, model: &str) -> (i64, i64) {
+    rows(report, "most_launched")
+        .iter()
+        .find(|r| r["model"] == model)
+        .map_or((0, 0), |r| {
+            (
+                r["launches"].as_i64().unwrap(),
+                r["nodes"].as_i64().unwrap(),
+            )
+        })
+}
+
+async fn send_ok(
+    server: &survey_collector::Server,
+    request: &opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
+) {
+    let answer = export(server, request).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.rejected(), 0, "{:?}", answer.response());
+}
+
+#[tokio::test]
+async fn first_point_counts() {
+    // A lag-delta counts a series' first point as 0; for sparse data that
+    // first point is usually the whole count.
+    let dir = TempDir::new("first");
+    let server = collector(&dir).await;
+    let node = Node::new(1);
+    let start = at(DAY, 1);
+    send_ok(
+        &server,
+        &request(
+            &node,
+            vec![cumulative(LAUNCH, model_attrs("a"), start, at(DAY, 2), 1)],
+        ),
+    )
+    .await;
+    let report = report(&dir, everything());
+    assert_eq!(launches(&report, "a"), (1, 1));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_repeated_cumulative_value_counts_once_and_is_stored_once() {
+    let dir = TempDir::new("repeat");
+    let server = collector(&dir).await;
+    let node = Node::new(1);
+    // Recent times, so the raw points are inside the retention period.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let start = now - 3_600_000_000_000;
+    for i in 0..10u64 {
+        let time = start + (i + 1) * 15_000_000_000;
+        send_ok(
+            &server,
+            &request(
+                &node,
+                vec![cumulative(LAUNCH, model_attrs("a"), start, time, 5)],
+            ),
+        )
+        .await;
+    }
+    let report = report(&dir, everything());
+    assert_eq!(launches(&report, "a"), (5, 1));
+    assert_eq!(
+        raw_rows(&dir, "otel_metrics_sum"),
+        1,
+        "an unchanged value adds no raw point"
+    );
+    // A change is stored.
+    send_ok(
+        &server,
+        &request(
+            &node,
+            vec![cumulative(LAUNCH, model_attrs("a"), start, now, 6)],
+        ),
+    )
+    .await;
+    assert_eq!(raw_rows(&dir, "otel_metrics_sum"), 2);
+    assert_eq!(launches(&report_of(&dir), "a"), (6, 1));
+    server.shutdown().await;
+}
+
+fn report_of(dir: &TempDir) -> Json {
+    report(dir, everything())
+}
+
+#[tokio::test]
+async fn a_retried_request_counts_once() {
+    let dir = TempDir::new("retry");
+    let server = collector(&dir).await;
+    let export_request = request(
+        &Node::new(1),
+        vec![
+            cumulative(LAUNCH, model_attrs("a"), at(DAY, 1), at(DAY, 2), 3),
+            histogram(
+                schema::UPTIME_S,
+                model_attrs("a"),
+                at(DAY, 1),
+                at(DAY, 2),
+                &[20.0, 20.0],
+            ),
+        ],
+    );
+    for _ in 0..3 {
+        send_ok(&server, &export_request).await;
+    }
+    let report = report_of(&dir);
+    assert_eq!(launches(&report, "a"), (3, 1));
+    // Two uptimes in (10, 30]: the median is the bucket's middle, 20 s.
+    let unstable = rows(&report, "slow_or_short");
+    assert_eq!(unstable[0]["uptime_p50_s"], json!(20.0), "{report:#}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn points_out_of_order_count_once() {
+    let dir = TempDir::new("order");
+    let server = collector(&dir).await;
+    let node = Node::new(1);
+    let start = at(DAY, 0);
+    for (day, value) in [(DAY + 2, 4), (DAY, 1), (DAY + 1, 2), (DAY + 2, 4)] {
+        send_ok(
+            &server,
+            &request(
+                &node,
+                vec![cumulative(
+                    LAUNCH,
+                    model_attrs("a"),
+                    start,
+                    at(day, 12),
+                    value,
+                )],
+            ),
+        )
+        .await;
+    }
+    assert_eq!(launches(&report_of(&dir), "a"), (4, 1));
+    // Each day gets its own share, whatever the arrival order.
+    for (day, expected) in [(DAY, 1), (DAY + 1, 1), (DAY + 2, 2)] {
+        let report = report(&dir, window(Some(day), Some(day + 1)));
+        assert_eq!(launches(&report, "a").0, expected, "day {day}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restart_is_a_new_stream() {
+    let dir = TempDir::new("restart");
+    let server = collector(&dir).await;
+    // A node that predates service.instance.id: before and after its
+    // restart the resource is the same; only the start time tells the two
+    // processes apart. Its counter starts again from 1.
+    let legacy = Node::legacy();
+    send_ok(
+        &server,
+        &request(
+            &legacy,
+            vec![cumulative(
+                LAUNCH,
+                model_attrs("a"),
+                at(DAY, 1),
+                at(DAY, 2),
+                2,
+            )],
+        ),
+    )
+    .await;
+    send_ok(
+        &server,
+        &request(
+            &legacy,
+            vec![cumulative(
+                LAUNCH,
+                model_attrs("a"),
+                at(DAY, 3),
+                at(DAY, 4),
+                1,
+            )],
+        ),
+    )
+    .await;
+    // A current node restarts with a new id and a new start time.
+    send_ok(
+        &server,
+        &request(
+            &Node::new(7),
+            vec![cumulative(
+                LAUNCH,
+                model_attrs("b"),
+                at(DAY, 1),
+                at(DAY, 2),
+                2,
+            )],
+        ),
+    )
+    .await;
+    send_ok(
+        &server,
+        &request(
+            &Node::new(8),
+            vec![cumulative(
+                LAUNCH,
+                model_attrs("b"),
+                at(DAY, 3),
+                at(DAY, 4),
+                1,
+            )],
+        ),
+    )
+    .await;
+    let report = report_of(&dir);
+    // 2 + 1, not max(2, 1). Legacy processes cannot be told apart: one node.
+    assert_eq!(launches(&report, "a"), (3, 1));
+    assert_eq!(launches(&report, "b"), (3, 2));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn identical_nodes_are_two_streams() {
+    let dir = TempDir::new("identical");
+    let server = collector(&dir).await;
+    // Same model, same hardware, started in the same second: only
+    // service.instance.id differs.
+    for n in [1, 2] {
+        send_ok(
+            &server,
+            &request(
+                &Node::new(n),
+                vec![cumulative(
+                    LAUNCH,
+                    model_attrs("a"),
+                    at(DAY, 1),
+                    at(DAY, 2),
+                    1,
+                )],
+            ),
+        )
+        .await;
+    }
+    assert_eq!(launches(&report_of(&dir), "a"), (2, 2));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn delta_points_add_up_and_a_retry_counts_once() {
+    let dir = TempDir::new("delta");
+    let server = collector(&dir).await;
+    let node = Node::new(1);
+    let first = request(
+        &node,
+        vec![counter(
+            LAUNCH,
+            model_attrs("a"),
+            at(DAY, 1),
+            at(DAY, 2),
+            2,
+            1,
+        )],
+    );
+    let second = request(
+        &node,
+        vec![counter(
+            LAUNCH,
+            model_attrs("a"),
+            at(DAY, 2),
+            at(DAY + 1, 3),
+            3,
+            1,
+        )],
+    );
+    send_ok(&server, &first).await;
+    send_ok(&server, &second).await;
+    send_ok(&server, &first).await; // retried
+    assert_eq!(launches(&report_of(&dir), "a"), (5, 1));
+    assert_eq!(
+        launches(&report(&dir, window(Some(DAY + 1), None)), "a"),
+        (3, 1)
+    );
+    assert_eq!(
+        launches(&report(&dir, window(None, Some(DAY + 1))), "a"),
+        (2, 1)
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_window_cuts_a_counter_stream() {
+    let dir = TempDir::new("window-counter");
+    let server = collector(&dir).await;
+    let node = Node::new(1);
+    let start = at(DAY, 0);
+    for (day, value) in [(DAY, 2), (DAY + 2, 5), (DAY + 4, 9)] {
+        send_ok(
+            &server,
+            &request(
+                &node,
+                vec![cumulative(
+                    LAUNCH,
+                    model_attrs("a"),
+                    start,
+                    at(day, 6),
+                    value,
+                )],
+            ),
+        )
+        .await;
+    }
+    for (since, until, expected) in [
+        (None, None, 9),
+        (Some(DAY), Some(DAY + 1), 2),
+        (Some(DAY + 1), Some(DAY + 3), 3),
+        (Some(DAY + 1), Some(DAY + 2), 0),
+        (Some(DAY + 3), None, 4),
+        (None, Some(DAY + 3), 5),
+        (Some(DAY + 5), None, 0),
+    ] {
+        let report = report(&dir, window(since, until));
+        assert_eq!(launches(&report, "a").0, expected, "[{since:?}, {until:?})");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_window_cuts_a_histogram_stream() {
+    let dir = TempDir::new("window-histogram");
+    let server = collector(&dir).await;
+    let node = Node::new(1);
+    let start = at(DAY, 0);
+    let metric = schema::LAUNCH_DURATION_MS;
+    // Day 0: one 50 ms launch. Day 2: two more, 3 s and 4 s.
+    let day0 = vec![
+        cumulative(LAUNCH, model_attrs("a"), start, at(DAY, 6), 1),
+        histogram(metric, model_attrs("a"), start, at(DAY, 6), &[50.0]),
+    ];
+    let day2 = vec![
+        cumulative(LAUNCH, model_attrs("a"), start, at(DAY + 2, 6), 3),
+        histogram(
+            metric,
+            model_attrs("a"),
+            start,
+            at(DAY + 2, 6),
+            &[50.0, 3000.0, 4000.0],
+        ),
+    ];
+    send_ok(&server, &request(&node, day0)).await;
+    send_ok(&server, &request(&node, day2)).await;
+    let p = |report: &Json, field: &str| {
+        row(report, "slow_or_short", &[("model", json!("a"))])[field].clone()
+    };
+    // Everything: 50, 3000, 4000: the median lies in (2500, 5000], the
+    // second of the two there: 2500 + 2500 * (1.5 - 1) / 2 = 3125.
+    let all = report_of(&dir);
+    assert_eq!(p(&all, "launch_p50_ms"), json!(3125.0));
+    // Day 0 alone: the one 50 ms launch, read as (0, 100]'s middle.
+    let first = report(&dir, window(Some(DAY), Some(DAY + 1)));
+    assert_eq!(p(&first, "launch_p50_ms"), json!(50.0));
+    // From day 1: only the two in (2500, 5000], median in the middle.
+    let later = report(&dir, window(Some(DAY + 1), None));
+    assert_eq!(p(&later, "launch_p50_ms"), json!(3750.0));
+    assert_eq!(p(&later, "launches"), json!(2));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn gauges_give_the_largest_context_seen_in_the_window() {
+    let dir = TempDir::new("gauge");
+    let server = collector(&dir).await;
+    let node = Node::new(1);
+    let metric = schema::MODEL_CONTEXT_LENGTH;
+    for (day, ctx) in [
+        (DAY, 4096),
+        (DAY + 1, 8192),
+        (DAY + 1, 4096),
+        (DAY + 2, 2048),
+    ] {
+        send_ok(
+            &server,
+            &request(
+                &node,
+                vec![
+                    cumulative(LAUNCH, model_attrs("a"), at(DAY, 0), at(day, 6), 1),
+                    gauge(
+                        metric,
+                        model_attrs("a"),
+                        at(day, 6 + ctx as i64 / 4096),
+                        ctx,
+                    ),
+                ],
+            ),
+        )
+        .await;
+    }
+    let max = |report: &Json| {
+        row(report, "viable_context", &[("model", json!("a"))])["max_context"].clone()
+    };
+    assert_eq!(max(&report_of(&dir)), json!(8192));
+    assert_eq!(max(&report(&dir, window(Some(DAY + 2), None))), json!(2048));
+    assert_eq!(max(&report(&dir, window(None, Some(DAY + 1)))), json!(4096));
+    server.shutdown().await;
+}
