@@ -306,7 +306,19 @@ fn success(encoding: Encoding, rejected: validate::Rejections) -> Response {
     };
     let body = match encoding {
         Encoding::Protobuf => response.encode_to_vec(),
-        Encoding::Json => serde_json::to_vec(&response).unwrap_or_default(),
+        // OTLP/JSON: default fields left out, 64-bit integers as strings.
+        Encoding::Json => {
+            let answer = match &response.partial_success {
+                None => serde_json::json!({}),
+                Some(partial) => serde_json::json!({
+                    "partialSuccess": {
+                        "rejectedDataPoints": partial.rejected_data_points.to_string(),
+                        "errorMessage": partial.error_message,
+                    }
+                }),
+            };
+            answer.to_string().into_bytes()
+        }
     };
     (
         StatusCode::OK,

@@ -51,7 +51,10 @@ async fn the_report_answers_the_six_questions_from_real_exports() {
         .map(|script| node::spawn("node_child", script, &endpoint))
         .collect();
     for mut child in children {
-        assert!(child.wait().unwrap().success(), "a node failed");
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap();
+        assert!(status.unwrap().success(), "a node failed");
     }
 
     // The report runs while serve is still running (WAL).

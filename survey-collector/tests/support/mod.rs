@@ -286,11 +286,10 @@ pub fn counter(
     value: u64,
     temporality: i32,
 ) -> Metric {
-    let spec = schema::metric(name).expect("schema metric");
+    let unit = schema::metric(name).map_or("1", |spec| spec.unit);
     Metric {
         name: name.to_string(),
-        unit: spec.unit.to_string(),
-        description: spec.description.to_string(),
+        unit: unit.to_string(),
         data: Some(Data::Sum(Sum {
             data_points: vec![NumberDataPoint {
                 attributes: attrs,
@@ -401,4 +400,37 @@ pub fn request(node: &Node, metrics: Vec<Metric>) -> ExportMetricsServiceRequest
             ..Default::default()
         }],
     }
+}
+
+/// Sends `head` (request line and headers, without the blank line) and
+/// then `body` over a plain TCP connection, and reads the answer's status
+/// line; for requests a regular client will not send.
+pub async fn raw_status(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("{head}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let _ = stream.write_all(body).await;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => {
+                answer.extend_from_slice(&buf[..n]);
+                if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
 }

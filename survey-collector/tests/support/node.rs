@@ -10,6 +10,8 @@ use std::time::Duration;
 pub const SCRIPT_ENV: &str = "SURVEY_COLLECTOR_TEST_NODE";
 /// Environment variable with the endpoint a child exports to.
 pub const ENDPOINT_ENV: &str = "SURVEY_COLLECTOR_TEST_ENDPOINT";
+/// Environment variable with extra `[telemetry]` lines for a child.
+pub const TELEMETRY_ENV: &str = "SURVEY_COLLECTOR_TEST_TELEMETRY";
 
 /// What the host knows about a model it launches.
 #[derive(Debug, Clone)]
@@ -91,10 +93,16 @@ fn rtx_4090() -> survey::HardwareFacts {
 /// Starts a child process of this test binary that runs `script` and
 /// exports to `endpoint`. `test_name` is the test that calls [`run_child`].
 pub fn spawn(test_name: &str, script: &str, endpoint: &str) -> Child {
+    spawn_with(test_name, script, endpoint, "")
+}
+
+/// [`spawn`], with `telemetry` lines added to the node's `[telemetry]` table.
+pub fn spawn_with(test_name: &str, script: &str, endpoint: &str, telemetry: &str) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args(["--exact", test_name, "--test-threads=1", "--nocapture"])
         .env(SCRIPT_ENV, script)
         .env(ENDPOINT_ENV, endpoint)
+        .env(TELEMETRY_ENV, telemetry)
         .spawn()
         .expect("child node")
 }
@@ -127,8 +135,9 @@ async fn run_script(script: &str, endpoint: &str) {
         "cpu" => survey::HardwareFacts::cpu_only(),
         other => panic!("unknown script {other}"),
     };
+    let extra = std::env::var(TELEMETRY_ENV).unwrap_or_default();
     let config: survey::TelemetryConfig = toml::from_str(&format!(
-        "enabled = true\nendpoint = \"{endpoint}\"\nexport_interval_secs = 60\n"
+        "enabled = true\nendpoint = \"{endpoint}\"\nexport_interval_secs = 60\n{extra}\n"
     ))
     .unwrap();
     let guard = survey::Setup::new(&config)
