@@ -62,14 +62,35 @@ impl Default for Limits {
 /// Running totals since start, for the collector's own log.
 #[derive(Debug, Default)]
 pub struct Counters {
+    requests: AtomicU64,
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    unavailable: AtomicU64,
+}
+
+/// A snapshot of [`Counters`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
     /// Export requests answered.
-    pub requests: AtomicU64,
+    pub requests: u64,
     /// Data points committed.
-    pub accepted: AtomicU64,
-    /// Data points rejected.
-    pub rejected: AtomicU64,
-    /// Requests refused as busy (503).
-    pub busy: AtomicU64,
+    pub accepted: u64,
+    /// Data points rejected (partial success).
+    pub rejected: u64,
+    /// Requests answered 503 (busy, or storage failing).
+    pub unavailable: u64,
+}
+
+impl Counters {
+    /// The totals so far.
+    pub fn totals(&self) -> Totals {
+        Totals {
+            requests: self.requests.load(Ordering::Relaxed),
+            accepted: self.accepted.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            unavailable: self.unavailable.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// The endpoint's shared state.
@@ -216,8 +237,8 @@ async fn export(State(ingest): State<Arc<Ingest>>, request: Request) -> Response
     match result {
         Ok(rejected) => success(answer_in, rejected),
         Err(error) => {
-            if matches!(error, ExportError::Busy) {
-                ingest.counters.busy.fetch_add(1, Ordering::Relaxed);
+            if error.status() == StatusCode::SERVICE_UNAVAILABLE {
+                ingest.counters.unavailable.fetch_add(1, Ordering::Relaxed);
             }
             error.into_response(answer_in)
         }

@@ -9,7 +9,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -21,7 +20,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::auth::Tokens;
-use crate::ingest::{self, Ingest, Limits};
+use crate::ingest::{self, Ingest, Limits, Totals};
 use crate::store::{Store, StoreError};
 use crate::writer::Writer;
 
@@ -91,6 +90,7 @@ pub enum ServeError {
 pub struct Server {
     addr: SocketAddr,
     tls: bool,
+    ingest: std::sync::Weak<Ingest>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -128,10 +128,12 @@ impl Server {
             "survey-collector listening: POST {}://{addr}/v1/metrics",
             if is_tls { "https" } else { "http" },
         );
+        let weak = Arc::downgrade(&ingest);
         let task = tokio::spawn(serve(listener, tls, ingest, config.limits, stopped));
         Ok(Server {
             addr,
             tls: is_tls,
+            ingest: weak,
             stop,
             task,
         })
@@ -140,6 +142,14 @@ impl Server {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Export requests, points and 503 answers so far.
+    pub fn totals(&self) -> Totals {
+        self.ingest
+            .upgrade()
+            .map(|ingest| ingest.counters.totals())
+            .unwrap_or_default()
     }
 
     /// The base URL senders use (`/v1/metrics` is appended by them).
@@ -207,7 +217,7 @@ async fn serve(
     let mut connections = JoinSet::new();
     let mut log_tick = tokio::time::interval(LOG_EVERY);
     log_tick.tick().await;
-    let mut logged = (0, 0, 0, 0);
+    let mut logged = Totals::default();
     loop {
         let slot = tokio::select! {
             _ = stopped.changed() => break,
@@ -259,20 +269,14 @@ async fn serve(
     }
 }
 
-fn log_totals(ingest: &Ingest, before: (u64, u64, u64, u64)) -> (u64, u64, u64, u64) {
-    let c = &ingest.counters;
-    let now = (
-        c.requests.load(Ordering::Relaxed),
-        c.accepted.load(Ordering::Relaxed),
-        c.rejected.load(Ordering::Relaxed),
-        c.busy.load(Ordering::Relaxed),
-    );
+fn log_totals(ingest: &Ingest, before: Totals) -> Totals {
+    let now = ingest.counters.totals();
     if now != before {
         tracing::info!(
-            requests = now.0 - before.0,
-            points_accepted = now.1 - before.1,
-            points_rejected = now.2 - before.2,
-            busy = now.3 - before.3,
+            requests = now.requests - before.requests,
+            points_accepted = now.accepted - before.accepted,
+            points_rejected = now.rejected - before.rejected,
+            unavailable = now.unavailable - before.unavailable,
             "export requests since the last report"
         );
     }

@@ -249,7 +249,7 @@ async fn partial_success_counts_the_rejected_points_and_says_why() {
         json!([{"model": "a", "launches": 1, "nodes": 1}])
     );
     // Nothing of the rejected points is on disk.
-    drop(server.shutdown().await);
+    server.shutdown().await;
     let bytes = dir.all_bytes();
     for canary in ["CANARY", "host.name", "http_requests_total"] {
         assert!(

@@ -146,7 +146,7 @@ async fn run_script(script: &str, endpoint: &str) {
         .hardware(hardware)
         .start();
     assert!(guard.is_enabled(), "{}", guard.status());
-    let flush = || assert!(guard.flush(Duration::from_secs(10)), "{}", guard.status());
+    let flush = || assert!(guard.flush(Duration::from_secs(30)), "{}", guard.status());
     match script {
         "gpu" => {
             let qwen = Spec {

@@ -1,0 +1,428 @@
+//! Validation at ingest, one case per rule: a valid point passes, and each
+//! mutation of it is rejected whole, for the named reason.
+
+mod support;
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::metrics::v1::exemplar::Value as ExemplarValue;
+use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumberValue;
+use opentelemetry_proto::tonic::metrics::v1::{Exemplar, Metric, metric::Data};
+use support::*;
+use survey_collector::validate::{Rejection, validate};
+use survey_runtime::schema;
+
+const NOW: i64 = (DAY + 1) * 86_400 * 1_000_000_000;
+
+fn counter_request() -> ExportMetricsServiceRequest {
+    request(
+        &Node::new(1),
+        vec![cumulative(
+            schema::LAUNCH_TOTAL,
+            model_attrs("Qwen3-8B"),
+            at(DAY, 1),
+            at(DAY, 2),
+            1,
+        )],
+    )
+}
+
+fn histogram_request() -> ExportMetricsServiceRequest {
+    request(
+        &Node::new(1),
+        vec![histogram(
+            schema::UPTIME_S,
+            model_attrs("Qwen3-8B"),
+            at(DAY, 1),
+            at(DAY, 2),
+            &[20.0],
+        )],
+    )
+}
+
+fn metric(r: &mut ExportMetricsServiceRequest) -> &mut Metric {
+    &mut r.resource_metrics[0].scope_metrics[0].metrics[0]
+}
+
+fn attrs(r: &mut ExportMetricsServiceRequest) -> &mut Vec<KeyValue> {
+    match &mut metric(r).data {
+        Some(Data::Sum(s)) => &mut s.data_points[0].attributes,
+        Some(Data::Histogram(h)) => &mut h.data_points[0].attributes,
+        _ => unreachable!(),
+    }
+}
+
+fn set_attr(r: &mut ExportMetricsServiceRequest, kv: KeyValue) {
+    let attrs = attrs(r);
+    attrs.retain(|a| a.key != kv.key);
+    attrs.push(kv);
+}
+
+fn resource_attrs(r: &mut ExportMetricsServiceRequest) -> &mut Vec<KeyValue> {
+    &mut r.resource_metrics[0].resource.as_mut().unwrap().attributes
+}
+
+fn number(
+    r: &mut ExportMetricsServiceRequest,
+) -> &mut opentelemetry_proto::tonic::metrics::v1::NumberDataPoint {
+    match &mut metric(r).data {
+        Some(Data::Sum(s)) => &mut s.data_points[0],
+        _ => unreachable!(),
+    }
+}
+
+fn hist(
+    r: &mut ExportMetricsServiceRequest,
+) -> &mut opentelemetry_proto::tonic::metrics::v1::HistogramDataPoint {
+    match &mut metric(r).data {
+        Some(Data::Histogram(h)) => &mut h.data_points[0],
+        _ => unreachable!(),
+    }
+}
+
+type Mutation = fn(&mut ExportMetricsServiceRequest);
+type Base = fn() -> ExportMetricsServiceRequest;
+
+#[test]
+fn valid_points_pass_and_keep_their_typed_attributes() {
+    for request in [counter_request(), histogram_request()] {
+        let validated = validate(&request, NOW);
+        assert_eq!(validated.rejected.total(), 0, "{:?}", validated.rejected);
+        assert_eq!(validated.points.len(), 1);
+        let point = &validated.points[0];
+        assert_eq!(point.dimensions.len(), 12);
+        // Canonical JSON: sorted keys, values as text.
+        assert!(
+            point.attributes.starts_with(
+                "{\"mesh_llm.architecture\":\"qwen3\",\"mesh_llm.backend\":\"llama.cpp\","
+            ),
+            "{}",
+            point.attributes
+        );
+        assert!(point.attributes.contains("\"mesh_llm.gpu_count\":\"1\""));
+        assert!(point.attributes.contains("\"mesh_llm.is_soc\":\"false\""));
+        assert_eq!(validated.resources.len(), 1);
+        assert_eq!(
+            validated.resources[0].node,
+            "00000000-0000-4000-8000-000000000001"
+        );
+    }
+    // Attribute order does not change the stream.
+    let mut shuffled = counter_request();
+    attrs(&mut shuffled).reverse();
+    assert_eq!(
+        validate(&shuffled, NOW).points[0].attributes,
+        validate(&counter_request(), NOW).points[0].attributes
+    );
+}
+
+#[test]
+fn each_rule_rejects_the_whole_point() {
+    let cases: Vec<(&str, Rejection, Base, Mutation)> = vec![
+        (
+            "unknown metric",
+            Rejection::UnknownMetric,
+            counter_request,
+            |r| metric(r).name = "mesh_llm_model_other".into(),
+        ),
+        ("wrong unit", Rejection::WrongShape, counter_request, |r| {
+            metric(r).unit = "1".into()
+        }),
+        (
+            "counter as gauge",
+            Rejection::WrongShape,
+            counter_request,
+            |r| {
+                let Some(Data::Sum(sum)) = metric(r).data.take() else {
+                    unreachable!()
+                };
+                metric(r).data = Some(Data::Gauge(
+                    opentelemetry_proto::tonic::metrics::v1::Gauge {
+                        data_points: sum.data_points,
+                    },
+                ));
+            },
+        ),
+        (
+            "not monotonic",
+            Rejection::WrongShape,
+            counter_request,
+            |r| {
+                if let Some(Data::Sum(s)) = &mut metric(r).data {
+                    s.is_monotonic = false
+                }
+            },
+        ),
+        (
+            "no temporality",
+            Rejection::WrongShape,
+            counter_request,
+            |r| {
+                if let Some(Data::Sum(s)) = &mut metric(r).data {
+                    s.aggregation_temporality = 0
+                }
+            },
+        ),
+        (
+            "other bounds",
+            Rejection::WrongShape,
+            histogram_request,
+            |r| hist(r).explicit_bounds[0] = 11.0,
+        ),
+        ("bucket count", Rejection::Value, histogram_request, |r| {
+            hist(r).bucket_counts.push(0)
+        }),
+        (
+            "buckets disagree with count",
+            Rejection::Value,
+            histogram_request,
+            |r| hist(r).count = 2,
+        ),
+        ("negative sum", Rejection::Value, histogram_request, |r| {
+            hist(r).sum = Some(-1.0)
+        }),
+        ("NaN sum", Rejection::Value, histogram_request, |r| {
+            hist(r).sum = Some(f64::NAN)
+        }),
+        ("metadata", Rejection::Extra, counter_request, |r| {
+            metric(r).metadata.push(kv_str("a", "b"))
+        }),
+        (
+            "attribute outside the allowlist",
+            Rejection::AttributeKey,
+            counter_request,
+            |r| attrs(r).push(kv_str("http.url", "x")),
+        ),
+        (
+            "attribute twice",
+            Rejection::AttributeKey,
+            counter_request,
+            |r| attrs(r).push(kv_str("mesh_llm.model", "b")),
+        ),
+        (
+            "model as a path",
+            Rejection::AttributeValue,
+            counter_request,
+            |r| set_attr(r, kv_str("mesh_llm.model", "/home/alice/m.gguf")),
+        ),
+        (
+            "model with extension",
+            Rejection::AttributeValue,
+            counter_request,
+            |r| set_attr(r, kv_str("mesh_llm.model", "m.gguf")),
+        ),
+        (
+            "model as a URL",
+            Rejection::AttributeValue,
+            counter_request,
+            |r| set_attr(r, kv_str("mesh_llm.model", "https://x.example/m")),
+        ),
+        (
+            "architecture not lowercased",
+            Rejection::AttributeValue,
+            counter_request,
+            |r| set_attr(r, kv_str("mesh_llm.architecture", "Qwen3")),
+        ),
+        (
+            "gpu name with two spaces",
+            Rejection::AttributeValue,
+            counter_request,
+            |r| set_attr(r, kv_str("mesh_llm.gpu_name", "RTX  4090")),
+        ),
+        (
+            "raw GPU UUID",
+            Rejection::AttributeValue,
+            counter_request,
+            |r| {
+                set_attr(
+                    r,
+                    kv_str("mesh_llm.gpu_stable_id", "GPU-6f1c2d3e-4b5a-6978"),
+                )
+            },
+        ),
+        (
+            "stable id in capitals",
+            Rejection::AttributeValue,
+            counter_request,
+            |r| set_attr(r, kv_str("mesh_llm.gpu_stable_id", "6F1C2D3E4B5A6978")),
+        ),
+        (
+            "negative gpu count",
+            Rejection::AttributeValue,
+            counter_request,
+            |r| set_attr(r, kv_int("mesh_llm.gpu_count", -1)),
+        ),
+        (
+            "gpu count as text",
+            Rejection::AttributeValue,
+            counter_request,
+            |r| set_attr(r, kv_str("mesh_llm.gpu_count", "1")),
+        ),
+        (
+            "is_soc as text",
+            Rejection::AttributeValue,
+            counter_request,
+            |r| set_attr(r, kv_str("mesh_llm.is_soc", "false")),
+        ),
+        (
+            "unknown launch kind",
+            Rejection::AttributeValue,
+            counter_request,
+            |r| set_attr(r, kv_str("mesh_llm.launch_kind", "manual")),
+        ),
+        (
+            "unknown bucket",
+            Rejection::AttributeValue,
+            counter_request,
+            |r| set_attr(r, kv_str("mesh_llm.context_bucket", "4k")),
+        ),
+        (
+            "unknown reason",
+            Rejection::AttributeValue,
+            counter_request,
+            |r| {
+                set_attr(
+                    r,
+                    kv_str("mesh_llm.failure_reason", "oom: killed by pid 4242"),
+                )
+            },
+        ),
+        (
+            "version with a space",
+            Rejection::AttributeValue,
+            counter_request,
+            |r| set_attr(r, kv_str("mesh_llm.service_version", "1.0 beta")),
+        ),
+        (
+            "attribute without value",
+            Rejection::AttributeValue,
+            counter_request,
+            |r| {
+                attrs(r).push(KeyValue {
+                    key: "mesh_llm.failure_reason".into(),
+                    ..Default::default()
+                })
+            },
+        ),
+        (
+            "resource key not survey's",
+            Rejection::Resource,
+            counter_request,
+            |r| resource_attrs(r).push(kv_str("host.name", "alice-laptop")),
+        ),
+        (
+            "instance id not a UUID",
+            Rejection::Resource,
+            counter_request,
+            |r| {
+                resource_attrs(r).retain(|a| a.key != "service.instance.id");
+                resource_attrs(r).push(kv_str("service.instance.id", "alice-laptop"));
+            },
+        ),
+        (
+            "service name with a path",
+            Rejection::Resource,
+            counter_request,
+            |r| {
+                resource_attrs(r).retain(|a| a.key != "service.name");
+                resource_attrs(r).push(kv_str("service.name", "/usr/bin/mesh-llm"));
+            },
+        ),
+        (
+            "resource key twice",
+            Rejection::Resource,
+            counter_request,
+            |r| resource_attrs(r).push(kv_str("service.name", "other")),
+        ),
+        (
+            "resource schema url",
+            Rejection::Resource,
+            counter_request,
+            |r| r.resource_metrics[0].schema_url = "https://x.example".into(),
+        ),
+        ("other scope", Rejection::Scope, counter_request, |r| {
+            r.resource_metrics[0].scope_metrics[0]
+                .scope
+                .as_mut()
+                .unwrap()
+                .name = "http".into()
+        }),
+        ("scope attributes", Rejection::Scope, counter_request, |r| {
+            r.resource_metrics[0].scope_metrics[0]
+                .scope
+                .as_mut()
+                .unwrap()
+                .attributes
+                .push(kv_str("a", "b"))
+        }),
+        ("no scope", Rejection::Scope, counter_request, |r| {
+            r.resource_metrics[0].scope_metrics[0].scope = None
+        }),
+        ("negative value", Rejection::Value, counter_request, |r| {
+            number(r).value = Some(NumberValue::AsInt(-1))
+        }),
+        ("infinite value", Rejection::Value, counter_request, |r| {
+            number(r).value = Some(NumberValue::AsDouble(f64::INFINITY))
+        }),
+        ("no value", Rejection::Value, counter_request, |r| {
+            number(r).value = None
+        }),
+        ("exemplars", Rejection::Extra, counter_request, |r| {
+            number(r).exemplars.push(Exemplar {
+                value: Some(ExemplarValue::AsInt(1)),
+                ..Default::default()
+            })
+        }),
+        ("flags", Rejection::Extra, counter_request, |r| {
+            number(r).flags = 1
+        }),
+        ("no time", Rejection::Time, counter_request, |r| {
+            number(r).time_unix_nano = 0
+        }),
+        ("no start", Rejection::Time, counter_request, |r| {
+            number(r).start_time_unix_nano = 0
+        }),
+        ("start after time", Rejection::Time, counter_request, |r| {
+            number(r).start_time_unix_nano = at(DAY, 3)
+        }),
+        ("two days ahead", Rejection::Time, counter_request, |r| {
+            number(r).time_unix_nano = at(DAY + 3, 0)
+        }),
+        ("past i64", Rejection::Time, counter_request, |r| {
+            number(r).time_unix_nano = u64::MAX
+        }),
+    ];
+    for (name, reason, base, mutate) in cases {
+        let mut request = base();
+        mutate(&mut request);
+        let validated = validate(&request, NOW);
+        assert!(validated.points.is_empty(), "{name}: accepted");
+        assert!(validated.resources.is_empty(), "{name}: resource kept");
+        assert_eq!(validated.rejected.total(), 1, "{name}");
+        assert_eq!(
+            validated.rejected.count(reason),
+            1,
+            "{name}: {:?}",
+            validated.rejected
+        );
+    }
+}
+
+#[test]
+fn nodes_that_predate_instance_ids_are_accepted() {
+    let request = request(
+        &Node::legacy(),
+        vec![cumulative(
+            schema::LAUNCH_TOTAL,
+            model_attrs("a"),
+            at(DAY, 1),
+            at(DAY, 2),
+            1,
+        )],
+    );
+    let validated = validate(&request, NOW);
+    assert_eq!(validated.points.len(), 1);
+    let resource = &validated.resources[0];
+    assert!(!resource.attributes.contains("service.instance.id"));
+    assert_eq!(resource.node, resource.attributes);
+}
