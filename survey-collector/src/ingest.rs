@@ -35,10 +35,17 @@ pub const RETRY_AFTER_SECS: u64 = 2;
 /// Bounds on what the endpoint holds at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Request bodies read and decoded at the same time; more are answered 503.
+    /// Request bodies being received at once (each at most 4 MiB); more
+    /// are answered 503.
+    pub max_bodies: usize,
+    /// Bodies inflated and decoded at once (each at most 16 MiB inflated);
+    /// more wait their turn.
     pub max_decoding: usize,
     /// Accepted points waiting for the writer; more are answered 503.
     pub max_queued_points: usize,
+    /// Time a sender has for its request headers (and a TLS handshake),
+    /// and an idle connection stays open.
+    pub header_timeout: Duration,
     /// Time a sender has to deliver its body before a 408.
     pub body_timeout: Duration,
     /// Time a request waits for its commit before a 503.
@@ -50,8 +57,10 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_decoding: 4,
+            max_bodies: 32,
+            max_decoding: 2,
             max_queued_points: 100_000,
+            header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             commit_timeout: Duration::from_secs(30),
             max_connections: 512,
@@ -97,6 +106,7 @@ impl Counters {
 pub struct Ingest {
     tokens: Tokens,
     writer: Writer,
+    bodies: Semaphore,
     decoding: Semaphore,
     limits: Limits,
     /// Running totals.
@@ -109,6 +119,7 @@ impl Ingest {
         Ingest {
             tokens,
             writer,
+            bodies: Semaphore::new(limits.max_bodies.max(1)),
             decoding: Semaphore::new(limits.max_decoding.max(1)),
             limits,
             counters: Counters::default(),
@@ -269,19 +280,23 @@ async fn take(ingest: &Ingest, request: Request) -> Result<validate::Rejections,
     if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(DecodeError::BodyTooLarge.into());
     }
-    // Bound the memory held by bodies being read and decoded.
-    let _decoding = ingest
-        .decoding
-        .try_acquire()
-        .map_err(|_| ExportError::Busy)?;
+    // Bound the memory held by bodies: refuse what does not fit at once,
+    // and inflate and decode a few at a time.
+    let _body = ingest.bodies.try_acquire().map_err(|_| ExportError::Busy)?;
     let bytes = read_body(body, ingest.limits.body_timeout).await?;
+    let decoding = ingest
+        .decoding
+        .acquire()
+        .await
+        .map_err(|_| ExportError::Busy)?;
     let validated = tokio::task::spawn_blocking(move || {
         let request = decode::decode(&bytes, encoding, compression)?;
         Ok::<Validated, DecodeError>(validate::validate(&request, crate::now_nanos()))
     })
     .await
     .map_err(|_| ExportError::BodyRead)??;
-    drop(_decoding);
+    drop(decoding);
+    drop(_body);
     let rejected = validated.rejected.clone();
     let accepted = validated.points.len() as u64;
     ingest

@@ -1,7 +1,8 @@
 //! `serve`: the listener, plain HTTP or TLS (rustls), and a clean stop.
 //!
-//! Connections are bounded in number; a sender gets 10 s to send its
-//! request headers and to finish a TLS handshake. An accept error (out of
+//! Connections are bounded in number; a sender gets
+//! [`Limits::header_timeout`] to send its request headers and to finish a
+//! TLS handshake, and an idle connection is closed after as long. An accept error (out of
 //! file descriptors, say) backs off instead of spinning. On stop, the
 //! listener closes, requests in flight finish, and the queued points are
 //! committed before [`Server::shutdown`] returns.
@@ -24,8 +25,6 @@ use crate::ingest::{self, Ingest, Limits, Totals};
 use crate::store::{Store, StoreError};
 use crate::writer::Writer;
 
-/// Time a client has for its request headers, and for a TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stop waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the collector logs its totals, when anything arrived.
@@ -246,8 +245,9 @@ async fn serve(
         let app = app.clone();
         let tls = tls.clone();
         let stopped = stopped.clone();
+        let header_timeout = limits.header_timeout;
         connections.spawn(async move {
-            connection(stream, tls, app, stopped).await;
+            connection(stream, tls, app, header_timeout, stopped).await;
             drop(slot);
         });
     }
@@ -287,31 +287,36 @@ async fn connection(
     stream: TcpStream,
     tls: Option<tokio_rustls::TlsAcceptor>,
     app: axum::Router,
+    header_timeout: Duration,
     stopped: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     match tls {
-        None => http(TokioIo::new(stream), app, stopped).await,
+        None => http(TokioIo::new(stream), app, header_timeout, stopped).await,
         Some(acceptor) => {
             // A failed handshake is the client's problem; nothing to log
             // that would not identify it.
-            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+            let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream));
             if let Ok(Ok(stream)) = handshake.await {
-                http(TokioIo::new(stream), app, stopped).await;
+                http(TokioIo::new(stream), app, header_timeout, stopped).await;
             }
         }
     }
 }
 
-async fn http<I>(io: I, app: axum::Router, mut stopped: watch::Receiver<bool>)
-where
+async fn http<I>(
+    io: I,
+    app: axum::Router,
+    header_timeout: Duration,
+    mut stopped: watch::Receiver<bool>,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service = TowerToHyperService::new(app);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .max_buf_size(64 * 1024);
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);

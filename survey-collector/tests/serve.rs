@@ -274,8 +274,9 @@ async fn a_full_queue_answers_503_with_retry_after() {
 async fn bodies_in_flight_are_bounded() {
     let dir = TempDir::new("inflight");
     let limits = Limits {
-        max_decoding: 2,
+        max_bodies: 2,
         body_timeout: Duration::from_secs(3),
+        header_timeout: Duration::from_secs(1),
         ..Limits::default()
     };
     let server = collector_with(&dir, Default::default(), limits).await;
@@ -311,6 +312,17 @@ async fn bodies_in_flight_are_bounded() {
     }
     let answer = post_to(addr, launch_request(1, "a", 1), &[]).await;
     assert_eq!(answer.status, 200);
+    // A connection that sends nothing is closed after the header timeout.
+    {
+        use tokio::io::AsyncReadExt;
+        let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 64];
+        let closed = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut buf)).await;
+        assert!(
+            matches!(closed, Ok(Ok(_)) | Ok(Err(_))),
+            "idle connection kept open"
+        );
+    }
     server.shutdown().await;
 }
 
