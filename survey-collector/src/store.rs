@@ -478,6 +478,10 @@ fn fold(
     Ok(())
 }
 
+/// The columns every raw table starts with, in the exporter's order.
+const RAW_COLUMNS: &str = "ResourceAttributes, ScopeName, ScopeVersion, ServiceName, MetricName, \
+                           MetricDescription, MetricUnit, Attributes, StartTimeUnix, TimeUnix";
+
 /// Writes the raw point; `false` when the stream already holds a point with
 /// the same start and time (a retried request).
 fn insert_raw(
@@ -486,81 +490,62 @@ fn insert_raw(
     point: &Point,
     stream: i64,
 ) -> rusqlite::Result<bool> {
+    use rusqlite::types::Value as Sql;
     let spec = point.metric;
-    let inserted = match (&point.value, spec.kind) {
-        (Value::Number(v), MetricKind::Counter) => tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO otel_metrics_sum (ResourceAttributes, ScopeName, \
-                 ScopeVersion, ServiceName, MetricName, MetricDescription, MetricUnit, Attributes, \
-                 StartTimeUnix, TimeUnix, Value, AggregationTemporality, IsMonotonic, StreamId) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 1, ?13)",
-            )?
-            .execute(params![
-                resource.attributes,
-                schema::SCOPE_NAME,
-                point.scope_version,
-                resource.service_name,
-                spec.name,
-                spec.description,
-                spec.unit,
-                point.attributes,
-                point.start_time_unix,
-                point.time_unix,
-                v,
-                point.temporality,
-                stream
-            ])?,
-        (Value::Number(v), _) => tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO otel_metrics_gauge (ResourceAttributes, ScopeName, \
-                 ScopeVersion, ServiceName, MetricName, MetricDescription, MetricUnit, Attributes, \
-                 StartTimeUnix, TimeUnix, Value, StreamId) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )?
-            .execute(params![
-                resource.attributes,
-                schema::SCOPE_NAME,
-                point.scope_version,
-                resource.service_name,
-                spec.name,
-                spec.description,
-                spec.unit,
-                point.attributes,
-                point.start_time_unix,
-                point.time_unix,
-                v,
-                stream
-            ])?,
-        (Value::Histogram(h), _) => tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO otel_metrics_histogram (ResourceAttributes, ScopeName, \
-                 ScopeVersion, ServiceName, MetricName, MetricDescription, MetricUnit, Attributes, \
-                 StartTimeUnix, TimeUnix, Count, Sum, BucketCounts, ExplicitBounds, Min, Max, \
-                 AggregationTemporality, StreamId) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-                 ?17, ?18)",
-            )?
-            .execute(params![
-                resource.attributes,
-                schema::SCOPE_NAME,
-                point.scope_version,
-                resource.service_name,
-                spec.name,
-                spec.description,
-                spec.unit,
-                point.attributes,
-                point.start_time_unix,
-                point.time_unix,
-                h.count as i64,
-                h.sum,
-                serde_json::to_string(&h.bucket_counts).unwrap_or_default(),
-                serde_json::to_string(spec.boundaries).unwrap_or_default(),
-                h.min,
-                h.max,
-                point.temporality,
-                stream
-            ])?,
+    let mut values: Vec<Sql> = vec![
+        resource.attributes.clone().into(),
+        schema::SCOPE_NAME.to_string().into(),
+        point.scope_version.clone().into(),
+        resource.service_name.clone().into(),
+        spec.name.to_string().into(),
+        spec.description.to_string().into(),
+        spec.unit.to_string().into(),
+        point.attributes.clone().into(),
+        point.start_time_unix.into(),
+        point.time_unix.into(),
+    ];
+    let temporality = i64::from(point.temporality);
+    let (table, columns) = match (&point.value, spec.kind) {
+        (Value::Number(v), MetricKind::Counter) => {
+            values.extend([Sql::from(*v), temporality.into(), 1i64.into()]);
+            (
+                "otel_metrics_sum",
+                "Value, AggregationTemporality, IsMonotonic",
+            )
+        }
+        (Value::Number(v), _) => {
+            values.push((*v).into());
+            ("otel_metrics_gauge", "Value")
+        }
+        (Value::Histogram(h), _) => {
+            values.extend([
+                Sql::from(i64::try_from(h.count).unwrap_or(i64::MAX)),
+                h.sum.into(),
+                serde_json::to_string(&h.bucket_counts)
+                    .unwrap_or_default()
+                    .into(),
+                serde_json::to_string(spec.boundaries)
+                    .unwrap_or_default()
+                    .into(),
+                h.min.into(),
+                h.max.into(),
+                temporality.into(),
+            ]);
+            (
+                "otel_metrics_histogram",
+                "Count, Sum, BucketCounts, ExplicitBounds, Min, Max, AggregationTemporality",
+            )
+        }
     };
+    values.push(stream.into());
+    let placeholders: Vec<String> = (1..=values.len()).map(|i| format!("?{i}")).collect();
+    let sql = format!(
+        "INSERT OR IGNORE INTO {table} ({RAW_COLUMNS}, {columns}, StreamId) VALUES ({})",
+        placeholders.join(", ")
+    );
+    let inserted = tx
+        .prepare_cached(&sql)?
+        .execute(rusqlite::params_from_iter(values))?;
     Ok(inserted == 1)
 }
 

@@ -409,24 +409,15 @@ fn number_point(
         Some(NumberValue::AsDouble(d)) if d.is_finite() && d >= 0.0 => d,
         _ => return Err(Rejection::Value),
     };
-    let (attributes, dimensions) = check_attributes(&p.attributes)?;
-    let (start, time) = check_times(
-        p.start_time_unix_nano,
-        p.time_unix_nano,
-        temporality != TEMPORALITY_NONE,
-        cx.now,
-    )?;
-    Ok(Point {
-        resource: cx.resource,
-        metric: spec,
-        scope_version: cx.scope_version.to_string(),
-        attributes,
-        dimensions,
-        start_time_unix: start,
-        time_unix: time,
+    let times = (p.start_time_unix_nano, p.time_unix_nano);
+    point(
+        cx,
+        spec,
         temporality,
-        value: Value::Number(value),
-    })
+        &p.attributes,
+        times,
+        Value::Number(value),
+    )
 }
 
 fn histogram_point(
@@ -455,24 +446,39 @@ fn histogram_point(
     {
         return Err(Rejection::Value);
     }
-    let (attributes, dimensions) = check_attributes(&p.attributes)?;
-    let (start, time) = check_times(p.start_time_unix_nano, p.time_unix_nano, true, cx.now)?;
+    let value = Value::Histogram(HistogramValue {
+        count: p.count,
+        sum: p.sum.unwrap_or(0.0),
+        min: p.min,
+        max: p.max,
+        bucket_counts: p.bucket_counts.clone(),
+    });
+    let times = (p.start_time_unix_nano, p.time_unix_nano);
+    point(cx, spec, temporality, &p.attributes, times, value)
+}
+
+/// The checks every point shares: attributes and times.
+fn point(
+    cx: &PointContext<'_>,
+    spec: &'static MetricSpec,
+    temporality: i32,
+    attributes: &[KeyValue],
+    (start, time): (u64, u64),
+    value: Value,
+) -> Result<Point, Rejection> {
+    let (attributes, dimensions) = check_attributes(attributes)?;
+    let needs_start = temporality != TEMPORALITY_NONE;
+    let (start_time_unix, time_unix) = check_times(start, time, needs_start, cx.now)?;
     Ok(Point {
         resource: cx.resource,
         metric: spec,
         scope_version: cx.scope_version.to_string(),
         attributes,
         dimensions,
-        start_time_unix: start,
-        time_unix: time,
+        start_time_unix,
+        time_unix,
         temporality,
-        value: Value::Histogram(HistogramValue {
-            count: p.count,
-            sum: p.sum.unwrap_or(0.0),
-            min: p.min,
-            max: p.max,
-            bucket_counts: p.bucket_counts.clone(),
-        }),
+        value,
     })
 }
 

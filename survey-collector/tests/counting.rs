@@ -138,6 +138,31 @@ async fn a_retried_request_counts_once() {
     // Two uptimes in (10, 30]: the median is the bucket's middle, 20 s.
     let unstable = rows(&report, "slow_or_short");
     assert_eq!(unstable[0]["uptime_p50_s"], json!(20.0), "{report:#}");
+    // One raw point per stream, shaped like the ClickHouse exporter's rows.
+    assert_eq!(raw_rows(&dir, "otel_metrics_sum"), 1);
+    let store = survey_collector::Store::open_read_only(&dir.db()).unwrap();
+    let (count, sum, buckets, bounds, resource): (i64, f64, String, String, String) = store
+        .connection()
+        .query_row(
+            "SELECT Count, Sum, BucketCounts, ExplicitBounds, ResourceAttributes \
+             FROM otel_metrics_histogram",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap();
+    assert_eq!((count, sum), (2, 40.0));
+    assert_eq!(buckets, "[0,2,0,0,0,0,0,0,0,0,0,0,0,0,0]");
+    assert_eq!(
+        serde_json::from_str::<Vec<f64>>(&bounds).unwrap(),
+        schema::UPTIME_BOUNDARIES_S
+    );
+    assert_eq!(
+        resource,
+        "{\"service.instance.id\":\"00000000-0000-4000-8000-000000000001\",\
+         \"service.name\":\"mesh-llm\",\"service.version\":\"1.0.0\",\
+         \"telemetry.sdk.language\":\"rust\",\"telemetry.sdk.name\":\"opentelemetry\",\
+         \"telemetry.sdk.version\":\"0.33.1\"}"
+    );
     server.shutdown().await;
 }
 
