@@ -47,7 +47,7 @@ fn instance_ids(receiver: &Receiver) -> Vec<String> {
 }
 
 fn assert_v4(id: &str) {
-    assert!(schema::is_uuid(id), "{id}");
+    assert!(schema::is_uuid_v4(id), "{id}");
     assert_eq!(&id[14..15], "4", "version nibble of {id}");
     assert!(
         matches!(&id[19..20], "8" | "9" | "a" | "b"),

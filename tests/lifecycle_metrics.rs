@@ -70,7 +70,7 @@ async fn every_lifecycle_event_arrives_with_its_attributes() {
             "telemetry.sdk.version"
         ]
     );
-    assert!(schema::is_uuid(&resource["service.instance.id"]));
+    assert!(schema::is_uuid_v4(&resource["service.instance.id"]));
     assert_eq!(resource["service.name"], "mesh-llm");
     assert_eq!(resource["service.version"], "9.8.7");
 

@@ -61,7 +61,7 @@ impl Default for Limits {
             max_decoding: 2,
             max_queued_points: 100_000,
             header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(10),
             commit_timeout: Duration::from_secs(30),
             max_connections: 512,
         }
@@ -105,6 +105,7 @@ impl Counters {
 /// The endpoint's shared state.
 pub struct Ingest {
     tokens: Tokens,
+    retention: Duration,
     writer: Writer,
     bodies: Semaphore,
     decoding: Semaphore,
@@ -114,10 +115,12 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// The endpoint, storing through `writer`.
-    pub fn new(tokens: Tokens, writer: Writer, limits: Limits) -> Ingest {
+    /// The endpoint, storing through `writer`, which keeps raw points for
+    /// `retention`.
+    pub fn new(tokens: Tokens, writer: Writer, retention: Duration, limits: Limits) -> Ingest {
         Ingest {
             tokens,
+            retention,
             writer,
             bodies: Semaphore::new(limits.max_bodies.max(1)),
             decoding: Semaphore::new(limits.max_decoding.max(1)),
@@ -289,9 +292,13 @@ async fn take(ingest: &Ingest, request: Request) -> Result<validate::Rejections,
         .acquire()
         .await
         .map_err(|_| ExportError::Busy)?;
+    let clock = validate::Clock {
+        now: crate::now_nanos(),
+        retention: i64::try_from(ingest.retention.as_nanos()).unwrap_or(i64::MAX),
+    };
     let validated = tokio::task::spawn_blocking(move || {
         let request = decode::decode(&bytes, encoding, compression)?;
-        Ok::<Validated, DecodeError>(validate::validate(&request, crate::now_nanos()))
+        Ok::<Validated, DecodeError>(validate::validate(&request, clock))
     })
     .await
     .map_err(|_| ExportError::BodyRead)??;

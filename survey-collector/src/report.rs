@@ -202,9 +202,28 @@ impl Report {
                 source,
             }
         };
+        // One snapshot for the whole report, while serve may be writing.
+        conn.execute_batch("BEGIN").map_err(failed("snapshot"))?;
+        let report = Report::answers(conn, options, &params);
+        let _ = conn.execute_batch("COMMIT");
+        report
+    }
+
+    fn answers(
+        conn: &Connection,
+        options: ReportOptions,
+        params: &[(&str, &dyn ToSql)],
+    ) -> Result<Report, StoreError> {
+        let failed = |what: &str| {
+            let what = what.to_string();
+            move |source| StoreError::Sqlite {
+                context: format!("report: {what}"),
+                source,
+            }
+        };
         for statement in statements(COUNTING) {
             let mut stmt = conn.prepare(statement).map_err(failed("counting rule"))?;
-            let bound = bind(&stmt, &params);
+            let bound = bind(&stmt, params);
             stmt.execute(&bound[..]).map_err(failed("counting rule"))?;
         }
         let nodes: i64 = conn
@@ -217,7 +236,7 @@ impl Report {
             .map_err(failed("nodes"))?;
         let mut answers = Vec::with_capacity(QUESTIONS.len());
         for question in QUESTIONS {
-            answers.push(answer(conn, question, &params).map_err(failed(question.key))?);
+            answers.push(answer(conn, question, params).map_err(failed(question.key))?);
         }
         Ok(Report {
             options,

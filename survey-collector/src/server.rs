@@ -115,7 +115,12 @@ impl Server {
         })?;
         let writer = Writer::start(store, config.retention, config.limits.max_queued_points)
             .map_err(ServeError::Thread)?;
-        let ingest = Arc::new(Ingest::new(config.tokens.clone(), writer, config.limits));
+        let ingest = Arc::new(Ingest::new(
+            config.tokens.clone(),
+            writer,
+            config.retention,
+            config.limits,
+        ));
         let (stop, stopped) = watch::channel(false);
         let is_tls = tls.is_some();
         tracing::info!(

@@ -316,7 +316,7 @@ fn kind_name(kind: MetricKind) -> &'static str {
     }
 }
 
-/// A stream as stored: its id and newest point.
+/// A stream as stored: its id and the last point received.
 struct Stream {
     id: i64,
     last_time: i64,
@@ -407,9 +407,10 @@ fn store_point(
         Value::Histogram(h) => (h.count as f64, Some(h.sum)),
     };
     let delta = point.temporality == TEMPORALITY_DELTA;
+    // Compared with the last point received: a repeat of its value adds
+    // nothing to the raw points.
     let changed = delta || stream.last_value != Some(value) || stream.last_sum != sum;
     let day = point.time_unix.div_euclid(NANOS_PER_DAY);
-    let in_order = point.time_unix >= stream.last_time;
     let same_day = stream.last_time.div_euclid(NANOS_PER_DAY) == day;
 
     let mut new_raw = false;
@@ -423,11 +424,13 @@ fn store_point(
         if new_raw {
             fold(tx, stream.id, day, &point.value, Fold::Add)?;
         }
-    } else if changed || !in_order || !same_day {
-        // An in-order repeat on the same day cannot raise the day's maximum.
+    } else if changed || !same_day {
+        // Each received point was folded into its day, or repeated the
+        // previous one's value on the same day, so that day's maximum is
+        // at least this value already.
         fold(tx, stream.id, day, &point.value, Fold::Max)?;
     }
-    if point.time_unix > stream.last_time {
+    if changed || !same_day {
         tx.prepare_cached(
             "UPDATE streams SET LastTimeUnix = ?2, LastValue = ?3, LastSum = ?4 \
              WHERE StreamId = ?1",

@@ -28,6 +28,10 @@ use survey_runtime::schema::{
 /// Most data points considered in one request; points past it are rejected.
 pub const MAX_POINTS_PER_REQUEST: usize = 10_000;
 
+/// The largest count accepted: 2^53, the largest integer a double holds
+/// exactly (no survey node comes near it).
+pub const MAX_EXACT: i64 = 1 << 53;
+
 /// How far ahead of the collector's clock a point's time may be: 1 day.
 pub const MAX_FUTURE_NANOS: i64 = 86_400 * 1_000_000_000;
 
@@ -85,14 +89,16 @@ pub struct Point {
 }
 
 impl Point {
-    /// The `StartTimeUnix` part of the stream key: a cumulative stream (and
-    /// a gauge) is one process's series since its start; a delta series is
-    /// one stream whose points are told apart by their times.
+    /// The `StartTimeUnix` part of the stream key. A cumulative stream is
+    /// one process's series since its start. A delta series is one stream
+    /// whose points are told apart by their own times; a gauge series too
+    /// (a gauge is a snapshot, and under delta temporality its start time
+    /// moves at every export).
     pub fn stream_start(&self) -> i64 {
-        if self.temporality == TEMPORALITY_DELTA {
-            0
-        } else {
+        if self.temporality == TEMPORALITY_CUMULATIVE {
             self.start_time_unix
+        } else {
+            0
         }
     }
 }
@@ -163,6 +169,8 @@ pub enum Rejection {
     Value,
     /// A time that is missing, before its start, or too far in the future.
     Time,
+    /// A delta point older than the raw points are kept.
+    Stale,
     /// Exemplars, flags or metadata, which survey never sends.
     Extra,
 }
@@ -179,6 +187,7 @@ impl Rejection {
             Rejection::AttributeValue => "attribute value not allowed",
             Rejection::Value => "missing, negative or inconsistent value",
             Rejection::Time => "missing or implausible timestamp",
+            Rejection::Stale => "delta point older than the collector's retention period",
             Rejection::Extra => "exemplars, flags or metadata present",
         }
     }
@@ -219,20 +228,20 @@ impl Rejections {
     }
 }
 
-/// Validates a decoded request against the schema; `now` is the
-/// collector's clock in ns since the epoch.
-pub fn validate(request: &ExportMetricsServiceRequest, now: i64) -> Validated {
+/// Validates a decoded request against the schema.
+pub fn validate(request: &ExportMetricsServiceRequest, clock: Clock) -> Validated {
     let mut out = Validated::default();
     let mut budget = MAX_POINTS_PER_REQUEST;
     for rm in &request.resource_metrics {
-        let resource = check_resource(rm).map(|resource| {
-            out.resources.push(resource);
-            out.resources.len() - 1
-        });
+        // The resource is kept only if one of its points is.
+        let resource = check_resource(rm);
+        let index = out.resources.len();
+        let accepted_before = out.points.len();
         for sm in &rm.scope_metrics {
-            let accepted = match (resource, check_scope(sm)) {
-                (Ok(resource), Ok(version)) => Ok((resource, version)),
-                (Err(reason), _) | (_, Err(reason)) => Err(reason),
+            let accepted = match (&resource, check_scope(sm)) {
+                (Ok(_), Ok(version)) => Ok(version),
+                (Err(reason), _) => Err(*reason),
+                (_, Err(reason)) => Err(reason),
             };
             for metric in &sm.metrics {
                 let n = point_count(metric);
@@ -243,35 +252,21 @@ pub fn validate(request: &ExportMetricsServiceRequest, now: i64) -> Validated {
                 match &accepted {
                     _ if considered == 0 => {}
                     Err(reason) => out.rejected.add(*reason, considered as u64),
-                    Ok((resource, scope_version)) => {
+                    Ok(scope_version) => {
                         let context = PointContext {
-                            resource: *resource,
+                            resource: index,
                             scope_version,
-                            now,
+                            clock,
                         };
                         validate_metric(metric, considered, &context, &mut out);
                     }
                 }
             }
         }
-    }
-    // Resources none of whose points passed are not kept.
-    let mut used = vec![false; out.resources.len()];
-    for p in &out.points {
-        used[p.resource] = true;
-    }
-    if used.iter().any(|u| !u) {
-        let mut renumber = vec![0; used.len()];
-        let mut kept = Vec::new();
-        for (i, resource) in std::mem::take(&mut out.resources).into_iter().enumerate() {
-            if used[i] {
-                renumber[i] = kept.len();
-                kept.push(resource);
+        if let Ok(resource) = resource {
+            if out.points.len() > accepted_before {
+                out.resources.push(resource);
             }
-        }
-        out.resources = kept;
-        for p in &mut out.points {
-            p.resource = renumber[p.resource];
         }
     }
     out
@@ -280,7 +275,18 @@ pub fn validate(request: &ExportMetricsServiceRequest, now: i64) -> Validated {
 struct PointContext<'a> {
     resource: usize,
     scope_version: &'a str,
-    now: i64,
+    clock: Clock,
+}
+
+/// The collector's clock and memory, for the checks on times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    /// Now, in ns since the epoch.
+    pub now: i64,
+    /// How long raw points are kept, in ns. A delta point is deduplicated
+    /// against the raw points, so one older than this is refused: a retry
+    /// of it could not be recognised.
+    pub retention: i64,
 }
 
 fn point_count(metric: &Metric) -> usize {
@@ -404,9 +410,10 @@ fn number_point(
     if !p.exemplars.is_empty() || p.flags != 0 {
         return Err(Rejection::Extra);
     }
+    // Survey's counters and gauges are u64 instruments: integers, and
+    // within what a double holds exactly.
     let value = match p.value {
-        Some(NumberValue::AsInt(i)) if i >= 0 => i as f64,
-        Some(NumberValue::AsDouble(d)) if d.is_finite() && d >= 0.0 => d,
+        Some(NumberValue::AsInt(i)) if (0..=MAX_EXACT).contains(&i) => i as f64,
         _ => return Err(Rejection::Value),
     };
     let times = (p.start_time_unix_nano, p.time_unix_nano);
@@ -439,10 +446,12 @@ fn histogram_point(
         .try_fold(0u64, |acc, n| acc.checked_add(*n));
     if p.bucket_counts.len() != spec.boundaries.len() + 1
         || bucket_total != Some(p.count)
+        || p.count > MAX_EXACT as u64
         || !finite(p.sum)
         || p.sum.is_some_and(|s| s < 0.0)
         || !finite(p.min)
         || !finite(p.max)
+        || matches!((p.min, p.max), (Some(min), Some(max)) if min > max)
     {
         return Err(Rejection::Value);
     }
@@ -468,7 +477,12 @@ fn point(
 ) -> Result<Point, Rejection> {
     let (attributes, dimensions) = check_attributes(attributes)?;
     let needs_start = temporality != TEMPORALITY_NONE;
-    let (start_time_unix, time_unix) = check_times(start, time, needs_start, cx.now)?;
+    let (start_time_unix, time_unix) = check_times(start, time, needs_start, cx.clock.now)?;
+    if temporality == TEMPORALITY_DELTA
+        && time_unix < cx.clock.now.saturating_sub(cx.clock.retention)
+    {
+        return Err(Rejection::Stale);
+    }
     Ok(Point {
         resource: cx.resource,
         metric: spec,

@@ -300,13 +300,16 @@ async fn delta_points_add_up_and_a_retry_counts_once() {
     let dir = TempDir::new("delta");
     let server = collector(&dir).await;
     let node = Node::new(1);
+    // Delta points are deduplicated against the raw points, so they must be
+    // recent: yesterday and today.
+    let day = today() - 1;
     let first = request(
         &node,
         vec![counter(
             LAUNCH,
             model_attrs("a"),
-            at(DAY, 1),
-            at(DAY, 2),
+            at(day, 1),
+            at(day, 2),
             2,
             1,
         )],
@@ -316,8 +319,8 @@ async fn delta_points_add_up_and_a_retry_counts_once() {
         vec![counter(
             LAUNCH,
             model_attrs("a"),
-            at(DAY, 2),
-            at(DAY + 1, 3),
+            at(day, 2),
+            at(day + 1, 0),
             3,
             1,
         )],
@@ -327,13 +330,38 @@ async fn delta_points_add_up_and_a_retry_counts_once() {
     send_ok(&server, &first).await; // retried
     assert_eq!(launches(&report_of(&dir), "a"), (5, 1));
     assert_eq!(
-        launches(&report(&dir, window(Some(DAY + 1), None)), "a"),
+        launches(&report(&dir, window(Some(day + 1), None)), "a"),
         (3, 1)
     );
     assert_eq!(
-        launches(&report(&dir, window(None, Some(DAY + 1))), "a"),
+        launches(&report(&dir, window(None, Some(day + 1))), "a"),
         (2, 1)
     );
+    assert_eq!(stream_rows(&dir), 1, "one delta series, one stream");
+    // A delta point older than the raw points are kept could not be told
+    // from its retry: refused.
+    let stale = request(
+        &node,
+        vec![counter(
+            LAUNCH,
+            model_attrs("a"),
+            at(DAY, 1),
+            at(DAY, 2),
+            7,
+            1,
+        )],
+    );
+    let answer = export(&server, &stale).await;
+    assert_eq!(answer.status, 200);
+    let partial = answer.response().partial_success.unwrap();
+    assert_eq!(partial.rejected_data_points, 1);
+    assert!(
+        partial
+            .error_message
+            .contains("older than the collector's retention"),
+        "{partial:?}"
+    );
+    assert_eq!(launches(&report_of(&dir), "a"), (5, 1));
     server.shutdown().await;
 }
 
@@ -421,24 +449,21 @@ async fn gauges_give_the_largest_context_seen_in_the_window() {
     let server = collector(&dir).await;
     let node = Node::new(1);
     let metric = schema::MODEL_CONTEXT_LENGTH;
-    for (day, ctx) in [
-        (DAY, 4096),
-        (DAY + 1, 8192),
-        (DAY + 1, 4096),
-        (DAY + 2, 2048),
+    for (day, hour, ctx) in [
+        (DAY, 6, 4096),
+        (DAY, 7, 4096),
+        (DAY + 1, 6, 8192),
+        (DAY + 1, 7, 4096),
+        (DAY + 2, 6, 2048),
+        (DAY + 2, 7, 2048),
     ] {
         send_ok(
             &server,
             &request(
                 &node,
                 vec![
-                    cumulative(LAUNCH, model_attrs("a"), at(DAY, 0), at(day, 6), 1),
-                    gauge(
-                        metric,
-                        model_attrs("a"),
-                        at(day, 6 + ctx as i64 / 4096),
-                        ctx,
-                    ),
+                    cumulative(LAUNCH, model_attrs("a"), at(DAY, 0), at(day, hour), 1),
+                    gauge(metric, model_attrs("a"), at(day, hour), ctx),
                 ],
             ),
         )
@@ -450,5 +475,57 @@ async fn gauges_give_the_largest_context_seen_in_the_window() {
     assert_eq!(max(&report_of(&dir)), json!(8192));
     assert_eq!(max(&report(&dir, window(Some(DAY + 2), None))), json!(2048));
     assert_eq!(max(&report(&dir, window(None, Some(DAY + 1)))), json!(4096));
+    // One gauge stream, whatever start times its points carry; a repeated
+    // value on the same day adds no raw point.
+    assert_eq!(stream_rows(&dir), 2);
+    assert_eq!(raw_rows(&dir, "otel_metrics_gauge"), 4);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_point_from_the_future_does_not_defeat_change_detection() {
+    let dir = TempDir::new("future");
+    let server = collector(&dir).await;
+    let node = Node::new(1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let hour = 3_600_000_000_000;
+    let start = now - 2 * hour;
+    // A clock 20 hours ahead sent one point; the node's later exports, at
+    // real times, repeat an unchanged value.
+    send_ok(
+        &server,
+        &request(
+            &node,
+            vec![cumulative(
+                LAUNCH,
+                model_attrs("a"),
+                start,
+                now + 20 * hour,
+                5,
+            )],
+        ),
+    )
+    .await;
+    for i in 0..10 {
+        send_ok(
+            &server,
+            &request(
+                &node,
+                vec![cumulative(
+                    LAUNCH,
+                    model_attrs("a"),
+                    start,
+                    now - hour + i,
+                    6,
+                )],
+            ),
+        )
+        .await;
+    }
+    assert_eq!(raw_rows(&dir, "otel_metrics_sum"), 2);
+    assert_eq!(launches(&report_of(&dir), "a"), (6, 1));
     server.shutdown().await;
 }

@@ -9,10 +9,13 @@ use opentelemetry_proto::tonic::metrics::v1::exemplar::Value as ExemplarValue;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumberValue;
 use opentelemetry_proto::tonic::metrics::v1::{Exemplar, Metric, metric::Data};
 use support::*;
-use survey_collector::validate::{Rejection, validate};
+use survey_collector::validate::{Clock, Rejection, validate};
 use survey_runtime::schema;
 
-const NOW: i64 = (DAY + 1) * 86_400 * 1_000_000_000;
+const NOW: Clock = Clock {
+    now: (DAY + 1) * 86_400 * 1_000_000_000,
+    retention: 48 * 3600 * 1_000_000_000,
+};
 
 fn counter_request() -> ExportMetricsServiceRequest {
     request(
@@ -358,6 +361,46 @@ fn each_rule_rejects_the_whole_point() {
         ("no scope", Rejection::Scope, counter_request, |r| {
             r.resource_metrics[0].scope_metrics[0].scope = None
         }),
+        (
+            "a double for a counter",
+            Rejection::Value,
+            counter_request,
+            |r| number(r).value = Some(NumberValue::AsDouble(1.0)),
+        ),
+        (
+            "a count no double holds",
+            Rejection::Value,
+            counter_request,
+            |r| number(r).value = Some(NumberValue::AsInt((1 << 53) + 1)),
+        ),
+        ("min above max", Rejection::Value, histogram_request, |r| {
+            hist(r).min = Some(30.0);
+            hist(r).max = Some(20.0);
+        }),
+        (
+            "instance id of another UUID version",
+            Rejection::Resource,
+            counter_request,
+            |r| {
+                resource_attrs(r).retain(|a| a.key != "service.instance.id");
+                resource_attrs(r).push(kv_str(
+                    "service.instance.id",
+                    "0f8a2c1e-3b4d-11ef-8a9b-0c1d2e3f4a5b",
+                ));
+            },
+        ),
+        (
+            "stale delta point",
+            Rejection::Stale,
+            counter_request,
+            |r| {
+                if let Some(Data::Sum(s)) = &mut metric(r).data {
+                    s.aggregation_temporality = 1
+                }
+                number(r).time_unix_nano = at(DAY - 3, 0);
+                number(r).start_time_unix_nano = at(DAY - 4, 0);
+            },
+        ),
         ("negative value", Rejection::Value, counter_request, |r| {
             number(r).value = Some(NumberValue::AsInt(-1))
         }),
@@ -425,4 +468,149 @@ fn nodes_that_predate_instance_ids_are_accepted() {
     let resource = &validated.resources[0];
     assert!(!resource.attributes.contains("service.instance.id"));
     assert_eq!(resource.node, resource.attributes);
+}
+
+mod fuzz {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::AnyValue;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyKind;
+    use proptest::prelude::*;
+    use survey_collector::validate::{Dimension, Value};
+    use survey_runtime::schema::{AttributeKey, ReceivedValue};
+
+    fn any_value() -> impl Strategy<Value = Option<AnyValue>> {
+        let kind = prop_oneof![
+            prop::sample::select(vec![
+                "Qwen3-8B",
+                "/home/a/m.gguf",
+                "cuda",
+                "<=8k",
+                "other",
+                "llama.cpp",
+                "6f1c2d3e4b5a6978",
+                "NVIDIA GeForce RTX 4090",
+                "",
+                "runtime_load",
+                "1.0.0",
+            ])
+            .prop_map(|s| AnyKind::StringValue(s.to_string())),
+            any::<String>().prop_map(AnyKind::StringValue),
+            any::<i64>().prop_map(AnyKind::IntValue),
+            (0i64..4).prop_map(AnyKind::IntValue),
+            any::<bool>().prop_map(AnyKind::BoolValue),
+            any::<f64>().prop_map(AnyKind::DoubleValue),
+        ];
+        proptest::option::weighted(0.95, kind.prop_map(|v| AnyValue { value: Some(v) }))
+    }
+
+    fn attributes() -> impl Strategy<Value = Vec<KeyValue>> {
+        let mut keys: Vec<String> = AttributeKey::ALL
+            .iter()
+            .map(|k| k.as_str().to_string())
+            .collect();
+        keys.push("host.name".into());
+        keys.push(String::new());
+        prop::collection::vec(
+            (prop::sample::select(keys), any_value()).prop_map(|(key, value)| KeyValue {
+                key,
+                value,
+                ..Default::default()
+            }),
+            0..16,
+        )
+    }
+
+    fn metric_name() -> impl Strategy<Value = String> {
+        let mut names: Vec<String> = schema::METRICS.iter().map(|m| m.name.to_string()).collect();
+        names.push("other_metric".into());
+        prop::sample::select(names)
+    }
+
+    /// Points made of allowlisted and foreign keys, good and bad values,
+    /// schema and foreign metrics, sane and insane times.
+    fn points() -> impl Strategy<Value = Vec<Metric>> {
+        let point = (
+            metric_name(),
+            prop_oneof![Just(None), attributes().prop_map(Some)],
+            0u64..7_200_000_000_000,
+            prop_oneof![0u64..7_200_000_000_000, any::<u64>()],
+            0i64..10,
+            0i32..4,
+            any::<bool>(),
+        );
+        prop::collection::vec(
+            point.prop_map(
+                |(name, attrs, start, time, value, temporality, as_histogram)| {
+                    let attrs = attrs.unwrap_or_else(|| model_attrs("Qwen3-8B"));
+                    let (start, time) = (at(DAY, 0) + start, at(DAY, 0).saturating_add(time));
+                    let mut m = if as_histogram {
+                        histogram(&name, attrs, start, time, &[value as f64])
+                    } else {
+                        counter(&name, attrs, start, time, value as u64, temporality)
+                    };
+                    if let Some(Data::Histogram(h)) = &mut m.data {
+                        h.aggregation_temporality = temporality;
+                    }
+                    m
+                },
+            ),
+            1..24,
+        )
+    }
+
+    #[test]
+    fn validation_never_panics_and_keeps_only_what_survey_sends() {
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases: 512,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        });
+        let accepted = std::cell::Cell::new(0u64);
+        let rejected = std::cell::Cell::new(0u64);
+        runner
+            .run(&(points(), any::<bool>()), |(metrics, extra_resource)| {
+                let total = metrics
+                    .iter()
+                    .map(|m| match &m.data {
+                        Some(Data::Sum(s)) => s.data_points.len(),
+                        Some(Data::Histogram(h)) => h.data_points.len(),
+                        _ => 0,
+                    })
+                    .sum::<usize>() as u64;
+                let mut node = Node::new(1);
+                if extra_resource {
+                    node.extra.push(kv_str("host.name", "x"));
+                }
+                let validated = validate(&request(&node, metrics), NOW);
+                prop_assert_eq!(
+                    validated.points.len() as u64 + validated.rejected.total(),
+                    total
+                );
+                accepted.set(accepted.get() + validated.points.len() as u64);
+                rejected.set(rejected.get() + validated.rejected.total());
+                for point in &validated.points {
+                    prop_assert!(point.resource < validated.resources.len());
+                    prop_assert!(schema::metric(point.metric.name).is_some());
+                    for (key, value) in &point.dimensions {
+                        let received = match value {
+                            Dimension::Text(s) => ReceivedValue::Str(s),
+                            Dimension::Int(i) => ReceivedValue::Int(*i),
+                            Dimension::Bool(b) => ReceivedValue::Bool(*b),
+                        };
+                        prop_assert!(key.accepts(received), "{} = {:?}", key, value);
+                    }
+                    if let Value::Number(v) = point.value {
+                        prop_assert!(v.is_finite() && v >= 0.0);
+                    }
+                }
+                if extra_resource {
+                    prop_assert!(validated.points.is_empty());
+                }
+                Ok(())
+            })
+            .unwrap();
+        // Both sides of every check were reached.
+        assert!(accepted.get() > 20, "accepted {}", accepted.get());
+        assert!(rejected.get() > 100, "rejected {}", rejected.get());
+    }
 }

@@ -275,7 +275,7 @@ mod tests {
     #[test]
     fn instance_ids_are_uuid_v4_and_drawn_once() {
         let id = instance_id().expect("a random source");
-        assert!(crate::schema::is_uuid(id), "{id}");
+        assert!(crate::schema::is_uuid_v4(id), "{id}");
         assert_eq!(&id[14..15], "4", "version 4: {id}");
         assert!(
             matches!(&id[19..20], "8" | "9" | "a" | "b"),

@@ -414,16 +414,20 @@ impl ResourceKey {
             ResourceKey::ServiceVersion | ResourceKey::SdkVersion => {
                 fixed(privacy::service_version)
             }
-            ResourceKey::ServiceInstanceId => is_uuid(s),
+            ResourceKey::ServiceInstanceId => is_uuid_v4(s),
         }
     }
 }
 
-/// A UUID in its canonical text form: 8-4-4-4-12 lowercase hex digits.
-pub fn is_uuid(s: &str) -> bool {
+/// A random (version 4, variant 1) UUID in its canonical text form:
+/// 8-4-4-4-12 lowercase hex digits. Other versions can carry a machine's
+/// address or a time, so survey neither sends nor accepts them.
+pub fn is_uuid_v4(s: &str) -> bool {
     s.len() == 36
         && s.bytes().enumerate().all(|(i, b)| match i {
             8 | 13 | 18 | 23 => b == b'-',
+            14 => b == b'4',
+            19 => matches!(b, b'8' | b'9' | b'a' | b'b'),
             _ => matches!(b, b'0'..=b'9' | b'a'..=b'f'),
         })
 }
@@ -782,6 +786,10 @@ mod tests {
             !ResourceKey::ServiceInstanceId.accepts(Str("0F8A2C1E-3B4D-4E5F-8A9B-0C1D2E3F4A5B"))
         );
         assert!(!ResourceKey::ServiceInstanceId.accepts(Str("host-1")));
+        // A version 1 UUID carries a MAC address and a time.
+        assert!(
+            !ResourceKey::ServiceInstanceId.accepts(Str("0f8a2c1e-3b4d-11ef-8a9b-0c1d2e3f4a5b"))
+        );
         assert!(ResourceKey::SdkLanguage.accepts(Str("rust")));
         assert!(ResourceKey::SdkVersion.accepts(Str("0.33.1")));
         assert!(!ResourceKey::ServiceName.accepts(Str("mesh llm at alice's")));

@@ -40,4 +40,4 @@ FROM counts AS c
 LEFT JOIN reasons AS r ON r.model IS c.model
 WHERE c.launches + c.successes + c.failures > 0
   AND c.launches >= :min_launches
-ORDER BY failure_rate DESC NULLS LAST, failures DESC, launches DESC, c.model;
+ORDER BY failure_rate DESC NULLS LAST, failures DESC, launches DESC, c.model NULLS LAST;

@@ -10,4 +10,4 @@ WHERE s.MetricName = 'mesh_llm_model_launch_total'
   AND c.N > 0
 GROUP BY s.Model
 HAVING total(c.N) >= :min_launches
-ORDER BY launches DESC, model;
+ORDER BY launches DESC, model NULLS LAST;

@@ -46,4 +46,5 @@ SELECT model,
           + z * sqrt(p * (1 - p) / completed + z * z / (4 * completed * completed)))
          / (1 + z * z / completed) AS reliability_high
 FROM rated
-ORDER BY reliability_low DESC NULLS LAST, launches DESC, model, gpu_name;
+ORDER BY reliability_low DESC NULLS LAST, launches DESC, model NULLS LAST, gpu_name NULLS LAST,
+         backend_device NULLS LAST, gpu_count NULLS LAST;

@@ -17,8 +17,8 @@
 -- One row per stream: one process's series of one metric with one attribute
 -- set, since one start time. The resource holds service.instance.id, so two
 -- identical nodes are two streams, and a restarted node is a new stream.
--- A delta series is one stream (StartTimeUnix 0); its points are told apart
--- by their own start and end times.
+-- A delta series and a gauge series are each one stream (StartTimeUnix 0);
+-- their points are told apart by their own times.
 CREATE TABLE streams (
     StreamId INTEGER PRIMARY KEY,
     MetricName TEXT NOT NULL,
@@ -43,7 +43,7 @@ CREATE TABLE streams (
     ContextBucket TEXT,
     ServiceVersion TEXT,
     FailureReason TEXT,
-    -- The newest point seen, to store raw points only on change.
+    -- The last point received, to store raw points only on change.
     LastTimeUnix INTEGER NOT NULL DEFAULT 0,
     LastValue REAL,
     LastSum REAL,

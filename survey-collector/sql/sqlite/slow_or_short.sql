@@ -50,4 +50,5 @@ LEFT JOIN launch_time AS l ON l.model IS c.model AND l.gpu_name IS c.gpu_name
 LEFT JOIN uptime AS u ON u.model IS c.model AND u.gpu_name IS c.gpu_name
 WHERE c.launches + c.ended > 0
   AND c.launches >= :min_launches
-ORDER BY launch_p90_ms DESC NULLS LAST, uptime_p50_s NULLS LAST, c.model, c.gpu_name;
+ORDER BY launch_p90_ms DESC NULLS LAST, uptime_p50_s NULLS LAST, c.model NULLS LAST,
+         c.gpu_name NULLS LAST;

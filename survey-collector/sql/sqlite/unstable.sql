@@ -35,4 +35,4 @@ FROM counts AS c
 LEFT JOIN uptime AS u ON u.model IS c.model
 WHERE c.successes + c.exits > 0
   AND c.launches >= :min_launches
-ORDER BY exits_per_success DESC NULLS LAST, unexpected_exits DESC, c.model;
+ORDER BY exits_per_success DESC NULLS LAST, unexpected_exits DESC, c.model NULLS LAST;

@@ -47,7 +47,7 @@ LEFT JOIN counts AS c
 LEFT JOIN contexts AS x
        ON x.model IS k.model AND x.gpu_name IS k.gpu_name AND x.context_bucket IS k.context_bucket
 WHERE coalesce(c.launches, 0) >= :min_launches
-ORDER BY k.model, k.gpu_name,
+ORDER BY k.model NULLS LAST, k.gpu_name NULLS LAST,
          CASE k.context_bucket
              WHEN '<=8k' THEN 1 WHEN '8k_16k' THEN 2 WHEN '16k_32k' THEN 3
              WHEN '32k_64k' THEN 4 WHEN '64k_128k' THEN 5 WHEN '>128k' THEN 6

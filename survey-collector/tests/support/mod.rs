@@ -194,7 +194,21 @@ pub fn at(day: i64, hour: i64) -> u64 {
     ((day * 86_400 + hour * 3600) * 1_000_000_000) as u64
 }
 
-/// A day near now, so points are never "in the future".
+/// Today (UTC), as days since 1970-01-01.
+pub fn today() -> i64 {
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400) as i64
+}
+
+/// Rows in `streams`.
+pub fn stream_rows(dir: &TempDir) -> i64 {
+    raw_rows(dir, "streams")
+}
+
+/// A day in the past, so points are never "in the future".
 pub const DAY: i64 = 20_000; // 2024-10-04
 
 /// A sending process.
@@ -337,7 +351,11 @@ pub fn histogram(
     time: u64,
     values: &[f64],
 ) -> Metric {
-    let spec = schema::metric(name).expect("schema metric");
+    // Metrics outside the schema (for tests of rejection) get uptime's bounds.
+    let spec = schema::metric(name)
+        .filter(|m| !m.boundaries.is_empty())
+        .or(schema::metric(schema::UPTIME_S))
+        .unwrap();
     let mut buckets = vec![0u64; spec.boundaries.len() + 1];
     for v in values {
         let i = spec
@@ -350,7 +368,6 @@ pub fn histogram(
     Metric {
         name: name.to_string(),
         unit: spec.unit.to_string(),
-        description: spec.description.to_string(),
         data: Some(Data::Histogram(Histogram {
             data_points: vec![HistogramDataPoint {
                 attributes: attrs,
