@@ -90,46 +90,27 @@ async fn the_report_answers_the_six_questions_from_real_exports() {
         report["failure_rate"],
         json!([
             {"model": "phi-4", "launches": 1, "successes": 0, "failures": 1,
-             "failure_rate": 1.0, "reasons": {"known_kv_cache_crash": 1}},
+             "failure_rate": 1.0, "reasons": {"known_kv_cache_crash": 1}, "nodes": 1},
             {"model": "Llama-3.2-1B", "launches": 4, "successes": 2, "failures": 2,
-             "failure_rate": 0.5, "reasons": {"health_timeout": 2}},
+             "failure_rate": 0.5, "reasons": {"health_timeout": 2}, "nodes": 2},
             {"model": "Qwen3-8B-Q4_K_M", "launches": 4, "successes": 3, "failures": 1,
-             "failure_rate": 0.25, "reasons": {"spawn_failed": 1}},
+             "failure_rate": 0.25, "reasons": {"spawn_failed": 1}, "nodes": 3},
         ]),
         "{report:#}"
     );
 
     // 3. Reliable hardware, ranked by the Wilson lower bound.
     let reliable = rows(&report, "reliable_hardware");
+    let gpu = || json!("NVIDIA GeForce RTX 4090");
+    // model, gpu, device, gpus, launches, successes, failures, exits, reliable, nodes
     let expected = [
-        // model, gpu, device, gpus, launches, successes, failures, exits, reliable
-        (
-            "Qwen3-8B-Q4_K_M",
-            json!("NVIDIA GeForce RTX 4090"),
-            "cuda",
-            1,
-            2,
-            2,
-            0,
-            0,
-            2.0,
-        ),
-        ("Qwen3-8B-Q4_K_M", Json::Null, "cpu", 0, 2, 1, 1, 0, 1.0),
-        (
-            "Llama-3.2-1B",
-            json!("NVIDIA GeForce RTX 4090"),
-            "cuda",
-            1,
-            4,
-            2,
-            2,
-            2,
-            0.0,
-        ),
-        ("phi-4", Json::Null, "cpu", 0, 1, 0, 1, 0, 0.0),
+        ("Qwen3-8B-Q4_K_M", gpu(), "cuda", 1, 2, 2, 0, 0, 2.0, 2),
+        ("Qwen3-8B-Q4_K_M", Json::Null, "cpu", 0, 2, 1, 1, 0, 1.0, 1),
+        ("Llama-3.2-1B", gpu(), "cuda", 1, 4, 2, 2, 2, 0.0, 2),
+        ("phi-4", Json::Null, "cpu", 0, 1, 0, 1, 0, 0.0, 1),
     ];
     assert_eq!(reliable.len(), expected.len(), "{report:#}");
-    for (row, (model, gpu, device, gpus, launches, successes, failures, exits, ok)) in
+    for (row, (model, gpu, device, gpus, launches, successes, failures, exits, ok, nodes)) in
         reliable.iter().zip(expected)
     {
         let completed = f64::from(successes + failures);
@@ -142,6 +123,7 @@ async fn the_report_answers_the_six_questions_from_real_exports() {
         assert_eq!(row["successes"], successes, "{row}");
         assert_eq!(row["failures"], failures, "{row}");
         assert_eq!(row["unexpected_exits"], exits, "{row}");
+        assert_eq!(row["nodes"], nodes, "{row}");
         assert!(close(&row["reliability"], ok / completed), "{row}");
         assert!(close(&row["reliability_low"], low), "{row} vs {low}");
         assert!(close(&row["reliability_high"], high), "{row} vs {high}");
@@ -154,16 +136,16 @@ async fn the_report_answers_the_six_questions_from_real_exports() {
         json!([
             {"model": "Llama-3.2-1B", "gpu_name": "NVIDIA GeForce RTX 4090",
              "context_bucket": "<=8k", "launches": 4, "successes": 2, "failures": 2,
-             "success_rate": 0.5, "max_context": null},
+             "success_rate": 0.5, "max_context": null, "nodes": 2},
             {"model": "Qwen3-8B-Q4_K_M", "gpu_name": "NVIDIA GeForce RTX 4090",
              "context_bucket": "16k_32k", "launches": 2, "successes": 2, "failures": 0,
-             "success_rate": 1.0, "max_context": 32768},
+             "success_rate": 1.0, "max_context": 32768, "nodes": 2},
             {"model": "Qwen3-8B-Q4_K_M", "gpu_name": null, "context_bucket": "<=8k",
              "launches": 2, "successes": 1, "failures": 1, "success_rate": 0.5,
-             "max_context": 8192},
+             "max_context": 8192, "nodes": 1},
             {"model": "phi-4", "gpu_name": null, "context_bucket": ">128k",
              "launches": 1, "successes": 0, "failures": 1, "success_rate": 0.0,
-             "max_context": null},
+             "max_context": null, "nodes": 1},
         ]),
         "{report:#}"
     );
@@ -174,9 +156,9 @@ async fn the_report_answers_the_six_questions_from_real_exports() {
         report["unstable"],
         json!([
             {"model": "Llama-3.2-1B", "launches": 4, "successes": 2, "unexpected_exits": 2,
-             "exits_per_success": 1.0, "uptime_p50_s": 5.0},
+             "exits_per_success": 1.0, "uptime_p50_s": 5.0, "nodes": 2},
             {"model": "Qwen3-8B-Q4_K_M", "launches": 4, "successes": 3, "unexpected_exits": 0,
-             "exits_per_success": 0.0, "uptime_p50_s": 5.0},
+             "exits_per_success": 0.0, "uptime_p50_s": 5.0, "nodes": 3},
         ]),
         "{report:#}"
     );
@@ -187,13 +169,17 @@ async fn the_report_answers_the_six_questions_from_real_exports() {
         report["slow_or_short"],
         json!([
             {"model": "Qwen3-8B-Q4_K_M", "gpu_name": "NVIDIA GeForce RTX 4090", "launches": 2,
-             "launch_p50_ms": 175.0, "launch_p90_ms": 235.0, "ended": 2, "uptime_p50_s": 5.0},
+             "launch_p50_ms": 175.0, "launch_p90_ms": 235.0, "ended": 2, "uptime_p50_s": 5.0,
+             "nodes": 2},
             {"model": "Llama-3.2-1B", "gpu_name": "NVIDIA GeForce RTX 4090", "launches": 4,
-             "launch_p50_ms": 50.0, "launch_p90_ms": 90.0, "ended": 2, "uptime_p50_s": 5.0},
+             "launch_p50_ms": 50.0, "launch_p90_ms": 90.0, "ended": 2, "uptime_p50_s": 5.0,
+             "nodes": 2},
             {"model": "Qwen3-8B-Q4_K_M", "gpu_name": null, "launches": 2,
-             "launch_p50_ms": 50.0, "launch_p90_ms": 90.0, "ended": 1, "uptime_p50_s": 5.0},
+             "launch_p50_ms": 50.0, "launch_p90_ms": 90.0, "ended": 1, "uptime_p50_s": 5.0,
+             "nodes": 1},
             {"model": "phi-4", "gpu_name": null, "launches": 1,
-             "launch_p50_ms": null, "launch_p90_ms": null, "ended": 0, "uptime_p50_s": null},
+             "launch_p50_ms": null, "launch_p90_ms": null, "ended": 0, "uptime_p50_s": null,
+             "nodes": 1},
         ]),
         "{report:#}"
     );

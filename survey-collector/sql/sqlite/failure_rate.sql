@@ -1,27 +1,21 @@
 -- Which models have the highest launch failure rate?
 -- failure_rate: failures / completed launches (successes + failures).
-WITH counts AS (
-    SELECT s.Model AS model,
-           total(CASE WHEN s.MetricName = 'mesh_llm_model_launch_total' THEN c.N END) AS launches,
-           total(CASE WHEN s.MetricName = 'mesh_llm_model_launch_success_total' THEN c.N END) AS successes,
-           total(CASE WHEN s.MetricName = 'mesh_llm_model_launch_failure_total' THEN c.N END) AS failures
-    FROM window_counts AS c
-    JOIN streams AS s ON s.StreamId = c.StreamId
-    WHERE c.Component = -1
-      AND s.MetricName IN ('mesh_llm_model_launch_total',
-                           'mesh_llm_model_launch_success_total',
-                           'mesh_llm_model_launch_failure_total')
-    GROUP BY s.Model
+WITH per_model AS (
+    SELECT Model AS model,
+           total(launches) AS launches,
+           total(successes) AS successes,
+           total(failures) AS failures,
+           count(DISTINCT Node) AS nodes
+    FROM lifecycle
+    WHERE launches + successes + failures > 0
+    GROUP BY Model
 ),
 by_reason AS (
-    SELECT s.Model AS model,
-           coalesce(s.FailureReason, 'other') AS reason,
-           CAST(total(c.N) AS INTEGER) AS n
-    FROM window_counts AS c
-    JOIN streams AS s ON s.StreamId = c.StreamId
-    WHERE c.Component = -1
-      AND c.N > 0
-      AND s.MetricName = 'mesh_llm_model_launch_failure_total'
+    SELECT Model AS model,
+           coalesce(FailureReason, 'other') AS reason,
+           CAST(total(failures) AS INTEGER) AS n
+    FROM lifecycle
+    WHERE failures > 0
     GROUP BY 1, 2
     ORDER BY 1, 2
 ),
@@ -30,14 +24,14 @@ reasons AS (
     FROM by_reason
     GROUP BY model
 )
-SELECT c.model,
-       CAST(c.launches AS INTEGER) AS launches,
-       CAST(c.successes AS INTEGER) AS successes,
-       CAST(c.failures AS INTEGER) AS failures,
-       c.failures / nullif(c.successes + c.failures, 0) AS failure_rate,
-       coalesce(r.reasons, '{}') AS reasons
-FROM counts AS c
-LEFT JOIN reasons AS r ON r.model IS c.model
-WHERE c.launches + c.successes + c.failures > 0
-  AND c.launches >= :min_launches
-ORDER BY failure_rate DESC NULLS LAST, failures DESC, launches DESC, c.model NULLS LAST;
+SELECT p.model,
+       CAST(p.launches AS INTEGER) AS launches,
+       CAST(p.successes AS INTEGER) AS successes,
+       CAST(p.failures AS INTEGER) AS failures,
+       p.failures / nullif(p.successes + p.failures, 0) AS failure_rate,
+       coalesce(r.reasons, '{}') AS reasons,
+       p.nodes
+FROM per_model AS p
+LEFT JOIN reasons AS r ON r.model IS p.model
+WHERE p.launches >= :min_launches
+ORDER BY failure_rate DESC NULLS LAST, failures DESC, launches DESC, p.model NULLS LAST;

@@ -4,21 +4,17 @@
 -- interval (z = 1.96), which ranks a combination by what the evidence
 -- supports: 1 success of 1 ranks below 95 of 100.
 WITH counts AS (
-    SELECT s.Model AS model,
-           s.GpuName AS gpu_name,
-           s.BackendDevice AS backend_device,
-           s.GpuCount AS gpu_count,
-           total(CASE WHEN s.MetricName = 'mesh_llm_model_launch_total' THEN c.N END) AS launches,
-           total(CASE WHEN s.MetricName = 'mesh_llm_model_launch_success_total' THEN c.N END) AS successes,
-           total(CASE WHEN s.MetricName = 'mesh_llm_model_launch_failure_total' THEN c.N END) AS failures,
-           total(CASE WHEN s.MetricName = 'mesh_llm_model_exit_unexpected_total' THEN c.N END) AS exits
-    FROM window_counts AS c
-    JOIN streams AS s ON s.StreamId = c.StreamId
-    WHERE c.Component = -1
-      AND s.MetricName IN ('mesh_llm_model_launch_total',
-                           'mesh_llm_model_launch_success_total',
-                           'mesh_llm_model_launch_failure_total',
-                           'mesh_llm_model_exit_unexpected_total')
+    SELECT Model AS model,
+           GpuName AS gpu_name,
+           BackendDevice AS backend_device,
+           GpuCount AS gpu_count,
+           total(launches) AS launches,
+           total(successes) AS successes,
+           total(failures) AS failures,
+           total(exits) AS exits,
+           count(DISTINCT Node) AS nodes
+    FROM lifecycle
+    WHERE launches + successes + failures + exits > 0
     GROUP BY 1, 2, 3, 4
 ),
 rated AS (
@@ -27,8 +23,7 @@ rated AS (
            CAST(max(successes - exits, 0) AS REAL) / nullif(successes + failures, 0) AS p,
            1.96 AS z
     FROM counts
-    WHERE launches + successes + failures + exits > 0
-      AND launches >= :min_launches
+    WHERE launches >= :min_launches
 )
 SELECT model,
        gpu_name,
@@ -44,7 +39,8 @@ SELECT model,
          / (1 + z * z / completed) AS reliability_low,
        (p + z * z / (2 * completed)
           + z * sqrt(p * (1 - p) / completed + z * z / (4 * completed * completed)))
-         / (1 + z * z / completed) AS reliability_high
+         / (1 + z * z / completed) AS reliability_high,
+       nodes
 FROM rated
 ORDER BY reliability_low DESC NULLS LAST, launches DESC, model NULLS LAST, gpu_name NULLS LAST,
          backend_device NULLS LAST, gpu_count NULLS LAST;
