@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::Tokens;
 use crate::ingest::Limits;
+use crate::render;
 use crate::report::{Day, Report, ReportOptions};
 use crate::server::{ServeConfig, Server, TlsFiles};
 use crate::store::Store;
@@ -69,6 +70,10 @@ pub enum Format {
     Table,
     /// One JSON object with the six keys.
     Json,
+    /// One CSV file per question (`--out DIR`, or `--question NAME`).
+    Csv,
+    /// One self-contained HTML page with a chart per question.
+    Html,
 }
 
 /// Options of `survey-collector report`.
@@ -86,9 +91,35 @@ pub struct ReportArgs {
     /// Leave out rows backed by fewer launches.
     #[arg(long, default_value_t = 0)]
     pub min_launches: u64,
+    /// Suppress rows backed by fewer distinct node processes (counted in a
+    /// footnote); use at least 5 for anything published.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub min_nodes: u64,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Only this question (most_launched, failure_rate, reliable_hardware,
+    /// viable_context, unstable, slow_or_short).
+    #[arg(long, value_name = "NAME", value_parser = parse_question)]
+    pub question: Option<&'static str>,
+    /// Write to this file (for csv without --question: this directory)
+    /// instead of standard output.
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+}
+
+fn parse_question(name: &str) -> Result<&'static str, String> {
+    crate::report::QUESTIONS
+        .iter()
+        .find(|q| q.key == name)
+        .map(|q| q.key)
+        .ok_or_else(|| {
+            let keys: Vec<&str> = crate::report::QUESTIONS.iter().map(|q| q.key).collect();
+            format!(
+                "unknown question {name:?}; expected one of {}",
+                keys.join(", ")
+            )
+        })
 }
 
 fn parse_day(text: &str) -> Result<Day, String> {
@@ -221,22 +252,73 @@ fn report(args: ReportArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.format == Format::Csv && args.question.is_none() && args.out.is_none() {
+        return usage_error(
+            "--format csv writes one file per question: give --out DIR, \
+             or --question NAME for one question on standard output",
+        );
+    }
     let options = ReportOptions {
         since: args.since,
         until: args.until,
         min_launches: args.min_launches,
+        min_nodes: args.min_nodes,
     };
-    match Report::build(&store, options) {
-        Ok(report) => {
-            match args.format {
-                Format::Json => println!("{}", report.to_json_string()),
-                Format::Table => print!("{}", report.to_table()),
-            }
-            ExitCode::SUCCESS
-        }
+    let mut report = match Report::build(&store, options) {
+        Ok(report) => report,
         Err(error) => {
             eprintln!("error: {error}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    if let Some(key) = args.question {
+        report = report.only(key);
     }
+    let written = match (args.format, &args.out) {
+        (Format::Csv, Some(dir)) if args.question.is_none() => write_csv_files(&report, dir),
+        (format, out) => {
+            let text = match format {
+                Format::Table => render::table::render(&report),
+                Format::Json => format!("{}\n", render::json::render(&report)),
+                Format::Html => render::html::render(&report),
+                Format::Csv => report
+                    .answers
+                    .first()
+                    .map(render::csv::render)
+                    .unwrap_or_default(),
+            };
+            match out {
+                Some(path) => std::fs::write(path, text)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display())),
+                None => {
+                    print!("{text}");
+                    Ok(())
+                }
+            }
+        }
+    };
+    if let Err(error) = written {
+        eprintln!("error: {error}");
+        return ExitCode::FAILURE;
+    }
+    // Forms without room for a footnote say what was suppressed here.
+    if matches!(args.format, Format::Json | Format::Csv) && report.suppressed() > 0 {
+        eprintln!(
+            "note: {} rows backed by fewer than {} node processes are not shown",
+            report.suppressed(),
+            args.min_nodes
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// `DIR/<question>.csv` for every question.
+fn write_csv_files(report: &Report, dir: &std::path::Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for answer in &report.answers {
+        let path = dir.join(format!("{}.csv", answer.question.key));
+        std::fs::write(&path, render::csv::render(answer))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
 }

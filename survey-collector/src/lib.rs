@@ -16,6 +16,7 @@
 //! | [`ingest`] | the HTTP endpoint: statuses, partial success |
 //! | [`server`] | listener, TLS, stop |
 //! | [`report`] | the counting rule and the six questions |
+//! | [`render`] | the report as tables, JSON, CSV or an HTML page with charts |
 //! | [`functions`] | SQL functions the queries need |
 //! | [`cli`] | `serve` and `report` |
 //!
@@ -43,7 +44,7 @@
 //!
 //! let store = Store::open_read_only("survey.db".as_ref())?;
 //! let report = Report::build(&store, ReportOptions::default())?;
-//! println!("{}", report.to_table());
+//! println!("{}", survey_collector::render::table::render(&report));
 //! # Ok(())
 //! # }
 //! ```
@@ -55,6 +56,7 @@ pub mod cli;
 pub mod decode;
 pub mod functions;
 pub mod ingest;
+pub mod render;
 pub mod report;
 pub mod server;
 pub mod store;

@@ -4,11 +4,8 @@
 //! file named like its JSON key. The JSON form is one object with the six
 //! keys, each a list of rows whose fields are the queries' column names.
 
-use std::fmt::Write as _;
-
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Statement, ToSql};
-use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value as Json;
 
 use crate::store::{Store, StoreError};
@@ -125,7 +122,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 }
 
 /// What to report on.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReportOptions {
     /// First day, inclusive (default: the beginning).
     pub since: Option<Day>,
@@ -133,6 +130,34 @@ pub struct ReportOptions {
     pub until: Option<Day>,
     /// Rows backed by fewer launches are left out (default 0: none).
     pub min_launches: u64,
+    /// Rows backed by fewer distinct node processes are suppressed and only
+    /// counted (default 1: none), so a published report cannot single out
+    /// one person's rare setup.
+    pub min_nodes: u64,
+}
+
+impl Default for ReportOptions {
+    fn default() -> ReportOptions {
+        ReportOptions {
+            since: None,
+            until: None,
+            min_launches: 0,
+            min_nodes: 1,
+        }
+    }
+}
+
+impl ReportOptions {
+    /// The window in words: `2026-11-01 to 2026-11-28 (exclusive)`.
+    pub fn window(&self) -> String {
+        format!(
+            "{} to {}",
+            self.since.map_or("the beginning".to_string(), Day::to_date),
+            self.until
+                .map(|d| format!("{} (exclusive)", d.to_date()))
+                .unwrap_or_else(|| "now".to_string()),
+        )
+    }
 }
 
 /// The rows answering one question.
@@ -144,6 +169,8 @@ pub struct Answer {
     pub columns: Vec<String>,
     /// Rows, one value per column.
     pub rows: Vec<Vec<Json>>,
+    /// Rows left out for being backed by fewer than `min_nodes` nodes.
+    pub suppressed: u64,
 }
 
 impl PartialEq for Question {
@@ -153,6 +180,27 @@ impl PartialEq for Question {
 }
 
 impl Answer {
+    /// The value of `column` in `row`.
+    pub fn get<'a>(&self, row: &'a [Json], column: &str) -> &'a Json {
+        self.columns
+            .iter()
+            .position(|c| c == column)
+            .and_then(|i| row.get(i))
+            .unwrap_or(&Json::Null)
+    }
+
+    /// Leaves out the rows backed by fewer than `min_nodes` node processes,
+    /// counting them.
+    fn suppress(&mut self, min_nodes: u64) {
+        let Some(nodes) = self.columns.iter().position(|c| c == "nodes") else {
+            return;
+        };
+        let before = self.rows.len();
+        self.rows
+            .retain(|row| row[nodes].as_u64().unwrap_or(0) >= min_nodes);
+        self.suppressed = (before - self.rows.len()) as u64;
+    }
+
     /// The rows as JSON objects.
     pub fn to_json(&self) -> Json {
         Json::Array(
@@ -233,7 +281,9 @@ impl Report {
             .map_err(failed("nodes"))?;
         let mut answers = Vec::with_capacity(QUESTIONS.len());
         for question in QUESTIONS {
-            answers.push(answer(conn, question, params).map_err(failed(question.key))?);
+            let mut answer = answer(conn, question, params).map_err(failed(question.key))?;
+            answer.suppress(options.min_nodes);
+            answers.push(answer);
         }
         Ok(Report {
             options,
@@ -247,7 +297,19 @@ impl Report {
         self.answers.iter().find(|a| a.question.key == key)
     }
 
-    /// The JSON form: one object with the six keys, each a list of rows.
+    /// Keeps only the answer to the question with JSON key `key`.
+    pub fn only(mut self, key: &str) -> Report {
+        self.answers.retain(|a| a.question.key == key);
+        self
+    }
+
+    /// Rows suppressed by `min_nodes`, over all answers.
+    pub fn suppressed(&self) -> u64 {
+        self.answers.iter().map(|a| a.suppressed).sum()
+    }
+
+    /// The JSON form as a value: one object with the six keys, each a list
+    /// of rows.
     pub fn to_json(&self) -> Json {
         Json::Object(
             self.answers
@@ -255,80 +317,6 @@ impl Report {
                 .map(|a| (a.question.key.to_string(), a.to_json()))
                 .collect(),
         )
-    }
-
-    /// The JSON form, pretty-printed, fields in column order.
-    pub fn to_json_string(&self) -> String {
-        let mut out = Vec::new();
-        let mut serializer = serde_json::Serializer::pretty(&mut out);
-        let result = (|| {
-            let mut map = serializer.serialize_map(Some(self.answers.len()))?;
-            for answer in &self.answers {
-                map.serialize_entry(answer.question.key, &OrderedRows(answer))?;
-            }
-            map.end()
-        })();
-        match result {
-            Ok(()) => String::from_utf8(out).unwrap_or_default(),
-            Err(_) => self.to_json().to_string(),
-        }
-    }
-
-    /// The table form: one aligned table per question, titled with it.
-    pub fn to_table(&self) -> String {
-        let window = format!(
-            "{} to {}",
-            self.options
-                .since
-                .map_or("the beginning".to_string(), Day::to_date),
-            self.options
-                .until
-                .map(|d| format!("{} (exclusive)", d.to_date()))
-                .unwrap_or_else(|| "now".to_string()),
-        );
-        let mut out = format!(
-            "survey report: {window}, UTC; {} node process{}",
-            self.nodes,
-            if self.nodes == 1 { "" } else { "es" }
-        );
-        if self.options.min_launches > 0 {
-            let _ = write!(
-                out,
-                "; rows with at least {} launches",
-                self.options.min_launches
-            );
-        }
-        out.push('\n');
-        for answer in &self.answers {
-            out.push('\n');
-            out.push_str(&render_table(answer));
-        }
-        out
-    }
-}
-
-struct OrderedRows<'a>(&'a Answer);
-
-impl serde::Serialize for OrderedRows<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        let mut seq = serializer.serialize_seq(Some(self.0.rows.len()))?;
-        for row in &self.0.rows {
-            seq.serialize_element(&OrderedRow(&self.0.columns, row))?;
-        }
-        seq.end()
-    }
-}
-
-struct OrderedRow<'a>(&'a [String], &'a [Json]);
-
-impl serde::Serialize for OrderedRow<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (column, value) in self.0.iter().zip(self.1) {
-            map.serialize_entry(column, value)?;
-        }
-        map.end()
     }
 }
 
@@ -372,6 +360,7 @@ fn answer(
         question,
         columns,
         rows,
+        suppressed: 0,
     })
 }
 
@@ -389,92 +378,6 @@ fn json_value(column: &str, value: ValueRef<'_>) -> Json {
             }
         }
         ValueRef::Blob(_) => Json::Null,
-    }
-}
-
-/// One aligned table: the question as title, then a header and the rows.
-fn render_table(answer: &Answer) -> String {
-    let cells: Vec<Vec<String>> = answer
-        .rows
-        .iter()
-        .map(|row| {
-            answer
-                .columns
-                .iter()
-                .zip(row)
-                .map(|(column, value)| cell(column, value))
-                .collect()
-        })
-        .collect();
-    let numeric: Vec<bool> = (0..answer.columns.len())
-        .map(|i| answer.rows.iter().all(|row| !row[i].is_string()))
-        .collect();
-    let widths: Vec<usize> = answer
-        .columns
-        .iter()
-        .enumerate()
-        .map(|(i, column)| {
-            cells
-                .iter()
-                .map(|row| row[i].chars().count())
-                .chain([column.chars().count()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |values: &mut dyn Iterator<Item = &str>| {
-        let mut out = String::new();
-        for (i, value) in values.enumerate() {
-            if i > 0 {
-                out.push_str("  ");
-            }
-            let pad = widths[i].saturating_sub(value.chars().count());
-            if numeric[i] && i > 0 {
-                out.push_str(&" ".repeat(pad));
-                out.push_str(value);
-            } else {
-                out.push_str(value);
-                if i + 1 < widths.len() {
-                    out.push_str(&" ".repeat(pad));
-                }
-            }
-        }
-        out.trim_end().to_string()
-    };
-    let mut out = format!("{}\n", answer.question.title);
-    out.push_str(&line(&mut answer.columns.iter().map(String::as_str)));
-    out.push('\n');
-    if cells.is_empty() {
-        out.push_str("(no data in this window)\n");
-    }
-    for row in &cells {
-        out.push_str(&line(&mut row.iter().map(String::as_str)));
-        out.push('\n');
-    }
-    out
-}
-
-fn cell(column: &str, value: &Json) -> String {
-    match value {
-        Json::Null if column == "gpu_name" => "cpu".to_string(),
-        Json::Null => "-".to_string(),
-        Json::String(s) => s.clone(),
-        Json::Number(n) => match n.as_f64() {
-            Some(f) if !n.is_i64() && !n.is_u64() => {
-                if column.ends_with("_ms") || column.ends_with("_s") {
-                    format!("{f:.0}")
-                } else {
-                    format!("{f:.3}")
-                }
-            }
-            _ => n.to_string(),
-        },
-        Json::Object(map) => map
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" "),
-        other => other.to_string(),
     }
 }
 

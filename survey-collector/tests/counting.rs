@@ -15,7 +15,7 @@ fn window(since: Option<i64>, until: Option<i64>) -> ReportOptions {
     ReportOptions {
         since: since.map(Day),
         until: until.map(Day),
-        min_launches: 0,
+        ..ReportOptions::default()
     }
 }
 

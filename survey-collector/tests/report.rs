@@ -240,6 +240,97 @@ async fn the_report_answers_the_six_questions_from_real_exports() {
     );
     assert!(table.contains("health_timeout=2"), "{table}");
 
+    // --min-nodes: rows behind fewer node processes are never shown, only
+    // counted, in every form.
+    let output = collector_report(&dir.db(), &["--format", "json", "--min-nodes", "2"]);
+    assert!(output.status.success());
+    let published: Json = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("phi-4"));
+    let suppressed: usize = [
+        "most_launched",
+        "failure_rate",
+        "reliable_hardware",
+        "viable_context",
+        "unstable",
+        "slow_or_short",
+    ]
+    .iter()
+    .map(|key| rows(&report, key).len() - rows(&published, key).len())
+    .sum();
+    // phi-4 everywhere (5 rows; it is not in `unstable`), and Qwen3 on cpu
+    // in reliable_hardware, viable_context and slow_or_short.
+    assert_eq!(suppressed, 8, "{published:#}");
+    for (key, value) in published.as_object().unwrap() {
+        for row in value.as_array().unwrap() {
+            assert!(row["nodes"].as_u64().unwrap() >= 2, "{key}: {row}");
+        }
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("8 rows backed by fewer than 2 node processes are not shown"),
+        "{stderr}"
+    );
+    let output = collector_report(&dir.db(), &["--min-nodes", "2"]);
+    let table = String::from_utf8(output.stdout).unwrap();
+    assert!(!table.contains("phi-4"), "{table}");
+    assert!(
+        table.contains("(2 rows backed by fewer than 2 node processes not shown)"),
+        "{table}"
+    );
+    assert!(
+        table.contains("(1 row backed by fewer than 2 node processes not shown)"),
+        "{table}"
+    );
+    let output = collector_report(&dir.db(), &["--format", "html", "--min-nodes", "2"]);
+    let html = String::from_utf8(output.stdout).unwrap();
+    assert!(!html.contains("phi-4"));
+    assert!(html.contains("2 rows backed by fewer than 2 node processes not shown."));
+
+    // CSV: one file per question; reasons spread over a column each.
+    let csv_dir = dir.path().join("csv");
+    let output = collector_report(
+        &dir.db(),
+        &["--format", "csv", "--out", csv_dir.to_str().unwrap()],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for question in survey_collector::report::QUESTIONS {
+        assert!(
+            csv_dir.join(format!("{}.csv", question.key)).is_file(),
+            "{}",
+            question.key
+        );
+    }
+    let failure = std::fs::read_to_string(csv_dir.join("failure_rate.csv")).unwrap();
+    let lines: Vec<&str> = failure.lines().collect();
+    assert_eq!(
+        lines[0],
+        "model,launches,successes,failures,failure_rate,reasons.spawn_failed,\
+         reasons.health_timeout,reasons.exited_before_healthy,reasons.backend_proxy_failed,\
+         reasons.capacity_rejected,reasons.known_kv_cache_crash,reasons.mmproj_missing,\
+         reasons.other,nodes"
+    );
+    assert_eq!(lines[1], "phi-4,1,0,1,1.0,0,0,0,0,0,1,0,0,1");
+    assert_eq!(lines[2], "Llama-3.2-1B,4,2,2,0.5,0,2,0,0,0,0,0,0,2");
+    assert_eq!(lines[3], "Qwen3-8B-Q4_K_M,4,3,1,0.25,1,0,0,0,0,0,0,0,3");
+    let output = collector_report(
+        &dir.db(),
+        &["--format", "csv", "--question", "most_launched"],
+    );
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "model,launches,nodes\r\nLlama-3.2-1B,4,2\r\nQwen3-8B-Q4_K_M,4,3\r\nphi-4,1,1\r\n"
+    );
+    let output = collector_report(&dir.db(), &["--format", "json", "--question", "unstable"]);
+    let one: Json = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        one.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["unstable"]
+    );
+
     server.shutdown().await;
 }
 
@@ -268,6 +359,26 @@ fn report_arguments_are_checked() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("must be before --until"), "{stderr}");
+
+    let output = collector_report(&dir.db(), &["--format", "csv"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--out DIR") && stderr.contains("--question NAME"),
+        "{stderr}"
+    );
+
+    let output = collector_report(&dir.db(), &["--question", "fastest"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("unknown question \"fastest\"") && stderr.contains("slow_or_short"),
+        "{stderr}"
+    );
+
+    let output = collector_report(&dir.db(), &["--min-nodes", "0"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--min-nodes"));
 
     let output = collector_report(&dir.db(), &["--format", "xml"]);
     assert_eq!(output.status.code(), Some(2));

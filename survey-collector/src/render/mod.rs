@@ -1,0 +1,60 @@
+//! The report's forms: aligned tables, JSON, CSV and a self-contained HTML
+//! page with a chart per question. Every form shows the same rows, with
+//! rows backed by too few nodes left out and counted in a footnote.
+
+pub mod csv;
+pub mod html;
+pub mod json;
+pub mod table;
+
+use serde_json::Value as Json;
+
+use crate::report::{Answer, Report};
+
+/// The report's heading: window and node processes.
+pub fn title(report: &Report) -> String {
+    format!(
+        "survey report: {}, UTC; {} node process{}",
+        report.options.window(),
+        report.nodes,
+        if report.nodes == 1 { "" } else { "es" }
+    )
+}
+
+/// The footnote of an answer with suppressed rows, if any.
+pub fn footnote(report: &Report, answer: &Answer) -> Option<String> {
+    (answer.suppressed > 0).then(|| {
+        format!(
+            "{} row{} backed by fewer than {} node processes not shown",
+            answer.suppressed,
+            if answer.suppressed == 1 { "" } else { "s" },
+            report.options.min_nodes
+        )
+    })
+}
+
+/// A value as text: `cpu` for a missing GPU name, `-` for other missing
+/// values, rates with 3 decimals, times whole, reasons as `reason=n`.
+pub fn cell(column: &str, value: &Json) -> String {
+    match value {
+        Json::Null if column == "gpu_name" => "cpu".to_string(),
+        Json::Null => "-".to_string(),
+        Json::String(s) => s.clone(),
+        Json::Number(n) => match n.as_f64() {
+            Some(f) if !n.is_i64() && !n.is_u64() => {
+                if column.ends_with("_ms") || column.ends_with("_s") {
+                    format!("{f:.0}")
+                } else {
+                    format!("{f:.3}")
+                }
+            }
+            _ => n.to_string(),
+        },
+        Json::Object(map) => map
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    }
+}

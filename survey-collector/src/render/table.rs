@@ -1,0 +1,96 @@
+//! Aligned terminal tables, one per question, each titled with it.
+
+use std::fmt::Write as _;
+
+use super::{cell, footnote, title};
+use crate::report::{Answer, Report};
+
+/// The whole report as tables.
+pub fn render(report: &Report) -> String {
+    let mut out = title(report);
+    if report.options.min_launches > 0 {
+        let _ = write!(
+            out,
+            "; rows with at least {} launches",
+            report.options.min_launches
+        );
+    }
+    if report.options.min_nodes > 1 {
+        let _ = write!(
+            out,
+            "; rows backed by at least {} node processes",
+            report.options.min_nodes
+        );
+    }
+    out.push('\n');
+    for answer in &report.answers {
+        out.push('\n');
+        out.push_str(&table(answer));
+        if let Some(note) = footnote(report, answer) {
+            let _ = writeln!(out, "({note})");
+        }
+    }
+    out
+}
+
+/// One aligned table: the question as title, then a header and the rows.
+fn table(answer: &Answer) -> String {
+    let cells: Vec<Vec<String>> = answer
+        .rows
+        .iter()
+        .map(|row| {
+            answer
+                .columns
+                .iter()
+                .zip(row)
+                .map(|(column, value)| cell(column, value))
+                .collect()
+        })
+        .collect();
+    let numeric: Vec<bool> = (0..answer.columns.len())
+        .map(|i| answer.rows.iter().all(|row| !row[i].is_string()))
+        .collect();
+    let widths: Vec<usize> = answer
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            cells
+                .iter()
+                .map(|row| row[i].chars().count())
+                .chain([column.chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |values: &mut dyn Iterator<Item = &str>| {
+        let mut out = String::new();
+        for (i, value) in values.enumerate() {
+            if i > 0 {
+                out.push_str("  ");
+            }
+            let pad = widths[i].saturating_sub(value.chars().count());
+            if numeric[i] && i > 0 {
+                out.push_str(&" ".repeat(pad));
+                out.push_str(value);
+            } else {
+                out.push_str(value);
+                if i + 1 < widths.len() {
+                    out.push_str(&" ".repeat(pad));
+                }
+            }
+        }
+        out.trim_end().to_string()
+    };
+    let mut out = format!("{}\n", answer.question.title);
+    out.push_str(&line(&mut answer.columns.iter().map(String::as_str)));
+    out.push('\n');
+    if cells.is_empty() {
+        out.push_str("(no data in this window)\n");
+    }
+    for row in &cells {
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
+        out.push('\n');
+    }
+    out
+}
