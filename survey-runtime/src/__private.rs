@@ -12,6 +12,11 @@ pub use crate::failure::FailureReason;
 pub use crate::model::SurveyModel;
 pub use crate::schema::{FailureKind, LaunchKind};
 
+/// Moves this process's survey clock (launch durations, uptimes) forward;
+/// for the fleet simulator only.
+#[cfg(feature = "simulated-clock")]
+pub use crate::clock::advance as advance_clock;
+
 use crate::lifecycle::{Active, active};
 use crate::model::{InstanceKey, ModelFacts};
 use crate::queue::{Ending, Event};
@@ -96,7 +101,7 @@ impl LaunchGuard {
                 active,
                 facts,
                 kind,
-                at: Instant::now(),
+                at: crate::clock::now(),
             }),
         }
     }
@@ -120,7 +125,7 @@ impl Drop for LaunchGuard {
 
 impl Started {
     fn finish(self, failure: Option<FailureKind>) {
-        let duration = self.at.elapsed();
+        let duration = crate::clock::now().saturating_duration_since(self.at);
         if failure.is_none() {
             self.active.registry.insert(self.facts.clone(), self.kind);
         }

@@ -21,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+mod clock;
 pub mod config;
 mod export;
 mod failure;

@@ -24,7 +24,7 @@ pub(crate) struct LoadedModel {
 
 impl LoadedModel {
     pub(crate) fn uptime(&self) -> Duration {
-        self.loaded_at.elapsed()
+        crate::clock::now().saturating_duration_since(self.loaded_at)
     }
 }
 
@@ -42,7 +42,7 @@ impl Registry {
         let entry = Arc::new(LoadedModel {
             facts,
             kind,
-            loaded_at: Instant::now(),
+            loaded_at: crate::clock::now(),
         });
         let key = entry.facts.instance();
         self.loaded.rcu(|current| {

@@ -1,0 +1,21 @@
+//! `survey-fleet`: a simulated fleet of survey nodes, for proving that the
+//! collector's answers are right.
+//!
+//! Many node processes, each a real survey exporter with its own instance
+//! id and hardware, launch models drawn from a seeded ground truth
+//! ([`truth`]): failure probabilities and reasons per model × hardware ×
+//! context size, crash probabilities after launch, launch-time and uptime
+//! distributions. Survey's simulated clock (the `simulated-clock` feature)
+//! lets minutes of launching and days of uptime pass in an instant, so every
+//! duration lands in its real histogram bucket. The nodes export through the
+//! real OTLP/HTTP exporter to a real `survey-collector`, and each says what
+//! really happened ([`node::Launch`]), which the report must recover.
+//!
+//! ```sh
+//! cargo run -p survey-fleet -- --nodes 20 --launches 25 --seed 7
+//! ```
+
+pub mod fleet;
+pub mod node;
+pub mod rng;
+pub mod truth;
