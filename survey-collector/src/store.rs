@@ -316,7 +316,7 @@ fn kind_name(kind: MetricKind) -> &'static str {
     }
 }
 
-/// A stream as stored: its id and the last point received.
+/// A stream as stored: its id and the last point folded into its rollup.
 struct Stream {
     id: i64,
     last_time: i64,
@@ -407,11 +407,21 @@ fn store_point(
         Value::Histogram(h) => (h.count as f64, Some(h.sum)),
     };
     let delta = point.temporality == TEMPORALITY_DELTA;
-    // Compared with the last point received: a repeat of its value adds
+    // Compared with the last point folded: a repeat of its value adds
     // nothing to the raw points.
     let changed = delta || stream.last_value != Some(value) || stream.last_sum != sum;
     let day = point.time_unix.div_euclid(NANOS_PER_DAY);
-    let same_day = stream.last_time.div_euclid(NANOS_PER_DAY) == day;
+    let fold_it = if point.metric.kind == MetricKind::Gauge {
+        // A gauge's window value is the largest seen in it, so each day it
+        // is seen gets a row; a repeat on the same day cannot raise it.
+        changed || stream.last_time.div_euclid(NANOS_PER_DAY) != day
+    } else {
+        // The counting rule needs, before any day, a row at least as large
+        // as every point before it. The last point folded left such a row
+        // on or before its day; a later repeat of its value needs no other.
+        // A repeat from before it (out of order) gets its own row.
+        changed || point.time_unix < stream.last_time
+    };
 
     let mut new_raw = false;
     if changed {
@@ -424,13 +434,10 @@ fn store_point(
         if new_raw {
             fold(tx, stream.id, day, &point.value, Fold::Add)?;
         }
-    } else if changed || !same_day {
-        // Each received point was folded into its day, or repeated the
-        // previous one's value on the same day, so that day's maximum is
-        // at least this value already.
+    } else if fold_it {
         fold(tx, stream.id, day, &point.value, Fold::Max)?;
     }
-    if changed || !same_day {
+    if fold_it {
         tx.prepare_cached(
             "UPDATE streams SET LastTimeUnix = ?2, LastValue = ?3, LastSum = ?4 \
              WHERE StreamId = ?1",

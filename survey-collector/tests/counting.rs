@@ -529,3 +529,82 @@ async fn a_point_from_the_future_does_not_defeat_change_detection() {
     assert_eq!(launches(&report_of(&dir), "a"), (6, 1));
     server.shutdown().await;
 }
+
+/// Rollup rows of the stream of `model`'s launch counter.
+fn rollup_rows(dir: &TempDir, model: &str) -> Vec<(i64, f64)> {
+    let store = survey_collector::Store::open_read_only(&dir.db()).unwrap();
+    let mut stmt = store
+        .connection()
+        .prepare(
+            "SELECT r.Day, r.Value FROM rollup_daily AS r JOIN streams AS s USING (StreamId) \
+             WHERE s.MetricName = ?1 AND s.Model = ?2 ORDER BY r.Day",
+        )
+        .unwrap();
+    stmt.query_map([LAUNCH, model], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[tokio::test]
+async fn repeats_on_later_days_add_no_rollup_rows() {
+    let dir = TempDir::new("later-repeats");
+    let server = collector(&dir).await;
+    let node = Node::new(1);
+    for (day, value) in [
+        (DAY, 2),
+        (DAY + 1, 2),
+        (DAY + 2, 2),
+        (DAY + 3, 5),
+        (DAY + 4, 5),
+    ] {
+        let metrics = vec![cumulative(
+            LAUNCH,
+            model_attrs("a"),
+            at(DAY, 0),
+            at(day, 6),
+            value,
+        )];
+        send_ok(&server, &request(&node, metrics)).await;
+    }
+    assert_eq!(rollup_rows(&dir, "a"), [(DAY, 2.0), (DAY + 3, 5.0)]);
+    for (since, until, expected) in [
+        (None, None, 5),
+        (Some(DAY + 1), Some(DAY + 3), 0),
+        (Some(DAY + 3), None, 3),
+        (Some(DAY + 4), None, 0),
+        (None, Some(DAY + 1), 2),
+    ] {
+        let report = report(&dir, window(since, until));
+        assert_eq!(launches(&report, "a").0, expected, "[{since:?}, {until:?})");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_early_repeat_that_arrives_late_still_counts_on_its_day() {
+    let dir = TempDir::new("late-repeat");
+    let server = collector(&dir).await;
+    let node = Node::new(1);
+    // The day-5 point arrives first; the day-2 point with the same value
+    // (the launches had already happened) arrives after it.
+    for day in [DAY + 5, DAY + 2] {
+        let metrics = vec![cumulative(
+            LAUNCH,
+            model_attrs("a"),
+            at(DAY, 0),
+            at(day, 6),
+            3,
+        )];
+        send_ok(&server, &request(&node, metrics)).await;
+    }
+    assert_eq!(
+        launches(&report(&dir, window(None, Some(DAY + 3))), "a").0,
+        3
+    );
+    assert_eq!(
+        launches(&report(&dir, window(Some(DAY + 3), None)), "a").0,
+        0
+    );
+    server.shutdown().await;
+}

@@ -43,7 +43,8 @@ CREATE TABLE streams (
     ContextBucket TEXT,
     ServiceVersion TEXT,
     FailureReason TEXT,
-    -- The last point received, to store raw points only on change.
+    -- The last point folded into the rollup, to store raw points and
+    -- rollup rows only on change.
     LastTimeUnix INTEGER NOT NULL DEFAULT 0,
     LastValue REAL,
     LastSum REAL,
@@ -53,9 +54,10 @@ CREATE TABLE streams (
 CREATE INDEX streams_by_metric ON streams (MetricName, Model);
 
 -- Per stream, per UTC day, per component: for cumulative sums and
--- histograms the largest value seen that day (the counting rule takes the
--- last value before a time as the largest one before it); for delta sums the
--- sum of the day's distinct points; for gauges the largest value seen.
+-- histograms the largest value seen that day, written only on days the
+-- value changed (the counting rule takes the last value before a time as
+-- the largest one before it); for delta sums the sum of the day's distinct
+-- points; for gauges the largest value seen, on every day one was seen.
 -- Component -1 is a sum's or gauge's value or a histogram's count, -2 a
 -- histogram's sum, 0..n its bucket counts.
 CREATE TABLE rollup_daily (
