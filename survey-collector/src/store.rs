@@ -24,11 +24,6 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// Nanoseconds in a UTC day.
 pub const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 
-/// Rollup component of a sum's or gauge's value, or a histogram's count.
-pub const COMPONENT_VALUE: i64 = -1;
-/// Rollup component of a histogram's sum.
-pub const COMPONENT_SUM: i64 = -2;
-
 /// How long a statement waits for another connection's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -453,7 +448,7 @@ enum Fold {
     Add,
 }
 
-/// Folds a point into its stream's rollup row of `day`, per component.
+/// Folds a point into its stream's rollup row of `day`.
 fn fold(
     tx: &Transaction<'_>,
     stream: i64,
@@ -461,30 +456,48 @@ fn fold(
     value: &Value,
     how: Fold,
 ) -> rusqlite::Result<()> {
-    let mut upsert = tx.prepare_cached(match how {
+    let (mut value, mut sum, mut buckets) = match value {
+        Value::Number(v) => (*v, None, None),
+        Value::Histogram(h) => (h.count as f64, Some(h.sum), Some(h.bucket_counts.clone())),
+    };
+    let sql = match how {
         Fold::Max => {
-            "INSERT INTO rollup_daily (StreamId, Component, Day, Value) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (StreamId, Component, Day) DO UPDATE SET Value = excluded.Value \
+            "INSERT INTO rollup_daily (StreamId, Day, Value, Sum, BucketCounts) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (StreamId, Day) DO UPDATE SET Value = excluded.Value, \
+             Sum = excluded.Sum, BucketCounts = excluded.BucketCounts \
              WHERE excluded.Value > rollup_daily.Value"
         }
         Fold::Add => {
-            "INSERT INTO rollup_daily (StreamId, Component, Day, Value) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (StreamId, Component, Day) DO UPDATE \
-             SET Value = rollup_daily.Value + excluded.Value"
-        }
-    })?;
-    match value {
-        Value::Number(v) => {
-            upsert.execute(params![stream, COMPONENT_VALUE, day, v])?;
-        }
-        Value::Histogram(h) => {
-            upsert.execute(params![stream, COMPONENT_VALUE, day, h.count as f64])?;
-            upsert.execute(params![stream, COMPONENT_SUM, day, h.sum])?;
-            for (bucket, n) in h.bucket_counts.iter().enumerate() {
-                upsert.execute(params![stream, bucket as i64, day, *n as f64])?;
+            // The day's row so far, added to.
+            let before: Option<(f64, Option<f64>, Option<String>)> = tx
+                .prepare_cached(
+                    "SELECT Value, Sum, BucketCounts FROM rollup_daily \
+                     WHERE StreamId = ?1 AND Day = ?2",
+                )?
+                .query_row(params![stream, day], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?;
+            if let Some((v, s, b)) = before {
+                value += v;
+                sum = sum.map(|x| x + s.unwrap_or(0.0));
+                let b: Vec<u64> = b
+                    .and_then(|b| serde_json::from_str(&b).ok())
+                    .unwrap_or_default();
+                if let Some(buckets) = &mut buckets {
+                    for (n, m) in buckets.iter_mut().zip(b) {
+                        *n += m;
+                    }
+                }
             }
+            "INSERT OR REPLACE INTO rollup_daily (StreamId, Day, Value, Sum, BucketCounts) \
+             VALUES (?1, ?2, ?3, ?4, ?5)"
         }
-    }
+    };
+    let buckets = buckets.map(|b| serde_json::to_string(&b).unwrap_or_default());
+    tx.prepare_cached(sql)?
+        .execute(params![stream, day, value, sum, buckets])?;
     Ok(())
 }
 

@@ -608,3 +608,59 @@ async fn an_early_repeat_that_arrives_late_still_counts_on_its_day() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn delta_histograms_add_up_bucket_by_bucket() {
+    let dir = TempDir::new("delta-histogram");
+    let server = collector(&dir).await;
+    let node = Node::new(1);
+    let day = today() - 1;
+    let delta = |start, time, values: &[f64]| {
+        let mut m = histogram(
+            schema::LAUNCH_DURATION_MS,
+            model_attrs("a"),
+            start,
+            time,
+            values,
+        );
+        if let Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Histogram(h)) =
+            &mut m.data
+        {
+            h.aggregation_temporality = 1;
+        }
+        request(
+            &node,
+            vec![
+                counter(
+                    LAUNCH,
+                    model_attrs("a"),
+                    start,
+                    time,
+                    values.len() as u64,
+                    1,
+                ),
+                m,
+            ],
+        )
+    };
+    // Two exports on the same day (one retried), one the next day.
+    let first = delta(at(day, 1), at(day, 2), &[50.0]);
+    send_ok(&server, &first).await;
+    send_ok(&server, &delta(at(day, 2), at(day, 3), &[3000.0, 4000.0])).await;
+    send_ok(&server, &first).await;
+    send_ok(&server, &delta(at(day, 3), at(day + 1, 0), &[400.0])).await;
+    let p50 = |report: &Json| {
+        row(report, "slow_or_short", &[("model", json!("a"))])["launch_p50_ms"].clone()
+    };
+    let all = report_of(&dir);
+    assert_eq!(launches(&all, "a").0, 4);
+    // 50, 400, 3000, 4000: the 2nd of 4 is 400, alone in (250, 500]: read
+    // as the bucket's top.
+    assert_eq!(p50(&all), json!(500.0));
+    // The first day: 50, 3000, 4000.
+    assert_eq!(
+        p50(&report(&dir, window(None, Some(day + 1)))),
+        json!(3125.0)
+    );
+    server.shutdown().await;
+}

@@ -53,19 +53,19 @@ CREATE TABLE streams (
 
 CREATE INDEX streams_by_metric ON streams (MetricName, Model);
 
--- Per stream, per UTC day, per component: for cumulative sums and
--- histograms the largest value seen that day, written only on days the
--- value changed (the counting rule takes the last value before a time as
--- the largest one before it); for delta sums the sum of the day's distinct
--- points; for gauges the largest value seen, on every day one was seen.
--- Component -1 is a sum's or gauge's value or a histogram's count, -2 a
--- histogram's sum, 0..n its bucket counts.
+-- Per stream and UTC day. For cumulative sums and histograms: the largest
+-- value (a histogram's count, with that point's sum and bucket counts) seen
+-- that day, written only on days the value changed (the counting rule takes
+-- the last value before a time as the largest one before it). For delta
+-- sums and histograms: the sum of the day's distinct points. For gauges:
+-- the largest value seen, on every day one was seen.
 CREATE TABLE rollup_daily (
     StreamId INTEGER NOT NULL REFERENCES streams (StreamId),
-    Component INTEGER NOT NULL,
     Day INTEGER NOT NULL,
     Value REAL NOT NULL,
-    PRIMARY KEY (StreamId, Component, Day)
+    Sum REAL,
+    BucketCounts TEXT,
+    PRIMARY KEY (StreamId, Day)
 ) WITHOUT ROWID;
 
 CREATE INDEX rollup_daily_by_day ON rollup_daily (Day);
