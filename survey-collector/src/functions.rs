@@ -1,9 +1,19 @@
 //! SQL functions the report's queries use that SQLite's bundled build
-//! lacks: `sqrt(x)` (for the Wilson interval) and the aggregate
-//! `histogram_quantile(q, lower, upper, n)`.
+//! lacks:
+//!
+//! - `sqrt(x)`, for the Wilson interval;
+//! - `bucket_delta_sum(end, start)`, an aggregate: the bucket counts of a
+//!   window, added up over streams, where `end` and `start` are a stream's
+//!   bucket counts (JSON arrays) at the window's end and start (`start`
+//!   `NULL` for none);
+//! - `histogram_quantile(q, metric, buckets)`, an aggregate: the
+//!   `q`-quantile of the observations in `buckets` (JSON arrays, added up),
+//!   with `metric`'s bucket bounds from survey's schema, interpolated within
+//!   the bucket that holds it.
 
 use rusqlite::functions::{Aggregate, Context, FunctionFlags};
 use rusqlite::{Connection, Result};
+use survey_runtime::schema;
 
 /// Registers the functions on `conn`.
 pub fn register(conn: &Connection) -> Result<()> {
@@ -12,7 +22,71 @@ pub fn register(conn: &Connection) -> Result<()> {
         let x: Option<f64> = ctx.get(0)?;
         Ok(x.filter(|x| *x >= 0.0).map(f64::sqrt))
     })?;
-    conn.create_aggregate_function("histogram_quantile", 4, flags, HistogramQuantile)
+    conn.create_aggregate_function("bucket_delta_sum", 2, flags, BucketDeltaSum)?;
+    conn.create_aggregate_function("histogram_quantile", 3, flags, HistogramQuantile)
+}
+
+/// Bucket counts written as a JSON array of integers, read fast; `None`
+/// for anything else.
+pub fn parse_counts(text: &str) -> Option<Vec<u64>> {
+    let inner = text.trim().strip_prefix('[')?.strip_suffix(']')?;
+    if inner.trim().is_empty() {
+        return Some(Vec::new());
+    }
+    inner
+        .split(',')
+        .map(|n| n.trim().parse::<u64>().ok())
+        .collect()
+}
+
+fn write_counts(counts: &[u64]) -> String {
+    let mut out = String::with_capacity(counts.len() * 3 + 2);
+    out.push('[');
+    for (i, n) in counts.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&n.to_string());
+    }
+    out.push(']');
+    out
+}
+
+/// Adds `b` to `a`, bucket by bucket.
+fn add(a: &mut Vec<u64>, b: &[u64]) {
+    if a.len() < b.len() {
+        a.resize(b.len(), 0);
+    }
+    for (x, y) in a.iter_mut().zip(b) {
+        *x = x.saturating_add(*y);
+    }
+}
+
+struct BucketDeltaSum;
+
+impl Aggregate<Vec<u64>, Option<String>> for BucketDeltaSum {
+    fn init(&self, _: &mut Context<'_>) -> Result<Vec<u64>> {
+        Ok(Vec::new())
+    }
+
+    fn step(&self, ctx: &mut Context<'_>, total: &mut Vec<u64>) -> Result<()> {
+        let end: Option<String> = ctx.get(0)?;
+        let start: Option<String> = ctx.get(1)?;
+        let Some(mut end) = end.as_deref().and_then(parse_counts) else {
+            return Ok(());
+        };
+        if let Some(start) = start.as_deref().and_then(parse_counts) {
+            for (e, s) in end.iter_mut().zip(start) {
+                *e = e.saturating_sub(s);
+            }
+        }
+        add(total, &end);
+        Ok(())
+    }
+
+    fn finalize(&self, _: &mut Context<'_>, total: Option<Vec<u64>>) -> Result<Option<String>> {
+        Ok(total.map(|t| write_counts(&t)))
+    }
 }
 
 /// One histogram bucket: values in `(lower, upper]`, `upper` `None` for the
@@ -27,11 +101,28 @@ pub struct Bucket {
     pub count: f64,
 }
 
-/// The `q`-quantile of the observations in `buckets` (any order), found by
-/// linear interpolation within the bucket that holds it; in the unbounded
-/// last bucket, its lower bound. `None` when there are no observations.
-pub fn quantile(q: f64, buckets: &mut [Bucket]) -> Option<f64> {
-    buckets.sort_by(|a, b| a.lower.total_cmp(&b.lower));
+/// The buckets of `counts` under explicit `bounds` (the first bucket starts
+/// at 0: survey's histograms hold durations).
+pub fn buckets(bounds: &[f64], counts: &[u64]) -> Vec<Bucket> {
+    counts
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Bucket {
+            lower: if i == 0 {
+                0.0
+            } else {
+                bounds.get(i - 1).copied().unwrap_or(f64::MAX)
+            },
+            upper: bounds.get(i).copied(),
+            count: *n as f64,
+        })
+        .collect()
+}
+
+/// The `q`-quantile of the observations in `buckets` (in bound order),
+/// found by linear interpolation within the bucket that holds it; in the
+/// unbounded last bucket, its lower bound. `None` when there are none.
+pub fn quantile(q: f64, buckets: &[Bucket]) -> Option<f64> {
     let total: f64 = buckets.iter().map(|b| b.count.max(0.0)).sum();
     if total <= 0.0 || !q.is_finite() {
         return None;
@@ -58,34 +149,27 @@ pub fn quantile(q: f64, buckets: &mut [Bucket]) -> Option<f64> {
 
 struct HistogramQuantile;
 
-/// The aggregate's state: the quantile asked for and the buckets seen.
-type State = (f64, Vec<Bucket>);
+/// The aggregate's state: the quantile, the metric, the counts so far.
+type State = (f64, Option<&'static [f64]>, Vec<u64>);
 
 impl Aggregate<State, Option<f64>> for HistogramQuantile {
     fn init(&self, _: &mut Context<'_>) -> Result<State> {
-        Ok((0.5, Vec::new()))
+        Ok((0.5, None, Vec::new()))
     }
 
     fn step(&self, ctx: &mut Context<'_>, state: &mut State) -> Result<()> {
         state.0 = ctx.get(0)?;
-        let lower: f64 = ctx.get(1)?;
-        let upper: Option<f64> = ctx.get(2)?;
-        let count: Option<f64> = ctx.get(3)?;
-        // Rows for the same bucket (several streams) add up.
-        let count = count.unwrap_or(0.0);
-        match state.1.iter_mut().find(|b| b.lower == lower) {
-            Some(bucket) => bucket.count += count,
-            None => state.1.push(Bucket {
-                lower,
-                upper,
-                count,
-            }),
+        let metric: String = ctx.get(1)?;
+        state.1 = schema::metric(&metric).map(|m| m.boundaries);
+        let counts: Option<String> = ctx.get(2)?;
+        if let Some(counts) = counts.as_deref().and_then(parse_counts) {
+            add(&mut state.2, &counts);
         }
         Ok(())
     }
 
     fn finalize(&self, _: &mut Context<'_>, state: Option<State>) -> Result<Option<f64>> {
-        Ok(state.and_then(|(q, mut buckets)| quantile(q, &mut buckets)))
+        Ok(state.and_then(|(q, bounds, counts)| quantile(q, &buckets(bounds?, &counts))))
     }
 }
 
@@ -104,23 +188,41 @@ mod tests {
     #[test]
     fn quantiles_interpolate_within_the_bucket() {
         // 10 observations in (0, 100], 10 in (100, 200].
-        let mut buckets = [b(100.0, Some(200.0), 10.0), b(0.0, Some(100.0), 10.0)];
-        assert_eq!(quantile(0.5, &mut buckets), Some(100.0));
-        assert_eq!(quantile(0.25, &mut buckets), Some(50.0));
-        assert_eq!(quantile(0.9, &mut buckets), Some(180.0));
-        assert_eq!(quantile(1.0, &mut buckets), Some(200.0));
+        let two = [b(0.0, Some(100.0), 10.0), b(100.0, Some(200.0), 10.0)];
+        assert_eq!(quantile(0.5, &two), Some(100.0));
+        assert_eq!(quantile(0.25, &two), Some(50.0));
+        assert_eq!(quantile(0.9, &two), Some(180.0));
+        assert_eq!(quantile(1.0, &two), Some(200.0));
         // A single observation in (1000, 2500] reads as the bucket's middle.
-        let mut one = [
+        let one = [
             b(0.0, Some(100.0), 0.0),
             b(1000.0, Some(2500.0), 1.0),
             b(2500.0, None, 0.0),
         ];
-        assert_eq!(quantile(0.5, &mut one), Some(1750.0));
+        assert_eq!(quantile(0.5, &one), Some(1750.0));
         // The unbounded bucket gives its lower bound.
-        let mut top = [b(0.0, Some(10.0), 1.0), b(10.0, None, 3.0)];
-        assert_eq!(quantile(0.5, &mut top), Some(10.0));
-        assert_eq!(quantile(0.5, &mut [b(0.0, Some(1.0), 0.0)]), None);
-        assert_eq!(quantile(0.5, &mut []), None);
+        let top = [b(0.0, Some(10.0), 1.0), b(10.0, None, 3.0)];
+        assert_eq!(quantile(0.5, &top), Some(10.0));
+        assert_eq!(quantile(0.5, &[b(0.0, Some(1.0), 0.0)]), None);
+        assert_eq!(quantile(0.5, &[]), None);
+        assert_eq!(
+            buckets(&[10.0, 30.0], &[1, 2, 3]),
+            [
+                b(0.0, Some(10.0), 1.0),
+                b(10.0, Some(30.0), 2.0),
+                b(30.0, None, 3.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn counts_parse_fast_and_strictly() {
+        assert_eq!(parse_counts("[0,2, 3]"), Some(vec![0, 2, 3]));
+        assert_eq!(parse_counts("[]"), Some(vec![]));
+        assert_eq!(parse_counts("[1.5]"), None);
+        assert_eq!(parse_counts("[-1]"), None);
+        assert_eq!(parse_counts("0,1"), None);
+        assert_eq!(write_counts(&[0, 12, 3]), "[0,12,3]");
     }
 
     #[test]
@@ -131,21 +233,29 @@ mod tests {
             .query_row("SELECT sqrt(2.25)", [], |r| r.get(0))
             .unwrap();
         assert_eq!(root, 1.5);
-        let p50: Option<f64> = conn
+        let total: String = conn
             .query_row(
-                "SELECT histogram_quantile(0.5, lower, upper, n) FROM (\
-                 SELECT 0.0 AS lower, 100.0 AS upper, 6 AS n UNION ALL \
-                 SELECT 0.0, 100.0, 4 UNION ALL \
-                 SELECT 100.0, 200.0, 10 UNION ALL \
-                 SELECT 200.0, NULL, 0)",
+                "SELECT bucket_delta_sum(e, s) FROM (\
+                 SELECT '[3,5,1]' AS e, '[1,5,0]' AS s UNION ALL \
+                 SELECT '[0,2,0]', NULL)",
                 [],
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(p50, Some(100.0));
+        assert_eq!(total, "[2,2,1]");
+        // Uptime buckets: (0, 10], (10, 30], ...: 2 in the first, 2 in the second.
+        let p50: Option<f64> = conn
+            .query_row(
+                "SELECT histogram_quantile(0.5, 'mesh_llm_model_uptime_s', b) FROM (\
+                 SELECT '[2,1]' AS b UNION ALL SELECT '[0,1]')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(p50, Some(10.0));
         let none: Option<f64> = conn
             .query_row(
-                "SELECT histogram_quantile(0.5, 0.0, 1.0, 0) WHERE 0",
+                "SELECT histogram_quantile(0.5, 'mesh_llm_model_uptime_s', '[]') WHERE 0",
                 [],
                 |r| r.get(0),
             )

@@ -6,13 +6,15 @@
 //! changed, and fold it into the stream's daily rollup, which is all the
 //! report reads.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use survey_runtime::schema::{self, AttributeKey, MetricKind};
 
-use crate::validate::{Dimension, Point, TEMPORALITY_DELTA, Validated, Value};
+use crate::validate::{Attributes, Dimension, Point, TEMPORALITY_DELTA, Validated, Value};
 
 /// The DDL of every schema version, in order: version `i + 1` is reached by
 /// running `MIGRATIONS[i]` on version `i`.
@@ -91,6 +93,35 @@ pub struct IngestStats {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// What the writer knows of streams it has seen, so a repeated value
+    /// costs no query.
+    streams: StreamCache,
+}
+
+/// Most streams [`StreamCache`] remembers before it starts over.
+const CACHED_STREAMS: usize = 500_000;
+
+/// A stream's identity, as the writer sees it in validated points.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct StreamIdentity {
+    metric: &'static str,
+    resource: Arc<str>,
+    attributes: Arc<Attributes>,
+    start: i64,
+}
+
+/// Streams seen, their ids and last folded points, and resources' ids.
+#[derive(Debug, Default)]
+struct StreamCache {
+    streams: HashMap<StreamIdentity, Stream>,
+    resources: HashMap<Arc<str>, i64>,
+}
+
+impl StreamCache {
+    fn clear(&mut self) {
+        self.streams.clear();
+        self.resources.clear();
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -113,7 +144,6 @@ impl Store {
         )))?;
         let store = Store::configure(conn, path)?;
         store.migrate(migrations)?;
-        store.fill_histogram_buckets()?;
         Ok(store)
     }
 
@@ -168,6 +198,7 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_path_buf(),
+            streams: StreamCache::default(),
         })
     }
 
@@ -206,31 +237,6 @@ impl Store {
         Ok(())
     }
 
-    /// The bucket bounds of the schema's histograms, for percentiles.
-    fn fill_histogram_buckets(&self) -> Result<(), StoreError> {
-        let mut insert = self
-            .conn
-            .prepare(
-                "INSERT OR REPLACE INTO histogram_buckets \
-                 (MetricName, Bucket, LowerBound, UpperBound) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .map_err(sqlite("cannot fill histogram_buckets"))?;
-        for spec in schema::METRICS
-            .iter()
-            .filter(|m| m.kind == MetricKind::Histogram)
-        {
-            let bounds = spec.boundaries;
-            for bucket in 0..=bounds.len() {
-                let lower = if bucket == 0 { 0.0 } else { bounds[bucket - 1] };
-                let upper = bounds.get(bucket).copied();
-                insert
-                    .execute(params![spec.name, bucket as i64, lower, upper])
-                    .map_err(sqlite("cannot fill histogram_buckets"))?;
-            }
-        }
-        Ok(())
-    }
-
     /// The SQLite connection, for queries.
     pub fn connection(&self) -> &Connection {
         &self.conn
@@ -243,20 +249,32 @@ impl Store {
 
     /// Stores `batches` in one transaction: all of them, or none.
     pub fn ingest(&mut self, batches: &[&Validated]) -> Result<IngestStats, StoreError> {
+        if self.streams.streams.len() > CACHED_STREAMS {
+            self.streams.clear();
+        }
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sqlite("cannot start a write transaction"))?;
         let mut stats = IngestStats::default();
-        for batch in batches {
+        let mut stored = Ok(());
+        'batches: for batch in batches {
             for point in &batch.points {
                 let resource = &batch.resources[point.resource];
-                store_point(&tx, resource, point, &mut stats)
-                    .map_err(sqlite("cannot store a data point"))?;
+                stored = store_point(&tx, &mut self.streams, resource, point, &mut stats);
+                if stored.is_err() {
+                    break 'batches;
+                }
             }
         }
-        tx.commit().map_err(sqlite("cannot commit"))?;
-        Ok(stats)
+        let committed = stored
+            .map_err(sqlite("cannot store a data point"))
+            .and_then(|()| tx.commit().map_err(sqlite("cannot commit")));
+        if committed.is_err() {
+            // The cache may hold what the rolled back transaction wrote.
+            self.streams.clear();
+        }
+        committed.map(|()| stats)
     }
 
     /// Deletes raw points older than `before` (ns since the epoch); the
@@ -312,6 +330,7 @@ fn kind_name(kind: MetricKind) -> &'static str {
 }
 
 /// A stream as stored: its id and the last point folded into its rollup.
+#[derive(Debug, Clone, Copy)]
 struct Stream {
     id: i64,
     last_time: i64,
@@ -319,84 +338,129 @@ struct Stream {
     last_sum: Option<f64>,
 }
 
+/// The `StreamKey` of a stream: the first 16 bytes of the SHA-256 of its
+/// identity.
+fn stream_key(identity: &StreamIdentity) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(identity.metric.as_bytes())
+        .chain_update([0])
+        .chain_update(identity.resource.as_bytes())
+        .chain_update([0])
+        .chain_update(identity.attributes.json.as_bytes())
+        .chain_update([0])
+        .chain_update(identity.start.to_le_bytes())
+        .finalize();
+    let mut key = [0; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
+fn resource_id(
+    tx: &Transaction<'_>,
+    cache: &mut StreamCache,
+    resource: &crate::validate::Resource,
+) -> rusqlite::Result<i64> {
+    if let Some(id) = cache.resources.get(&resource.attributes) {
+        return Ok(*id);
+    }
+    let id = tx
+        .prepare_cached(
+            "INSERT INTO resources (ResourceAttributes, ServiceName, Node) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (ResourceAttributes) DO UPDATE SET Node = excluded.Node \
+             RETURNING ResourceId",
+        )?
+        .query_row(
+            params![&*resource.attributes, resource.service_name, resource.node],
+            |row| row.get(0),
+        )?;
+    cache.resources.insert(resource.attributes.clone(), id);
+    Ok(id)
+}
+
 fn find_or_create_stream(
     tx: &Transaction<'_>,
+    cache: &mut StreamCache,
     resource: &crate::validate::Resource,
     point: &Point,
     stats: &mut IngestStats,
-) -> rusqlite::Result<Stream> {
+) -> rusqlite::Result<(StreamIdentity, Stream)> {
+    let identity = StreamIdentity {
+        metric: point.metric.name,
+        resource: resource.attributes.clone(),
+        attributes: point.attributes.clone(),
+        start: point.stream_start(),
+    };
+    if let Some(stream) = cache.streams.get(&identity) {
+        return Ok((identity, *stream));
+    }
+    let key = stream_key(&identity);
     let found = tx
         .prepare_cached(
-            "SELECT StreamId, LastTimeUnix, LastValue, LastSum FROM streams \
-             WHERE MetricName = ?1 AND ResourceAttributes = ?2 AND Attributes = ?3 \
-             AND StartTimeUnix = ?4",
+            "SELECT StreamId, LastTimeUnix, LastValue, LastSum FROM streams WHERE StreamKey = ?1",
         )?
-        .query_row(
-            params![
-                point.metric.name,
-                resource.attributes,
-                point.attributes,
-                point.stream_start()
-            ],
-            |row| {
-                Ok(Stream {
-                    id: row.get(0)?,
-                    last_time: row.get(1)?,
-                    last_value: row.get(2)?,
-                    last_sum: row.get(3)?,
-                })
-            },
-        )
+        .query_row(params![key], |row| {
+            Ok(Stream {
+                id: row.get(0)?,
+                last_time: row.get(1)?,
+                last_value: row.get(2)?,
+                last_sum: row.get(3)?,
+            })
+        })
         .optional()?;
-    if let Some(stream) = found {
-        return Ok(stream);
-    }
-    let mut columns = String::new();
-    let mut placeholders = String::new();
-    let mut values: Vec<rusqlite::types::Value> = Vec::new();
-    for (key, value) in &point.dimensions {
-        columns.push_str(", ");
-        columns.push_str(column(*key));
-        placeholders.push_str(&format!(", ?{}", 8 + values.len()));
-        values.push(match value {
-            Dimension::Text(s) => s.clone().into(),
-            Dimension::Int(i) => (*i).into(),
-            Dimension::Bool(b) => i64::from(*b).into(),
-        });
-    }
-    let sql = format!(
-        "INSERT INTO streams (MetricName, ResourceAttributes, Attributes, StartTimeUnix, Kind, \
-         AggregationTemporality, Node{columns}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7{placeholders})"
-    );
-    let mut all: Vec<rusqlite::types::Value> = vec![
-        point.metric.name.to_string().into(),
-        resource.attributes.clone().into(),
-        point.attributes.clone().into(),
-        point.stream_start().into(),
-        kind_name(point.metric.kind).to_string().into(),
-        i64::from(point.temporality).into(),
-        resource.node.clone().into(),
-    ];
-    all.extend(values);
-    tx.prepare_cached(&sql)?
-        .execute(rusqlite::params_from_iter(all))?;
-    stats.new_streams += 1;
-    Ok(Stream {
-        id: tx.last_insert_rowid(),
-        last_time: 0,
-        last_value: None,
-        last_sum: None,
-    })
+    let stream = match found {
+        Some(stream) => stream,
+        None => {
+            let resource_id = resource_id(tx, cache, resource)?;
+            let mut columns = String::new();
+            let mut placeholders = String::new();
+            let mut values: Vec<rusqlite::types::Value> = vec![
+                key.to_vec().into(),
+                point.metric.name.to_string().into(),
+                resource_id.into(),
+                identity.start.into(),
+                kind_name(point.metric.kind).to_string().into(),
+                i64::from(point.temporality).into(),
+                resource.node.clone().into(),
+            ];
+            for (key, value) in &point.attributes.dimensions {
+                columns.push_str(", ");
+                columns.push_str(column(*key));
+                values.push(match value {
+                    Dimension::Text(s) => s.clone().into(),
+                    Dimension::Int(i) => (*i).into(),
+                    Dimension::Bool(b) => i64::from(*b).into(),
+                });
+                placeholders.push_str(&format!(", ?{}", values.len()));
+            }
+            let sql = format!(
+                "INSERT INTO streams (StreamKey, MetricName, ResourceId, StartTimeUnix, Kind, \
+                 AggregationTemporality, Node{columns}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7{placeholders})"
+            );
+            tx.prepare_cached(&sql)?
+                .execute(rusqlite::params_from_iter(values))?;
+            stats.new_streams += 1;
+            Stream {
+                id: tx.last_insert_rowid(),
+                last_time: 0,
+                last_value: None,
+                last_sum: None,
+            }
+        }
+    };
+    cache.streams.insert(identity.clone(), stream);
+    Ok((identity, stream))
 }
 
 fn store_point(
     tx: &Transaction<'_>,
+    cache: &mut StreamCache,
     resource: &crate::validate::Resource,
     point: &Point,
     stats: &mut IngestStats,
 ) -> rusqlite::Result<()> {
     stats.points += 1;
-    let stream = find_or_create_stream(tx, resource, point, stats)?;
+    let (identity, stream) = find_or_create_stream(tx, cache, resource, point, stats)?;
     let (value, sum) = match &point.value {
         Value::Number(v) => (*v, None),
         Value::Histogram(h) => (h.count as f64, Some(h.sum)),
@@ -438,6 +502,15 @@ fn store_point(
              WHERE StreamId = ?1",
         )?
         .execute(params![stream.id, point.time_unix, value, sum])?;
+        cache.streams.insert(
+            identity,
+            Stream {
+                last_time: point.time_unix,
+                last_value: Some(value),
+                last_sum: sum,
+                ..stream
+            },
+        );
     }
     Ok(())
 }
@@ -456,48 +529,66 @@ fn fold(
     value: &Value,
     how: Fold,
 ) -> rusqlite::Result<()> {
-    let (mut value, mut sum, mut buckets) = match value {
-        Value::Number(v) => (*v, None, None),
-        Value::Histogram(h) => (h.count as f64, Some(h.sum), Some(h.bucket_counts.clone())),
-    };
-    let sql = match how {
-        Fold::Max => {
-            "INSERT INTO rollup_daily (StreamId, Day, Value, Sum, BucketCounts) \
-             VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (StreamId, Day) DO UPDATE SET Value = excluded.Value, \
-             Sum = excluded.Sum, BucketCounts = excluded.BucketCounts \
-             WHERE excluded.Value > rollup_daily.Value"
-        }
-        Fold::Add => {
-            // The day's row so far, added to.
-            let before: Option<(f64, Option<f64>, Option<String>)> = tx
+    match (value, how) {
+        (Value::Number(v), Fold::Max) => tx
+            .prepare_cached(
+                "INSERT INTO rollup_daily (StreamId, Day, Value) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (StreamId, Day) DO UPDATE SET Value = excluded.Value \
+                 WHERE excluded.Value > rollup_daily.Value",
+            )?
+            .execute(params![stream, day, v]),
+        (Value::Number(v), Fold::Add) => tx
+            .prepare_cached(
+                "INSERT INTO rollup_daily (StreamId, Day, Value) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (StreamId, Day) DO UPDATE SET Value = rollup_daily.Value + excluded.Value",
+            )?
+            .execute(params![stream, day, v]),
+        (Value::Histogram(h), Fold::Max) => tx
+            .prepare_cached(
+                "INSERT INTO rollup_histogram_daily (StreamId, Day, Count, Sum, BucketCounts) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (StreamId, Day) DO UPDATE SET Count = excluded.Count, \
+                 Sum = excluded.Sum, BucketCounts = excluded.BucketCounts \
+                 WHERE excluded.Count > rollup_histogram_daily.Count",
+            )?
+            .execute(params![
+                stream,
+                day,
+                h.count as f64,
+                h.sum,
+                serde_json::to_string(&h.bucket_counts).unwrap_or_default()
+            ]),
+        (Value::Histogram(h), Fold::Add) => {
+            // The day's row so far, added to bucket by bucket.
+            let before: Option<(f64, f64, String)> = tx
                 .prepare_cached(
-                    "SELECT Value, Sum, BucketCounts FROM rollup_daily \
+                    "SELECT Count, Sum, BucketCounts FROM rollup_histogram_daily \
                      WHERE StreamId = ?1 AND Day = ?2",
                 )?
-                .query_row(params![stream, day], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
+                .query_row(params![stream, day], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()?;
-            if let Some((v, s, b)) = before {
-                value += v;
-                sum = sum.map(|x| x + s.unwrap_or(0.0));
-                let b: Vec<u64> = b
-                    .and_then(|b| serde_json::from_str(&b).ok())
-                    .unwrap_or_default();
-                if let Some(buckets) = &mut buckets {
-                    for (n, m) in buckets.iter_mut().zip(b) {
-                        *n += m;
-                    }
+            let (mut count, mut sum, mut buckets) = (h.count as f64, h.sum, h.bucket_counts.clone());
+            if let Some((c, s, b)) = before {
+                count += c;
+                sum += s;
+                let b: Vec<u64> = serde_json::from_str(&b).unwrap_or_default();
+                for (n, m) in buckets.iter_mut().zip(b) {
+                    *n += m;
                 }
             }
-            "INSERT OR REPLACE INTO rollup_daily (StreamId, Day, Value, Sum, BucketCounts) \
-             VALUES (?1, ?2, ?3, ?4, ?5)"
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO rollup_histogram_daily (StreamId, Day, Count, Sum, BucketCounts) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                stream,
+                day,
+                count,
+                sum,
+                serde_json::to_string(&buckets).unwrap_or_default()
+            ])
         }
-    };
-    let buckets = buckets.map(|b| serde_json::to_string(&b).unwrap_or_default());
-    tx.prepare_cached(sql)?
-        .execute(params![stream, day, value, sum, buckets])?;
+    }?;
     Ok(())
 }
 
@@ -516,14 +607,14 @@ fn insert_raw(
     use rusqlite::types::Value as Sql;
     let spec = point.metric;
     let mut values: Vec<Sql> = vec![
-        resource.attributes.clone().into(),
+        resource.attributes.to_string().into(),
         schema::SCOPE_NAME.to_string().into(),
         point.scope_version.clone().into(),
         resource.service_name.clone().into(),
         spec.name.to_string().into(),
         spec.description.to_string().into(),
         spec.unit.to_string().into(),
-        point.attributes.clone().into(),
+        point.attributes.json.clone().into(),
         point.start_time_unix.into(),
         point.time_unix.into(),
     ];
@@ -596,14 +687,6 @@ mod tests {
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
-        let buckets: i64 = store
-            .connection()
-            .query_row("SELECT count(*) FROM histogram_buckets", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(
-            buckets as usize,
-            schema::LAUNCH_DURATION_BOUNDARIES_MS.len() + schema::UPTIME_BOUNDARIES_S.len() + 2
-        );
         drop(store);
         let store = Store::open(&path).unwrap();
         assert_eq!(store.version().unwrap(), SCHEMA_VERSION);

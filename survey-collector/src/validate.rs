@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
@@ -57,7 +58,7 @@ pub struct Validated {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resource {
     /// Resource attributes as canonical JSON: keys sorted, values as text.
-    pub attributes: String,
+    pub attributes: Arc<str>,
     /// `service.name`, empty when absent.
     pub service_name: String,
     /// Who counts as one node: `service.instance.id`, or for a node that
@@ -74,10 +75,8 @@ pub struct Point {
     pub metric: &'static MetricSpec,
     /// Version of the instrumentation scope (empty for survey's own).
     pub scope_version: String,
-    /// Attributes as canonical JSON: keys sorted, values as text.
-    pub attributes: String,
-    /// The same attributes, typed.
-    pub dimensions: Vec<(AttributeKey, Dimension)>,
+    /// Its attributes, checked (shared by every point with the same set).
+    pub attributes: Arc<Attributes>,
     /// Start of the point's aggregation, ns since the epoch (0: none).
     pub start_time_unix: i64,
     /// Time of the point, ns since the epoch.
@@ -103,8 +102,17 @@ impl Point {
     }
 }
 
+/// A checked attribute set.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Attributes {
+    /// Canonical JSON: keys sorted, values as text.
+    pub json: String,
+    /// The same attributes, typed, in key order.
+    pub dimensions: Vec<(AttributeKey, Dimension)>,
+}
+
 /// An accepted attribute value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Dimension {
     /// Text (sanitized, or a value of a closed enum).
     Text(String),
@@ -333,7 +341,7 @@ fn check_resource(rm: &ResourceMetrics) -> Result<Resource, Rejection> {
         .cloned()
         .unwrap_or_else(|| json.clone());
     Ok(Resource {
-        attributes: json,
+        attributes: json.into(),
         service_name,
         node,
     })
@@ -475,7 +483,7 @@ fn point(
     (start, time): (u64, u64),
     value: Value,
 ) -> Result<Point, Rejection> {
-    let (attributes, dimensions) = check_attributes(attributes)?;
+    let attributes = check_attributes(attributes)?;
     let needs_start = temporality != TEMPORALITY_NONE;
     let (start_time_unix, time_unix) = check_times(start, time, needs_start, cx.clock.now)?;
     if temporality == TEMPORALITY_DELTA
@@ -488,7 +496,6 @@ fn point(
         metric: spec,
         scope_version: cx.scope_version.to_string(),
         attributes,
-        dimensions,
         start_time_unix,
         time_unix,
         temporality,
@@ -514,9 +521,67 @@ fn check_times(
     Ok((start, time))
 }
 
-type CheckedAttributes = (String, Vec<(AttributeKey, Dimension)>);
+/// Attribute sets checked on this thread, by their raw form: most exports
+/// repeat the sets of earlier ones (every metric of a model, every node
+/// with the same model and hardware).
+const CACHED_SETS: usize = 65_536;
 
-fn check_attributes(kvs: &[KeyValue]) -> Result<CheckedAttributes, Rejection> {
+type SetCache =
+    std::collections::HashMap<u64, Vec<(Vec<KeyValue>, Result<Arc<Attributes>, Rejection>)>>;
+
+thread_local! {
+    static CHECKED_SETS: std::cell::RefCell<(SetCache, usize)> = std::cell::RefCell::new((SetCache::new(), 0));
+}
+
+fn check_attributes(kvs: &[KeyValue]) -> Result<Arc<Attributes>, Rejection> {
+    let hash = raw_hash(kvs);
+    let cached = CHECKED_SETS.with(|cache| {
+        let cache = cache.borrow();
+        cache.0.get(&hash).and_then(|entries| {
+            entries
+                .iter()
+                .find(|(raw, _)| raw.as_slice() == kvs)
+                .map(|(_, checked)| checked.clone())
+        })
+    });
+    if let Some(checked) = cached {
+        return checked;
+    }
+    let checked = check_attributes_uncached(kvs).map(Arc::new);
+    CHECKED_SETS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.1 >= CACHED_SETS {
+            cache.0.clear();
+            cache.1 = 0;
+        }
+        cache.1 += 1;
+        cache
+            .0
+            .entry(hash)
+            .or_default()
+            .push((kvs.to_vec(), checked.clone()));
+    });
+    checked
+}
+
+/// A hash of an attribute list as received.
+fn raw_hash(kvs: &[KeyValue]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for kv in kvs {
+        kv.key.hash(&mut hasher);
+        match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(AnyValue::StringValue(s)) => (0u8, s).hash(&mut hasher),
+            Some(AnyValue::IntValue(i)) => (1u8, i).hash(&mut hasher),
+            Some(AnyValue::BoolValue(b)) => (2u8, b).hash(&mut hasher),
+            Some(AnyValue::DoubleValue(d)) => (3u8, d.to_bits()).hash(&mut hasher),
+            _ => 4u8.hash(&mut hasher),
+        }
+    }
+    hasher.finish()
+}
+
+fn check_attributes_uncached(kvs: &[KeyValue]) -> Result<Attributes, Rejection> {
     let mut dims: Vec<(AttributeKey, Dimension)> = Vec::with_capacity(kvs.len());
     for kv in kvs {
         let key = AttributeKey::from_str(&kv.key).map_err(|_| Rejection::AttributeKey)?;
@@ -534,7 +599,10 @@ fn check_attributes(kvs: &[KeyValue]) -> Result<CheckedAttributes, Rejection> {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_text()))
         .collect();
-    Ok((canonical_json(&map), dims))
+    Ok(Attributes {
+        json: canonical_json(&map),
+        dimensions: dims,
+    })
 }
 
 fn received(kv: &KeyValue) -> Option<ReceivedValue<'_>> {

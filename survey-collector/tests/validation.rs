@@ -93,17 +93,27 @@ fn valid_points_pass_and_keep_their_typed_attributes() {
         assert_eq!(validated.rejected.total(), 0, "{:?}", validated.rejected);
         assert_eq!(validated.points.len(), 1);
         let point = &validated.points[0];
-        assert_eq!(point.dimensions.len(), 12);
+        assert_eq!(point.attributes.dimensions.len(), 12);
         // Canonical JSON: sorted keys, values as text.
         assert!(
-            point.attributes.starts_with(
+            point.attributes.json.starts_with(
                 "{\"mesh_llm.architecture\":\"qwen3\",\"mesh_llm.backend\":\"llama.cpp\","
             ),
             "{}",
-            point.attributes
+            point.attributes.json
         );
-        assert!(point.attributes.contains("\"mesh_llm.gpu_count\":\"1\""));
-        assert!(point.attributes.contains("\"mesh_llm.is_soc\":\"false\""));
+        assert!(
+            point
+                .attributes
+                .json
+                .contains("\"mesh_llm.gpu_count\":\"1\"")
+        );
+        assert!(
+            point
+                .attributes
+                .json
+                .contains("\"mesh_llm.is_soc\":\"false\"")
+        );
         assert_eq!(validated.resources.len(), 1);
         assert_eq!(
             validated.resources[0].node,
@@ -114,8 +124,8 @@ fn valid_points_pass_and_keep_their_typed_attributes() {
     let mut shuffled = counter_request();
     attrs(&mut shuffled).reverse();
     assert_eq!(
-        validate(&shuffled, NOW).points[0].attributes,
-        validate(&counter_request(), NOW).points[0].attributes
+        validate(&shuffled, NOW).points[0].attributes.json,
+        validate(&counter_request(), NOW).points[0].attributes.json
     );
 }
 
@@ -467,7 +477,7 @@ fn nodes_that_predate_instance_ids_are_accepted() {
     assert_eq!(validated.points.len(), 1);
     let resource = &validated.resources[0];
     assert!(!resource.attributes.contains("service.instance.id"));
-    assert_eq!(resource.node, resource.attributes);
+    assert_eq!(resource.node, &*resource.attributes);
 }
 
 mod fuzz {
@@ -591,7 +601,7 @@ mod fuzz {
                 for point in &validated.points {
                     prop_assert!(point.resource < validated.resources.len());
                     prop_assert!(schema::metric(point.metric.name).is_some());
-                    for (key, value) in &point.dimensions {
+                    for (key, value) in &point.attributes.dimensions {
                         let received = match value {
                             Dimension::Text(s) => ReceivedValue::Str(s),
                             Dimension::Int(i) => ReceivedValue::Int(*i),

@@ -1,6 +1,6 @@
 -- The counting rule, written once: every count in the report comes from
--- window_counts and window_buckets. The window is [:since, :until) in UTC
--- days since the epoch.
+-- the tables made here. The window is [:since, :until) in UTC days since
+-- the epoch.
 --
 -- Per stream (one process's series):
 --   cumulative: the last value before :until minus the last value before
@@ -8,113 +8,121 @@
 --     repeated exports, retried requests and late points change nothing,
 --     and the first point of a stream counts in full;
 --   delta: the sum of the window's points (each point is stored once).
--- Totals add streams up.
-DROP TABLE IF EXISTS temp.window_counts;
-CREATE TEMP TABLE window_counts (
+-- Histograms the same way, bucket by bucket. Totals add streams up.
+--
+-- One pass over the daily rows of sums and gauges.
+DROP TABLE IF EXISTS temp.window_values;
+CREATE TEMP TABLE window_values (
     StreamId INTEGER PRIMARY KEY,
-    N REAL NOT NULL
+    LastBeforeEnd REAL,
+    LastBeforeStart REAL,
+    WindowSum REAL NOT NULL,
+    WindowMax REAL
 );
-INSERT INTO window_counts (StreamId, N)
-SELECT r.StreamId,
-       CASE s.AggregationTemporality
-           WHEN 1 THEN total(CASE WHEN r.Day >= :since AND r.Day < :until THEN r.Value END)
-           ELSE coalesce(max(CASE WHEN r.Day < :until THEN r.Value END), 0)
-              - coalesce(max(CASE WHEN r.Day < :since THEN r.Value END), 0)
-       END
-FROM rollup_daily AS r
-JOIN streams AS s ON s.StreamId = r.StreamId
-WHERE s.Kind = 'sum'
-GROUP BY r.StreamId;
--- Histograms, bucket by bucket, the same way. The last row before a day is
--- the one with the largest count (its bucket counts are all at least those
--- of any earlier one).
-DROP TABLE IF EXISTS temp.window_buckets;
-CREATE TEMP TABLE window_buckets (
-    StreamId INTEGER NOT NULL,
-    Bucket INTEGER NOT NULL,
-    N REAL NOT NULL
-);
-WITH ends AS (
-    SELECT r.StreamId, r.BucketCounts, max(r.Value) AS Count
-    FROM rollup_daily AS r
-    JOIN streams AS s ON s.StreamId = r.StreamId
-    WHERE s.Kind = 'histogram' AND s.AggregationTemporality = 2 AND r.Day < :until
-    GROUP BY r.StreamId
-),
-starts AS (
-    SELECT r.StreamId, r.BucketCounts, max(r.Value) AS Count
-    FROM rollup_daily AS r
-    JOIN streams AS s ON s.StreamId = r.StreamId
-    WHERE s.Kind = 'histogram' AND s.AggregationTemporality = 2 AND r.Day < :since
-    GROUP BY r.StreamId
-)
-INSERT INTO window_buckets (StreamId, Bucket, N)
-SELECT e.StreamId,
-       CAST(b.key AS INTEGER),
-       b.value - coalesce(json_extract(st.BucketCounts, '$[' || b.key || ']'), 0)
-FROM ends AS e
-LEFT JOIN starts AS st ON st.StreamId = e.StreamId,
-     json_each(e.BucketCounts) AS b;
-INSERT INTO window_buckets (StreamId, Bucket, N)
-SELECT r.StreamId, CAST(b.key AS INTEGER), total(b.value)
-FROM rollup_daily AS r
-JOIN streams AS s ON s.StreamId = r.StreamId,
-     json_each(r.BucketCounts) AS b
-WHERE s.Kind = 'histogram'
-  AND s.AggregationTemporality = 1
-  AND r.Day >= :since
-  AND r.Day < :until
-GROUP BY r.StreamId, b.key;
--- The five counters of each stream with a count in the window, side by
--- side, with the stream's node and dimensions: what the questions add up.
+INSERT INTO window_values (StreamId, LastBeforeEnd, LastBeforeStart, WindowSum, WindowMax)
+SELECT StreamId,
+       max(CASE WHEN Day < :until THEN Value END),
+       max(CASE WHEN Day < :since THEN Value END),
+       total(CASE WHEN Day >= :since AND Day < :until THEN Value END),
+       max(CASE WHEN Day >= :since AND Day < :until THEN Value END)
+FROM rollup_daily
+GROUP BY StreamId;
+-- The five counters, side by side, per node and dimensions: what the
+-- questions add up.
 DROP TABLE IF EXISTS temp.lifecycle;
 CREATE TEMP TABLE lifecycle AS
-SELECT s.Node,
-       s.Model,
-       s.GpuName,
-       s.BackendDevice,
-       s.GpuCount,
-       s.ContextBucket,
-       s.FailureReason,
-       CASE s.MetricName WHEN 'mesh_llm_model_launch_total' THEN c.N ELSE 0 END AS launches,
-       CASE s.MetricName WHEN 'mesh_llm_model_launch_success_total' THEN c.N ELSE 0 END AS successes,
-       CASE s.MetricName WHEN 'mesh_llm_model_launch_failure_total' THEN c.N ELSE 0 END AS failures,
-       CASE s.MetricName WHEN 'mesh_llm_model_unload_total' THEN c.N ELSE 0 END AS unloads,
-       CASE s.MetricName WHEN 'mesh_llm_model_exit_unexpected_total' THEN c.N ELSE 0 END AS exits
-FROM window_counts AS c
-JOIN streams AS s ON s.StreamId = c.StreamId
-WHERE c.N > 0;
--- The histogram buckets with observations in the window: bucket i holds
--- values in (LowerBound, UpperBound]; the last has no UpperBound.
-DROP TABLE IF EXISTS temp.histograms;
-CREATE TEMP TABLE histograms AS
-SELECT s.Node,
-       s.MetricName,
-       s.Model,
-       s.GpuName,
-       s.FailureReason,
-       b.LowerBound,
-       b.UpperBound,
-       c.N
-FROM window_buckets AS c
-JOIN streams AS s ON s.StreamId = c.StreamId
-JOIN histogram_buckets AS b ON b.MetricName = s.MetricName AND b.Bucket = c.Bucket
-WHERE c.N > 0;
--- Gauges are snapshots: the largest exact context length each stream showed
+WITH counts AS (
+    SELECT s.Node, s.MetricName, s.Model, s.GpuName, s.BackendDevice, s.GpuCount,
+           s.ContextBucket, s.FailureReason,
+           CASE s.AggregationTemporality
+               WHEN 1 THEN v.WindowSum
+               ELSE coalesce(v.LastBeforeEnd, 0) - coalesce(v.LastBeforeStart, 0)
+           END AS N
+    FROM window_values AS v
+    JOIN streams AS s ON s.StreamId = v.StreamId
+    WHERE s.Kind = 'sum'
+)
+SELECT Node, Model, GpuName, BackendDevice, GpuCount, ContextBucket, FailureReason,
+       total(CASE MetricName WHEN 'mesh_llm_model_launch_total' THEN N END) AS launches,
+       total(CASE MetricName WHEN 'mesh_llm_model_launch_success_total' THEN N END) AS successes,
+       total(CASE MetricName WHEN 'mesh_llm_model_launch_failure_total' THEN N END) AS failures,
+       total(CASE MetricName WHEN 'mesh_llm_model_unload_total' THEN N END) AS unloads,
+       total(CASE MetricName WHEN 'mesh_llm_model_exit_unexpected_total' THEN N END) AS exits
+FROM counts
+WHERE N > 0
+GROUP BY 1, 2, 3, 4, 5, 6, 7;
+-- Gauges are snapshots: the largest exact context length each node showed
 -- in the window.
 DROP TABLE IF EXISTS temp.contexts;
-CREATE TEMP TABLE contexts (
+CREATE TEMP TABLE contexts AS
+SELECT s.Node, s.Model, s.GpuName, s.ContextBucket, max(v.WindowMax) AS Value
+FROM window_values AS v
+JOIN streams AS s ON s.StreamId = v.StreamId
+WHERE s.MetricName = 'mesh_llm_model_context_length'
+  AND v.WindowMax IS NOT NULL
+GROUP BY 1, 2, 3, 4;
+-- Histograms: per stream, the bucket counts of the last (largest-count)
+-- row before the end and before the start; for delta histograms, the sum
+-- of the window's rows.
+DROP TABLE IF EXISTS temp.histogram_ends;
+CREATE TEMP TABLE histogram_ends (
+    StreamId INTEGER PRIMARY KEY,
+    Count REAL NOT NULL,
+    BucketCounts TEXT NOT NULL
+);
+INSERT INTO histogram_ends (StreamId, Count, BucketCounts)
+SELECT StreamId, max(Count), BucketCounts
+FROM rollup_histogram_daily
+WHERE Day < :until
+GROUP BY StreamId;
+DROP TABLE IF EXISTS temp.histogram_starts;
+CREATE TEMP TABLE histogram_starts (
+    StreamId INTEGER PRIMARY KEY,
+    Count REAL NOT NULL,
+    BucketCounts TEXT NOT NULL
+);
+INSERT INTO histogram_starts (StreamId, Count, BucketCounts)
+SELECT StreamId, max(Count), BucketCounts
+FROM rollup_histogram_daily
+WHERE Day < :since
+GROUP BY StreamId;
+DROP TABLE IF EXISTS temp.histogram_streams;
+CREATE TEMP TABLE histogram_streams (
     Node TEXT NOT NULL,
+    MetricName TEXT NOT NULL,
     Model TEXT,
     GpuName TEXT,
-    ContextBucket TEXT,
-    Value REAL NOT NULL
+    FailureReason TEXT,
+    EndBuckets TEXT,
+    StartBuckets TEXT
 );
-INSERT INTO contexts (Node, Model, GpuName, ContextBucket, Value)
-SELECT s.Node, s.Model, s.GpuName, s.ContextBucket, max(r.Value)
-FROM rollup_daily AS r
-JOIN streams AS s ON s.StreamId = r.StreamId
-WHERE s.MetricName = 'mesh_llm_model_context_length'
-  AND r.Day >= :since
-  AND r.Day < :until
-GROUP BY r.StreamId;
+INSERT INTO histogram_streams
+SELECT s.Node, s.MetricName, s.Model, s.GpuName, s.FailureReason, e.BucketCounts, st.BucketCounts
+FROM histogram_ends AS e
+JOIN streams AS s ON s.StreamId = e.StreamId
+LEFT JOIN histogram_starts AS st ON st.StreamId = e.StreamId
+WHERE s.AggregationTemporality = 2
+  AND e.Count > coalesce(st.Count, 0);
+INSERT INTO histogram_streams
+SELECT s.Node, s.MetricName, s.Model, s.GpuName, s.FailureReason, d.Buckets, NULL
+FROM (
+    SELECT StreamId, bucket_delta_sum(BucketCounts, NULL) AS Buckets, total(Count) AS Count
+    FROM rollup_histogram_daily
+    WHERE Day >= :since AND Day < :until
+    GROUP BY StreamId
+) AS d
+JOIN streams AS s ON s.StreamId = d.StreamId
+WHERE s.AggregationTemporality = 1
+  AND d.Count > 0;
+-- The window's bucket counts per metric and dimensions, and the nodes
+-- behind them.
+DROP TABLE IF EXISTS temp.histograms;
+CREATE TEMP TABLE histograms AS
+SELECT MetricName, Model, GpuName, FailureReason,
+       bucket_delta_sum(EndBuckets, StartBuckets) AS Buckets
+FROM histogram_streams
+GROUP BY 1, 2, 3, 4;
+DROP TABLE IF EXISTS temp.histogram_nodes;
+CREATE TEMP TABLE histogram_nodes AS
+SELECT DISTINCT Node, MetricName, Model, GpuName, FailureReason
+FROM histogram_streams;

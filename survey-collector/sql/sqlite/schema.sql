@@ -11,8 +11,17 @@
 -- StreamId column links each point to its stream. A raw point is stored only
 -- when its stream's value changed, and kept for the retention period.
 --
--- The report reads `streams` and `rollup_daily`, never the raw tables, so
--- its cost follows streams x days, not points.
+-- The report reads `streams` and the daily rollups, never the raw tables,
+-- so its cost follows streams x days, not points.
+
+-- One row per sending process (per distinct resource).
+CREATE TABLE resources (
+    ResourceId INTEGER PRIMARY KEY,
+    ResourceAttributes TEXT NOT NULL UNIQUE,
+    ServiceName TEXT NOT NULL,
+    -- service.instance.id, or the whole resource of a node that predates it.
+    Node TEXT NOT NULL
+);
 
 -- One row per stream: one process's series of one metric with one attribute
 -- set, since one start time. The resource holds service.instance.id, so two
@@ -21,15 +30,18 @@
 -- their points are told apart by their own times.
 CREATE TABLE streams (
     StreamId INTEGER PRIMARY KEY,
+    -- The first 16 bytes of the SHA-256 of the stream's identity: metric
+    -- name, resource and attributes as canonical JSON, start time.
+    StreamKey BLOB NOT NULL UNIQUE,
     MetricName TEXT NOT NULL,
-    ResourceAttributes TEXT NOT NULL,
-    Attributes TEXT NOT NULL,
+    ResourceId INTEGER NOT NULL REFERENCES resources (ResourceId),
     StartTimeUnix INTEGER NOT NULL,
     Kind TEXT NOT NULL CHECK (Kind IN ('sum', 'gauge', 'histogram')),
     AggregationTemporality INTEGER NOT NULL,
-    -- service.instance.id, or the whole resource of a node that predates it.
+    -- The resource's node, repeated here for the report.
     Node TEXT NOT NULL,
-    -- The attributes, typed: the report's dimensions.
+    -- The attributes, typed: every allowed key has a column, so these are
+    -- the whole attribute set, and the report's dimensions.
     Model TEXT,
     Architecture TEXT,
     Quantization TEXT,
@@ -47,15 +59,13 @@ CREATE TABLE streams (
     -- rollup rows only on change.
     LastTimeUnix INTEGER NOT NULL DEFAULT 0,
     LastValue REAL,
-    LastSum REAL,
-    UNIQUE (MetricName, ResourceAttributes, Attributes, StartTimeUnix)
+    LastSum REAL
 );
 
-CREATE INDEX streams_by_metric ON streams (MetricName, Model);
-
--- Per stream and UTC day. For cumulative sums and histograms: the largest
--- value (a histogram's count, with that point's sum and bucket counts) seen
--- that day, written only on days the value changed (the counting rule takes
+-- Per stream and UTC day (histograms in a table of their own). For
+-- cumulative sums and histograms: the largest value (a histogram's count,
+-- with that point's sum and bucket counts, a JSON array) seen that day,
+-- written only on days the value changed (the counting rule takes
 -- the last value before a time as the largest one before it). For delta
 -- sums and histograms: the sum of the day's distinct points. For gauges:
 -- the largest value seen, on every day one was seen.
@@ -63,22 +73,18 @@ CREATE TABLE rollup_daily (
     StreamId INTEGER NOT NULL REFERENCES streams (StreamId),
     Day INTEGER NOT NULL,
     Value REAL NOT NULL,
-    Sum REAL,
-    BucketCounts TEXT,
     PRIMARY KEY (StreamId, Day)
 ) WITHOUT ROWID;
 
-CREATE INDEX rollup_daily_by_day ON rollup_daily (Day);
-
--- The buckets of each histogram metric: bucket i holds values in
--- (LowerBound, UpperBound]; the last bucket has no UpperBound.
-CREATE TABLE histogram_buckets (
-    MetricName TEXT NOT NULL,
-    Bucket INTEGER NOT NULL,
-    LowerBound REAL NOT NULL,
-    UpperBound REAL,
-    PRIMARY KEY (MetricName, Bucket)
+CREATE TABLE rollup_histogram_daily (
+    StreamId INTEGER NOT NULL REFERENCES streams (StreamId),
+    Day INTEGER NOT NULL,
+    Count REAL NOT NULL,
+    Sum REAL NOT NULL,
+    BucketCounts TEXT NOT NULL,
+    PRIMARY KEY (StreamId, Day)
 ) WITHOUT ROWID;
+
 
 CREATE TABLE otel_metrics_sum (
     ResourceAttributes TEXT NOT NULL,

@@ -12,8 +12,8 @@ WITH counts AS (
 launch_time AS (
     SELECT Model AS model,
            GpuName AS gpu_name,
-           histogram_quantile(0.5, LowerBound, UpperBound, N) AS p50,
-           histogram_quantile(0.9, LowerBound, UpperBound, N) AS p90
+           histogram_quantile(0.5, MetricName, Buckets) AS p50,
+           histogram_quantile(0.9, MetricName, Buckets) AS p90
     FROM histograms
     WHERE MetricName = 'mesh_llm_model_launch_duration_ms'
       AND FailureReason IS NULL
@@ -22,7 +22,7 @@ launch_time AS (
 uptime AS (
     SELECT Model AS model,
            GpuName AS gpu_name,
-           histogram_quantile(0.5, LowerBound, UpperBound, N) AS p50
+           histogram_quantile(0.5, MetricName, Buckets) AS p50
     FROM histograms
     WHERE MetricName = 'mesh_llm_model_uptime_s'
     GROUP BY 1, 2
@@ -34,7 +34,7 @@ nodes AS (
         FROM lifecycle WHERE launches + unloads + exits > 0
         UNION
         SELECT Model, GpuName, Node
-        FROM histograms
+        FROM histogram_nodes
         WHERE MetricName = 'mesh_llm_model_uptime_s'
            OR (MetricName = 'mesh_llm_model_launch_duration_ms' AND FailureReason IS NULL)
     )

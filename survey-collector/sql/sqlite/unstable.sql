@@ -13,7 +13,7 @@ WITH counts AS (
 ),
 uptime AS (
     SELECT Model AS model,
-           histogram_quantile(0.5, LowerBound, UpperBound, N) AS p50
+           histogram_quantile(0.5, MetricName, Buckets) AS p50
     FROM histograms
     WHERE MetricName = 'mesh_llm_model_uptime_s'
     GROUP BY Model
@@ -23,7 +23,7 @@ nodes AS (
     FROM (
         SELECT Model AS model, Node FROM lifecycle WHERE launches + successes + exits > 0
         UNION
-        SELECT Model, Node FROM histograms WHERE MetricName = 'mesh_llm_model_uptime_s'
+        SELECT Model, Node FROM histogram_nodes WHERE MetricName = 'mesh_llm_model_uptime_s'
     )
     GROUP BY model
 )
