@@ -33,6 +33,10 @@ use survey_collector::validate::{self, Clock};
 use survey_collector::{Report, ReportOptions, ServeConfig, Server, Store};
 use survey_runtime::schema::{self, ContextBucket};
 
+/// The collector binary's allocator, measured with it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Nodes the ingest benchmark sends for (their streams are all in the store).
 const INGEST_NODES: u32 = 2_000;
 /// Models each node has seen.

@@ -54,6 +54,7 @@
 pub mod auth;
 pub mod cli;
 pub mod decode;
+mod fast_hash;
 pub mod functions;
 pub mod ingest;
 pub mod render;

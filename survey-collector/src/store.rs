@@ -6,7 +6,6 @@
 //! changed, and fold it into the stream's daily rollup, which is all the
 //! report reads.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +13,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use survey_runtime::schema::{self, AttributeKey, MetricKind};
 
+use crate::fast_hash::FastMap;
 use crate::validate::{Attributes, Dimension, Point, TEMPORALITY_DELTA, Validated, Value};
 
 /// The DDL of every schema version, in order: version `i + 1` is reached by
@@ -102,7 +102,7 @@ pub struct Store {
 const CACHED_STREAMS: usize = 500_000;
 
 /// A stream's identity, as the writer sees it in validated points.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 struct StreamIdentity {
     metric: &'static str,
     resource: Arc<str>,
@@ -110,11 +110,34 @@ struct StreamIdentity {
     start: i64,
 }
 
+impl PartialEq for StreamIdentity {
+    fn eq(&self, other: &StreamIdentity) -> bool {
+        // Points of one request, and attribute sets from the validation
+        // cache, share their strings: compare pointers first.
+        self.metric == other.metric
+            && self.start == other.start
+            && (Arc::ptr_eq(&self.attributes, &other.attributes)
+                || self.attributes.json == other.attributes.json)
+            && (Arc::ptr_eq(&self.resource, &other.resource) || self.resource == other.resource)
+    }
+}
+
+impl Eq for StreamIdentity {}
+
+impl std::hash::Hash for StreamIdentity {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(self.metric.as_bytes());
+        state.write(self.resource.as_bytes());
+        state.write_u64(self.attributes.hash);
+        state.write_i64(self.start);
+    }
+}
+
 /// Streams seen, their ids and last folded points, and resources' ids.
 #[derive(Debug, Default)]
 struct StreamCache {
-    streams: HashMap<StreamIdentity, Stream>,
-    resources: HashMap<Arc<str>, i64>,
+    streams: FastMap<StreamIdentity, Stream>,
+    resources: FastMap<Arc<str>, i64>,
 }
 
 impl StreamCache {

@@ -15,6 +15,8 @@ use std::fmt::Write as _;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use crate::fast_hash::FastMap;
+
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
@@ -103,12 +105,14 @@ impl Point {
 }
 
 /// A checked attribute set.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attributes {
     /// Canonical JSON: keys sorted, values as text.
     pub json: String,
     /// The same attributes, typed, in key order.
     pub dimensions: Vec<(AttributeKey, Dimension)>,
+    /// A hash of `json`, for in-memory maps.
+    pub hash: u64,
 }
 
 /// An accepted attribute value.
@@ -526,11 +530,10 @@ fn check_times(
 /// with the same model and hardware).
 const CACHED_SETS: usize = 65_536;
 
-type SetCache =
-    std::collections::HashMap<u64, Vec<(Vec<KeyValue>, Result<Arc<Attributes>, Rejection>)>>;
+type SetCache = FastMap<u64, Vec<(Vec<KeyValue>, Result<Arc<Attributes>, Rejection>)>>;
 
 thread_local! {
-    static CHECKED_SETS: std::cell::RefCell<(SetCache, usize)> = std::cell::RefCell::new((SetCache::new(), 0));
+    static CHECKED_SETS: std::cell::RefCell<(SetCache, usize)> = std::cell::RefCell::new((SetCache::default(), 0));
 }
 
 fn check_attributes(kvs: &[KeyValue]) -> Result<Arc<Attributes>, Rejection> {
@@ -567,7 +570,7 @@ fn check_attributes(kvs: &[KeyValue]) -> Result<Arc<Attributes>, Rejection> {
 /// A hash of an attribute list as received.
 fn raw_hash(kvs: &[KeyValue]) -> u64 {
     use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut hasher = crate::fast_hash::FastHasher::default();
     for kv in kvs {
         kv.key.hash(&mut hasher);
         match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
@@ -599,8 +602,10 @@ fn check_attributes_uncached(kvs: &[KeyValue]) -> Result<Attributes, Rejection> 
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_text()))
         .collect();
+    let json = canonical_json(&map);
     Ok(Attributes {
-        json: canonical_json(&map),
+        hash: crate::fast_hash::hash_bytes(json.as_bytes()),
+        json,
         dimensions: dims,
     })
 }
