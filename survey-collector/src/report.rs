@@ -413,7 +413,7 @@ mod tests {
     #[test]
     fn sql_files_split_into_statements() {
         let counting: Vec<_> = statements(COUNTING).collect();
-        assert_eq!(counting.len(), 21, "{counting:#?}");
+        assert_eq!(counting.len(), 19, "{counting:#?}");
         for question in QUESTIONS {
             assert_eq!(statements(question.sql).count(), 1, "{}", question.key);
         }

@@ -109,20 +109,18 @@ FROM (
     SELECT StreamId, bucket_delta_sum(BucketCounts, NULL) AS Buckets, total(Count) AS Count
     FROM rollup_histogram_daily
     WHERE Day >= :since AND Day < :until
+      AND StreamId IN (SELECT StreamId FROM streams
+                       WHERE Kind = 'histogram' AND AggregationTemporality = 1)
     GROUP BY StreamId
 ) AS d
 JOIN streams AS s ON s.StreamId = d.StreamId
 WHERE s.AggregationTemporality = 1
   AND d.Count > 0;
--- The window's bucket counts per metric and dimensions, and the nodes
--- behind them.
+-- The window's bucket counts per metric and dimensions. (The nodes behind
+-- them are those of the counters that count the same launches and ends.)
 DROP TABLE IF EXISTS temp.histograms;
 CREATE TEMP TABLE histograms AS
 SELECT MetricName, Model, GpuName, FailureReason,
        bucket_delta_sum(EndBuckets, StartBuckets) AS Buckets
 FROM histogram_streams
 GROUP BY 1, 2, 3, 4;
-DROP TABLE IF EXISTS temp.histogram_nodes;
-CREATE TEMP TABLE histogram_nodes AS
-SELECT DISTINCT Node, MetricName, Model, GpuName, FailureReason
-FROM histogram_streams;

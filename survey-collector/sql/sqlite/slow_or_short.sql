@@ -28,16 +28,9 @@ uptime AS (
     GROUP BY 1, 2
 ),
 nodes AS (
-    SELECT model, gpu_name, count(DISTINCT Node) AS nodes
-    FROM (
-        SELECT Model AS model, GpuName AS gpu_name, Node
-        FROM lifecycle WHERE launches + unloads + exits > 0
-        UNION
-        SELECT Model, GpuName, Node
-        FROM histogram_nodes
-        WHERE MetricName = 'mesh_llm_model_uptime_s'
-           OR (MetricName = 'mesh_llm_model_launch_duration_ms' AND FailureReason IS NULL)
-    )
+    SELECT Model AS model, GpuName AS gpu_name, count(DISTINCT Node) AS nodes
+    FROM lifecycle
+    WHERE launches + unloads + exits > 0
     GROUP BY 1, 2
 )
 SELECT c.model,

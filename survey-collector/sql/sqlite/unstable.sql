@@ -19,13 +19,10 @@ uptime AS (
     GROUP BY Model
 ),
 nodes AS (
-    SELECT model, count(DISTINCT Node) AS nodes
-    FROM (
-        SELECT Model AS model, Node FROM lifecycle WHERE launches + successes + exits > 0
-        UNION
-        SELECT Model, Node FROM histogram_nodes WHERE MetricName = 'mesh_llm_model_uptime_s'
-    )
-    GROUP BY model
+    SELECT Model AS model, count(DISTINCT Node) AS nodes
+    FROM lifecycle
+    WHERE launches + successes + unloads + exits > 0
+    GROUP BY Model
 )
 SELECT c.model,
        CAST(c.launches AS INTEGER) AS launches,
