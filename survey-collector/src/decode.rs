@@ -173,7 +173,8 @@ enum Shape {
     ScopeMetrics,
     Scope,
     Metric,
-    Gauge,
+    /// A gauge or a sum: both hold number points in field 1.
+    NumberSeries,
     Histogram,
     ExponentialHistogram,
     Summary,
@@ -217,7 +218,10 @@ impl Shape {
             Shape::ScopeMetrics => size_of::<metrics::ScopeMetrics>(),
             Shape::Scope => size_of::<common::InstrumentationScope>(),
             Shape::Metric => size_of::<metrics::Metric>(),
-            Shape::Gauge | Shape::Histogram | Shape::ExponentialHistogram | Shape::Summary => 0,
+            Shape::NumberSeries
+            | Shape::Histogram
+            | Shape::ExponentialHistogram
+            | Shape::Summary => 0,
             Shape::NumberPoint => size_of::<metrics::NumberDataPoint>(),
             Shape::HistogramPoint => size_of::<metrics::HistogramDataPoint>(),
             Shape::ExponentialPoint => size_of::<metrics::ExponentialHistogramDataPoint>(),
@@ -248,13 +252,12 @@ impl Shape {
             (Shape::Scope, 1 | 2) => Text,
             (Shape::Scope, 3) => Message(Shape::KeyValue),
             (Shape::Metric, 1..=3) => Text,
-            (Shape::Metric, 5) => Message(Shape::Gauge),
-            (Shape::Metric, 7) => Message(Shape::Gauge),
+            (Shape::Metric, 5 | 7) => Message(Shape::NumberSeries),
             (Shape::Metric, 9) => Message(Shape::Histogram),
             (Shape::Metric, 10) => Message(Shape::ExponentialHistogram),
             (Shape::Metric, 11) => Message(Shape::Summary),
             (Shape::Metric, 12) => Message(Shape::KeyValue),
-            (Shape::Gauge, 1) => Message(Shape::NumberPoint),
+            (Shape::NumberSeries, 1) => Message(Shape::NumberPoint),
             (Shape::Histogram, 1) => Message(Shape::HistogramPoint),
             (Shape::ExponentialHistogram, 1) => Message(Shape::ExponentialPoint),
             (Shape::Summary, 1) => Message(Shape::SummaryPoint),
@@ -438,6 +441,7 @@ fn json_weight(key: Option<&[u8]>) -> usize {
         Some(b"scopeMetrics") => Shape::ScopeMetrics,
         Some(b"scope") => Shape::Scope,
         Some(b"metrics") => Shape::Metric,
+        // Held inline by their parents: nothing of their own.
         Some(
             b"gauge"
             | b"sum"
@@ -448,7 +452,7 @@ fn json_weight(key: Option<&[u8]>) -> usize {
             | b"negative"
             | b"arrayValue"
             | b"kvlistValue",
-        ) => Shape::Gauge,
+        ) => Shape::NumberSeries,
         Some(b"attributes" | b"metadata" | b"filteredAttributes" | b"values") => Shape::KeyValue,
         Some(b"value") => Shape::AnyValue,
         Some(b"exemplars") => Shape::Exemplar,

@@ -285,7 +285,7 @@ async fn take(ingest: &Ingest, request: Request) -> Result<validate::Rejections,
     }
     // Bound the memory held by bodies: refuse what does not fit at once,
     // and inflate and decode a few at a time.
-    let _body = ingest.bodies.try_acquire().map_err(|_| ExportError::Busy)?;
+    let body_slot = ingest.bodies.try_acquire().map_err(|_| ExportError::Busy)?;
     let bytes = read_body(body, ingest.limits.body_timeout).await?;
     let decoding = ingest
         .decoding
@@ -303,7 +303,7 @@ async fn take(ingest: &Ingest, request: Request) -> Result<validate::Rejections,
     .await
     .map_err(|_| ExportError::BodyRead)??;
     drop(decoding);
-    drop(_body);
+    drop(body_slot);
     let rejected = validated.rejected.clone();
     let accepted = validated.points.len() as u64;
     ingest
@@ -316,7 +316,7 @@ async fn take(ingest: &Ingest, request: Request) -> Result<validate::Rejections,
             .submit(validated)
             .map_err(|Overloaded| ExportError::Busy)?;
         match tokio::time::timeout(ingest.limits.commit_timeout, committed).await {
-            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(true)) => {}
             _ => return Err(ExportError::Storage),
         }
         ingest

@@ -8,7 +8,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Statement, ToSql};
 use serde_json::Value as Json;
 
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, sqlite};
 
 /// One of the six key questions.
 #[derive(Debug, Clone, Copy)]
@@ -243,13 +243,7 @@ impl Report {
             (":until", &until),
             (":min_launches", &min_launches),
         ];
-        let failed = |what: &str| {
-            let what = what.to_string();
-            move |source| StoreError::Sqlite {
-                context: format!("report: {what}"),
-                source,
-            }
-        };
+        let failed = |what: &str| sqlite(format!("report: {what}"));
         // One snapshot for the whole report, while serve may be writing.
         conn.execute_batch("BEGIN").map_err(failed("snapshot"))?;
         let report = Report::answers(conn, options, &params);
@@ -262,13 +256,7 @@ impl Report {
         options: ReportOptions,
         params: &[(&str, &dyn ToSql)],
     ) -> Result<Report, StoreError> {
-        let failed = |what: &str| {
-            let what = what.to_string();
-            move |source| StoreError::Sqlite {
-                context: format!("report: {what}"),
-                source,
-            }
-        };
+        let failed = |what: &str| sqlite(format!("report: {what}"));
         for statement in statements(COUNTING) {
             let mut stmt = conn.prepare(statement).map_err(failed("counting rule"))?;
             let bound = bind(&stmt, params);

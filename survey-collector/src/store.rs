@@ -71,22 +71,12 @@ pub enum StoreError {
     },
 }
 
-fn sqlite(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
+/// Wraps a SQLite error with what was being done.
+pub(crate) fn sqlite(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |source| StoreError::Sqlite {
         context: context.into(),
         source,
     }
-}
-
-/// What one [`Store::ingest`] did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct IngestStats {
-    /// Points taken in.
-    pub points: u64,
-    /// Raw points written (the rest repeated their stream's value).
-    pub raw_points: u64,
-    /// Streams seen for the first time.
-    pub new_streams: u64,
 }
 
 /// The collector's database.
@@ -271,7 +261,7 @@ impl Store {
     }
 
     /// Stores `batches` in one transaction: all of them, or none.
-    pub fn ingest(&mut self, batches: &[&Validated]) -> Result<IngestStats, StoreError> {
+    pub fn ingest(&mut self, batches: &[&Validated]) -> Result<(), StoreError> {
         if self.streams.streams.len() > CACHED_STREAMS {
             self.streams.clear();
         }
@@ -279,12 +269,11 @@ impl Store {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sqlite("cannot start a write transaction"))?;
-        let mut stats = IngestStats::default();
         let mut stored = Ok(());
         'batches: for batch in batches {
             for point in &batch.points {
                 let resource = &batch.resources[point.resource];
-                stored = store_point(&tx, &mut self.streams, resource, point, &mut stats);
+                stored = store_point(&tx, &mut self.streams, resource, point);
                 if stored.is_err() {
                     break 'batches;
                 }
@@ -297,7 +286,7 @@ impl Store {
             // The cache may hold what the rolled back transaction wrote.
             self.streams.clear();
         }
-        committed.map(|()| stats)
+        committed
     }
 
     /// Deletes raw points older than `before` (ns since the epoch); the
@@ -406,7 +395,6 @@ fn find_or_create_stream(
     cache: &mut StreamCache,
     resource: &crate::validate::Resource,
     point: &Point,
-    stats: &mut IngestStats,
 ) -> rusqlite::Result<(StreamIdentity, Stream)> {
     let identity = StreamIdentity {
         metric: point.metric.name,
@@ -432,7 +420,11 @@ fn find_or_create_stream(
         })
         .optional()?;
     let stream = match found {
-        Some(stream) => stream,
+        Some(stream) => {
+            cache.streams.insert(identity.clone(), stream);
+            stream
+        }
+        // A new stream's first point always changes it, and is cached then.
         None => {
             let resource_id = resource_id(tx, cache, resource)?;
             let mut columns = String::new();
@@ -462,7 +454,6 @@ fn find_or_create_stream(
             );
             tx.prepare_cached(&sql)?
                 .execute(rusqlite::params_from_iter(values))?;
-            stats.new_streams += 1;
             Stream {
                 id: tx.last_insert_rowid(),
                 last_time: 0,
@@ -471,7 +462,6 @@ fn find_or_create_stream(
             }
         }
     };
-    cache.streams.insert(identity.clone(), stream);
     Ok((identity, stream))
 }
 
@@ -480,10 +470,8 @@ fn store_point(
     cache: &mut StreamCache,
     resource: &crate::validate::Resource,
     point: &Point,
-    stats: &mut IngestStats,
 ) -> rusqlite::Result<()> {
-    stats.points += 1;
-    let (identity, stream) = find_or_create_stream(tx, cache, resource, point, stats)?;
+    let (identity, stream) = find_or_create_stream(tx, cache, resource, point)?;
     let (value, sum) = match &point.value {
         Value::Number(v) => (*v, None),
         Value::Histogram(h) => (h.count as f64, Some(h.sum)),
@@ -508,7 +496,6 @@ fn store_point(
     let mut new_raw = false;
     if changed {
         new_raw = insert_raw(tx, resource, point, stream.id)?;
-        stats.raw_points += u64::from(new_raw);
     }
     if delta {
         // A retried delta point repeats its (stream, start, time): the raw

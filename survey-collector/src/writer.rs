@@ -21,8 +21,8 @@ const MAX_BATCHES_PER_COMMIT: usize = 64;
 /// How often raw points past the retention period are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-/// The outcome of one submitted batch: committed, or why not.
-pub type Committed = Result<(), String>;
+/// Whether a submitted batch was committed (the writer logs why not).
+pub type Committed = bool;
 
 struct Job {
     batch: Validated,
@@ -126,12 +126,15 @@ fn run(mut store: Store, queue: mpsc::Receiver<Job>, retention: Duration) {
             }
         }
         let batches: Vec<&Validated> = jobs.iter().map(|j| &j.batch).collect();
-        let outcome = store.ingest(&batches).map(|_| ()).map_err(|error| {
-            tracing::error!(%error, "cannot store {} export requests", jobs.len());
-            error.to_string()
-        });
+        let committed = match store.ingest(&batches) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(%error, "cannot store {} export requests", jobs.len());
+                false
+            }
+        };
         for job in jobs {
-            let _ = job.done.send(outcome.clone());
+            let _ = job.done.send(committed);
         }
     }
 }

@@ -38,6 +38,13 @@ impl std::fmt::Display for SafeValue {
 /// A sanitizer: raw text in, an exportable value or nothing out.
 pub(crate) type Sanitizer = fn(&str) -> Option<SafeValue>;
 
+/// Whether `value` is what `sanitize` exports for it: every sanitizer
+/// returns its own output unchanged, so this holds exactly for values
+/// survey can export.
+pub(crate) fn is_sanitized(sanitize: Sanitizer, value: &str) -> bool {
+    sanitize(value).is_some_and(|v| v.as_str() == value)
+}
+
 /// First path segments that mark a relative path rather than an `org/repo` ref.
 const DIRECTORY_WORDS: &[&str] = &[
     "home",

@@ -360,7 +360,7 @@ impl AttributeKey {
             (AttributeKey::GpuStableId, Str(s)) => privacy::is_gpu_stable_id(s),
             (key, Str(s)) => key
                 .text_sanitizer()
-                .is_some_and(|sanitize| sanitize(s).is_some_and(|v| v.as_str() == s)),
+                .is_some_and(|sanitize| privacy::is_sanitized(sanitize, s)),
             _ => false,
         }
     }
@@ -405,14 +405,12 @@ impl ResourceKey {
         let ReceivedValue::Str(s) = value else {
             return false;
         };
-        let fixed =
-            |sanitize: fn(&str) -> Option<SafeValue>| sanitize(s).is_some_and(|v| v.as_str() == s);
         match self {
             ResourceKey::ServiceName | ResourceKey::SdkName | ResourceKey::SdkLanguage => {
-                fixed(privacy::service_name)
+                privacy::is_sanitized(privacy::service_name, s)
             }
             ResourceKey::ServiceVersion | ResourceKey::SdkVersion => {
-                fixed(privacy::service_version)
+                privacy::is_sanitized(privacy::service_version, s)
             }
             ResourceKey::ServiceInstanceId => is_uuid_v4(s),
         }
