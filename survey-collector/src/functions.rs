@@ -6,6 +6,10 @@
 //!   window, added up over streams, where `end` and `start` are a stream's
 //!   bucket counts (JSON arrays) at the window's end and start (`start`
 //!   `NULL` for none);
+//! - `bucket_delta_sums(group, end, start)`, an aggregate: the same,
+//!   added up per `group` (a text), as one JSON object from each group to
+//!   its bucket counts: a GROUP BY that sorts nothing, for many rows and
+//!   few groups;
 //! - `histogram_quantile(q, metric, buckets)`, an aggregate: the
 //!   `q`-quantile of the observations in `buckets` (JSON arrays, added up),
 //!   with `metric`'s bucket bounds from survey's schema, interpolated within
@@ -15,6 +19,8 @@ use rusqlite::functions::{Aggregate, Context, FunctionFlags};
 use rusqlite::{Connection, Result};
 use survey_runtime::schema;
 
+use crate::fast_hash::FastMap;
+
 /// Registers the functions on `conn`.
 pub fn register(conn: &Connection) -> Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
@@ -23,20 +29,49 @@ pub fn register(conn: &Connection) -> Result<()> {
         Ok(x.filter(|x| *x >= 0.0).map(f64::sqrt))
     })?;
     conn.create_aggregate_function("bucket_delta_sum", 2, flags, BucketDeltaSum)?;
+    conn.create_aggregate_function("bucket_delta_sums", 3, flags, BucketDeltaSums)?;
     conn.create_aggregate_function("histogram_quantile", 3, flags, HistogramQuantile)
 }
 
 /// Bucket counts written as a JSON array of integers, read fast; `None`
 /// for anything else.
 pub fn parse_counts(text: &str) -> Option<Vec<u64>> {
-    let inner = text.trim().strip_prefix('[')?.strip_suffix(']')?;
-    if inner.trim().is_empty() {
-        return Some(Vec::new());
+    let mut counts = Vec::new();
+    read_counts(text.as_bytes(), &mut counts).then_some(counts)
+}
+
+/// Reads bucket counts written as a JSON array of integers into `out`
+/// (cleared first), without allocating beyond `out`; `false` for anything
+/// else.
+fn read_counts(text: &[u8], out: &mut Vec<u64>) -> bool {
+    out.clear();
+    let text = text.trim_ascii();
+    let Some(inner) = text.strip_prefix(b"[").and_then(|t| t.strip_suffix(b"]")) else {
+        return false;
+    };
+    if inner.trim_ascii().is_empty() {
+        return true;
     }
-    inner
-        .split(',')
-        .map(|n| n.trim().parse::<u64>().ok())
-        .collect()
+    for part in inner.split(|b| *b == b',') {
+        let digits = part.trim_ascii();
+        if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+            return false;
+        }
+        out.push(
+            digits
+                .iter()
+                .fold(0u64, |n, d| n * 10 + u64::from(d - b'0')),
+        );
+    }
+    true
+}
+
+/// The text of argument `i`, borrowed; `None` for NULL or a non-text.
+fn text_arg<'a>(ctx: &'a Context<'_>, i: usize) -> Option<&'a [u8]> {
+    match ctx.get_raw(i) {
+        rusqlite::types::ValueRef::Text(t) => Some(t),
+        _ => None,
+    }
 }
 
 fn write_counts(counts: &[u64]) -> String {
@@ -64,28 +99,92 @@ fn add(a: &mut Vec<u64>, b: &[u64]) {
 
 struct BucketDeltaSum;
 
-impl Aggregate<Vec<u64>, Option<String>> for BucketDeltaSum {
-    fn init(&self, _: &mut Context<'_>) -> Result<Vec<u64>> {
-        Ok(Vec::new())
+/// The aggregate's state: the total so far, and room to read one row.
+#[derive(Default)]
+struct DeltaSum {
+    total: Vec<u64>,
+    end: Vec<u64>,
+    start: Vec<u64>,
+}
+
+impl Aggregate<DeltaSum, Option<String>> for BucketDeltaSum {
+    fn init(&self, _: &mut Context<'_>) -> Result<DeltaSum> {
+        Ok(DeltaSum::default())
     }
 
-    fn step(&self, ctx: &mut Context<'_>, total: &mut Vec<u64>) -> Result<()> {
-        let end: Option<String> = ctx.get(0)?;
-        let start: Option<String> = ctx.get(1)?;
-        let Some(mut end) = end.as_deref().and_then(parse_counts) else {
+    fn step(&self, ctx: &mut Context<'_>, state: &mut DeltaSum) -> Result<()> {
+        let DeltaSum { total, end, start } = state;
+        if !text_arg(ctx, 0).is_some_and(|t| read_counts(t, end)) {
             return Ok(());
-        };
-        if let Some(start) = start.as_deref().and_then(parse_counts) {
-            for (e, s) in end.iter_mut().zip(start) {
-                *e = e.saturating_sub(s);
+        }
+        if text_arg(ctx, 1).is_some_and(|t| read_counts(t, start)) {
+            for (e, s) in end.iter_mut().zip(start.iter()) {
+                *e = e.saturating_sub(*s);
             }
         }
-        add(total, &end);
+        add(total, end);
         Ok(())
     }
 
-    fn finalize(&self, _: &mut Context<'_>, total: Option<Vec<u64>>) -> Result<Option<String>> {
-        Ok(total.map(|t| write_counts(&t)))
+    fn finalize(&self, _: &mut Context<'_>, state: Option<DeltaSum>) -> Result<Option<String>> {
+        Ok(state.map(|s| write_counts(&s.total)))
+    }
+}
+
+struct BucketDeltaSums;
+
+/// The aggregate's state: the totals per group so far, and room to read
+/// one row.
+#[derive(Default)]
+struct DeltaSums {
+    totals: FastMap<Vec<u8>, Vec<u64>>,
+    row: DeltaSum,
+}
+
+impl Aggregate<DeltaSums, Option<String>> for BucketDeltaSums {
+    fn init(&self, _: &mut Context<'_>) -> Result<DeltaSums> {
+        Ok(DeltaSums::default())
+    }
+
+    fn step(&self, ctx: &mut Context<'_>, state: &mut DeltaSums) -> Result<()> {
+        let Some(group) = text_arg(ctx, 0) else {
+            return Ok(());
+        };
+        let DeltaSum { total, end, start } = &mut state.row;
+        if !text_arg(ctx, 1).is_some_and(|t| read_counts(t, end)) {
+            return Ok(());
+        }
+        if text_arg(ctx, 2).is_some_and(|t| read_counts(t, start)) {
+            for (e, s) in end.iter_mut().zip(start.iter()) {
+                *e = e.saturating_sub(*s);
+            }
+        }
+        match state.totals.get_mut(group) {
+            Some(group_total) => add(group_total, end),
+            None => {
+                total.clear();
+                add(total, end);
+                state.totals.insert(group.to_vec(), total.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn finalize(&self, _: &mut Context<'_>, state: Option<DeltaSums>) -> Result<Option<String>> {
+        let Some(state) = state else {
+            return Ok(None);
+        };
+        let object: serde_json::Map<String, serde_json::Value> = state
+            .totals
+            .into_iter()
+            .map(|(group, total)| {
+                (
+                    String::from_utf8_lossy(&group).into_owned(),
+                    serde_json::Value::from(total),
+                )
+            })
+            .collect();
+        Ok(Some(serde_json::Value::Object(object).to_string()))
     }
 }
 
@@ -159,10 +258,10 @@ impl Aggregate<State, Option<f64>> for HistogramQuantile {
 
     fn step(&self, ctx: &mut Context<'_>, state: &mut State) -> Result<()> {
         state.0 = ctx.get(0)?;
-        let metric: String = ctx.get(1)?;
-        state.1 = schema::metric(&metric).map(|m| m.boundaries);
-        let counts: Option<String> = ctx.get(2)?;
-        if let Some(counts) = counts.as_deref().and_then(parse_counts) {
+        let metric = text_arg(ctx, 1).and_then(|t| std::str::from_utf8(t).ok());
+        state.1 = metric.and_then(schema::metric).map(|m| m.boundaries);
+        let mut counts = Vec::new();
+        if text_arg(ctx, 2).is_some_and(|t| read_counts(t, &mut counts)) {
             add(&mut state.2, &counts);
         }
         Ok(())
@@ -222,6 +321,9 @@ mod tests {
         assert_eq!(parse_counts("[1.5]"), None);
         assert_eq!(parse_counts("[-1]"), None);
         assert_eq!(parse_counts("0,1"), None);
+        assert_eq!(parse_counts("[1,,2]"), None);
+        assert_eq!(parse_counts("[99999999999999999999]"), None);
+        assert_eq!(parse_counts(" [ 7 ] "), Some(vec![7]));
         assert_eq!(write_counts(&[0, 12, 3]), "[0,12,3]");
     }
 
@@ -243,6 +345,19 @@ mod tests {
             )
             .unwrap();
         assert_eq!(total, "[2,2,1]");
+        let per_group: String = conn
+            .query_row(
+                "SELECT bucket_delta_sums(g, e, s) FROM (\
+                 SELECT 'a' AS g, '[3,5,1]' AS e, '[1,5,0]' AS s UNION ALL \
+                 SELECT 'b', '[1]', NULL UNION ALL \
+                 SELECT 'a', '[0,2,0]', NULL UNION ALL \
+                 SELECT NULL, '[9]', NULL)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let per_group: serde_json::Value = serde_json::from_str(&per_group).unwrap();
+        assert_eq!(per_group, serde_json::json!({"a": [2, 2, 1], "b": [1]}));
         // Uptime buckets: (0, 10], (10, 30], ...: 2 in the first, 2 in the second.
         let p50: Option<f64> = conn
             .query_row(

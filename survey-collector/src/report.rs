@@ -401,7 +401,7 @@ mod tests {
     #[test]
     fn sql_files_split_into_statements() {
         let counting: Vec<_> = statements(COUNTING).collect();
-        assert_eq!(counting.len(), 19, "{counting:#?}");
+        assert_eq!(counting.len(), 7, "{counting:#?}");
         for question in QUESTIONS {
             assert_eq!(statements(question.sql).count(), 1, "{}", question.key);
         }

@@ -18,7 +18,13 @@ use crate::validate::{Attributes, Dimension, Point, TEMPORALITY_DELTA, Validated
 
 /// The DDL of every schema version, in order: version `i + 1` is reached by
 /// running `MIGRATIONS[i]` on version `i`.
-const MIGRATIONS: &[&str] = &[include_str!("../sql/sqlite/schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../sql/sqlite/schema.sql"),
+    concat!(
+        include_str!("../sql/sqlite/summaries.sql"),
+        include_str!("../sql/sqlite/summarize.sql")
+    ),
+];
 
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -289,6 +295,24 @@ impl Store {
         committed
     }
 
+    /// Rebuilds every stream's series and summary from its rollup rows, for
+    /// streams and rollups written into the tables directly (ingest keeps
+    /// them itself).
+    pub fn summarize_all(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch(&format!(
+                "BEGIN IMMEDIATE;\n{}\nCOMMIT;",
+                include_str!("../sql/sqlite/summarize.sql")
+            ))
+            .map_err(|source| {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                StoreError::Sqlite {
+                    context: "cannot summarize the streams".into(),
+                    source,
+                }
+            })
+    }
+
     /// Deletes raw points older than `before` (ns since the epoch); the
     /// rollups stay. Returns how many were deleted.
     pub fn prune(&mut self, before: i64) -> Result<u64, StoreError> {
@@ -454,8 +478,10 @@ fn find_or_create_stream(
             );
             tx.prepare_cached(&sql)?
                 .execute(rusqlite::params_from_iter(values))?;
+            let id = tx.last_insert_rowid();
+            join_series(tx, id, &resource.node)?;
             Stream {
-                id: tx.last_insert_rowid(),
+                id,
                 last_time: 0,
                 last_value: None,
                 last_sum: None,
@@ -463,6 +489,33 @@ fn find_or_create_stream(
         }
     };
     Ok((identity, stream))
+}
+
+/// Puts a new stream in its node's series (see `summaries.sql`).
+fn join_series(tx: &Transaction<'_>, stream: i64, node: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT INTO nodes (Node) VALUES (?1) ON CONFLICT DO NOTHING")?
+        .execute([node])?;
+    tx.prepare_cached(
+        "INSERT INTO series (NodeId, Model, GpuName, BackendDevice, GpuCount, ContextBucket, \
+         FailureReason) \
+         SELECT n.NodeId, s.Model, s.GpuName, s.BackendDevice, s.GpuCount, s.ContextBucket, \
+         s.FailureReason FROM streams AS s JOIN nodes AS n ON n.Node = s.Node \
+         WHERE s.StreamId = ?1 ON CONFLICT DO NOTHING",
+    )?
+    .execute([stream])?;
+    tx.prepare_cached(
+        "UPDATE streams SET SeriesId = (SELECT se.SeriesId FROM series AS se \
+         JOIN nodes AS n ON n.NodeId = se.NodeId WHERE n.Node = streams.Node \
+         AND ifnull(se.Model, X'') = ifnull(streams.Model, X'') \
+         AND ifnull(se.GpuName, X'') = ifnull(streams.GpuName, X'') \
+         AND ifnull(se.BackendDevice, X'') = ifnull(streams.BackendDevice, X'') \
+         AND ifnull(se.GpuCount, X'') = ifnull(streams.GpuCount, X'') \
+         AND ifnull(se.ContextBucket, X'') = ifnull(streams.ContextBucket, X'') \
+         AND ifnull(se.FailureReason, X'') = ifnull(streams.FailureReason, X'')) \
+         WHERE StreamId = ?1",
+    )?
+    .execute([stream])?;
+    Ok(())
 }
 
 fn store_point(
@@ -570,36 +623,101 @@ fn fold(
             ]),
         (Value::Histogram(h), Fold::Add) => {
             // The day's row so far, added to bucket by bucket.
-            let before: Option<(f64, f64, String)> = tx
+            let before = tx
                 .prepare_cached(
                     "SELECT Count, Sum, BucketCounts FROM rollup_histogram_daily \
                      WHERE StreamId = ?1 AND Day = ?2",
                 )?
                 .query_row(params![stream, day], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()?;
-            let (mut count, mut sum, mut buckets) = (h.count as f64, h.sum, h.bucket_counts.clone());
-            if let Some((c, s, b)) = before {
-                count += c;
-                sum += s;
-                let b: Vec<u64> = serde_json::from_str(&b).unwrap_or_default();
-                for (n, m) in buckets.iter_mut().zip(b) {
-                    *n += m;
-                }
-            }
+            let (count, sum, buckets) = added(h, before);
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO rollup_histogram_daily (StreamId, Day, Count, Sum, BucketCounts) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
+            .execute(params![stream, day, count, sum, buckets])
+        }
+    }?;
+    summarize(tx, stream, day, value, how)
+}
+
+/// Folds a point into its stream's summary (see `summaries.sql`), as
+/// [`fold`] does into the day's rollup row.
+fn summarize(
+    tx: &Transaction<'_>,
+    stream: i64,
+    day: i64,
+    value: &Value,
+    how: Fold,
+) -> rusqlite::Result<()> {
+    const DAYS: &str =
+        "FirstDay = min(ifnull(FirstDay, ?2), ?2), LastDay = max(ifnull(LastDay, ?2), ?2)";
+    match (value, how) {
+        (Value::Number(v), Fold::Max) => tx
+            .prepare_cached(&format!(
+                "UPDATE streams SET {DAYS}, Whole = max(ifnull(Whole, ?3), ?3) WHERE StreamId = ?1"
+            ))?
+            .execute(params![stream, day, v]),
+        (Value::Number(v), Fold::Add) => tx
+            .prepare_cached(&format!(
+                "UPDATE streams SET {DAYS}, Whole = ifnull(Whole, 0) + ?3 WHERE StreamId = ?1"
+            ))?
+            .execute(params![stream, day, v]),
+        // The first point with the largest count wins, as in the rollup.
+        (Value::Histogram(h), Fold::Max) => tx
+            .prepare_cached(&format!(
+                "UPDATE streams SET {DAYS}, Whole = max(ifnull(Whole, ?3), ?3), \
+                 WholeSum = CASE WHEN ?3 > ifnull(Whole, -1) THEN ?4 ELSE WholeSum END, \
+                 WholeBuckets = CASE WHEN ?3 > ifnull(Whole, -1) THEN ?5 ELSE WholeBuckets END \
+                 WHERE StreamId = ?1"
+            ))?
             .execute(params![
                 stream,
                 day,
-                count,
-                sum,
-                serde_json::to_string(&buckets).unwrap_or_default()
-            ])
+                h.count as f64,
+                h.sum,
+                serde_json::to_string(&h.bucket_counts).unwrap_or_default()
+            ]),
+        (Value::Histogram(h), Fold::Add) => {
+            let before = tx
+                .prepare_cached(
+                    "SELECT Whole, WholeSum, WholeBuckets FROM streams \
+                     WHERE StreamId = ?1 AND Whole IS NOT NULL",
+                )?
+                .query_row(params![stream], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            let (count, sum, buckets) = added(h, before);
+            tx.prepare_cached(&format!(
+                "UPDATE streams SET {DAYS}, Whole = ?3, WholeSum = ?4, WholeBuckets = ?5 \
+                 WHERE StreamId = ?1"
+            ))?
+            .execute(params![stream, day, count, sum, buckets])
         }
     }?;
     Ok(())
+}
+
+/// A delta histogram point added to a total so far (count, sum, bucket
+/// counts as JSON): the new total.
+fn added(
+    point: &crate::validate::HistogramValue,
+    before: Option<(f64, f64, String)>,
+) -> (f64, f64, String) {
+    let (mut count, mut sum, mut buckets) =
+        (point.count as f64, point.sum, point.bucket_counts.clone());
+    if let Some((c, s, b)) = before {
+        count += c;
+        sum += s;
+        let b = crate::functions::parse_counts(&b).unwrap_or_default();
+        for (n, m) in buckets.iter_mut().zip(b) {
+            *n += m;
+        }
+    }
+    (
+        count,
+        sum,
+        serde_json::to_string(&buckets).unwrap_or_default(),
+    )
 }
 
 /// The columns every raw table starts with, in the exporter's order.
@@ -676,6 +794,7 @@ fn insert_raw(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn temp_db(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
@@ -706,21 +825,65 @@ mod tests {
     #[test]
     fn an_older_schema_is_upgraded_in_place() {
         let path = temp_db("upgrade");
-        drop(Store::open(&path).unwrap());
-        let upgraded = [
+        drop(Store::open_with(&path, &MIGRATIONS[..1]).unwrap());
+        // Version 1 data: a launch counter of two nodes, each with rollup
+        // rows on two days, and a cumulative histogram.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "INSERT INTO resources (ResourceAttributes, ServiceName, Node) VALUES ('{}', 'mesh-llm', 'n');
+             INSERT INTO streams (StreamKey, MetricName, ResourceId, StartTimeUnix, Kind,
+                 AggregationTemporality, Node, Model)
+             VALUES (X'01', 'mesh_llm_model_launch_total', 1, 1, 'sum', 2, 'n1', 'm'),
+                    (X'02', 'mesh_llm_model_launch_total', 1, 1, 'sum', 2, 'n2', 'm'),
+                    (X'03', 'mesh_llm_model_uptime_s', 1, 1, 'histogram', 2, 'n1', 'm');
+             INSERT INTO rollup_daily (StreamId, Day, Value) VALUES (1, 10, 2), (1, 12, 5), (2, 11, 1);
+             INSERT INTO rollup_histogram_daily (StreamId, Day, Count, Sum, BucketCounts)
+             VALUES (3, 10, 1, 5, '[1,0]'), (3, 11, 3, 50, '[1,2]');",
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.version().unwrap(), SCHEMA_VERSION);
+        let summaries: Vec<(i64, i64, i64, f64, Option<String>)> = store
+            .connection()
+            .prepare(
+                "SELECT SeriesId, FirstDay, LastDay, Whole, WholeBuckets FROM streams \
+                 ORDER BY StreamId",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            summaries,
+            [
+                (1, 10, 12, 5.0, None),
+                (2, 11, 11, 1.0, None),
+                (1, 10, 11, 3.0, Some("[1,2]".to_string())),
+            ]
+        );
+        let report = crate::Report::build(&store, crate::ReportOptions::default()).unwrap();
+        let launched = report.answer("most_launched").unwrap();
+        assert_eq!(launched.rows, [vec![json!("m"), json!(6), json!(2)]]);
+        drop(store);
+        // A later version runs only what is new, once.
+        let later = [
             MIGRATIONS[0],
+            MIGRATIONS[1],
             "ALTER TABLE streams ADD COLUMN Extra TEXT; CREATE TABLE upgraded (x);",
         ];
-        let store = Store::open_with(&path, &upgraded).unwrap();
-        assert_eq!(store.version().unwrap(), 2);
+        let store = Store::open_with(&path, &later).unwrap();
+        assert_eq!(store.version().unwrap(), 3);
         store
             .connection()
             .execute("INSERT INTO upgraded (x) VALUES (1)", [])
             .unwrap();
         drop(store);
-        // Opening again runs nothing twice.
-        let store = Store::open_with(&path, &upgraded).unwrap();
-        assert_eq!(store.version().unwrap(), 2);
+        let store = Store::open_with(&path, &later).unwrap();
+        assert_eq!(store.version().unwrap(), 3);
     }
 
     #[test]

@@ -10,117 +10,118 @@
 --   delta: the sum of the window's points (each point is stored once).
 -- Histograms the same way, bucket by bucket. Totals add streams up.
 --
--- One pass over the daily rows of sums and gauges.
-DROP TABLE IF EXISTS temp.window_values;
-CREATE TEMP TABLE window_values (
-    StreamId INTEGER PRIMARY KEY,
-    LastBeforeEnd REAL,
-    LastBeforeStart REAL,
-    WindowSum REAL NOT NULL,
-    WindowMax REAL
-);
-INSERT INTO window_values (StreamId, LastBeforeEnd, LastBeforeStart, WindowSum, WindowMax)
-SELECT StreamId,
-       max(CASE WHEN Day < :until THEN Value END),
-       max(CASE WHEN Day < :since THEN Value END),
-       total(CASE WHEN Day >= :since AND Day < :until THEN Value END),
-       max(CASE WHEN Day >= :since AND Day < :until THEN Value END)
-FROM rollup_daily
-GROUP BY StreamId;
--- The five counters, side by side, per node and dimensions: what the
--- questions add up.
+-- A stream whose rollup rows all lie inside the window counts its whole
+-- value (streams.Whole, kept by ingest); one with none inside counts
+-- nothing; only a stream the window cuts reads its rollup rows.
+--
+-- The five counters, side by side, per series (a node and the report's
+-- dimensions): what the questions add up.
 DROP TABLE IF EXISTS temp.lifecycle;
 CREATE TEMP TABLE lifecycle AS
 WITH counts AS (
-    SELECT s.Node, s.MetricName, s.Model, s.GpuName, s.BackendDevice, s.GpuCount,
-           s.ContextBucket, s.FailureReason,
-           CASE s.AggregationTemporality
-               WHEN 1 THEN v.WindowSum
-               ELSE coalesce(v.LastBeforeEnd, 0) - coalesce(v.LastBeforeStart, 0)
+    SELECT s.SeriesId, s.MetricName,
+           CASE
+               WHEN s.FirstDay IS NULL OR s.LastDay < :since OR s.FirstDay >= :until THEN 0
+               WHEN s.FirstDay >= :since AND s.LastDay < :until THEN s.Whole
+               WHEN s.AggregationTemporality = 1 THEN (
+                   SELECT total(r.Value) FROM rollup_daily AS r
+                   WHERE r.StreamId = s.StreamId AND r.Day >= :since AND r.Day < :until)
+               ELSE CASE
+                        WHEN s.LastDay < :until THEN s.Whole
+                        ELSE coalesce((SELECT max(r.Value) FROM rollup_daily AS r
+                                       WHERE r.StreamId = s.StreamId AND r.Day < :until), 0)
+                    END
+                  - CASE
+                        WHEN s.FirstDay >= :since THEN 0
+                        ELSE coalesce((SELECT max(r.Value) FROM rollup_daily AS r
+                                       WHERE r.StreamId = s.StreamId AND r.Day < :since), 0)
+                    END
            END AS N
-    FROM window_values AS v
-    JOIN streams AS s ON s.StreamId = v.StreamId
+    FROM streams AS s
     WHERE s.Kind = 'sum'
+),
+-- In the index's order: grouping sorts nothing.
+per_series AS (
+    SELECT SeriesId,
+           total(CASE MetricName WHEN 'mesh_llm_model_launch_total' THEN N END) AS launches,
+           total(CASE MetricName WHEN 'mesh_llm_model_launch_success_total' THEN N END) AS successes,
+           total(CASE MetricName WHEN 'mesh_llm_model_launch_failure_total' THEN N END) AS failures,
+           total(CASE MetricName WHEN 'mesh_llm_model_unload_total' THEN N END) AS unloads,
+           total(CASE MetricName WHEN 'mesh_llm_model_exit_unexpected_total' THEN N END) AS exits
+    FROM counts
+    WHERE N > 0
+    GROUP BY SeriesId
 )
-SELECT Node, Model, GpuName, BackendDevice, GpuCount, ContextBucket, FailureReason,
-       total(CASE MetricName WHEN 'mesh_llm_model_launch_total' THEN N END) AS launches,
-       total(CASE MetricName WHEN 'mesh_llm_model_launch_success_total' THEN N END) AS successes,
-       total(CASE MetricName WHEN 'mesh_llm_model_launch_failure_total' THEN N END) AS failures,
-       total(CASE MetricName WHEN 'mesh_llm_model_unload_total' THEN N END) AS unloads,
-       total(CASE MetricName WHEN 'mesh_llm_model_exit_unexpected_total' THEN N END) AS exits
-FROM counts
-WHERE N > 0
-GROUP BY 1, 2, 3, 4, 5, 6, 7;
+SELECT se.NodeId AS Node, se.Model, se.GpuName, se.BackendDevice, se.GpuCount, se.ContextBucket,
+       se.FailureReason, c.launches, c.successes, c.failures, c.unloads, c.exits
+FROM per_series AS c
+JOIN series AS se ON se.SeriesId = c.SeriesId;
+-- The questions group by prefixes of this (model; model and GPU; model and
+-- hardware), so they read it in order and sort nothing.
+CREATE INDEX temp.lifecycle_by_hardware ON lifecycle (
+    Model, GpuName, BackendDevice, GpuCount, Node, launches, successes, failures, unloads, exits,
+    ContextBucket, FailureReason
+);
 -- Gauges are snapshots: the largest exact context length each node showed
 -- in the window.
 DROP TABLE IF EXISTS temp.contexts;
 CREATE TEMP TABLE contexts AS
-SELECT s.Node, s.Model, s.GpuName, s.ContextBucket, max(v.WindowMax) AS Value
-FROM window_values AS v
-JOIN streams AS s ON s.StreamId = v.StreamId
-WHERE s.MetricName = 'mesh_llm_model_context_length'
-  AND v.WindowMax IS NOT NULL
+WITH window_max AS (
+    SELECT s.SeriesId,
+           CASE
+               WHEN s.FirstDay IS NULL OR s.LastDay < :since OR s.FirstDay >= :until THEN NULL
+               WHEN s.FirstDay >= :since AND s.LastDay < :until THEN s.Whole
+               ELSE (SELECT max(r.Value) FROM rollup_daily AS r
+                     WHERE r.StreamId = s.StreamId AND r.Day >= :since AND r.Day < :until)
+           END AS Value
+    FROM streams AS s
+    WHERE s.Kind = 'gauge' AND s.MetricName = 'mesh_llm_model_context_length'
+)
+SELECT se.NodeId AS Node, se.Model, se.GpuName, se.ContextBucket, max(w.Value) AS Value
+FROM window_max AS w
+JOIN series AS se ON se.SeriesId = w.SeriesId
+WHERE w.Value IS NOT NULL
 GROUP BY 1, 2, 3, 4;
--- Histograms: per stream, the bucket counts of the last (largest-count)
--- row before the end and before the start; for delta histograms, the sum
--- of the window's rows.
-DROP TABLE IF EXISTS temp.histogram_ends;
-CREATE TEMP TABLE histogram_ends (
-    StreamId INTEGER PRIMARY KEY,
-    Count REAL NOT NULL,
-    BucketCounts TEXT NOT NULL
-);
-INSERT INTO histogram_ends (StreamId, Count, BucketCounts)
-SELECT StreamId, max(Count), BucketCounts
-FROM rollup_histogram_daily
-WHERE Day < :until
-GROUP BY StreamId;
-DROP TABLE IF EXISTS temp.histogram_starts;
-CREATE TEMP TABLE histogram_starts (
-    StreamId INTEGER PRIMARY KEY,
-    Count REAL NOT NULL,
-    BucketCounts TEXT NOT NULL
-);
-INSERT INTO histogram_starts (StreamId, Count, BucketCounts)
-SELECT StreamId, max(Count), BucketCounts
-FROM rollup_histogram_daily
-WHERE Day < :since
-GROUP BY StreamId;
-DROP TABLE IF EXISTS temp.histogram_streams;
-CREATE TEMP TABLE histogram_streams (
-    Node TEXT NOT NULL,
-    MetricName TEXT NOT NULL,
-    Model TEXT,
-    GpuName TEXT,
-    FailureReason TEXT,
-    EndBuckets TEXT,
-    StartBuckets TEXT
-);
-INSERT INTO histogram_streams
-SELECT s.Node, s.MetricName, s.Model, s.GpuName, s.FailureReason, e.BucketCounts, st.BucketCounts
-FROM histogram_ends AS e
-JOIN streams AS s ON s.StreamId = e.StreamId
-LEFT JOIN histogram_starts AS st ON st.StreamId = e.StreamId
-WHERE s.AggregationTemporality = 2
-  AND e.Count > coalesce(st.Count, 0);
-INSERT INTO histogram_streams
-SELECT s.Node, s.MetricName, s.Model, s.GpuName, s.FailureReason, d.Buckets, NULL
-FROM (
-    SELECT StreamId, bucket_delta_sum(BucketCounts, NULL) AS Buckets, total(Count) AS Count
-    FROM rollup_histogram_daily
-    WHERE Day >= :since AND Day < :until
-      AND StreamId IN (SELECT StreamId FROM streams
-                       WHERE Kind = 'histogram' AND AggregationTemporality = 1)
-    GROUP BY StreamId
-) AS d
-JOIN streams AS s ON s.StreamId = d.StreamId
-WHERE s.AggregationTemporality = 1
-  AND d.Count > 0;
--- The window's bucket counts per metric and dimensions. (The nodes behind
--- them are those of the counters that count the same launches and ends.)
+-- Histograms: per stream, the bucket counts at the window's end and start
+-- (of the largest-count row before each, the first such row on a tie); for
+-- delta histograms, the sum of the window's rows. Added up per metric and
+-- dimensions. (The nodes behind them are those of the counters that count
+-- the same launches and ends.)
 DROP TABLE IF EXISTS temp.histograms;
 CREATE TEMP TABLE histograms AS
-SELECT MetricName, Model, GpuName, FailureReason,
-       bucket_delta_sum(EndBuckets, StartBuckets) AS Buckets
-FROM histogram_streams
-GROUP BY 1, 2, 3, 4;
+WITH streams_in_window AS (
+    SELECT s.SeriesId, s.MetricName,
+           CASE
+               WHEN s.FirstDay >= :since AND s.LastDay < :until THEN s.WholeBuckets
+               WHEN s.AggregationTemporality = 1 THEN (
+                   SELECT bucket_delta_sum(r.BucketCounts, NULL) FROM rollup_histogram_daily AS r
+                   WHERE r.StreamId = s.StreamId AND r.Day >= :since AND r.Day < :until)
+               WHEN s.LastDay < :until THEN s.WholeBuckets
+               ELSE (SELECT r.BucketCounts FROM rollup_histogram_daily AS r
+                     WHERE r.StreamId = s.StreamId AND r.Day < :until
+                     ORDER BY r.Count DESC, r.Day LIMIT 1)
+           END AS EndBuckets,
+           CASE
+               WHEN s.FirstDay >= :since OR s.AggregationTemporality = 1 THEN NULL
+               ELSE (SELECT r.BucketCounts FROM rollup_histogram_daily AS r
+                     WHERE r.StreamId = s.StreamId AND r.Day < :since
+                     ORDER BY r.Count DESC, r.Day LIMIT 1)
+           END AS StartBuckets
+    FROM streams AS s
+    WHERE s.Kind = 'histogram'
+      AND s.LastDay >= :since AND s.FirstDay < :until
+),
+-- Grouped with bucket_delta_sums, which sorts nothing: many streams, few
+-- groups.
+totals AS (
+    SELECT bucket_delta_sums(json_array(h.MetricName, se.Model, se.GpuName, se.FailureReason),
+                             h.EndBuckets, h.StartBuckets) AS PerGroup
+    FROM streams_in_window AS h
+    JOIN series AS se ON se.SeriesId = h.SeriesId
+)
+SELECT json_extract(g.key, '$[0]') AS MetricName,
+       json_extract(g.key, '$[1]') AS Model,
+       json_extract(g.key, '$[2]') AS GpuName,
+       json_extract(g.key, '$[3]') AS FailureReason,
+       g.value AS Buckets
+FROM totals AS t, json_each(t.PerGroup) AS g;

@@ -5,7 +5,8 @@ WITH counts AS (
     SELECT Model AS model,
            GpuName AS gpu_name,
            total(launches) AS launches,
-           total(unloads + exits) AS ended
+           total(unloads + exits) AS ended,
+           count(DISTINCT CASE WHEN launches + unloads + exits > 0 THEN Node END) AS nodes
     FROM lifecycle
     GROUP BY 1, 2
 ),
@@ -26,12 +27,6 @@ uptime AS (
     FROM histograms
     WHERE MetricName = 'mesh_llm_model_uptime_s'
     GROUP BY 1, 2
-),
-nodes AS (
-    SELECT Model AS model, GpuName AS gpu_name, count(DISTINCT Node) AS nodes
-    FROM lifecycle
-    WHERE launches + unloads + exits > 0
-    GROUP BY 1, 2
 )
 SELECT c.model,
        c.gpu_name,
@@ -40,11 +35,10 @@ SELECT c.model,
        l.p90 AS launch_p90_ms,
        CAST(c.ended AS INTEGER) AS ended,
        u.p50 AS uptime_p50_s,
-       n.nodes
+       c.nodes
 FROM counts AS c
 LEFT JOIN launch_time AS l ON l.model IS c.model AND l.gpu_name IS c.gpu_name
 LEFT JOIN uptime AS u ON u.model IS c.model AND u.gpu_name IS c.gpu_name
-LEFT JOIN nodes AS n ON n.model IS c.model AND n.gpu_name IS c.gpu_name
 WHERE c.launches + c.ended > 0
   AND c.launches >= :min_launches
 ORDER BY launch_p90_ms DESC NULLS LAST, uptime_p50_s NULLS LAST, c.model NULLS LAST,

@@ -7,7 +7,9 @@ WITH counts AS (
     SELECT Model AS model,
            total(launches) AS launches,
            total(successes) AS successes,
-           total(exits) AS exits
+           total(exits) AS exits,
+           count(DISTINCT CASE WHEN launches + successes + unloads + exits > 0 THEN Node END)
+             AS nodes
     FROM lifecycle
     GROUP BY Model
 ),
@@ -17,12 +19,6 @@ uptime AS (
     FROM histograms
     WHERE MetricName = 'mesh_llm_model_uptime_s'
     GROUP BY Model
-),
-nodes AS (
-    SELECT Model AS model, count(DISTINCT Node) AS nodes
-    FROM lifecycle
-    WHERE launches + successes + unloads + exits > 0
-    GROUP BY Model
 )
 SELECT c.model,
        CAST(c.launches AS INTEGER) AS launches,
@@ -30,10 +26,9 @@ SELECT c.model,
        CAST(c.exits AS INTEGER) AS unexpected_exits,
        c.exits / nullif(c.successes, 0) AS exits_per_success,
        u.p50 AS uptime_p50_s,
-       n.nodes
+       c.nodes
 FROM counts AS c
 LEFT JOIN uptime AS u ON u.model IS c.model
-LEFT JOIN nodes AS n ON n.model IS c.model
 WHERE c.successes + c.exits > 0
   AND c.launches >= :min_launches
 ORDER BY exits_per_success DESC NULLS LAST, unexpected_exits DESC, c.model NULLS LAST;
