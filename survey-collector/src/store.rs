@@ -1,10 +1,11 @@
 //! Store: accepted points into embedded SQLite (bundled, WAL mode).
 //!
-//! Tables are in `sql/schema.sql`. One transaction per batch, committed
-//! with `synchronous = FULL`, so a batch answered 200 is on disk. Per point:
-//! find or create its stream, keep the raw point if the stream's value
-//! changed, and fold it into the stream's daily rollup, which is all the
-//! report reads.
+//! Tables are in `sql/sqlite/schema.sql` and `summaries.sql`. One
+//! transaction per batch, committed with `synchronous = FULL`, so a batch
+//! answered 200 is on disk. Per point: find or create its stream (and its
+//! series), keep the raw point if the stream's value changed, and fold it
+//! into the stream's daily rollup and summary, which are all the report
+//! reads.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
