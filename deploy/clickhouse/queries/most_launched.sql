@@ -1,0 +1,10 @@
+-- Which models are most frequently launched?
+-- nodes: distinct node processes (service.instance.id) that launched it.
+SELECT Model AS model,
+       toInt64(sum(Launches)) AS launches,
+       uniqExact(Node) AS nodes
+FROM survey.lifecycle(since = {since:Date}, until = {until:Date})
+WHERE Launches > 0
+GROUP BY Model
+HAVING sum(Launches) >= {min_launches:UInt64}
+ORDER BY launches DESC, model ASC NULLS LAST

@@ -1,0 +1,326 @@
+//! The scale-out path gives the same answers: a fleet's exports, captured,
+//! go both to `survey-collector serve` and, mapped to the rows the
+//! OpenTelemetry Collector's clickhouse exporter writes, into a real
+//! ClickHouse engine (chdb) holding `deploy/clickhouse/schema.sql`; the six
+//! queries of `deploy/clickhouse/queries/` must return what
+//! `survey-collector report --format json` returns, for several windows:
+//! the same rows in the same order, integers equal, floats equal to 1e-9
+//! relative.
+//!
+//! The exports are replayed with what a real fleet does to a collector:
+//! values repeated export after export, retried requests, requests out of
+//! order, a node restarting (a second start time in the same process), and
+//! two identical nodes started in the same second (told apart only by
+//! `service.instance.id`). They are spread over days, so windows cut
+//! streams.
+//!
+//! chdb comes from the Python package registry, pinned in
+//! `deploy/clickhouse/requirements.txt`, in a virtual environment under
+//! `target/` that `deploy/clickhouse/venv.sh` creates on first use.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value;
+use opentelemetry_proto::tonic::metrics::v1::metric;
+use prost::Message;
+use serde_json::Value as Json;
+use survey_collector::{Day, Report, ReportOptions, ServeConfig, Server, Store};
+use survey_fleet::exporter_rows;
+use survey_fleet::fleet::{self, Fleet};
+
+const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
+/// The instance id of the node identical to node 0.
+const TWIN: &str = "0f0e0d0c-0b0a-4908-8706-050403020100";
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The pinned chdb's Python, the environment created if needed.
+fn chdb_python() -> PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+        .join("chdb-venv");
+    let status = Command::new(workspace().join("deploy/clickhouse/venv.sh"))
+        .arg(&dir)
+        .status()
+        .expect("deploy/clickhouse/venv.sh runs");
+    assert!(
+        status.success(),
+        "deploy/clickhouse/venv.sh could not create the chdb environment in {}",
+        dir.display()
+    );
+    dir.join("bin/python")
+}
+
+fn instance_id(request: &ExportMetricsServiceRequest) -> String {
+    request
+        .resource_metrics
+        .iter()
+        .flat_map(|rm| rm.resource.iter().flat_map(|r| r.attributes.iter()))
+        .find(|kv| kv.key == "service.instance.id")
+        .and_then(|kv| kv.value.as_ref()?.value.clone())
+        .map(|v| match v {
+            any_value::Value::StringValue(s) => s,
+            other => format!("{other:?}"),
+        })
+        .expect("every export carries service.instance.id")
+}
+
+/// Applies `f` to every data point's (start, time) of `request`.
+fn retime(request: &mut ExportMetricsServiceRequest, f: impl Fn(&mut u64, &mut u64)) {
+    for sm in request
+        .resource_metrics
+        .iter_mut()
+        .flat_map(|rm| rm.scope_metrics.iter_mut())
+    {
+        for metric in &mut sm.metrics {
+            match &mut metric.data {
+                Some(metric::Data::Sum(sum)) => sum
+                    .data_points
+                    .iter_mut()
+                    .for_each(|p| f(&mut p.start_time_unix_nano, &mut p.time_unix_nano)),
+                Some(metric::Data::Gauge(gauge)) => gauge
+                    .data_points
+                    .iter_mut()
+                    .for_each(|p| f(&mut p.start_time_unix_nano, &mut p.time_unix_nano)),
+                Some(metric::Data::Histogram(histogram)) => histogram
+                    .data_points
+                    .iter_mut()
+                    .for_each(|p| f(&mut p.start_time_unix_nano, &mut p.time_unix_nano)),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn set_instance_id(request: &mut ExportMetricsServiceRequest, id: &str) {
+    for kv in request
+        .resource_metrics
+        .iter_mut()
+        .flat_map(|rm| rm.resource.iter_mut().flat_map(|r| r.attributes.iter_mut()))
+    {
+        if kv.key == "service.instance.id" {
+            kv.value = Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                value: Some(any_value::Value::StringValue(id.to_string())),
+            });
+        }
+    }
+}
+
+/// The fleet's exports as a collector receives them over days: each node's
+/// k-th export of n moved n - 1 - k days back (its start n days back), a
+/// twin of node 0, a restart of node 1, every fifth request retried, and
+/// the whole in a shuffled order.
+fn replayed(captured: Vec<ExportMetricsServiceRequest>) -> Vec<ExportMetricsServiceRequest> {
+    let mut by_node: BTreeMap<String, Vec<ExportMetricsServiceRequest>> = BTreeMap::new();
+    for request in captured {
+        by_node
+            .entry(instance_id(&request))
+            .or_default()
+            .push(request);
+    }
+    let mut nodes: Vec<Vec<ExportMetricsServiceRequest>> = by_node.into_values().collect();
+    for requests in &mut nodes {
+        let n = requests.len() as u64;
+        for (k, request) in requests.iter_mut().enumerate() {
+            let back = (n - 1 - k as u64) * NANOS_PER_DAY;
+            retime(request, |start, time| {
+                *start -= n * NANOS_PER_DAY;
+                *time -= back;
+            });
+        }
+    }
+    let mut twin = nodes[0].clone();
+    twin.iter_mut().for_each(|r| set_instance_id(r, TWIN));
+    // The same process, survey restarted a second later: new streams.
+    let mut restarted = nodes[1].clone();
+    restarted
+        .iter_mut()
+        .for_each(|r| retime(r, |start, _| *start += 1_000_000_000));
+    let mut all: Vec<ExportMetricsServiceRequest> = nodes
+        .into_iter()
+        .flatten()
+        .chain(twin)
+        .chain(restarted)
+        .collect();
+    let retried: Vec<_> = all.iter().step_by(5).cloned().collect();
+    all.extend(retried);
+    // A seeded shuffle (xorshift), so a failure reproduces.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    for i in (1..all.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        all.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    all
+}
+
+/// Numbers: integers equal, floats equal to 1e-9 relative; everything else
+/// equal, objects by key.
+fn same(a: &Json, b: &Json) -> bool {
+    match (a, b) {
+        (Json::Number(x), Json::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => {
+                let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+                x == y || (x - y).abs() <= 1e-9 * x.abs().max(y.abs())
+            }
+        },
+        (Json::Array(x), Json::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+        }
+        (Json::Object(x), Json::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_answers_equal_the_collector_s() {
+    let python = chdb_python();
+    let dir = std::env::temp_dir().join(format!("survey-clickhouse-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // A fleet's exports, captured.
+    let receiver = survey_otlp_receiver::Receiver::start();
+    let endpoint = receiver.endpoint();
+    let fleet = Fleet {
+        nodes: 8,
+        launches: 10,
+        seed: 3,
+        parallel: 4,
+    };
+    let launches = tokio::task::spawn_blocking(move || {
+        fleet::run(
+            Path::new(env!("CARGO_BIN_EXE_survey-fleet")),
+            &endpoint,
+            fleet,
+        )
+    })
+    .await
+    .unwrap()
+    .expect("the fleet runs");
+    assert_eq!(launches.len(), 80);
+    let captured: Vec<ExportMetricsServiceRequest> = receiver
+        .requests()
+        .into_iter()
+        .map(|r| r.decoded.expect("every export decodes"))
+        .collect();
+    receiver.stop();
+    let sends = replayed(captured);
+
+    // Into survey-collector, over HTTP.
+    let server = Server::start(ServeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        db: dir.join("survey.db"),
+        tokens: Default::default(),
+        tls: None,
+        retention: Duration::from_secs(48 * 3600),
+        limits: Default::default(),
+    })
+    .await
+    .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    for request in &sends {
+        let answer = client
+            .post(format!("{}/v1/metrics", server.endpoint()))
+            .header("content-type", "application/x-protobuf")
+            .body(request.encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+    }
+    server.shutdown().await;
+
+    // Into ClickHouse, as the exporter writes them.
+    let batches_path = dir.join("batches.jsonl");
+    let lines: Vec<String> = sends
+        .iter()
+        .flat_map(exporter_rows::batches)
+        .map(|b| b.to_line())
+        .collect();
+    std::fs::write(&batches_path, lines.join("\n")).unwrap();
+
+    let today = (SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400) as i64;
+    let windows = [
+        (None, None, 0),
+        (Some(today - 6), Some(today - 2), 0),
+        (Some(today - 4), None, 3),
+        (None, Some(today - 3), 0),
+        (Some(today), None, 0),
+    ];
+    let mut command = Command::new(&python);
+    command
+        .arg(workspace().join("deploy/clickhouse/report.py"))
+        .arg("--batches")
+        .arg(&batches_path);
+    for (since, until, min) in windows {
+        let date = |d: Option<i64>| d.map(|d| Day(d).to_date()).unwrap_or_default();
+        command.arg(format!("--window={}:{}:{min}", date(since), date(until)));
+    }
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "report.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let clickhouse: Vec<Json> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(clickhouse.len(), windows.len());
+
+    let store = Store::open_read_only(&dir.join("survey.db")).unwrap();
+    let mut compared_rows = 0;
+    for ((since, until, min_launches), ch) in windows.iter().zip(&clickhouse) {
+        let options = ReportOptions {
+            since: since.map(Day),
+            until: until.map(Day),
+            min_launches: *min_launches,
+            ..ReportOptions::default()
+        };
+        let embedded = Report::build(&store, options).unwrap().to_json();
+        for key in embedded.as_object().unwrap().keys() {
+            let (e, c) = (&embedded[key], &ch[key]);
+            assert!(
+                same(e, c),
+                "window {options:?}, {key}:\nsurvey-collector: {e:#}\nClickHouse: {c:#}"
+            );
+            compared_rows += e.as_array().unwrap().len();
+        }
+    }
+    // The comparison had something to compare, and the twin and the
+    // restart counted: two nodes' 10 launches each count twice.
+    assert!(compared_rows > 50, "{compared_rows} rows compared");
+    let all = Report::build(&store, ReportOptions::default())
+        .unwrap()
+        .to_json();
+    let counted: i64 = all["most_launched"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["launches"].as_i64().unwrap())
+        .sum();
+    assert_eq!(counted, launches.len() as i64 + 2 * fleet.launches as i64);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
