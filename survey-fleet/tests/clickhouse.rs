@@ -43,8 +43,14 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The pinned chdb's Python, the environment created if needed.
+/// The pinned chdb's Python, the environment created if needed (once for
+/// all the tests here).
 fn chdb_python() -> PathBuf {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(create_chdb_environment).clone()
+}
+
+fn create_chdb_environment() -> PathBuf {
     let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target"))
@@ -323,4 +329,43 @@ async fn clickhouse_answers_equal_the_collector_s() {
     assert_eq!(counted, launches.len() as i64 + 2 * fleet.launches as i64);
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_cluster_schema_is_generated_from_the_single_server_one_and_parses() {
+    let output = Command::new(chdb_python())
+        .arg(workspace().join("deploy/clickhouse/cluster.py"))
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "cluster.py --check: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let said = String::from_utf8_lossy(&output.stdout);
+    let parsed: usize = said.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(parsed >= 20, "{said}");
+}
+
+#[test]
+fn the_bucket_bounds_in_sql_are_survey_s() {
+    let schema = std::fs::read_to_string(workspace().join("deploy/clickhouse/schema.sql")).unwrap();
+    let function = &schema[schema.find("CREATE FUNCTION IF NOT EXISTS survey_bounds").unwrap()..];
+    for (metric, bounds) in [
+        (
+            survey::schema::LAUNCH_DURATION_MS,
+            &survey::schema::LAUNCH_DURATION_BOUNDARIES_MS[..],
+        ),
+        (survey::schema::UPTIME_S, &survey::schema::UPTIME_BOUNDARIES_S[..]),
+    ] {
+        let after = &function[function.find(&format!("'{metric}'")).unwrap()..];
+        let list = &after[after.find('[').unwrap() + 1..after.find(']').unwrap()];
+        let parsed: Vec<f64> = list
+            .split(',')
+            .map(|n| n.trim().parse().unwrap())
+            .collect();
+        assert_eq!(parsed, bounds, "{metric}");
+    }
 }

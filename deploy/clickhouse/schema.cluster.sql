@@ -1,0 +1,399 @@
+-- survey on a ClickHouse cluster: generated from schema.sql by cluster.py
+-- (cluster survey); edit schema.sql and run
+-- `deploy/clickhouse/cluster.py > deploy/clickhouse/schema.cluster.sql`.
+-- The exporter's table DDL in it comes from the OpenTelemetry Collector
+-- contrib (Apache License 2.0); see schema.sql.
+-- Needs the macros {shard} and {replica} on every server.
+
+-- survey on ClickHouse, single server: the tables the OpenTelemetry
+-- Collector's clickhouse exporter writes, and what makes the six questions
+-- cheap at scale. Apply with `clickhouse-client --multiquery < schema.sql`
+-- before starting the collector (its config sets `create_schema: false`).
+-- `cluster.py` turns this file into the cluster form (`schema.cluster.sql`).
+--
+-- The counting rule is the one of survey-collector
+-- (survey-collector/sql/sqlite/counting.sql), on per-stream daily rollups
+-- that materialized views keep as the exporter inserts:
+--   a cumulative counter counts, per stream, its largest value before the
+--   window's end minus its largest value before the window's start, so
+--   repeated exports, retried requests and late points change nothing, and
+--   the first point of a stream counts in full; totals add streams up;
+--   histograms the same, bucket by bucket; the context gauge gives the
+--   largest value seen in the window.
+-- A stream is one process's series: metric, resource (which carries
+-- service.instance.id, so two identical nodes are two streams), attributes
+-- (keys in any order: the key sorts them) and start time.
+--
+-- Differences from survey-collector, on input survey sends:
+--   * the exporter stores times in whole seconds (DateTime), so two
+--     restarts of survey within one process in the same second are one
+--     stream here;
+--   * only cumulative sums and histograms are counted (survey sends no
+--     other); the collector's config drops delta points.
+CREATE DATABASE IF NOT EXISTS survey ON CLUSTER survey;
+
+-- The exporter's tables.
+--
+-- The three CREATE TABLE statements below reproduce, for compatibility (the
+-- exporter's INSERTs name these columns, in this order, with these types),
+-- the DDL that the clickhouse exporter of OpenTelemetry Collector contrib
+-- release v0.159.0 runs when `create_schema` is true:
+-- github.com/open-telemetry/opentelemetry-collector-contrib,
+-- exporter/clickhouseexporter/internal/sqltemplates/metrics_sum_table.sql,
+-- metrics_gauge_table.sql and metrics_histogram_table.sql, rendered with
+-- database "survey", the default engine MergeTree() and `ttl: 720h`
+-- (raw points are kept 30 days; the rollups below keep no TTL).
+-- Copyright The OpenTelemetry Authors. Licensed under the Apache License,
+-- Version 2.0 (http://www.apache.org/licenses/LICENSE-2.0).
+CREATE TABLE IF NOT EXISTS survey.otel_metrics_sum_local ON CLUSTER survey  (
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ResourceSchemaUrl String CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeDroppedAttrCount UInt32 CODEC(ZSTD(1)),
+    ScopeSchemaUrl String CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    MetricName LowCardinality(String) CODEC(ZSTD(1)),
+    MetricDescription String CODEC(ZSTD(1)),
+    MetricUnit String CODEC(ZSTD(1)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    StartTimeUnix DateTime CODEC(Delta, ZSTD(1)),
+    TimeUnix DateTime CODEC(Delta, ZSTD(1)),
+    Value Float64 CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),
+    Exemplars Nested (
+        FilteredAttributes Map(LowCardinality(String), String),
+        TimeUnix DateTime,
+        Value Float64,
+        SpanId String,
+        TraceId String
+    ) CODEC(ZSTD(1)),
+    AggregationTemporality Int32 CODEC(ZSTD(1)),
+    IsMonotonic Boolean CODEC(Delta, ZSTD(1)),
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_scope_attr_key mapKeys(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_scope_attr_value mapValues(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_key mapKeys(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_time_minmax TimeUnix TYPE minmax GRANULARITY 1
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/survey/otel_metrics_sum_local', '{replica}')
+    TTL toDateTime(TimeUnix) + toIntervalDay(30)
+    PARTITION BY toDate(TimeUnix)
+    ORDER BY (ServiceName, MetricName, toStartOfHour(TimeUnix), cityHash64(Attributes), TimeUnix)
+    SETTINGS index_granularity=8192, ttl_only_drop_parts = 1;
+
+CREATE TABLE IF NOT EXISTS survey.otel_metrics_gauge_local ON CLUSTER survey  (
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ResourceSchemaUrl String CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeDroppedAttrCount UInt32 CODEC(ZSTD(1)),
+    ScopeSchemaUrl String CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    MetricName LowCardinality(String) CODEC(ZSTD(1)),
+    MetricDescription String CODEC(ZSTD(1)),
+    MetricUnit String CODEC(ZSTD(1)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    StartTimeUnix DateTime CODEC(Delta, ZSTD(1)),
+    TimeUnix DateTime CODEC(Delta, ZSTD(1)),
+    Value Float64 CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),
+    Exemplars Nested (
+        FilteredAttributes Map(LowCardinality(String), String),
+        TimeUnix DateTime,
+        Value Float64,
+        SpanId String,
+        TraceId String
+    ) CODEC(ZSTD(1)),
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_scope_attr_key mapKeys(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_scope_attr_value mapValues(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_key mapKeys(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_time_minmax TimeUnix TYPE minmax GRANULARITY 1
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/survey/otel_metrics_gauge_local', '{replica}')
+    TTL toDateTime(TimeUnix) + toIntervalDay(30)
+    PARTITION BY toDate(TimeUnix)
+    ORDER BY (ServiceName, MetricName, toStartOfHour(TimeUnix), cityHash64(Attributes), TimeUnix)
+    SETTINGS index_granularity=8192, ttl_only_drop_parts = 1;
+
+CREATE TABLE IF NOT EXISTS survey.otel_metrics_histogram_local ON CLUSTER survey  (
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ResourceSchemaUrl String CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeDroppedAttrCount UInt32 CODEC(ZSTD(1)),
+    ScopeSchemaUrl String CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    MetricName LowCardinality(String) CODEC(ZSTD(1)),
+    MetricDescription String CODEC(ZSTD(1)),
+    MetricUnit String CODEC(ZSTD(1)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    StartTimeUnix DateTime CODEC(Delta, ZSTD(1)),
+    TimeUnix DateTime CODEC(Delta, ZSTD(1)),
+    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    BucketCounts Array(UInt64) CODEC(ZSTD(1)),
+    ExplicitBounds Array(Float64) CODEC(ZSTD(1)),
+    Exemplars Nested (
+        FilteredAttributes Map(LowCardinality(String), String),
+        TimeUnix DateTime,
+        Value Float64,
+        SpanId String,
+        TraceId String
+    ) CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),
+    Min Float64 CODEC(ZSTD(1)),
+    Max Float64 CODEC(ZSTD(1)),
+    AggregationTemporality Int32 CODEC(ZSTD(1)),
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_scope_attr_key mapKeys(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_scope_attr_value mapValues(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_key mapKeys(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_time_minmax TimeUnix TYPE minmax GRANULARITY 1
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/survey/otel_metrics_histogram_local', '{replica}')
+    TTL toDateTime(TimeUnix) + toIntervalDay(30)
+    PARTITION BY toDate(TimeUnix)
+    ORDER BY (ServiceName, MetricName, toStartOfHour(TimeUnix), cityHash64(Attributes), TimeUnix)
+    SETTINGS index_granularity=8192, ttl_only_drop_parts = 1;
+
+-- Typed columns, computed on insert from the exporter's maps: the report's
+-- dimensions, the node (service.instance.id, or the whole resource of a
+-- sender without one), the stream's key and its UTC day. An absent
+-- attribute is NULL, as in survey-collector.
+ALTER TABLE survey.otel_metrics_sum_local ON CLUSTER survey
+    ADD COLUMN IF NOT EXISTS Node String MATERIALIZED
+        if(ResourceAttributes['service.instance.id'] != '',
+           ResourceAttributes['service.instance.id'], toString(mapSort(ResourceAttributes))),
+    ADD COLUMN IF NOT EXISTS Model Nullable(String) MATERIALIZED nullIf(Attributes['mesh_llm.model'], ''),
+    ADD COLUMN IF NOT EXISTS GpuName Nullable(String) MATERIALIZED nullIf(Attributes['mesh_llm.gpu_name'], ''),
+    ADD COLUMN IF NOT EXISTS BackendDevice Nullable(String) MATERIALIZED
+        nullIf(Attributes['mesh_llm.backend_device'], ''),
+    ADD COLUMN IF NOT EXISTS GpuCount Nullable(Int64) MATERIALIZED toInt64OrNull(Attributes['mesh_llm.gpu_count']),
+    ADD COLUMN IF NOT EXISTS ContextBucket Nullable(String) MATERIALIZED
+        nullIf(Attributes['mesh_llm.context_bucket'], ''),
+    ADD COLUMN IF NOT EXISTS FailureReason Nullable(String) MATERIALIZED
+        nullIf(Attributes['mesh_llm.failure_reason'], ''),
+    ADD COLUMN IF NOT EXISTS StreamKey FixedString(16) MATERIALIZED
+        sipHash128(MetricName, mapSort(ResourceAttributes), mapSort(Attributes), StartTimeUnix),
+    ADD COLUMN IF NOT EXISTS Day Date MATERIALIZED toDate(TimeUnix, 'UTC');
+
+-- survey.otel_metrics_sum: the cluster-wide table over survey.otel_metrics_sum_local.
+CREATE TABLE IF NOT EXISTS survey.otel_metrics_sum ON CLUSTER survey AS survey.otel_metrics_sum_local
+    ENGINE = Distributed(survey, survey, otel_metrics_sum_local, cityHash64(ResourceAttributes['service.instance.id']));
+
+ALTER TABLE survey.otel_metrics_histogram_local ON CLUSTER survey
+    ADD COLUMN IF NOT EXISTS Node String MATERIALIZED
+        if(ResourceAttributes['service.instance.id'] != '',
+           ResourceAttributes['service.instance.id'], toString(mapSort(ResourceAttributes))),
+    ADD COLUMN IF NOT EXISTS Model Nullable(String) MATERIALIZED nullIf(Attributes['mesh_llm.model'], ''),
+    ADD COLUMN IF NOT EXISTS GpuName Nullable(String) MATERIALIZED nullIf(Attributes['mesh_llm.gpu_name'], ''),
+    ADD COLUMN IF NOT EXISTS BackendDevice Nullable(String) MATERIALIZED
+        nullIf(Attributes['mesh_llm.backend_device'], ''),
+    ADD COLUMN IF NOT EXISTS GpuCount Nullable(Int64) MATERIALIZED toInt64OrNull(Attributes['mesh_llm.gpu_count']),
+    ADD COLUMN IF NOT EXISTS ContextBucket Nullable(String) MATERIALIZED
+        nullIf(Attributes['mesh_llm.context_bucket'], ''),
+    ADD COLUMN IF NOT EXISTS FailureReason Nullable(String) MATERIALIZED
+        nullIf(Attributes['mesh_llm.failure_reason'], ''),
+    ADD COLUMN IF NOT EXISTS StreamKey FixedString(16) MATERIALIZED
+        sipHash128(MetricName, mapSort(ResourceAttributes), mapSort(Attributes), StartTimeUnix),
+    ADD COLUMN IF NOT EXISTS Day Date MATERIALIZED toDate(TimeUnix, 'UTC');
+
+-- survey.otel_metrics_histogram: the cluster-wide table over survey.otel_metrics_histogram_local.
+CREATE TABLE IF NOT EXISTS survey.otel_metrics_histogram ON CLUSTER survey AS survey.otel_metrics_histogram_local
+    ENGINE = Distributed(survey, survey, otel_metrics_histogram_local, cityHash64(ResourceAttributes['service.instance.id']));
+
+-- A gauge is a snapshot: its stream has no start time.
+ALTER TABLE survey.otel_metrics_gauge_local ON CLUSTER survey
+    ADD COLUMN IF NOT EXISTS Node String MATERIALIZED
+        if(ResourceAttributes['service.instance.id'] != '',
+           ResourceAttributes['service.instance.id'], toString(mapSort(ResourceAttributes))),
+    ADD COLUMN IF NOT EXISTS Model Nullable(String) MATERIALIZED nullIf(Attributes['mesh_llm.model'], ''),
+    ADD COLUMN IF NOT EXISTS GpuName Nullable(String) MATERIALIZED nullIf(Attributes['mesh_llm.gpu_name'], ''),
+    ADD COLUMN IF NOT EXISTS BackendDevice Nullable(String) MATERIALIZED
+        nullIf(Attributes['mesh_llm.backend_device'], ''),
+    ADD COLUMN IF NOT EXISTS GpuCount Nullable(Int64) MATERIALIZED toInt64OrNull(Attributes['mesh_llm.gpu_count']),
+    ADD COLUMN IF NOT EXISTS ContextBucket Nullable(String) MATERIALIZED
+        nullIf(Attributes['mesh_llm.context_bucket'], ''),
+    ADD COLUMN IF NOT EXISTS FailureReason Nullable(String) MATERIALIZED
+        nullIf(Attributes['mesh_llm.failure_reason'], ''),
+    ADD COLUMN IF NOT EXISTS StreamKey FixedString(16) MATERIALIZED
+        sipHash128(MetricName, mapSort(ResourceAttributes), mapSort(Attributes)),
+    ADD COLUMN IF NOT EXISTS Day Date MATERIALIZED toDate(TimeUnix, 'UTC');
+
+-- survey.otel_metrics_gauge: the cluster-wide table over survey.otel_metrics_gauge_local.
+CREATE TABLE IF NOT EXISTS survey.otel_metrics_gauge ON CLUSTER survey AS survey.otel_metrics_gauge_local
+    ENGINE = Distributed(survey, survey, otel_metrics_gauge_local, cityHash64(ResourceAttributes['service.instance.id']));
+
+-- Per stream and UTC day: the largest value of a cumulative counter, or of
+-- the context gauge. The dimensions depend on the stream alone.
+CREATE TABLE IF NOT EXISTS survey.stream_days_local ON CLUSTER survey (
+    MetricName LowCardinality(String),
+    StreamKey FixedString(16),
+    Day Date,
+    Node SimpleAggregateFunction(any, String),
+    Model SimpleAggregateFunction(any, Nullable(String)),
+    GpuName SimpleAggregateFunction(any, Nullable(String)),
+    BackendDevice SimpleAggregateFunction(any, Nullable(String)),
+    GpuCount SimpleAggregateFunction(any, Nullable(Int64)),
+    ContextBucket SimpleAggregateFunction(any, Nullable(String)),
+    FailureReason SimpleAggregateFunction(any, Nullable(String)),
+    Largest SimpleAggregateFunction(max, Float64)
+) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/survey/stream_days_local', '{replica}')
+    PARTITION BY toYYYYMM(Day)
+    ORDER BY (MetricName, StreamKey, Day);
+
+-- survey.stream_days: the cluster-wide table over survey.stream_days_local.
+CREATE TABLE IF NOT EXISTS survey.stream_days ON CLUSTER survey AS survey.stream_days_local
+    ENGINE = Distributed(survey, survey, stream_days_local);
+
+-- Per stream and UTC day: a cumulative histogram's largest count, and the
+-- bucket counts at that count.
+CREATE TABLE IF NOT EXISTS survey.histogram_days_local ON CLUSTER survey (
+    MetricName LowCardinality(String),
+    StreamKey FixedString(16),
+    Day Date,
+    Node SimpleAggregateFunction(any, String),
+    Model SimpleAggregateFunction(any, Nullable(String)),
+    GpuName SimpleAggregateFunction(any, Nullable(String)),
+    FailureReason SimpleAggregateFunction(any, Nullable(String)),
+    LargestCount SimpleAggregateFunction(max, UInt64),
+    Buckets AggregateFunction(argMax, Array(UInt64), UInt64)
+) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/survey/histogram_days_local', '{replica}')
+    PARTITION BY toYYYYMM(Day)
+    ORDER BY (MetricName, StreamKey, Day);
+
+-- survey.histogram_days: the cluster-wide table over survey.histogram_days_local.
+CREATE TABLE IF NOT EXISTS survey.histogram_days ON CLUSTER survey AS survey.histogram_days_local
+    ENGINE = Distributed(survey, survey, histogram_days_local);
+
+-- What fills them, as the exporter inserts. Only survey's points count:
+-- cumulative, with no flags (as survey-collector accepts them).
+CREATE MATERIALIZED VIEW IF NOT EXISTS survey.sum_days_mv ON CLUSTER survey TO survey.stream_days_local AS
+SELECT MetricName, StreamKey, Day,
+       any(Node) AS Node, any(Model) AS Model, any(GpuName) AS GpuName,
+       any(BackendDevice) AS BackendDevice, any(GpuCount) AS GpuCount,
+       any(ContextBucket) AS ContextBucket, any(FailureReason) AS FailureReason,
+       max(Value) AS Largest
+FROM survey.otel_metrics_sum_local
+WHERE AggregationTemporality = 2 AND Flags = 0
+GROUP BY MetricName, StreamKey, Day;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS survey.gauge_days_mv ON CLUSTER survey TO survey.stream_days_local AS
+SELECT MetricName, StreamKey, Day,
+       any(Node) AS Node, any(Model) AS Model, any(GpuName) AS GpuName,
+       any(BackendDevice) AS BackendDevice, any(GpuCount) AS GpuCount,
+       any(ContextBucket) AS ContextBucket, any(FailureReason) AS FailureReason,
+       max(Value) AS Largest
+FROM survey.otel_metrics_gauge_local
+WHERE Flags = 0
+GROUP BY MetricName, StreamKey, Day;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS survey.histogram_days_mv ON CLUSTER survey TO survey.histogram_days_local AS
+SELECT MetricName, StreamKey, Day,
+       any(Node) AS Node, any(Model) AS Model, any(GpuName) AS GpuName,
+       any(FailureReason) AS FailureReason,
+       max(Count) AS LargestCount,
+       argMaxState(BucketCounts, Count) AS Buckets
+FROM survey.otel_metrics_histogram_local
+WHERE AggregationTemporality = 2 AND Flags = 0
+GROUP BY MetricName, StreamKey, Day;
+
+-- The counting rule over a window [since, until) of UTC days, as
+-- parameterized views: survey.lifecycle(since = ..., until = ...) etc.
+CREATE VIEW IF NOT EXISTS survey.lifecycle ON CLUSTER survey AS
+WITH streams AS (
+    SELECT MetricName, StreamKey,
+           any(Node) AS Node, any(Model) AS Model, any(GpuName) AS GpuName,
+           any(BackendDevice) AS BackendDevice, any(GpuCount) AS GpuCount,
+           any(ContextBucket) AS ContextBucket, any(FailureReason) AS FailureReason,
+           maxIf(Largest, Day < {until:Date}) - maxIf(Largest, Day < {since:Date}) AS N
+    FROM survey.stream_days
+    WHERE MetricName IN ('mesh_llm_model_launch_total', 'mesh_llm_model_launch_success_total',
+                         'mesh_llm_model_launch_failure_total', 'mesh_llm_model_unload_total',
+                         'mesh_llm_model_exit_unexpected_total')
+      AND Day < {until:Date}
+    GROUP BY MetricName, StreamKey
+)
+SELECT Node, Model, GpuName, BackendDevice, GpuCount, ContextBucket, FailureReason,
+       sumIf(N, MetricName = 'mesh_llm_model_launch_total') AS Launches,
+       sumIf(N, MetricName = 'mesh_llm_model_launch_success_total') AS Successes,
+       sumIf(N, MetricName = 'mesh_llm_model_launch_failure_total') AS Failures,
+       sumIf(N, MetricName = 'mesh_llm_model_unload_total') AS Unloads,
+       sumIf(N, MetricName = 'mesh_llm_model_exit_unexpected_total') AS Exits
+FROM streams
+WHERE N > 0
+GROUP BY Node, Model, GpuName, BackendDevice, GpuCount, ContextBucket, FailureReason;
+
+-- The largest exact context length each node showed in the window.
+CREATE VIEW IF NOT EXISTS survey.contexts ON CLUSTER survey AS
+SELECT Node, Model, GpuName, ContextBucket, max(Largest) AS Context
+FROM survey.stream_days
+WHERE MetricName = 'mesh_llm_model_context_length'
+  AND Day >= {since:Date} AND Day < {until:Date}
+GROUP BY Node, Model, GpuName, ContextBucket;
+
+-- The window's bucket counts per metric and dimensions: per stream, the
+-- bucket counts at its largest count before the end minus those before
+-- the start.
+CREATE VIEW IF NOT EXISTS survey.histograms ON CLUSTER survey AS
+WITH days AS (
+    SELECT MetricName, StreamKey, Day,
+           any(Model) AS Model, any(GpuName) AS GpuName, any(FailureReason) AS FailureReason,
+           max(LargestCount) AS DayCount, argMaxMerge(Buckets) AS DayBuckets
+    FROM survey.histogram_days
+    WHERE Day < {until:Date}
+    GROUP BY MetricName, StreamKey, Day
+),
+streams AS (
+    SELECT MetricName, StreamKey,
+           any(Model) AS Model, any(GpuName) AS GpuName, any(FailureReason) AS FailureReason,
+           maxIf(DayCount, Day < {since:Date}) AS StartCount,
+           max(DayCount) AS EndCount,
+           argMaxIf(DayBuckets, DayCount, Day < {since:Date}) AS StartBuckets,
+           argMax(DayBuckets, DayCount) AS EndBuckets
+    FROM days
+    GROUP BY MetricName, StreamKey
+)
+SELECT MetricName, Model, GpuName, FailureReason,
+       sumForEach(arrayMap((e, i) -> if(i > length(StartBuckets), e,
+                                        if(StartBuckets[i] < e, toUInt64(e - StartBuckets[i]),
+                                           toUInt64(0))),
+                           EndBuckets, arrayEnumerate(EndBuckets))) AS Buckets
+FROM streams
+WHERE EndCount > StartCount
+GROUP BY MetricName, Model, GpuName, FailureReason;
+
+-- The q-quantile of the observations in `counts` under the bucket bounds
+-- `bounds` (the first bucket starts at 0), interpolated within the bucket
+-- that holds it; in the unbounded last bucket, its lower bound; NULL when
+-- there are none. As survey-collector's histogram_quantile.
+CREATE FUNCTION IF NOT EXISTS survey_quantile ON CLUSTER survey AS (q, bounds, counts) ->
+    if(arraySum(counts) = 0, NULL,
+       survey_quantile_in(q * arraySum(counts), bounds, counts,
+           arrayFirstIndex((c, n) -> n > 0 AND c >= q * arraySum(counts),
+                           arrayCumSum(counts), counts)));
+
+CREATE FUNCTION IF NOT EXISTS survey_quantile_in ON CLUSTER survey AS (rank, bounds, counts, i) ->
+    if(i > length(bounds),
+       toFloat64(if(i = 1, 0, bounds[i - 1])),
+       if(i = 1, 0, bounds[i - 1])
+         + (bounds[i] - if(i = 1, 0, bounds[i - 1]))
+           * ((rank - toFloat64(arraySum(arraySlice(counts, 1, i - 1)))) / counts[i]));
+
+-- survey's bucket bounds (survey-runtime/src/schema.rs).
+CREATE FUNCTION IF NOT EXISTS survey_bounds ON CLUSTER survey AS (metric) ->
+    multiIf(metric = 'mesh_llm_model_launch_duration_ms',
+            [100., 250., 500., 1000., 2500., 5000., 10000., 20000., 30000., 60000., 120000., 300000.,
+             600000.],
+            metric = 'mesh_llm_model_uptime_s',
+            [10., 30., 60., 300., 900., 1800., 3600., 7200., 21600., 43200., 86400., 172800., 345600.,
+             604800.],
+            CAST([], 'Array(Float64)'));
