@@ -83,17 +83,20 @@ def parse_window(text):
     return since or FIRST_DAY, until or LAST_DAY, int(minimum or 0)
 
 
-def report(s, since, until, min_launches):
+def question(s, key, since, until, min_launches):
+    """The rows answering question `key` over [since, until)."""
     params = {"since": since, "until": until, "min_launches": min_launches}
-    answers = {}
-    for key in QUESTIONS:
-        sql = (HERE / "queries" / f"{key}.sql").read_text()
-        sql = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
-        settings = ", ".join(f"{k} = {v}" for k, v in SETTINGS.items())
-        sql = sql + (",\n" if "SETTINGS" in sql else "\nSETTINGS ") + settings
-        out = s.query(sql, "JSONEachRow", params=params).bytes().decode()
-        answers[key] = [json.loads(line) for line in out.splitlines() if line.strip()]
-    return answers
+    sql = (HERE / "queries" / f"{key}.sql").read_text()
+    sql = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    settings = ", ".join(f"{k} = {v}" for k, v in SETTINGS.items())
+    sql = sql + (",\n" if "SETTINGS" in sql else "\nSETTINGS ") + settings
+    out = s.query(sql, "JSONEachRow", params=params).bytes().decode()
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def report(s, since, until, min_launches):
+    """The six answers, by question."""
+    return {key: question(s, key, since, until, min_launches) for key in QUESTIONS}
 
 
 def main():

@@ -322,22 +322,15 @@ GROUP BY Node, Model, GpuName, ContextBucket;
 -- bucket counts at its largest count before the end minus those before
 -- the start.
 CREATE VIEW IF NOT EXISTS survey.histograms AS
-WITH days AS (
-    SELECT MetricName, StreamKey, Day,
-           any(Model) AS Model, any(GpuName) AS GpuName, any(FailureReason) AS FailureReason,
-           max(LargestCount) AS DayCount, argMaxMerge(Buckets) AS DayBuckets
-    FROM survey.histogram_days
-    WHERE Day < {until:Date}
-    GROUP BY MetricName, StreamKey, Day
-),
-streams AS (
+WITH streams AS (
     SELECT MetricName, StreamKey,
            any(Model) AS Model, any(GpuName) AS GpuName, any(FailureReason) AS FailureReason,
-           maxIf(DayCount, Day < {since:Date}) AS StartCount,
-           max(DayCount) AS EndCount,
-           argMaxIf(DayBuckets, DayCount, Day < {since:Date}) AS StartBuckets,
-           argMax(DayBuckets, DayCount) AS EndBuckets
-    FROM days
+           maxIf(LargestCount, Day < {since:Date}) AS StartCount,
+           max(LargestCount) AS EndCount,
+           argMaxMergeIf(Buckets, Day < {since:Date}) AS StartBuckets,
+           argMaxMerge(Buckets) AS EndBuckets
+    FROM survey.histogram_days
+    WHERE Day < {until:Date}
     GROUP BY MetricName, StreamKey
 )
 SELECT MetricName, Model, GpuName, FailureReason,
