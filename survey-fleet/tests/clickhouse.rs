@@ -352,20 +352,22 @@ fn the_cluster_schema_is_generated_from_the_single_server_one_and_parses() {
 #[test]
 fn the_bucket_bounds_in_sql_are_survey_s() {
     let schema = std::fs::read_to_string(workspace().join("deploy/clickhouse/schema.sql")).unwrap();
-    let function = &schema[schema.find("CREATE FUNCTION IF NOT EXISTS survey_bounds").unwrap()..];
+    let function = &schema[schema
+        .find("CREATE FUNCTION IF NOT EXISTS survey_bounds")
+        .unwrap()..];
     for (metric, bounds) in [
         (
             survey::schema::LAUNCH_DURATION_MS,
             &survey::schema::LAUNCH_DURATION_BOUNDARIES_MS[..],
         ),
-        (survey::schema::UPTIME_S, &survey::schema::UPTIME_BOUNDARIES_S[..]),
+        (
+            survey::schema::UPTIME_S,
+            &survey::schema::UPTIME_BOUNDARIES_S[..],
+        ),
     ] {
         let after = &function[function.find(&format!("'{metric}'")).unwrap()..];
         let list = &after[after.find('[').unwrap() + 1..after.find(']').unwrap()];
-        let parsed: Vec<f64> = list
-            .split(',')
-            .map(|n| n.trim().parse().unwrap())
-            .collect();
+        let parsed: Vec<f64> = list.split(',').map(|n| n.trim().parse().unwrap()).collect();
         assert_eq!(parsed, bounds, "{metric}");
     }
 }
