@@ -62,7 +62,7 @@ def generate(s, nodes, days):
                toUInt64(max(c)),
                argMaxState(arrayMap(i -> if(i = bucket, toUInt64(c), toUInt64(0)),
                                     range(1, length(survey_bounds(metric)) + 2)),
-                           toUInt64(c))
+                           (toUInt64(c), -toInt32({first} + d)))
         FROM counted
         ARRAY JOIN ['mesh_llm_model_launch_duration_ms', 'mesh_llm_model_uptime_s'] AS metric,
                    [6, 7] AS bucket

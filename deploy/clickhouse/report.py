@@ -8,12 +8,14 @@ the six queries in queries/ for each window asked, and prints one JSON
 object per window with the same keys, rows and field names as
 `survey-collector report --format json`.
 
-    report.py --batches rows.jsonl [--window SINCE:UNTIL:MIN_LAUNCHES ...]
+    report.py --batches rows.jsonl [--window SINCE:UNTIL:MIN_LAUNCHES[:MIN_NODES] ...]
 
 rows.jsonl holds one exported request per line:
     {"table": "otel_metrics_sum", "rows": [{...}, ...]}
 A window's dates are YYYY-MM-DD (UTC, SINCE inclusive, UNTIL exclusive);
-either may be empty for no bound, as may MIN_LAUNCHES (0).
+either may be empty for no bound, as may MIN_LAUNCHES (0). Rows backed by
+fewer than MIN_NODES distinct node processes (default 1) are left out and
+counted on stderr, as survey-collector's --min-nodes does.
 """
 
 import argparse
@@ -72,15 +74,32 @@ def insert(s, batches):
 
 def parse_window(text):
     parts = text.split(":")
-    if len(parts) != 3:
-        raise argparse.ArgumentTypeError(f"expected SINCE:UNTIL:MIN_LAUNCHES, got {text!r}")
-    since, until, minimum = parts
+    if len(parts) == 3:
+        parts.append("")
+    if len(parts) != 4:
+        raise argparse.ArgumentTypeError(
+            f"expected SINCE:UNTIL:MIN_LAUNCHES[:MIN_NODES], got {text!r}")
+    since, until, minimum, min_nodes = parts
     for day in (since, until):
         if day and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):
             raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {day!r}")
-    if minimum and not minimum.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a whole number of launches, got {minimum!r}")
-    return since or FIRST_DAY, until or LAST_DAY, int(minimum or 0)
+    if since and until and since >= until:
+        raise argparse.ArgumentTypeError(f"the window is empty: {since} is not before {until}")
+    for number, what in ((minimum, "launches"), (min_nodes, "nodes")):
+        if number and not number.isdigit():
+            raise argparse.ArgumentTypeError(f"expected a whole number of {what}, got {number!r}")
+    return since or FIRST_DAY, until or LAST_DAY, int(minimum or 0), max(int(min_nodes or 1), 1)
+
+
+def suppress(answers, min_nodes):
+    """Leaves out the rows backed by fewer than min_nodes nodes; returns how
+    many."""
+    suppressed = 0
+    for key, rows in answers.items():
+        kept = [row for row in rows if row.get("nodes", min_nodes) >= min_nodes]
+        suppressed += len(rows) - len(kept)
+        answers[key] = kept
+    return suppressed
 
 
 def question(s, key, since, until, min_launches):
@@ -104,14 +123,19 @@ def main():
     parser.add_argument("--batches", required=True, type=pathlib.Path,
                         help="exported requests as exporter rows, one JSON object per line")
     parser.add_argument("--window", action="append", type=parse_window, default=[],
-                        help="SINCE:UNTIL:MIN_LAUNCHES (repeatable; default: everything)")
+                        help="SINCE:UNTIL:MIN_LAUNCHES[:MIN_NODES] (repeatable; default: everything)")
     args = parser.parse_args()
     s = session()
     with args.batches.open() as batches:
         insert(s, batches)
-    windows = args.window or [(FIRST_DAY, LAST_DAY, 0)]
-    for since, until, min_launches in windows:
-        print(json.dumps(report(s, since, until, min_launches)))
+    windows = args.window or [(FIRST_DAY, LAST_DAY, 0, 1)]
+    for since, until, min_launches, min_nodes in windows:
+        answers = report(s, since, until, min_launches)
+        suppressed = suppress(answers, min_nodes)
+        if suppressed:
+            print(f"{since} to {until}: {suppressed} rows backed by fewer than {min_nodes} "
+                  "nodes suppressed", file=sys.stderr)
+        print(json.dumps(answers))
 
 
 if __name__ == "__main__":

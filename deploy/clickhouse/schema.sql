@@ -215,6 +215,33 @@ ALTER TABLE survey.otel_metrics_gauge
         sipHash128(MetricName, mapSort(ResourceAttributes), mapSort(Attributes)),
     ADD COLUMN IF NOT EXISTS Day Date MATERIALIZED toDate(TimeUnix, 'UTC');
 
+-- The q-quantile of the observations in `counts` under the bucket bounds
+-- `bounds` (the first bucket starts at 0), interpolated within the bucket
+-- that holds it; in the unbounded last bucket, its lower bound; NULL when
+-- there are none. As survey-collector's histogram_quantile.
+CREATE FUNCTION IF NOT EXISTS survey_quantile AS (q, bounds, counts) ->
+    if(arraySum(counts) = 0, NULL,
+       survey_quantile_in(q * arraySum(counts), bounds, counts,
+           arrayFirstIndex((c, n) -> n > 0 AND c >= q * arraySum(counts),
+                           arrayCumSum(counts), counts)));
+
+CREATE FUNCTION IF NOT EXISTS survey_quantile_in AS (rank, bounds, counts, i) ->
+    if(i > length(bounds),
+       toFloat64(if(i = 1, 0, bounds[i - 1])),
+       if(i = 1, 0, bounds[i - 1])
+         + (bounds[i] - if(i = 1, 0, bounds[i - 1]))
+           * ((rank - toFloat64(arraySum(arraySlice(counts, 1, i - 1)))) / counts[i]));
+
+-- survey's bucket bounds (survey-runtime/src/schema.rs).
+CREATE FUNCTION IF NOT EXISTS survey_bounds AS (metric) ->
+    multiIf(metric = 'mesh_llm_model_launch_duration_ms',
+            [100., 250., 500., 1000., 2500., 5000., 10000., 20000., 30000., 60000., 120000., 300000.,
+             600000.],
+            metric = 'mesh_llm_model_uptime_s',
+            [10., 30., 60., 300., 900., 1800., 3600., 7200., 21600., 43200., 86400., 172800., 345600.,
+             604800.],
+            CAST([], 'Array(Float64)'));
+
 -- Per stream and UTC day: the largest value of a cumulative counter, or of
 -- the context gauge. The dimensions depend on the stream alone.
 CREATE TABLE IF NOT EXISTS survey.stream_days (
@@ -244,13 +271,17 @@ CREATE TABLE IF NOT EXISTS survey.histogram_days (
     GpuName SimpleAggregateFunction(any, Nullable(String)),
     FailureReason SimpleAggregateFunction(any, Nullable(String)),
     LargestCount SimpleAggregateFunction(max, UInt64),
-    Buckets AggregateFunction(argMax, Array(UInt64), UInt64)
+    -- The bucket counts of the largest count, the earliest day's on a tie.
+    Buckets AggregateFunction(argMax, Array(UInt64), Tuple(UInt64, Int32))
 ) ENGINE = AggregatingMergeTree()
     PARTITION BY toYYYYMM(Day)
     ORDER BY (MetricName, StreamKey, Day);
 
 -- What fills them, as the exporter inserts. Only survey's points count:
--- cumulative, with no flags (as survey-collector accepts them).
+-- cumulative, with no flags (as survey-collector accepts them). Within one
+-- day, two points of a histogram with equal counts and different buckets
+-- (which no honest sender makes) may keep either's buckets here, where
+-- survey-collector keeps the first to arrive.
 CREATE MATERIALIZED VIEW IF NOT EXISTS survey.sum_days_mv TO survey.stream_days AS
 SELECT MetricName, StreamKey, Day,
        any(Node) AS Node, any(Model) AS Model, any(GpuName) AS GpuName,
@@ -276,9 +307,14 @@ SELECT MetricName, StreamKey, Day,
        any(Node) AS Node, any(Model) AS Model, any(GpuName) AS GpuName,
        any(FailureReason) AS FailureReason,
        max(Count) AS LargestCount,
-       argMaxState(BucketCounts, Count) AS Buckets
+       argMaxState(BucketCounts, (Count, -toInt32(Day))) AS Buckets
 FROM survey.otel_metrics_histogram
 WHERE AggregationTemporality = 2 AND Flags = 0
+  -- survey's bucket bounds, and counts that add up (as survey-collector
+  -- accepts them).
+  AND ExplicitBounds = survey_bounds(MetricName)
+  AND length(BucketCounts) = length(ExplicitBounds) + 1
+  AND arraySum(BucketCounts) = Count
 GROUP BY MetricName, StreamKey, Day;
 
 -- The counting rule over a window [since, until) of UTC days, as
@@ -341,30 +377,3 @@ SELECT MetricName, Model, GpuName, FailureReason,
 FROM streams
 WHERE EndCount > StartCount
 GROUP BY MetricName, Model, GpuName, FailureReason;
-
--- The q-quantile of the observations in `counts` under the bucket bounds
--- `bounds` (the first bucket starts at 0), interpolated within the bucket
--- that holds it; in the unbounded last bucket, its lower bound; NULL when
--- there are none. As survey-collector's histogram_quantile.
-CREATE FUNCTION IF NOT EXISTS survey_quantile AS (q, bounds, counts) ->
-    if(arraySum(counts) = 0, NULL,
-       survey_quantile_in(q * arraySum(counts), bounds, counts,
-           arrayFirstIndex((c, n) -> n > 0 AND c >= q * arraySum(counts),
-                           arrayCumSum(counts), counts)));
-
-CREATE FUNCTION IF NOT EXISTS survey_quantile_in AS (rank, bounds, counts, i) ->
-    if(i > length(bounds),
-       toFloat64(if(i = 1, 0, bounds[i - 1])),
-       if(i = 1, 0, bounds[i - 1])
-         + (bounds[i] - if(i = 1, 0, bounds[i - 1]))
-           * ((rank - toFloat64(arraySum(arraySlice(counts, 1, i - 1)))) / counts[i]));
-
--- survey's bucket bounds (survey-runtime/src/schema.rs).
-CREATE FUNCTION IF NOT EXISTS survey_bounds AS (metric) ->
-    multiIf(metric = 'mesh_llm_model_launch_duration_ms',
-            [100., 250., 500., 1000., 2500., 5000., 10000., 20000., 30000., 60000., 120000., 300000.,
-             600000.],
-            metric = 'mesh_llm_model_uptime_s',
-            [10., 30., 60., 300., 900., 1800., 3600., 7200., 21600., 43200., 86400., 172800., 345600.,
-             604800.],
-            CAST([], 'Array(Float64)'));

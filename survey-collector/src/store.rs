@@ -653,6 +653,7 @@ fn summarize(
 ) -> rusqlite::Result<()> {
     const DAYS: &str =
         "FirstDay = min(ifnull(FirstDay, ?2), ?2), LastDay = max(ifnull(LastDay, ?2), ?2)";
+    const LARGER: &str = "(?3 > ifnull(Whole, -1) OR (?3 = Whole AND ?2 < WholeDay))";
     match (value, how) {
         (Value::Number(v), Fold::Max) => tx
             .prepare_cached(&format!(
@@ -664,12 +665,14 @@ fn summarize(
                 "UPDATE streams SET {DAYS}, Whole = ifnull(Whole, 0) + ?3 WHERE StreamId = ?1"
             ))?
             .execute(params![stream, day, v]),
-        // The first point with the largest count wins, as in the rollup.
+        // The largest count wins; on a tie, the earliest day's (within a
+        // day, the first point's, as in the rollup row).
         (Value::Histogram(h), Fold::Max) => tx
             .prepare_cached(&format!(
                 "UPDATE streams SET {DAYS}, Whole = max(ifnull(Whole, ?3), ?3), \
-                 WholeSum = CASE WHEN ?3 > ifnull(Whole, -1) THEN ?4 ELSE WholeSum END, \
-                 WholeBuckets = CASE WHEN ?3 > ifnull(Whole, -1) THEN ?5 ELSE WholeBuckets END \
+                 WholeSum = CASE WHEN {LARGER} THEN ?4 ELSE WholeSum END, \
+                 WholeBuckets = CASE WHEN {LARGER} THEN ?5 ELSE WholeBuckets END, \
+                 WholeDay = CASE WHEN {LARGER} THEN ?2 ELSE WholeDay END \
                  WHERE StreamId = ?1"
             ))?
             .execute(params![

@@ -664,3 +664,44 @@ async fn delta_histograms_add_up_bucket_by_bucket() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_histogram_whose_count_did_not_grow_in_the_window_adds_nothing() {
+    // A cumulative histogram whose observations moved between buckets at an
+    // equal count (no honest sender does this, but validation lets it
+    // through): the window in which the count did not grow counts no
+    // observation, and the earliest day's buckets stand for the count,
+    // whichever arrived first.
+    let dir = TempDir::new("histogram-equal-count");
+    let server = collector(&dir).await;
+    let node = Node::new(1);
+    let start = at(DAY, 0);
+    let metric = schema::LAUNCH_DURATION_MS;
+    let early = vec![
+        cumulative(LAUNCH, model_attrs("a"), start, at(DAY, 6), 2),
+        histogram(metric, model_attrs("a"), start, at(DAY, 6), &[50.0, 50.0]),
+    ];
+    // (A third launch, still running, so the window has a row.)
+    let late = vec![
+        cumulative(LAUNCH, model_attrs("a"), start, at(DAY + 3, 6), 3),
+        histogram(
+            metric,
+            model_attrs("a"),
+            start,
+            at(DAY + 3, 6),
+            &[400_000.0, 400_000.0],
+        ),
+    ];
+    // The later day arrives first.
+    send_ok(&server, &request(&node, late)).await;
+    send_ok(&server, &request(&node, early)).await;
+    let p50 = |report: &Json| {
+        row(report, "slow_or_short", &[("model", json!("a"))])["launch_p50_ms"].clone()
+    };
+    // Everything: the two launches, as the earliest day saw them.
+    assert_eq!(p50(&report_of(&dir)), json!(50.0));
+    // From day 1: the count never grew, so no launch time.
+    let later = report(&dir, window(Some(DAY + 1), None));
+    assert_eq!(p50(&later), Json::Null);
+    server.shutdown().await;
+}

@@ -266,21 +266,27 @@ async fn clickhouse_answers_equal_the_collector_s() {
         .unwrap()
         .as_secs()
         / 86_400) as i64;
+    // (since, until, min_launches, min_nodes)
     let windows = [
-        (None, None, 0),
-        (Some(today - 6), Some(today - 2), 0),
-        (Some(today - 4), None, 3),
-        (None, Some(today - 3), 0),
-        (Some(today), None, 0),
+        (None, None, 0, 1),
+        (Some(today - 6), Some(today - 2), 0, 1),
+        (Some(today - 4), None, 3, 1),
+        (None, Some(today - 3), 0, 1),
+        (Some(today), None, 0, 1),
+        (None, None, 0, 3),
     ];
     let mut command = Command::new(&python);
     command
         .arg(workspace().join("deploy/clickhouse/report.py"))
         .arg("--batches")
         .arg(&batches_path);
-    for (since, until, min) in windows {
+    for (since, until, min_launches, min_nodes) in windows {
         let date = |d: Option<i64>| d.map(|d| Day(d).to_date()).unwrap_or_default();
-        command.arg(format!("--window={}:{}:{min}", date(since), date(until)));
+        command.arg(format!(
+            "--window={}:{}:{min_launches}:{min_nodes}",
+            date(since),
+            date(until)
+        ));
     }
     let output = command.output().unwrap();
     assert!(
@@ -297,13 +303,15 @@ async fn clickhouse_answers_equal_the_collector_s() {
 
     let store = Store::open_read_only(&dir.join("survey.db")).unwrap();
     let mut compared_rows = 0;
-    for ((since, until, min_launches), ch) in windows.iter().zip(&clickhouse) {
+    let mut suppressed = 0;
+    for ((since, until, min_launches, min_nodes), ch) in windows.iter().zip(&clickhouse) {
         let options = ReportOptions {
             since: since.map(Day),
             until: until.map(Day),
             min_launches: *min_launches,
-            ..ReportOptions::default()
+            min_nodes: *min_nodes,
         };
+        suppressed += Report::build(&store, options).unwrap().suppressed();
         let embedded = Report::build(&store, options).unwrap().to_json();
         for key in embedded.as_object().unwrap().keys() {
             let (e, c) = (&embedded[key], &ch[key]);
@@ -317,6 +325,7 @@ async fn clickhouse_answers_equal_the_collector_s() {
     // The comparison had something to compare, and the twin and the
     // restart counted: two nodes' 10 launches each count twice.
     assert!(compared_rows > 50, "{compared_rows} rows compared");
+    assert!(suppressed > 0, "no window suppressed a row");
     let all = Report::build(&store, ReportOptions::default())
         .unwrap()
         .to_json();

@@ -83,14 +83,29 @@ JOIN series AS se ON se.SeriesId = w.SeriesId
 WHERE w.Value IS NOT NULL
 GROUP BY 1, 2, 3, 4;
 -- Histograms: per stream, the bucket counts at the window's end and start
--- (of the largest-count row before each, the first such row on a tie); for
--- delta histograms, the sum of the window's rows. Added up per metric and
--- dimensions. (The nodes behind them are those of the counters that count
--- the same launches and ends.)
+-- (of the largest-count row before each, the earliest such row on a tie),
+-- for a stream whose count grew in the window; for delta histograms, the
+-- sum of the window's rows. Added up per metric and dimensions. (The nodes
+-- behind them are those of the counters that count the same launches and
+-- ends.)
 DROP TABLE IF EXISTS temp.histograms;
 CREATE TEMP TABLE histograms AS
 WITH streams_in_window AS (
     SELECT s.SeriesId, s.MetricName,
+           CASE
+               WHEN s.FirstDay >= :since AND s.LastDay < :until THEN s.Whole
+               WHEN s.AggregationTemporality = 1 THEN (
+                   SELECT total(r.Count) FROM rollup_histogram_daily AS r
+                   WHERE r.StreamId = s.StreamId AND r.Day >= :since AND r.Day < :until)
+               WHEN s.LastDay < :until THEN s.Whole
+               ELSE (SELECT max(r.Count) FROM rollup_histogram_daily AS r
+                     WHERE r.StreamId = s.StreamId AND r.Day < :until)
+           END AS EndCount,
+           CASE
+               WHEN s.FirstDay >= :since OR s.AggregationTemporality = 1 THEN 0
+               ELSE (SELECT max(r.Count) FROM rollup_histogram_daily AS r
+                     WHERE r.StreamId = s.StreamId AND r.Day < :since)
+           END AS StartCount,
            CASE
                WHEN s.FirstDay >= :since AND s.LastDay < :until THEN s.WholeBuckets
                WHEN s.AggregationTemporality = 1 THEN (
@@ -118,6 +133,7 @@ totals AS (
                              h.EndBuckets, h.StartBuckets) AS PerGroup
     FROM streams_in_window AS h
     JOIN series AS se ON se.SeriesId = h.SeriesId
+    WHERE h.EndCount > h.StartCount
 )
 SELECT json_extract(g.key, '$[0]') AS MetricName,
        json_extract(g.key, '$[1]') AS Model,

@@ -37,7 +37,9 @@ CREATE UNIQUE INDEX series_identity ON series (
 --     the total of a delta sum, the largest value of a gauge, a histogram's
 --     count (largest if cumulative, total if delta);
 --   WholeSum, WholeBuckets: a histogram's sum and bucket counts (JSON) at
---     that count, or their totals for a delta histogram.
+--     that count (the earliest day's, if several days reach it), or their
+--     totals for a delta histogram;
+--   WholeDay: the day of that count, for a cumulative histogram.
 -- A report window holding a stream's whole life takes Whole and reads none
 -- of its rollup rows.
 ALTER TABLE streams ADD COLUMN SeriesId INTEGER REFERENCES series (SeriesId);
@@ -46,6 +48,7 @@ ALTER TABLE streams ADD COLUMN LastDay INTEGER;
 ALTER TABLE streams ADD COLUMN Whole REAL;
 ALTER TABLE streams ADD COLUMN WholeSum REAL;
 ALTER TABLE streams ADD COLUMN WholeBuckets TEXT;
+ALTER TABLE streams ADD COLUMN WholeDay INTEGER;
 
 -- What the report scans, in series order, without touching the table.
 CREATE INDEX streams_for_report ON streams (

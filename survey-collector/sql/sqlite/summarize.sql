@@ -46,8 +46,8 @@ SET (FirstDay, LastDay) = (
     FROM rollup_histogram_daily AS r
     WHERE r.StreamId = streams.StreamId
 ),
-(Whole, WholeSum, WholeBuckets) = (
-    SELECT r.Count, r.Sum, r.BucketCounts
+(Whole, WholeSum, WholeBuckets, WholeDay) = (
+    SELECT r.Count, r.Sum, r.BucketCounts, r.Day
     FROM rollup_histogram_daily AS r
     WHERE r.StreamId = streams.StreamId
     ORDER BY r.Count DESC, r.Day
