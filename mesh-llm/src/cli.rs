@@ -13,6 +13,7 @@ use crate::api::{self, Client};
 use crate::config::{ConfigSource, NodeConfig};
 use crate::inference::launch::BackendSettings;
 use crate::plugin::Plugins;
+use crate::runtime::local::Signaller;
 use crate::runtime::{LoadRequest, Node, NodeSettings};
 
 /// A mesh-llm node, reduced to what the survey plugin observes.
@@ -199,13 +200,13 @@ pub fn render_status(status: &crate::runtime::NodeStatus) -> String {
         out.push_str("no models loaded\n");
     } else {
         out.push_str(&format!(
-            "{:<32} {:>6} {:>8} {:>8} {:>10}  {}\n",
-            "model", "port", "pid", "context", "uptime_s", "launch"
+            "{:<32} {:>6} {:>8} {:>8} {:>10}  {:<12} {}\n",
+            "model", "port", "pid", "context", "uptime_s", "launch", "state"
         ));
         for m in &status.models {
             out.push_str(&format!(
-                "{:<32} {:>6} {:>8} {:>8} {:>10}  {}\n",
-                m.name, m.port, m.pid, m.ctx_size, m.uptime_secs, m.launch_kind
+                "{:<32} {:>6} {:>8} {:>8} {:>10}  {:<12} {}\n",
+                m.name, m.port, m.pid, m.ctx_size, m.uptime_secs, m.launch_kind, m.state
             ));
         }
     }
@@ -268,6 +269,7 @@ async fn serve(args: ServeArgs, api_addr: SocketAddr) -> Result<(), (ExitCode, S
                 .unwrap_or(u64::MAX),
         },
         unload_grace: Duration::from_secs_f64(args.unload_grace_secs),
+        signaller: Signaller::os(),
     };
 
     // The survey plugin: a telemetry problem disables it, never the node.

@@ -1,5 +1,9 @@
 //! A local backend process after launch: watched while it runs, stopped on
 //! request (SIGTERM, a grace period, then SIGKILL).
+//!
+//! One task owns the process: it waits for the exit and reaps it, and it
+//! alone signals the process, on request, while the process is not reaped.
+//! So a signal can never reach another process that took over the pid.
 
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -7,9 +11,67 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use survey::{InstanceKey, LaunchKind, ModelFacts, SurveyModel};
-use tokio::sync::watch;
+use tokio::process::Child;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::inference::launch::{self, Launched, ModelFileFacts};
+
+/// A signal the node sends a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM: exit when ready.
+    Terminate,
+    /// SIGKILL.
+    Kill,
+}
+
+/// Delivers a signal to a backend process. The task that owns the process
+/// calls it, only while the process is not reaped, so the pid is still
+/// the backend's.
+#[derive(Clone)]
+pub struct Signaller(Arc<dyn Fn(u32, Signal) + Send + Sync>);
+
+impl Signaller {
+    /// Signals with `kill(2)`.
+    pub fn os() -> Signaller {
+        Signaller(Arc::new(|pid, signal| {
+            let number = match signal {
+                Signal::Terminate => libc::SIGTERM,
+                Signal::Kill => libc::SIGKILL,
+            };
+            if let Ok(pid) = libc::pid_t::try_from(pid)
+                && pid > 0
+            {
+                // SAFETY: kill(2) has no memory-safety preconditions.
+                unsafe {
+                    libc::kill(pid, number);
+                }
+            }
+        }))
+    }
+
+    /// Signals with `deliver` (tests observe or replace delivery).
+    pub fn new(deliver: impl Fn(u32, Signal) + Send + Sync + 'static) -> Signaller {
+        Signaller(Arc::new(deliver))
+    }
+
+    /// Delivers `signal` to `pid`.
+    pub fn send(&self, pid: u32, signal: Signal) {
+        (self.0)(pid, signal)
+    }
+}
+
+impl Default for Signaller {
+    fn default() -> Signaller {
+        Signaller::os()
+    }
+}
+
+impl std::fmt::Debug for Signaller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signaller")
+    }
+}
 
 /// A running backend the node owns.
 #[derive(Debug)]
@@ -30,15 +92,17 @@ pub struct LocalBackend {
     pub kind: LaunchKind,
     /// Port on 127.0.0.1.
     pub port: u16,
-    /// Process id.
+    /// Process id, for display (only the owning task signals it).
     pub pid: u32,
     /// Its log file.
     pub log: PathBuf,
     /// When it became healthy.
     pub loaded_at: Instant,
-    /// Running, being stopped on purpose, or exited: decides, under one
-    /// lock, whether an exit was asked for.
+    /// Running, being stopped on purpose, exited, or not stoppable: decides,
+    /// under one lock, whether an exit was asked for.
     state: Mutex<State>,
+    /// Signal requests to the task that owns the process.
+    signals: mpsc::UnboundedSender<Signal>,
     /// The exit status, once the process has exited.
     exited: watch::Receiver<Option<ExitStatus>>,
 }
@@ -64,6 +128,7 @@ enum State {
     Running,
     Stopping,
     Exited,
+    Unkillable,
 }
 
 /// Why an unload did not complete.
@@ -83,21 +148,40 @@ pub enum StopError {
     },
 }
 
+/// How long a backend gets to exit after SIGKILL before it counts as
+/// unkillable.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
 impl LocalBackend {
     /// Takes ownership of a launched backend and starts watching it. When the
-    /// process exits without [`stop`](LocalBackend::stop) having been called,
-    /// `on_unexpected_exit` runs with the backend and the exit status.
+    /// process exits without [`stop`](LocalBackend::stop) having been called
+    /// (or after a stop failed), `on_unexpected_exit` runs with the backend
+    /// and the exit status.
     pub fn watch(
         launched: Launched,
+        signaller: Signaller,
+        on_unexpected_exit: impl FnOnce(Arc<LocalBackend>, ExitStatus) + Send + 'static,
+    ) -> Arc<LocalBackend> {
+        LocalBackend::watch_with(launched, signaller, None, on_unexpected_exit)
+    }
+
+    /// [`watch`](LocalBackend::watch), with a pause after the process is
+    /// reaped and before its state is updated (for tests that force that
+    /// interleaving).
+    pub(crate) fn watch_with(
+        launched: Launched,
+        signaller: Signaller,
+        pause_after_reap: Option<oneshot::Receiver<()>>,
         on_unexpected_exit: impl FnOnce(Arc<LocalBackend>, ExitStatus) + Send + 'static,
     ) -> Arc<LocalBackend> {
         let Launched {
             spec,
             port,
-            mut child,
+            child,
             log,
         } = launched;
         let (exit_tx, exit_rx) = watch::channel(None);
+        let (signal_tx, signal_rx) = mpsc::unbounded_channel();
         let backend = Arc::new(LocalBackend {
             instance: spec.instance,
             name: spec.name,
@@ -111,22 +195,29 @@ impl LocalBackend {
             log,
             loaded_at: Instant::now(),
             state: Mutex::new(State::Running),
+            signals: signal_tx,
             exited: exit_rx,
         });
         let watched = backend.clone();
         tokio::spawn(async move {
-            let status = match child.wait().await {
+            let status = match own(child, signal_rx, signaller).await {
                 Ok(status) => status,
                 Err(error) => {
                     tracing::error!(model = %watched.name, "cannot wait for backend: {error}");
                     return;
                 }
             };
+            if let Some(pause) = pause_after_reap {
+                let _ = pause.await;
+            }
             let unexpected = {
-                let mut state = watched.state.lock().unwrap_or_else(|e| e.into_inner());
+                let mut state = watched.lock_state();
                 let was = *state;
                 *state = State::Exited;
-                was == State::Running
+                // A backend whose stop failed stays loaded (to survey too):
+                // when it does end, outside the node's hands, its end counts
+                // as an exit.
+                matches!(was, State::Running | State::Unkillable)
             };
             let _ = exit_tx.send(Some(status));
             if unexpected {
@@ -141,48 +232,239 @@ impl LocalBackend {
         self.loaded_at.elapsed()
     }
 
-    /// Whether the process has exited.
-    pub fn has_exited(&self) -> bool {
-        self.exited.borrow().is_some()
+    /// `running`, `stopping`, `exited`, or `unkillable` (it outlived
+    /// SIGKILL: still listed, for someone to look at).
+    pub fn state(&self) -> &'static str {
+        match *self.lock_state() {
+            State::Running => "running",
+            State::Stopping => "stopping",
+            State::Exited => "exited",
+            State::Unkillable => "unkillable",
+        }
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Stops the backend: SIGTERM, up to `grace` to exit, then SIGKILL.
     #[survey::unload(model = self)]
     pub async fn stop(&self, grace: Duration) -> Result<ExitStatus, StopError> {
         {
-            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut state = self.lock_state();
             if *state == State::Exited {
                 let status = (*self.exited.borrow()).unwrap_or_default();
                 return Err(StopError::AlreadyExited { status });
             }
             *state = State::Stopping;
         }
-        let mut exited = self.exited.clone();
-        signal(self.pid, libc::SIGTERM);
+        // The owning task delivers these only while the process is not
+        // reaped; once it is, the requests go nowhere.
+        let _ = self.signals.send(Signal::Terminate);
         let wait_exit = |mut exited: watch::Receiver<Option<ExitStatus>>| async move {
             exited.wait_for(Option::is_some).await.ok().and_then(|s| *s)
         };
-        if let Ok(Some(status)) = tokio::time::timeout(grace, wait_exit(exited.clone())).await {
+        if let Ok(Some(status)) = tokio::time::timeout(grace, wait_exit(self.exited.clone())).await
+        {
             return Ok(status);
         }
         tracing::warn!(model = %self.name, pid = self.pid, "backend ignored SIGTERM for {grace:?}; sending SIGKILL");
-        if exited.borrow_and_update().is_none() {
-            signal(self.pid, libc::SIGKILL);
-        }
-        match tokio::time::timeout(Duration::from_secs(10), wait_exit(exited)).await {
+        let _ = self.signals.send(Signal::Kill);
+        match tokio::time::timeout(KILL_WAIT, wait_exit(self.exited.clone())).await {
             Ok(Some(status)) => Ok(status),
-            _ => Err(StopError::Unkillable { pid: self.pid }),
+            _ => {
+                let mut state = self.lock_state();
+                if *state == State::Stopping {
+                    *state = State::Unkillable;
+                }
+                Err(StopError::Unkillable { pid: self.pid })
+            }
         }
     }
 }
 
-fn signal(pid: u32, signal: libc::c_int) {
-    if let Ok(pid) = libc::pid_t::try_from(pid)
-        && pid > 0
-    {
-        // SAFETY: kill(2) has no memory-safety preconditions.
-        unsafe {
-            libc::kill(pid, signal);
+/// Owns the process until it exits: reaps it, and meanwhile delivers the
+/// signals asked for. Waiting comes first, so no signal is delivered once
+/// the process is reaped (its pid may then be another process's).
+async fn own(
+    mut child: Child,
+    mut signals: mpsc::UnboundedReceiver<Signal>,
+    signaller: Signaller,
+) -> std::io::Result<ExitStatus> {
+    let mut open = true;
+    loop {
+        tokio::select! {
+            biased;
+            status = child.wait() => return status,
+            signal = signals.recv(), if open => match signal {
+                // `id()` is `None` once the process is reaped.
+                Some(signal) => {
+                    if let Some(pid) = child.id() {
+                        signaller.send(pid, signal);
+                    }
+                }
+                None => open = false,
+            },
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use crate::inference::launch::LaunchSpec;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A backend that is a shell running `script`.
+    fn shell(script: &str) -> Launched {
+        let child = tokio::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("/bin/sh runs");
+        Launched {
+            spec: LaunchSpec::new(
+                1,
+                PathBuf::from("/nonexistent/model.gguf"),
+                Some(4096),
+                None,
+                None,
+                LaunchKind::Startup,
+            ),
+            port: 0,
+            child,
+            log: PathBuf::new(),
+        }
+    }
+
+    /// Whether `pid` is a process this test process started and has not
+    /// reaped (a zombie counts: its pid is still ours).
+    fn is_our_child(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                // pid (comm) state ppid ...: comm may hold spaces.
+                let after = &stat[stat.rfind(')')? + 1..];
+                after.split_whitespace().nth(1)?.parse::<u32>().ok()
+            })
+            == Some(std::process::id())
+    }
+
+    /// A signaller that records what it delivers, and checks each target
+    /// is still our unreaped child.
+    fn recording() -> (Signaller, Arc<Mutex<Vec<Signal>>>) {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let log = sent.clone();
+        let signaller = Signaller::new(move |pid, signal| {
+            assert!(
+                is_our_child(pid),
+                "{signal:?} to pid {pid}, not our unreaped child"
+            );
+            log.lock().unwrap().push(signal);
+            Signaller::os().send(pid, signal);
+        });
+        (signaller, sent)
+    }
+
+    fn code(status: ExitStatus) -> Option<i32> {
+        status.code()
+    }
+
+    #[tokio::test]
+    async fn a_backend_that_ignores_sigterm_is_killed_after_the_grace_period() {
+        let (signaller, sent) = recording();
+        let backend = LocalBackend::watch(
+            shell("trap '' TERM; while :; do sleep 0.05; done"),
+            signaller,
+            |_, _| panic!("an asked-for exit is not unexpected"),
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let status = backend.stop(Duration::from_millis(300)).await.unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        assert_eq!(*sent.lock().unwrap(), [Signal::Terminate, Signal::Kill]);
+        assert_eq!(backend.state(), "exited");
+    }
+
+    #[tokio::test]
+    async fn a_backend_that_exits_within_the_grace_period_is_not_killed() {
+        let (signaller, sent) = recording();
+        let backend = LocalBackend::watch(
+            shell("trap 'sleep 0.2; exit 7' TERM; while :; do sleep 0.05; done"),
+            signaller,
+            |_, _| panic!("an asked-for exit is not unexpected"),
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let status = backend.stop(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(code(status), Some(7));
+        assert_eq!(*sent.lock().unwrap(), [Signal::Terminate]);
+    }
+
+    #[tokio::test]
+    async fn a_stop_between_the_reap_and_the_state_update_signals_nothing() {
+        // The process exits and is reaped; before its state is updated, a
+        // stop comes. Nothing may be signalled (the pid is free for reuse),
+        // and the exit is recorded once, as the stop's.
+        let (signaller, sent) = recording();
+        let (resume, pause) = oneshot::channel();
+        let unexpected = Arc::new(AtomicUsize::new(0));
+        let counted = unexpected.clone();
+        let backend =
+            LocalBackend::watch_with(shell("exit 3"), signaller, Some(pause), move |_, _| {
+                counted.fetch_add(1, Ordering::SeqCst);
+            });
+        let pid = backend.pid;
+        // Reaped: no longer our child (the pid is gone or another's).
+        let reaped = Instant::now();
+        while is_our_child(pid) {
+            assert!(reaped.elapsed() < Duration::from_secs(5), "never reaped");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let stopping = backend.clone();
+        let stop = tokio::spawn(async move { stopping.stop(Duration::from_secs(1)).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(backend.state(), "stopping");
+        resume.send(()).unwrap();
+        let status = stop.await.unwrap().unwrap();
+        assert_eq!(code(status), Some(3));
+        assert!(
+            sent.lock().unwrap().is_empty(),
+            "{:?}",
+            sent.lock().unwrap()
+        );
+        assert_eq!(unexpected.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_exit_racing_a_stop_is_recorded_once() {
+        // Each backend exits on its own at about the time it is stopped:
+        // its end is either the stop's or an unexpected exit, never both,
+        // never neither.
+        for round in 0..24u64 {
+            let (signaller, _) = recording();
+            let unexpected = Arc::new(AtomicUsize::new(0));
+            let counted = unexpected.clone();
+            let exit_ms = round % 8 * 5;
+            let backend = LocalBackend::watch(
+                shell(&format!("sleep 0.0{exit_ms:02}; exit 0")),
+                signaller,
+                move |_, _| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                },
+            );
+            tokio::time::sleep(Duration::from_millis(round % 6 * 8)).await;
+            let stopped = backend.stop(Duration::from_secs(2)).await;
+            // The exit callback, if any, runs right after the exit is seen.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let unexpected = unexpected.load(Ordering::SeqCst);
+            match stopped {
+                Ok(_) => assert_eq!(unexpected, 0, "round {round}: stopped and exited"),
+                Err(StopError::AlreadyExited { .. }) => {
+                    assert_eq!(unexpected, 1, "round {round}: neither")
+                }
+                Err(error) => panic!("round {round}: {error}"),
+            }
         }
     }
 }

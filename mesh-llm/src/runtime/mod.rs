@@ -16,7 +16,7 @@ use survey::LaunchKind;
 use crate::config::ModelEntry;
 use crate::inference::launch::{self, BackendSettings, LaunchError, LaunchSpec};
 
-use self::local::{LocalBackend, StopError};
+use self::local::{LocalBackend, Signaller, StopError};
 
 /// How the node runs its backends.
 #[derive(Debug, Clone)]
@@ -25,6 +25,8 @@ pub struct NodeSettings {
     pub backend: BackendSettings,
     /// Time a backend gets to exit after SIGTERM before SIGKILL.
     pub unload_grace: Duration,
+    /// How signals reach backend processes ([`Signaller::os`] but in tests).
+    pub signaller: Signaller,
 }
 
 /// A request to load a model.
@@ -69,6 +71,8 @@ pub struct ModelStatus {
     pub uptime_secs: u64,
     /// How it was launched.
     pub launch_kind: String,
+    /// `running`, `stopping`, or `unkillable` (it outlived SIGKILL).
+    pub state: String,
 }
 
 /// A backend that exited without being asked to.
@@ -180,9 +184,11 @@ impl Node {
         }
         let launched = launch::launch(&spec, &self.inner.settings.backend).await?;
         let node = self.clone();
-        let backend = LocalBackend::watch(launched, move |backend, status| {
-            node.backend_exited(&backend, status);
-        });
+        let backend = LocalBackend::watch(
+            launched,
+            self.inner.settings.signaller.clone(),
+            move |backend, status| node.backend_exited(&backend, status),
+        );
         tracing::info!(model = %backend.name, port = backend.port, pid = backend.pid, "model loaded");
         let status = model_status(&backend);
         let replaced = self.lock_loaded().insert(backend.name.clone(), backend);
@@ -196,29 +202,51 @@ impl Node {
         Ok(status)
     }
 
-    /// Unloads the model called `name` (its file stem or its configured path).
+    /// Unloads the model called `name` (its file stem or its configured
+    /// path). It stays listed, with its state, until its process is gone: a
+    /// backend that outlives SIGKILL stays listed as `unkillable`.
     pub async fn unload(&self, name: &str) -> Result<(), NodeError> {
         let backend = {
-            let mut loaded = self.lock_loaded();
-            let key = loaded
+            let loaded = self.lock_loaded();
+            loaded
                 .iter()
                 .find(|(key, b)| *key == name || b.model_path == std::path::Path::new(name))
-                .map(|(key, _)| key.clone())
-                .ok_or_else(|| NodeError::NotLoaded(name.to_string()))?;
-            loaded.remove(&key).expect("key was just found")
+                .map(|(_, b)| b.clone())
+                .ok_or_else(|| NodeError::NotLoaded(name.to_string()))?
         };
-        let status = backend.stop(self.inner.settings.unload_grace).await?;
+        let stopped = backend.stop(self.inner.settings.unload_grace).await;
+        if !matches!(stopped, Err(StopError::Unkillable { .. })) {
+            self.forget(&backend);
+        }
+        let status = stopped?;
         tracing::info!(model = %backend.name, %status, "model unloaded");
         Ok(())
     }
 
-    /// Unloads every model (node shutdown).
+    /// Unloads every model at once (node shutdown).
     pub async fn unload_all(&self) {
         let names: Vec<String> = self.lock_loaded().keys().cloned().collect();
+        let mut unloads = tokio::task::JoinSet::new();
         for name in names {
-            if let Err(error) = self.unload(&name).await {
-                tracing::warn!(model = %name, "unload at shutdown: {error}");
-            }
+            let node = self.clone();
+            unloads.spawn(async move {
+                if let Err(error) = node.unload(&name).await {
+                    tracing::warn!(model = %name, "unload at shutdown: {error}");
+                }
+            });
+        }
+        while unloads.join_next().await.is_some() {}
+    }
+
+    /// Removes `backend` from the loaded models, unless another instance
+    /// took its name since.
+    fn forget(&self, backend: &LocalBackend) {
+        let mut loaded = self.lock_loaded();
+        if loaded
+            .get(&backend.name)
+            .is_some_and(|current| current.instance == backend.instance)
+        {
+            loaded.remove(&backend.name);
         }
     }
 
@@ -244,15 +272,7 @@ impl Node {
     /// decided that, so an exit is recorded exactly once, as an exit or as an
     /// unload).
     fn backend_exited(&self, backend: &LocalBackend, status: ExitStatus) {
-        {
-            let mut loaded = self.lock_loaded();
-            if loaded
-                .get(&backend.name)
-                .is_some_and(|current| current.instance == backend.instance)
-            {
-                loaded.remove(&backend.name);
-            }
-        }
+        self.forget(backend);
         record_unexpected_exit(backend, status, &self.inner.exits);
     }
 
@@ -299,5 +319,6 @@ fn model_status(backend: &LocalBackend) -> ModelStatus {
         ctx_size: backend.ctx_size,
         uptime_secs: backend.uptime().as_secs(),
         launch_kind: backend.kind.to_string(),
+        state: backend.state().to_string(),
     }
 }

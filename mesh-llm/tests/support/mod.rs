@@ -1,7 +1,7 @@
 //! Drives the real `mesh-llm` binary with the stand-in `llama-server` and a
 //! real OTLP/HTTP receiver.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
