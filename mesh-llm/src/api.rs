@@ -9,8 +9,16 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::http;
 use crate::runtime::{LoadRequest, ModelStatus, Node, NodeError, NodeStatus};
@@ -32,108 +40,74 @@ pub struct ApiError {
     pub error: String,
 }
 
-/// Serves the API on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, node: Node) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let node = node.clone();
-        tokio::spawn(async move {
-            let Ok(Ok(request)) =
-                tokio::time::timeout(Duration::from_secs(10), http::read_request(&mut stream))
-                    .await
-            else {
-                return;
-            };
-            let (status, body) = route(&node, request).await;
-            let _ = http::write_response(&mut stream, status, "application/json", &body).await;
-        });
-    }
+/// The API's routes.
+pub fn router(node: Node) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/models", post(load))
+        .route("/models/{name}", delete(unload))
+        .fallback(not_found)
+        .with_state(node)
 }
 
-async fn route(node: &Node, request: http::Request) -> (u16, Vec<u8>) {
-    match (request.method.as_str(), request.path.as_str()) {
-        ("GET", "/status") => json(200, &node.status()),
-        ("POST", "/models") => match serde_json::from_slice::<LoadRequest>(&request.body) {
-            Err(e) => json(
-                400,
-                &ApiError {
-                    error: format!("bad load request: {e}"),
-                },
-            ),
-            Ok(load) => match node.load(load).await {
-                Ok(status) => json(200, &status),
-                Err(error) => json(
-                    error_status(&error),
-                    &ApiError {
-                        error: error.to_string(),
-                    },
-                ),
-            },
+/// Serves the API on `listener` until `stop` turns true.
+pub async fn serve(listener: TcpListener, node: Node, stop: watch::Receiver<bool>) {
+    http::serve(listener, router(node), stop).await
+}
+
+async fn status(State(node): State<Node>) -> Response {
+    json(StatusCode::OK, &node.status())
+}
+
+async fn load(State(node): State<Node>, body: Bytes) -> Response {
+    match serde_json::from_slice::<LoadRequest>(&body) {
+        Err(e) => error(StatusCode::BAD_REQUEST, format!("bad load request: {e}")),
+        Ok(request) => match node.load(request).await {
+            Ok(status) => json(StatusCode::OK, &status),
+            Err(e) => error(error_status(&e), e.to_string()),
         },
-        ("DELETE", path) if path.starts_with("/models/") => {
-            let name = percent_decode(&path["/models/".len()..]);
-            match node.unload(&name).await {
-                Ok(()) => json(200, &Unloaded { unloaded: name }),
-                Err(error) => json(
-                    error_status(&error),
-                    &ApiError {
-                        error: error.to_string(),
-                    },
-                ),
-            }
-        }
-        _ => json(
-            404,
-            &ApiError {
-                error: "not found".into(),
-            },
-        ),
     }
 }
 
-fn error_status(error: &NodeError) -> u16 {
+async fn unload(State(node): State<Node>, Path(name): Path<String>) -> Response {
+    match node.unload(&name).await {
+        Ok(()) => json(StatusCode::OK, &Unloaded { unloaded: name }),
+        Err(e) => error(error_status(&e), e.to_string()),
+    }
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not found".into())
+}
+
+fn error_status(error: &NodeError) -> StatusCode {
     match error {
-        NodeError::AlreadyLoaded(_) => 409,
-        NodeError::NotLoaded(_) => 404,
-        NodeError::Launch(_) | NodeError::Stop(_) => 500,
+        NodeError::AlreadyLoaded(_) => StatusCode::CONFLICT,
+        NodeError::NotLoaded(_) => StatusCode::NOT_FOUND,
+        NodeError::Launch(_) | NodeError::Stop(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
-fn json(status: u16, value: &impl Serialize) -> (u16, Vec<u8>) {
-    (status, serde_json::to_vec(value).unwrap_or_default())
+fn error(status: StatusCode, error: String) -> Response {
+    json(status, &ApiError { error })
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = s.get(i + 1..i + 3)
-            && let Ok(byte) = u8::from_str_radix(hex, 16)
-        {
-            out.push(byte);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+fn json(status: StatusCode, value: &impl Serialize) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(value).unwrap_or_default(),
+    )
+        .into_response()
 }
 
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+/// A path segment as it goes into a URL: everything but unreserved
+/// characters percent-encoded.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Why a client request failed.
 #[derive(Debug, thiserror::Error)]
@@ -155,21 +129,30 @@ pub enum ClientError {
 }
 
 /// A client of the control API.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Client {
     addr: SocketAddr,
+    http: reqwest::Client,
 }
 
 impl Client {
     /// A client of the node at `addr`.
     pub fn new(addr: SocketAddr) -> Client {
-        Client { addr }
+        Client {
+            addr,
+            http: http::client(),
+        }
     }
 
     /// The node's status.
     pub async fn status(&self) -> Result<NodeStatus, ClientError> {
-        self.call("GET", "/status", None, Duration::from_secs(10))
-            .await
+        self.call(
+            reqwest::Method::GET,
+            "/status",
+            None,
+            Duration::from_secs(10),
+        )
+        .await
     }
 
     /// Loads a model; waits as long as the launch takes (up to `timeout`).
@@ -179,35 +162,78 @@ impl Client {
         timeout: Duration,
     ) -> Result<ModelStatus, ClientError> {
         let body = serde_json::to_vec(request).map_err(|e| ClientError::Decode(e.to_string()))?;
-        self.call("POST", "/models", Some(&body), timeout).await
+        self.call(reqwest::Method::POST, "/models", Some(body), timeout)
+            .await
     }
 
     /// Unloads a model by name or path.
     pub async fn unload(&self, name: &str, timeout: Duration) -> Result<(), ClientError> {
-        let path = format!("/models/{}", percent_encode(name));
-        let _: Unloaded = self.call("DELETE", &path, None, timeout).await?;
+        let path = format!("/models/{}", utf8_percent_encode(name, SEGMENT));
+        let _: Unloaded = self
+            .call(reqwest::Method::DELETE, &path, None, timeout)
+            .await?;
         Ok(())
     }
 
     async fn call<T: for<'de> Deserialize<'de>>(
         &self,
-        method: &str,
+        method: reqwest::Method,
         path: &str,
-        body: Option<&[u8]>,
+        body: Option<Vec<u8>>,
         timeout: Duration,
     ) -> Result<T, ClientError> {
-        let response = http::request(self.addr, method, path, body, timeout)
-            .await
-            .map_err(|source| ClientError::Unreachable {
-                addr: self.addr,
-                source,
-            })?;
-        if response.status != 200 {
-            let error = serde_json::from_slice::<ApiError>(&response.body)
+        let mut request = self
+            .http
+            .request(method, http::url(self.addr, path))
+            .timeout(timeout);
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        let unreachable = |error: reqwest::Error| ClientError::Unreachable {
+            addr: self.addr,
+            source: std::io::Error::other(causes(&error)),
+        };
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(unreachable)?;
+        if status != reqwest::StatusCode::OK {
+            let error = serde_json::from_slice::<ApiError>(&body)
                 .map(|e| e.error)
-                .unwrap_or_else(|_| format!("HTTP {}", response.status));
+                .unwrap_or_else(|_| format!("HTTP {}", status.as_u16()));
             return Err(ClientError::Node(error));
         }
-        serde_json::from_slice(&response.body).map_err(|e| ClientError::Decode(e.to_string()))
+        serde_json::from_slice(&body).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+}
+
+/// An error and its causes, innermost last: `a: b: c`.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_encoded_as_one_path_segment() {
+        let encoded = utf8_percent_encode("/models/a b%.gguf", SEGMENT).to_string();
+        assert_eq!(encoded, "%2Fmodels%2Fa%20b%25.gguf");
+        let decoded = percent_encoding::percent_decode_str(&encoded)
+            .decode_utf8()
+            .unwrap();
+        assert_eq!(decoded, "/models/a b%.gguf");
     }
 }

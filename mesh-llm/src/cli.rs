@@ -284,7 +284,8 @@ async fn serve(args: ServeArgs, api_addr: SocketAddr) -> Result<(), (ExitCode, S
     })?;
     let bound = listener.local_addr().unwrap_or(api_addr);
     let node = Node::new(settings, || survey::status().to_string());
-    let api_task = tokio::spawn(api::serve(listener, node.clone()));
+    let (stop_api, api_stopped) = tokio::sync::watch::channel(false);
+    let api_task = tokio::spawn(api::serve(listener, node.clone(), api_stopped));
     println!("mesh-llm: control API listening on {bound}");
     tracing::info!(config = ?source.path(), "{}", survey::status());
 
@@ -301,7 +302,8 @@ async fn serve(args: ServeArgs, api_addr: SocketAddr) -> Result<(), (ExitCode, S
     tracing::info!("shutting down: unloading every model");
     startup.abort();
     let _ = startup.await;
-    api_task.abort();
+    let _ = stop_api.send(true);
+    let _ = api_task.await;
     node.unload_all().await;
     let report = tokio::task::spawn_blocking(move || survey.shutdown())
         .await

@@ -27,6 +27,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
 use tokio::net::TcpListener;
 
 use crate::gguf;
@@ -222,30 +225,31 @@ async fn run(args: Args, mode: Mode, load: Duration) -> ExitCode {
     };
     eprintln!("main: server is listening on http://{addr} - starting the main loop");
     let ready = Arc::new(AtomicBool::new(false));
-    {
+    let never = mode == Mode::NeverHealthy;
+    let health = {
         let ready = ready.clone();
-        let never = mode == Mode::NeverHealthy;
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let ok = ready.load(Ordering::SeqCst) && !never;
-                tokio::spawn(async move {
-                    let Ok(request) = http::read_request(&mut stream).await else {
-                        return;
-                    };
-                    let (status, body): (u16, &[u8]) = match (request.method.as_str(), request.path.as_str()) {
-                        ("GET", "/health") if ok => (200, br#"{"status":"ok"}"#),
-                        ("GET", "/health") => (503, br#"{"error":{"code":503,"message":"Loading model","type":"unavailable_error"}}"#),
-                        _ => (404, br#"{"error":{"code":404,"message":"File Not Found"}}"#),
-                    };
-                    let _ =
-                        http::write_response(&mut stream, status, "application/json", body).await;
-                });
+        move || async move {
+            if ready.load(Ordering::SeqCst) && !never {
+                (StatusCode::OK, r#"{"status":"ok"}"#)
+            } else {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    r#"{"error":{"code":503,"message":"Loading model","type":"unavailable_error"}}"#,
+                )
             }
+        }
+    };
+    let app = Router::new()
+        .route("/health", get(health))
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                r#"{"error":{"code":404,"message":"File Not Found"}}"#,
+            )
         });
-    }
+    // Serves until the process exits.
+    let (_serving, serving) = tokio::sync::watch::channel(false);
+    tokio::spawn(http::serve(listener, app, serving));
     tokio::spawn(exit_when_orphaned());
 
     match mode {

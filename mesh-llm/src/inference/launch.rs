@@ -410,6 +410,8 @@ enum Health {
 async fn wait_healthy(child: &mut Child, port: u16, timeout: Duration) -> Health {
     let deadline = Instant::now() + timeout;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let client = http::client();
+    let health = http::url(addr, "/health");
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             return Health::Exited(status);
@@ -418,15 +420,12 @@ async fn wait_healthy(child: &mut Child, port: u16, timeout: Duration) -> Health
         if left.is_zero() {
             return Health::TimedOut;
         }
-        let probe = http::request(
-            addr,
-            "GET",
-            "/health",
-            None,
-            left.min(Duration::from_secs(2)),
-        );
+        let probe = client
+            .get(&health)
+            .timeout(left.min(Duration::from_secs(2)))
+            .send();
         if let Ok(response) = probe.await
-            && response.status == 200
+            && response.status() == reqwest::StatusCode::OK
         {
             return Health::Ready;
         }

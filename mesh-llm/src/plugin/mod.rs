@@ -48,11 +48,6 @@ impl Plugins {
         plugins
     }
 
-    /// The `survey` switch: `None` when the config has no entry for it.
-    pub fn survey(&self) -> Option<bool> {
-        self.survey
-    }
-
     /// Starts the survey plugin with the `[telemetry]` settings.
     pub fn start_survey(&self, telemetry: &survey::TelemetryConfig) -> survey::SurveyGuard {
         survey::Setup::new(telemetry)
