@@ -85,6 +85,7 @@ fn error_status(error: &NodeError) -> StatusCode {
         NodeError::AlreadyLoaded(_) => StatusCode::CONFLICT,
         NodeError::NotLoaded(_) => StatusCode::NOT_FOUND,
         NodeError::Launch(_) | NodeError::Stop(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        NodeError::ShuttingDown | NodeError::Cancelled => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 

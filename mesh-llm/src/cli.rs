@@ -84,6 +84,9 @@ pub struct ServeArgs {
     /// Seconds a backend gets to exit after SIGTERM before SIGKILL.
     #[arg(long, default_value_t = 10.0, value_parser = positive_secs)]
     pub unload_grace_secs: f64,
+    /// Seconds the whole shutdown may take, survey's final export included.
+    #[arg(long, env = "MESH_LLM_SHUTDOWN_TIMEOUT_SECS", default_value_t = 15.0, value_parser = positive_secs)]
+    pub shutdown_timeout_secs: f64,
 }
 
 fn positive_secs(text: &str) -> Result<f64, String> {
@@ -255,6 +258,8 @@ async fn serve(args: ServeArgs, api_addr: SocketAddr) -> Result<(), (ExitCode, S
             format!("cannot create log directory {}: {e}", log_dir.display()),
         )
     })?;
+    let unload_grace = Duration::from_secs_f64(args.unload_grace_secs);
+    let shutdown_timeout = Duration::from_secs_f64(args.shutdown_timeout_secs);
     let settings = NodeSettings {
         backend: BackendSettings {
             binary: args
@@ -268,7 +273,7 @@ async fn serve(args: ServeArgs, api_addr: SocketAddr) -> Result<(), (ExitCode, S
                 .or_else(physical_memory)
                 .unwrap_or(u64::MAX),
         },
-        unload_grace: Duration::from_secs_f64(args.unload_grace_secs),
+        unload_grace,
         signaller: Signaller::os(),
     };
 
@@ -300,15 +305,35 @@ async fn serve(args: ServeArgs, api_addr: SocketAddr) -> Result<(), (ExitCode, S
 
     wait_for_shutdown_signal().await;
     tracing::info!("shutting down: unloading every model");
-    startup.abort();
-    let _ = startup.await;
+    // The budget: the node's part first (loads under way, then every
+    // backend at once), then survey's final export with what is left, at
+    // least its reserve.
+    let budget = shutdown_timeout;
+    let deadline = tokio::time::Instant::now() + budget;
+    let export_reserve = (budget / 3).min(Duration::from_secs(5));
+    let node_part = budget - export_reserve;
+    let load_wait = unload_grace.min(node_part / 4);
+    let stop_grace = unload_grace.min(node_part - load_wait - node_part / 4);
     let _ = stop_api.send(true);
-    let _ = api_task.await;
-    node.unload_all().await;
-    let report = tokio::task::spawn_blocking(move || survey.shutdown())
+    let stopping = async {
+        node.shutdown(load_wait, stop_grace).await;
+        let _ = startup.await;
+        let _ = api_task.await;
+    };
+    if tokio::time::timeout_at(deadline - export_reserve, stopping)
         .await
-        .ok();
-    tracing::info!(?report, "survey stopped");
+        .is_err()
+    {
+        tracing::warn!(
+            "backends still stopping after {node_part:?}; leaving them to SIGKILL at exit"
+        );
+    }
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let export = tokio::task::spawn_blocking(move || survey.shutdown());
+    match tokio::time::timeout(left, export).await {
+        Ok(report) => tracing::info!(report = ?report.ok(), "survey stopped"),
+        Err(_) => tracing::warn!("survey's final export did not finish within the shutdown bound"),
+    }
     println!("mesh-llm: stopped");
     Ok(())
 }

@@ -18,17 +18,23 @@ pub const MAX_BODY: usize = 1 << 20;
 /// idle between requests.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `app` on `listener` until `stop` turns true; connections then
-/// finish their requests in flight. An accept error (such as running out
-/// of file descriptors) is logged and retried after a pause that doubles
-/// up to a second, never in a busy loop.
+/// Serves `app` on `listener` until `stop` turns true; then returns once
+/// the requests in flight are answered (idle connections are closed). An
+/// accept error (such as running out of file descriptors) is logged and
+/// retried after a pause that doubles up to a second, never in a busy loop.
 pub async fn serve(listener: TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>) {
     let app = app.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY));
     let mut pause = Duration::from_millis(10);
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = stopped(&mut stop) => return,
+            _ = stopped(&mut stop) => {
+                drop(listener);
+                while connections.join_next().await.is_some() {}
+                return;
+            }
         };
         let stream = match accepted {
             Ok((stream, _)) => {
@@ -44,7 +50,7 @@ pub async fn serve(listener: TcpListener, app: axum::Router, mut stop: watch::Re
         };
         let app = app.clone();
         let mut stop = stop.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _ = stream.set_nodelay(true);
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder

@@ -680,3 +680,151 @@ fn config_errors_stop_the_node_with_the_key_and_line_named() {
         assert!(stderr.contains("config.toml"), "{stderr}");
     }
 }
+
+/// Waits until the node's log (stderr) mentions `needle`.
+fn wait_logged(node: &Node, needle: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !node.stderr().contains(needle) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never logged {needle:?}: {}",
+            node.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts `mesh-llm load` against `node` in the background.
+fn load_in_background(node: &Node, model: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(MESH_LLM)
+        .arg("--api")
+        .arg(node.api.to_string())
+        .arg("load")
+        .arg(model)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run mesh-llm load")
+}
+
+#[test]
+fn sigterm_during_a_slow_load_cancels_it_and_records_a_failed_launch() {
+    let dir = TestDir::new("shutdown-slow-load");
+    let receiver = Receiver::start();
+    let slow = write_model(
+        &dir,
+        "m/slow.gguf",
+        ModelFile {
+            load_ms: Some(60_000),
+            ..ModelFile::default()
+        },
+    );
+    let node = Node::start(
+        &dir,
+        &telemetry_for(&receiver, ""),
+        NodeOptions {
+            extra_args: &["--unload-grace-secs", "1", "--shutdown-timeout-secs", "6"],
+            ..NodeOptions::default()
+        },
+    );
+    node.wait_started();
+    let client = load_in_background(&node, &slow);
+    wait_logged(&node, "spawning");
+    let (status, took, stderr) = node.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(took < Duration::from_secs(6), "shutdown took {took:?}");
+    // The client hears that its load was cancelled.
+    let answer = client.wait_with_output().unwrap();
+    assert!(!answer.status.success());
+    let said = String::from_utf8_lossy(&answer.stderr);
+    assert!(said.contains("load cancelled"), "{said}");
+    assert!(processes_mentioning("slow.gguf").is_empty());
+    // Recorded: one launch, one failure (reason other), no success.
+    let points = receiver.latest_points();
+    assert_eq!(total(&points, schema::LAUNCH_TOTAL), 1.0);
+    assert_eq!(total(&points, schema::LAUNCH_SUCCESS_TOTAL), 0.0);
+    one(
+        &points,
+        schema::LAUNCH_FAILURE_TOTAL,
+        &[("mesh_llm.failure_reason", "other")],
+    );
+}
+
+#[test]
+fn sigterm_during_a_load_that_finishes_in_time_records_it_and_its_unload() {
+    let dir = TestDir::new("shutdown-load-finishes");
+    let receiver = Receiver::start();
+    let quick = write_model(
+        &dir,
+        "m/quick.gguf",
+        ModelFile {
+            load_ms: Some(800),
+            ..ModelFile::default()
+        },
+    );
+    let node = Node::start(
+        &dir,
+        &telemetry_for(&receiver, ""),
+        NodeOptions {
+            extra_args: &["--unload-grace-secs", "5", "--shutdown-timeout-secs", "15"],
+            ..NodeOptions::default()
+        },
+    );
+    node.wait_started();
+    let client = load_in_background(&node, &quick);
+    wait_logged(&node, "spawning");
+    let (status, _, stderr) = node.terminate();
+    assert!(status.success(), "{stderr}");
+    let answer = client.wait_with_output().unwrap();
+    assert!(
+        answer.status.success(),
+        "{}",
+        String::from_utf8_lossy(&answer.stderr)
+    );
+    assert!(processes_mentioning("quick.gguf").is_empty());
+    let points = receiver.latest_points();
+    assert_eq!(total(&points, schema::LAUNCH_TOTAL), 1.0);
+    assert_eq!(total(&points, schema::LAUNCH_SUCCESS_TOTAL), 1.0);
+    assert_eq!(total(&points, schema::UNLOAD_TOTAL), 1.0);
+}
+
+#[test]
+fn sigterm_with_several_backends_one_ignoring_it_stops_all_within_the_bound() {
+    let dir = TestDir::new("shutdown-several");
+    let receiver = Receiver::start();
+    let mut config = String::new();
+    for (name, mode) in [("a", None), ("b", Some("ignore-sigterm")), ("c", None)] {
+        let model = write_model(
+            &dir,
+            &format!("m/{name}.gguf"),
+            ModelFile {
+                mode,
+                ..ModelFile::default()
+            },
+        );
+        config.push_str(&format!("[[models]]\nmodel = \"{}\"\n\n", model.display()));
+    }
+    config.push_str(&telemetry_for(&receiver, ""));
+    let node = Node::start(
+        &dir,
+        &config,
+        NodeOptions {
+            extra_args: &["--unload-grace-secs", "30", "--shutdown-timeout-secs", "8"],
+            ..NodeOptions::default()
+        },
+    );
+    node.wait_started();
+    let pids: Vec<u32> = node.status().models.iter().map(|m| m.pid).collect();
+    assert_eq!(pids.len(), 3);
+    let (status, took, stderr) = node.terminate();
+    assert!(status.success(), "{stderr}");
+    // The grace period is cut to fit the bound; the stubborn one is killed.
+    assert!(took < Duration::from_secs(8), "shutdown took {took:?}");
+    for pid in pids {
+        assert!(!alive(pid), "backend {pid} survived node shutdown");
+    }
+    let points = receiver.latest_points();
+    assert_eq!(total(&points, schema::LAUNCH_SUCCESS_TOTAL), 3.0);
+    assert_eq!(total(&points, schema::UNLOAD_TOTAL), 3.0);
+    assert_eq!(total(&points, schema::EXIT_UNEXPECTED_TOTAL), 0.0);
+}

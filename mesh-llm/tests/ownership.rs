@@ -96,7 +96,7 @@ async fn shutdown_stops_backends_at_once_one_ignoring_sigterm() {
         );
         pids.push(node.load(request(&model)).await.unwrap().pid);
     }
-    node.unload_all().await;
+    node.unload_all(Duration::from_millis(300)).await;
     assert!(node.status().models.is_empty(), "{:?}", node.status());
     assert!(node.status().unexpected_exits.is_empty());
     for pid in &pids {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use survey::LaunchKind;
+use tokio::sync::watch;
 
 use crate::config::ModelEntry;
 use crate::inference::launch::{self, BackendSettings, LaunchError, LaunchSpec};
@@ -112,6 +113,13 @@ pub enum NodeError {
     /// The backend could not be stopped.
     #[error(transparent)]
     Stop(#[from] StopError),
+    /// The node is shutting down and takes no new loads.
+    #[error("the node is shutting down; no new loads")]
+    ShuttingDown,
+    /// The node shut down while this load was under way: the launch was
+    /// stopped and is recorded as a failed launch.
+    #[error("load cancelled: the node shut down before the model was ready")]
+    Cancelled,
 }
 
 /// The node: its settings and its loaded models.
@@ -126,6 +134,29 @@ struct Inner {
     exits: Mutex<Vec<ExitRecord>>,
     next_instance: AtomicU64,
     survey_status: Box<dyn Fn() -> String + Send + Sync>,
+    /// Set at shutdown: no new loads.
+    closing: watch::Sender<bool>,
+    /// Set when shutdown stops waiting for loads under way: they are
+    /// cancelled.
+    cancel_loads: watch::Sender<bool>,
+    /// Loads under way.
+    loads: watch::Sender<usize>,
+}
+
+/// Counts a load as under way while it lives.
+struct LoadUnderWay<'a>(&'a watch::Sender<usize>);
+
+impl<'a> LoadUnderWay<'a> {
+    fn enter(loads: &'a watch::Sender<usize>) -> LoadUnderWay<'a> {
+        loads.send_modify(|n| *n += 1);
+        LoadUnderWay(loads)
+    }
+}
+
+impl Drop for LoadUnderWay<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
 }
 
 impl Node {
@@ -141,6 +172,9 @@ impl Node {
                 exits: Mutex::new(Vec::new()),
                 next_instance: AtomicU64::new(1),
                 survey_status: Box::new(survey_status),
+                closing: watch::Sender::new(false),
+                cancel_loads: watch::Sender::new(false),
+                loads: watch::Sender::new(0),
             }),
         }
     }
@@ -179,10 +213,23 @@ impl Node {
             request.gpu_id,
             kind,
         );
+        let _under_way = LoadUnderWay::enter(&self.inner.loads);
+        if *self.inner.closing.borrow() {
+            return Err(NodeError::ShuttingDown);
+        }
         if self.lock_loaded().contains_key(&spec.name) {
             return Err(NodeError::AlreadyLoaded(spec.name));
         }
-        let launched = launch::launch(&spec, &self.inner.settings.backend).await?;
+        // Cancelled only while launching: dropping the launch records it as
+        // a failed launch (reason `other`) and kills its process. Once it
+        // is launched, the backend is watched and listed, whatever happens.
+        let mut cancel = self.inner.cancel_loads.subscribe();
+        let launched = tokio::select! {
+            launched = launch::launch(&spec, &self.inner.settings.backend) => launched?,
+            _ = async { let _ = cancel.wait_for(|cancel| *cancel).await; } => {
+                return Err(NodeError::Cancelled);
+            }
+        };
         let node = self.clone();
         let backend = LocalBackend::watch(
             launched,
@@ -206,6 +253,11 @@ impl Node {
     /// path). It stays listed, with its state, until its process is gone: a
     /// backend that outlives SIGKILL stays listed as `unkillable`.
     pub async fn unload(&self, name: &str) -> Result<(), NodeError> {
+        self.unload_with(name, self.inner.settings.unload_grace)
+            .await
+    }
+
+    async fn unload_with(&self, name: &str, grace: Duration) -> Result<(), NodeError> {
         let backend = {
             let loaded = self.lock_loaded();
             loaded
@@ -214,7 +266,7 @@ impl Node {
                 .map(|(_, b)| b.clone())
                 .ok_or_else(|| NodeError::NotLoaded(name.to_string()))?
         };
-        let stopped = backend.stop(self.inner.settings.unload_grace).await;
+        let stopped = backend.stop(grace).await;
         if !matches!(stopped, Err(StopError::Unkillable { .. })) {
             self.forget(&backend);
         }
@@ -223,14 +275,34 @@ impl Node {
         Ok(())
     }
 
-    /// Unloads every model at once (node shutdown).
-    pub async fn unload_all(&self) {
+    /// Shuts the node down: takes no new loads, gives loads under way
+    /// `load_wait` to finish (then cancels them, each recorded as a failed
+    /// launch), and unloads every model, all at once, each with
+    /// `stop_grace` between SIGTERM and SIGKILL. The caller bounds the
+    /// whole in time.
+    pub async fn shutdown(&self, load_wait: Duration, stop_grace: Duration) {
+        self.inner.closing.send_replace(true);
+        let mut loads = self.inner.loads.subscribe();
+        if tokio::time::timeout(load_wait, loads.wait_for(|n| *n == 0))
+            .await
+            .is_err()
+        {
+            tracing::warn!("cancelling the loads still under way after {load_wait:?}");
+            self.inner.cancel_loads.send_replace(true);
+            let _ = loads.wait_for(|n| *n == 0).await;
+        }
+        self.unload_all(stop_grace).await;
+    }
+
+    /// Unloads every model at once, each with `grace` between SIGTERM and
+    /// SIGKILL (node shutdown).
+    pub async fn unload_all(&self, grace: Duration) {
         let names: Vec<String> = self.lock_loaded().keys().cloned().collect();
         let mut unloads = tokio::task::JoinSet::new();
         for name in names {
             let node = self.clone();
             unloads.spawn(async move {
-                if let Err(error) = node.unload(&name).await {
+                if let Err(error) = node.unload_with(&name, grace).await {
                     tracing::warn!(model = %name, "unload at shutdown: {error}");
                 }
             });
