@@ -84,7 +84,9 @@ fn error_status(error: &NodeError) -> StatusCode {
     match error {
         NodeError::AlreadyLoaded(_) => StatusCode::CONFLICT,
         NodeError::NotLoaded(_) => StatusCode::NOT_FOUND,
-        NodeError::Launch(_) | NodeError::Stop(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        NodeError::Launch(_) | NodeError::Stop(_) | NodeError::Internal(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
         NodeError::ShuttingDown | NodeError::Cancelled => StatusCode::SERVICE_UNAVAILABLE,
     }
 }

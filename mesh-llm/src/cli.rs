@@ -232,6 +232,22 @@ fn physical_memory() -> Option<u64> {
     kib.checked_mul(1024)
 }
 
+/// The largest model file the node accepts: `--memory-budget-mb`, else the
+/// machine's memory where it can be read (Linux), else no limit, said in
+/// the log.
+fn memory_budget(configured_mb: Option<u64>) -> u64 {
+    if let Some(mb) = configured_mb {
+        return mb.saturating_mul(1024 * 1024);
+    }
+    physical_memory().unwrap_or_else(|| {
+        tracing::warn!(
+            "cannot read this machine's memory size (only Linux is read); model files of any \
+             size will be launched: set --memory-budget-mb to check them"
+        );
+        u64::MAX
+    })
+}
+
 async fn serve(args: ServeArgs, api_addr: SocketAddr) -> Result<(), (ExitCode, String)> {
     let home = std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
@@ -267,11 +283,7 @@ async fn serve(args: ServeArgs, api_addr: SocketAddr) -> Result<(), (ExitCode, S
                 .unwrap_or_else(|| PathBuf::from("llama-server")),
             log_dir,
             health_timeout: Duration::from_secs_f64(args.health_timeout_secs),
-            memory_budget: args
-                .memory_budget_mb
-                .map(|mb| mb.saturating_mul(1024 * 1024))
-                .or_else(physical_memory)
-                .unwrap_or(u64::MAX),
+            memory_budget: memory_budget(args.memory_budget_mb),
         },
         unload_grace,
         signaller: Signaller::os(),

@@ -113,6 +113,9 @@ pub enum NodeError {
     /// The backend could not be stopped.
     #[error(transparent)]
     Stop(#[from] StopError),
+    /// A task of the node failed (a bug, reported rather than panicking).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The node is shutting down and takes no new loads.
     #[error("the node is shutting down; no new loads")]
     ShuttingDown,
@@ -205,15 +208,21 @@ impl Node {
         kind: LaunchKind,
     ) -> Result<ModelStatus, NodeError> {
         let instance = self.inner.next_instance.fetch_add(1, Ordering::Relaxed);
-        let spec = LaunchSpec::new(
-            instance,
-            PathBuf::from(&request.model),
-            request.ctx_size,
-            request.mmproj,
-            request.gpu_id,
-            kind,
-        );
         let _under_way = LoadUnderWay::enter(&self.inner.loads);
+        // Reading the model file's header is blocking file I/O: off the
+        // async workers.
+        let spec = tokio::task::spawn_blocking(move || {
+            LaunchSpec::new(
+                instance,
+                PathBuf::from(&request.model),
+                request.ctx_size,
+                request.mmproj,
+                request.gpu_id,
+                kind,
+            )
+        })
+        .await
+        .map_err(|e| NodeError::Internal(format!("reading the model file: {e}")))?;
         if *self.inner.closing.borrow() {
             return Err(NodeError::ShuttingDown);
         }
