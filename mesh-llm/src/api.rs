@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::http;
+use crate::runtime::local::StopError;
 use crate::runtime::{LoadRequest, ModelStatus, Node, NodeError, NodeStatus};
 
 /// Default control API address.
@@ -82,7 +83,9 @@ async fn not_found() -> Response {
 
 fn error_status(error: &NodeError) -> StatusCode {
     match error {
-        NodeError::AlreadyLoaded(_) => StatusCode::CONFLICT,
+        NodeError::AlreadyLoaded(_) | NodeError::Stop(StopError::AlreadyStopping) => {
+            StatusCode::CONFLICT
+        }
         NodeError::NotLoaded(_) => StatusCode::NOT_FOUND,
         NodeError::Launch(_) | NodeError::Stop(_) | NodeError::Internal(_) => {
             StatusCode::INTERNAL_SERVER_ERROR

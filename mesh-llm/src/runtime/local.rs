@@ -146,6 +146,10 @@ pub enum StopError {
         /// Process id.
         pid: u32,
     },
+    /// Another request was already stopping it; this one waited for that
+    /// stop (which records the unload) to end.
+    #[error("backend was already being stopped by another request")]
+    AlreadyStopping,
 }
 
 /// How long a backend gets to exit after SIGKILL before it counts as
@@ -250,20 +254,34 @@ impl LocalBackend {
     /// Stops the backend: SIGTERM, up to `grace` to exit, then SIGKILL.
     #[survey::unload(model = self)]
     pub async fn stop(&self, grace: Duration) -> Result<ExitStatus, StopError> {
-        {
+        let wait_exit = |mut exited: watch::Receiver<Option<ExitStatus>>| async move {
+            exited.wait_for(Option::is_some).await.ok().and_then(|s| *s)
+        };
+        let was = {
             let mut state = self.lock_state();
-            if *state == State::Exited {
+            let was = *state;
+            if matches!(was, State::Running | State::Unkillable) {
+                *state = State::Stopping;
+            }
+            was
+        };
+        match was {
+            State::Exited => {
                 let status = (*self.exited.borrow()).unwrap_or_default();
                 return Err(StopError::AlreadyExited { status });
             }
-            *state = State::Stopping;
+            // One stop at a time: a second one waits for the first, and only
+            // the first records the unload.
+            State::Stopping => {
+                let _ =
+                    tokio::time::timeout(grace + KILL_WAIT, wait_exit(self.exited.clone())).await;
+                return Err(StopError::AlreadyStopping);
+            }
+            State::Running | State::Unkillable => {}
         }
         // The owning task delivers these only while the process is not
         // reaped; once it is, the requests go nowhere.
         let _ = self.signals.send(Signal::Terminate);
-        let wait_exit = |mut exited: watch::Receiver<Option<ExitStatus>>| async move {
-            exited.wait_for(Option::is_some).await.ok().and_then(|s| *s)
-        };
         if let Ok(Some(status)) = tokio::time::timeout(grace, wait_exit(self.exited.clone())).await
         {
             return Ok(status);
@@ -434,6 +452,35 @@ mod tests {
             sent.lock().unwrap()
         );
         assert_eq!(unexpected.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn of_two_stops_at_once_one_stops_and_the_other_waits() {
+        let (signaller, sent) = recording();
+        let backend = LocalBackend::watch(
+            shell("trap 'sleep 0.2; exit 0' TERM; while :; do sleep 0.05; done"),
+            signaller,
+            |_, _| panic!("an asked-for exit is not unexpected"),
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (first, second) = tokio::join!(
+            backend.stop(Duration::from_secs(5)),
+            backend.stop(Duration::from_secs(5))
+        );
+        let outcomes = [first, second];
+        assert_eq!(
+            outcomes.iter().filter(|o| o.is_ok()).count(),
+            1,
+            "{outcomes:?}"
+        );
+        assert!(
+            outcomes
+                .iter()
+                .any(|o| matches!(o, Err(StopError::AlreadyStopping))),
+            "{outcomes:?}"
+        );
+        assert_eq!(backend.state(), "exited");
+        assert_eq!(*sent.lock().unwrap(), [Signal::Terminate]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
