@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, Client};
 use crate::config::{ConfigSource, NodeConfig};
-use crate::inference::launch::BackendSettings;
+use crate::inference::launch::{BackendSettings, PortPicker};
 use crate::plugin::Plugins;
 use crate::runtime::local::Signaller;
 use crate::runtime::{LoadRequest, Node, NodeSettings};
@@ -284,6 +284,7 @@ async fn serve(args: ServeArgs, api_addr: SocketAddr) -> Result<(), (ExitCode, S
             log_dir,
             health_timeout: Duration::from_secs_f64(args.health_timeout_secs),
             memory_budget: memory_budget(args.memory_budget_mb),
+            ports: PortPicker::os(),
         },
         unload_grace,
         signaller: Signaller::os(),

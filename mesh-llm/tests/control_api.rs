@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use mesh_llm::api;
-use mesh_llm::inference::launch::BackendSettings;
+use mesh_llm::inference::launch::{BackendSettings, PortPicker};
 use mesh_llm::runtime::local::Signaller;
 use mesh_llm::runtime::{Node, NodeSettings};
 use support::*;
@@ -22,6 +22,7 @@ async fn start(dir: &TestDir) -> (SocketAddr, tokio::sync::watch::Sender<bool>) 
                 log_dir: dir.path.clone(),
                 health_timeout: Duration::from_secs(20),
                 memory_budget: u64::MAX,
+                ports: PortPicker::os(),
             },
             unload_grace: Duration::from_secs(1),
             signaller: Signaller::os(),

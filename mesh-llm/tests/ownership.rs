@@ -7,7 +7,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mesh_llm::inference::launch::BackendSettings;
+use mesh_llm::inference::launch::{BackendSettings, PortPicker};
 use mesh_llm::runtime::local::{Signal, Signaller};
 use mesh_llm::runtime::{LoadRequest, Node, NodeError, NodeSettings};
 use support::*;
@@ -20,6 +20,7 @@ fn node(dir: &TestDir, signaller: Signaller) -> Node {
                 log_dir: dir.path.clone(),
                 health_timeout: Duration::from_secs(20),
                 memory_budget: u64::MAX,
+                ports: PortPicker::os(),
             },
             unload_grace: Duration::from_millis(300),
             signaller,
@@ -118,4 +119,92 @@ async fn shutdown_stops_backends_at_once_one_ignoring_sigterm() {
         "{sent:?}"
     );
     assert_eq!(sent[3].0, pids[1]);
+}
+
+/// A process-local stranger on a port: answers every request 200.
+fn stranger_answering() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 15\r\nconnection: close\r\n\r\n{\"status\":\"ok\"}",
+            );
+        }
+    });
+    port
+}
+
+/// Hands out `first`, then ports the OS reports free.
+fn first_then_free(first: u16) -> PortPicker {
+    let handed = std::sync::atomic::AtomicBool::new(false);
+    PortPicker::new(move || {
+        if !handed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Ok(first);
+        }
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port())
+    })
+}
+
+fn node_with_ports(dir: &TestDir, binary: &std::path::Path, ports: PortPicker) -> Node {
+    Node::new(
+        NodeSettings {
+            backend: BackendSettings {
+                binary: binary.to_path_buf(),
+                log_dir: dir.path.clone(),
+                health_timeout: Duration::from_secs(20),
+                memory_budget: u64::MAX,
+                ports,
+            },
+            unload_grace: Duration::from_millis(300),
+            signaller: Signaller::os(),
+        },
+        || "survey: off".to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_taken_before_the_backend_binds_it_is_replaced() {
+    let dir = TestDir::new("port-taken");
+    let model = write_model(&dir, "m.gguf", ModelFile::default());
+    // Held, never answered: the backend cannot bind it.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap().port();
+    let node = node_with_ports(&dir, std::path::Path::new(STANDIN), first_then_free(taken));
+    let status = node.load(request(&model)).await.unwrap();
+    assert_ne!(status.port, taken);
+    assert_eq!(node.status().models.len(), 1);
+    node.unload_all(Duration::from_millis(300)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_answering_the_health_check_is_not_taken_for_the_backend() {
+    let dir = TestDir::new("port-stranger");
+    let model = write_model(&dir, "m.gguf", ModelFile::default());
+    let port = stranger_answering();
+    // A llama-server that, on the stranger's port, never binds at all: only
+    // the stranger answers there.
+    let script = dir.join("llama-server");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$prev\" = --port ] && port=$a; prev=$a; done\n\
+             [ \"$port\" = {port} ] && exec sleep 30\nexec {STANDIN} \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let node = node_with_ports(&dir, &script, first_then_free(port));
+    let status = node.load(request(&model)).await.unwrap();
+    assert_ne!(status.port, port);
+    // The backend on the new port is ours and healthy; the first try's
+    // process is gone.
+    assert!(processes_mentioning(&format!("--port {port}")).is_empty());
+    node.unload_all(Duration::from_millis(300)).await;
 }

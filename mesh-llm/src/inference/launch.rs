@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use survey::{DeviceFacts, LaunchKind, ModelFacts, SurveyModel};
@@ -37,7 +38,45 @@ pub struct BackendSettings {
     pub health_timeout: Duration,
     /// Largest model file the node accepts, in bytes.
     pub memory_budget: u64,
+    /// Where backend ports come from ([`PortPicker::os`] but in tests).
+    pub ports: PortPicker,
 }
+
+/// Hands out a port on 127.0.0.1 for a backend to listen on.
+#[derive(Clone)]
+pub struct PortPicker(Arc<dyn Fn() -> std::io::Result<u16> + Send + Sync>);
+
+impl PortPicker {
+    /// A port the OS reports free (another process may still take it
+    /// before the backend binds it: [`launch`] checks, and retries).
+    pub fn os() -> PortPicker {
+        PortPicker(Arc::new(free_port))
+    }
+
+    /// Ports from `pick` (tests hand out taken ones).
+    pub fn new(pick: impl Fn() -> std::io::Result<u16> + Send + Sync + 'static) -> PortPicker {
+        PortPicker(Arc::new(pick))
+    }
+
+    fn pick(&self) -> std::io::Result<u16> {
+        (self.0)()
+    }
+}
+
+impl Default for PortPicker {
+    fn default() -> PortPicker {
+        PortPicker::os()
+    }
+}
+
+impl std::fmt::Debug for PortPicker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PortPicker")
+    }
+}
+
+/// Ports tried per launch when the one picked turns out taken.
+const PORT_ATTEMPTS: usize = 3;
 
 /// Facts read from the model file itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -321,7 +360,42 @@ pub async fn launch(
         });
     }
 
-    let port = free_port().map_err(LaunchError::NoPort)?;
+    // A port can be taken between the pick and the backend's bind: the
+    // backend then fails to bind, or another process answers its health
+    // check. Either way, another port, within this one launch.
+    let mut attempt = 1;
+    loop {
+        let port = settings.ports.pick().map_err(LaunchError::NoPort)?;
+        match launch_on(spec, settings, port).await? {
+            Attempt::Launched(launched) => return Ok(launched),
+            Attempt::PortLost(what) if attempt < PORT_ATTEMPTS => {
+                tracing::warn!(model = %spec.name, port, "{what}; trying another port");
+                attempt += 1;
+            }
+            Attempt::PortLost(what) => {
+                return Err(LaunchError::NoPort(std::io::Error::other(format!(
+                    "{what}, on {PORT_ATTEMPTS} ports in a row"
+                ))));
+            }
+        }
+    }
+}
+
+/// One try of a launch on one port.
+enum Attempt {
+    Launched(Launched),
+    /// Another process had the port.
+    PortLost(&'static str),
+}
+
+/// The marker llama-server's log has when it cannot bind its port.
+const BIND_FAILED: &str = "couldn't bind HTTP server socket";
+
+async fn launch_on(
+    spec: &LaunchSpec,
+    settings: &BackendSettings,
+    port: u16,
+) -> Result<Attempt, LaunchError> {
     let log = settings
         .log_dir
         .join(format!("{}-{}.log", spec.name, spec.instance));
@@ -366,14 +440,26 @@ pub async fn launch(
     })?;
 
     match wait_healthy(&mut child, port, settings.health_timeout).await {
-        Health::Ready => Ok(Launched {
-            spec: spec.clone(),
-            port,
-            child,
-            log,
-        }),
+        Health::Ready => {
+            if let Some(false) = listens_on(child.id(), port) {
+                let _ = child.start_kill();
+                let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+                return Ok(Attempt::PortLost(
+                    "another process answered the backend's health check",
+                ));
+            }
+            Ok(Attempt::Launched(Launched {
+                spec: spec.clone(),
+                port,
+                child,
+                log,
+            }))
+        }
         Health::Exited(status) => {
             let log_tail = log_tail(&log);
+            if log_tail.contains(BIND_FAILED) {
+                return Ok(Attempt::PortLost("the backend could not bind its port"));
+            }
             match kv_cache_signature(&log_tail) {
                 Some(signature) => Err(LaunchError::KvCacheCrash {
                     signature,
@@ -397,6 +483,71 @@ pub async fn launch(
             })
         }
     }
+}
+
+/// Whether the socket listening on 127.0.0.1:`port` belongs to process
+/// `pid` or one of its descendants (a wrapper script's child counts);
+/// `None` where that cannot be read (outside Linux, or no process found
+/// holding it, as for another user's process).
+fn listens_on(pid: Option<u32>, port: u16) -> Option<bool> {
+    let pid = pid?;
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    // Local address 127.0.0.1:port as the kernel writes it, state LISTEN.
+    let local = format!("0100007F:{port:04X}");
+    let sockets: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A"))
+                .then(|| fields.get(9).map(|inode| format!("socket:[{inode}]")))
+                .flatten()
+        })
+        .collect();
+    let holds = |process: u32| {
+        std::fs::read_dir(format!("/proc/{process}/fd"))
+            .map(|fds| {
+                fds.flatten().any(|fd| {
+                    std::fs::read_link(fd.path())
+                        .map(|target| sockets.iter().any(|s| target.as_os_str() == s.as_str()))
+                        .unwrap_or(false)
+                })
+            })
+            .unwrap_or(false)
+    };
+    if holds(pid) {
+        return Some(true);
+    }
+    let owners: Vec<u32> = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .filter(|process| holds(*process))
+        .collect();
+    if owners.is_empty() {
+        return None;
+    }
+    Some(owners.iter().any(|owner| descends_from(*owner, pid)))
+}
+
+/// Whether `process` is `ancestor` or one of its descendants.
+fn descends_from(mut process: u32, ancestor: u32) -> bool {
+    for _ in 0..64 {
+        if process == ancestor {
+            return true;
+        }
+        let parent = std::fs::read_to_string(format!("/proc/{process}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let after = &stat[stat.rfind(')')? + 1..];
+                after.split_whitespace().nth(1)?.parse::<u32>().ok()
+            });
+        match parent {
+            Some(parent) if parent > 1 => process = parent,
+            _ => return false,
+        }
+    }
+    false
 }
 
 enum Health {
