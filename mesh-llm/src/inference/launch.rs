@@ -367,7 +367,7 @@ pub async fn launch(
     loop {
         let port = settings.ports.pick().map_err(LaunchError::NoPort)?;
         match launch_on(spec, settings, port).await? {
-            Attempt::Launched(launched) => return Ok(launched),
+            Attempt::Launched(launched) => return Ok(*launched),
             Attempt::PortLost(what) if attempt < PORT_ATTEMPTS => {
                 tracing::warn!(model = %spec.name, port, "{what}; trying another port");
                 attempt += 1;
@@ -383,7 +383,7 @@ pub async fn launch(
 
 /// One try of a launch on one port.
 enum Attempt {
-    Launched(Launched),
+    Launched(Box<Launched>),
     /// Another process had the port.
     PortLost(&'static str),
 }
@@ -448,12 +448,12 @@ async fn launch_on(
                     "another process answered the backend's health check",
                 ));
             }
-            Ok(Attempt::Launched(Launched {
+            Ok(Attempt::Launched(Box::new(Launched {
                 spec: spec.clone(),
                 port,
                 child,
                 log,
-            }))
+            })))
         }
         Health::Exited(status) => {
             let log_tail = log_tail(&log);
