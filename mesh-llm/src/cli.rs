@@ -183,6 +183,10 @@ fn run(cli: Cli) -> ExitCode {
             }
         }
     });
+    // The shutdown has kept its own bound: a blocking task still running
+    // (a model header read on a hung file system, survey's final export
+    // past the bound) does not hold the process.
+    runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, message)) => {

@@ -208,3 +208,45 @@ async fn a_stranger_answering_the_health_check_is_not_taken_for_the_backend() {
     assert!(processes_mentioning(&format!("--port {port}")).is_empty());
     node.unload_all(Duration::from_millis(300)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unload_whose_caller_goes_away_still_finishes() {
+    // A client that hangs up mid-unload (its request future dropped) does
+    // not leave the backend half-stopped: the stop runs to its end.
+    let dir = TestDir::new("unload-dropped");
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let log = sent.clone();
+    let node = node(
+        &dir,
+        Signaller::new(move |pid, signal| {
+            log.lock().unwrap().push(signal);
+            Signaller::os().send(pid, signal);
+        }),
+    );
+    let model = write_model(
+        &dir,
+        "stubborn.gguf",
+        ModelFile {
+            mode: Some("ignore-sigterm"),
+            ..ModelFile::default()
+        },
+    );
+    let loaded = node.load(request(&model)).await.unwrap();
+    let hung_up = tokio::time::timeout(Duration::from_millis(100), node.unload("stubborn")).await;
+    assert!(
+        hung_up.is_err(),
+        "the unload finished before the caller left"
+    );
+    let gone = Instant::now();
+    while !node.status().models.is_empty() {
+        assert!(
+            gone.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            node.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!alive(loaded.pid));
+    assert_eq!(*sent.lock().unwrap(), [Signal::Terminate, Signal::Kill]);
+    assert!(node.status().unexpected_exits.is_empty());
+}

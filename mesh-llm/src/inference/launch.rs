@@ -441,7 +441,12 @@ async fn launch_on(
 
     match wait_healthy(&mut child, port, settings.health_timeout).await {
         Health::Ready => {
-            if let Some(false) = listens_on(child.id(), port) {
+            let pid = child.id();
+            let ours = tokio::task::spawn_blocking(move || listens_on(pid, port))
+                .await
+                .ok()
+                .flatten();
+            if ours == Some(false) {
                 let _ = child.start_kill();
                 let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
                 return Ok(Attempt::PortLost(

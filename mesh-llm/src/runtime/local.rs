@@ -292,9 +292,12 @@ impl LocalBackend {
             Ok(Some(status)) => Ok(status),
             _ => {
                 let mut state = self.lock_state();
-                if *state == State::Stopping {
-                    *state = State::Unkillable;
+                // It may have gone just as the wait ended: then the stop
+                // worked, and is recorded.
+                if *state == State::Exited {
+                    return Ok((*self.exited.borrow()).unwrap_or_default());
                 }
+                *state = State::Unkillable;
                 Err(StopError::Unkillable { pid: self.pid })
             }
         }

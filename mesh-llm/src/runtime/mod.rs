@@ -209,9 +209,18 @@ impl Node {
     ) -> Result<ModelStatus, NodeError> {
         let instance = self.inner.next_instance.fetch_add(1, Ordering::Relaxed);
         let _under_way = LoadUnderWay::enter(&self.inner.loads);
+        // Cancelled at shutdown while reading the model file or launching:
+        // dropping the launch records it as a failed launch (reason
+        // `other`) and kills its process. Once it is launched, the backend
+        // is watched and listed, whatever happens.
+        let mut cancel = self.inner.cancel_loads.subscribe();
+        let cancelled = async move {
+            let _ = cancel.wait_for(|cancel| *cancel).await;
+        };
+        let mut cancelled = std::pin::pin!(cancelled);
         // Reading the model file's header is blocking file I/O: off the
         // async workers.
-        let spec = tokio::task::spawn_blocking(move || {
+        let read = tokio::task::spawn_blocking(move || {
             LaunchSpec::new(
                 instance,
                 PathBuf::from(&request.model),
@@ -220,24 +229,20 @@ impl Node {
                 request.gpu_id,
                 kind,
             )
-        })
-        .await
-        .map_err(|e| NodeError::Internal(format!("reading the model file: {e}")))?;
+        });
+        let spec = tokio::select! {
+            spec = read => spec.map_err(|e| NodeError::Internal(format!("reading the model file: {e}")))?,
+            _ = &mut cancelled => return Err(NodeError::ShuttingDown),
+        };
         if *self.inner.closing.borrow() {
             return Err(NodeError::ShuttingDown);
         }
         if self.lock_loaded().contains_key(&spec.name) {
             return Err(NodeError::AlreadyLoaded(spec.name));
         }
-        // Cancelled only while launching: dropping the launch records it as
-        // a failed launch (reason `other`) and kills its process. Once it
-        // is launched, the backend is watched and listed, whatever happens.
-        let mut cancel = self.inner.cancel_loads.subscribe();
         let launched = tokio::select! {
             launched = launch::launch(&spec, &self.inner.settings.backend) => launched?,
-            _ = async { let _ = cancel.wait_for(|cancel| *cancel).await; } => {
-                return Err(NodeError::Cancelled);
-            }
+            _ = &mut cancelled => return Err(NodeError::Cancelled),
         };
         let node = self.clone();
         let backend = LocalBackend::watch(
@@ -275,10 +280,20 @@ impl Node {
                 .map(|(_, b)| b.clone())
                 .ok_or_else(|| NodeError::NotLoaded(name.to_string()))?
         };
-        let stopped = backend.stop(grace).await;
-        if !matches!(stopped, Err(StopError::Unkillable { .. })) {
-            self.forget(&backend);
-        }
+        // Its own task: a caller that goes away (a client hanging up) does
+        // not cut a stop in half, which would record nothing and leave it
+        // listed.
+        let node = self.clone();
+        let stopping = backend.clone();
+        let stopped = tokio::spawn(async move {
+            let stopped = stopping.stop(grace).await;
+            if matches!(stopped, Ok(_) | Err(StopError::AlreadyExited { .. })) {
+                node.forget(&stopping);
+            }
+            stopped
+        })
+        .await
+        .map_err(|e| NodeError::Internal(format!("stopping the backend: {e}")))?;
         let status = stopped?;
         tracing::info!(model = %backend.name, %status, "model unloaded");
         Ok(())
@@ -298,7 +313,8 @@ impl Node {
         {
             tracing::warn!("cancelling the loads still under way after {load_wait:?}");
             self.inner.cancel_loads.send_replace(true);
-            let _ = loads.wait_for(|n| *n == 0).await;
+            // Cancelling is immediate; a second at most, then on regardless.
+            let _ = tokio::time::timeout(Duration::from_secs(1), loads.wait_for(|n| *n == 0)).await;
         }
         self.unload_all(stop_grace).await;
     }
