@@ -250,3 +250,29 @@ async fn an_unload_whose_caller_goes_away_still_finishes() {
     assert_eq!(*sent.lock().unwrap(), [Signal::Terminate, Signal::Kill]);
     assert!(node.status().unexpected_exits.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_loads_of_one_model_at_once_launch_it_once() {
+    let dir = TestDir::new("load-twice");
+    let model = write_model(
+        &dir,
+        "twice.gguf",
+        ModelFile {
+            load_ms: Some(300),
+            ..ModelFile::default()
+        },
+    );
+    let node = node(&dir, Signaller::os());
+    let (first, second) = tokio::join!(node.load(request(&model)), node.load(request(&model)));
+    let outcomes = [first, second];
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1);
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| matches!(o, Err(NodeError::AlreadyLoaded(_)))),
+        "{outcomes:?}"
+    );
+    assert_eq!(processes_mentioning("twice.gguf").len(), 1);
+    node.unload_all(Duration::from_millis(300)).await;
+    assert!(processes_mentioning("twice.gguf").is_empty());
+}

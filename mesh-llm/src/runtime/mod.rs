@@ -134,6 +134,8 @@ pub struct Node {
 struct Inner {
     settings: NodeSettings,
     loaded: Mutex<BTreeMap<String, Arc<LocalBackend>>>,
+    /// Names being launched (locked after `loaded` when both are).
+    launching: Mutex<std::collections::BTreeSet<String>>,
     exits: Mutex<Vec<ExitRecord>>,
     next_instance: AtomicU64,
     survey_status: Box<dyn Fn() -> String + Send + Sync>,
@@ -144,6 +146,18 @@ struct Inner {
     cancel_loads: watch::Sender<bool>,
     /// Loads under way.
     loads: watch::Sender<usize>,
+}
+
+/// Holds a name as being launched while it lives.
+struct Launching<'a> {
+    node: &'a Node,
+    name: String,
+}
+
+impl Drop for Launching<'_> {
+    fn drop(&mut self) {
+        self.node.lock_launching().remove(&self.name);
+    }
 }
 
 /// Counts a load as under way while it lives.
@@ -172,6 +186,7 @@ impl Node {
             inner: Arc::new(Inner {
                 settings,
                 loaded: Mutex::new(BTreeMap::new()),
+                launching: Mutex::new(std::collections::BTreeSet::new()),
                 exits: Mutex::new(Vec::new()),
                 next_instance: AtomicU64::new(1),
                 survey_status: Box::new(survey_status),
@@ -237,9 +252,19 @@ impl Node {
         if *self.inner.closing.borrow() {
             return Err(NodeError::ShuttingDown);
         }
-        if self.lock_loaded().contains_key(&spec.name) {
-            return Err(NodeError::AlreadyLoaded(spec.name));
-        }
+        // One instance per name: a name is taken from the start of its
+        // launch until its backend is gone.
+        let _launching = {
+            let loaded = self.lock_loaded();
+            let mut launching = self.lock_launching();
+            if loaded.contains_key(&spec.name) || !launching.insert(spec.name.clone()) {
+                return Err(NodeError::AlreadyLoaded(spec.name));
+            }
+            Launching {
+                node: self,
+                name: spec.name.clone(),
+            }
+        };
         let launched = tokio::select! {
             launched = launch::launch(&spec, &self.inner.settings.backend) => launched?,
             _ = &mut cancelled => return Err(NodeError::Cancelled),
@@ -252,14 +277,7 @@ impl Node {
         );
         tracing::info!(model = %backend.name, port = backend.port, pid = backend.pid, "model loaded");
         let status = model_status(&backend);
-        let replaced = self.lock_loaded().insert(backend.name.clone(), backend);
-        if let Some(previous) = replaced {
-            // Two concurrent loads of one name: keep the newer, stop the older.
-            let grace = self.inner.settings.unload_grace;
-            tokio::spawn(async move {
-                let _ = previous.stop(grace).await;
-            });
-        }
+        self.lock_loaded().insert(backend.name.clone(), backend);
         Ok(status)
     }
 
@@ -371,6 +389,13 @@ impl Node {
     fn backend_exited(&self, backend: &LocalBackend, status: ExitStatus) {
         self.forget(backend);
         record_unexpected_exit(backend, status, &self.inner.exits);
+    }
+
+    fn lock_launching(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<String>> {
+        self.inner
+            .launching
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock_loaded(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<LocalBackend>>> {
