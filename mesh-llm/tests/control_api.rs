@@ -9,25 +9,16 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use mesh_llm::api;
-use mesh_llm::inference::launch::{BackendSettings, PortPicker};
+use mesh_llm::inference::launch::PortPicker;
 use mesh_llm::runtime::local::Signaller;
-use mesh_llm::runtime::{Node, NodeSettings};
 use support::*;
 
 async fn start(dir: &TestDir) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
-    let node = Node::new(
-        NodeSettings {
-            backend: BackendSettings {
-                binary: STANDIN.into(),
-                log_dir: dir.path.clone(),
-                health_timeout: Duration::from_secs(20),
-                memory_budget: u64::MAX,
-                ports: PortPicker::os(),
-            },
-            unload_grace: Duration::from_secs(1),
-            signaller: Signaller::os(),
-        },
-        || "survey: off".to_string(),
+    let node = library_node(
+        dir,
+        std::path::Path::new(STANDIN),
+        PortPicker::os(),
+        Signaller::os(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

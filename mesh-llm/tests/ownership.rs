@@ -7,25 +7,17 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mesh_llm::inference::launch::{BackendSettings, PortPicker};
+use mesh_llm::inference::launch::PortPicker;
 use mesh_llm::runtime::local::{Signal, Signaller};
-use mesh_llm::runtime::{LoadRequest, Node, NodeError, NodeSettings};
+use mesh_llm::runtime::{LoadRequest, Node, NodeError};
 use support::*;
 
 fn node(dir: &TestDir, signaller: Signaller) -> Node {
-    Node::new(
-        NodeSettings {
-            backend: BackendSettings {
-                binary: STANDIN.into(),
-                log_dir: dir.path.clone(),
-                health_timeout: Duration::from_secs(20),
-                memory_budget: u64::MAX,
-                ports: PortPicker::os(),
-            },
-            unload_grace: Duration::from_millis(300),
-            signaller,
-        },
-        || "survey: off".to_string(),
+    library_node(
+        dir,
+        std::path::Path::new(STANDIN),
+        PortPicker::os(),
+        signaller,
     )
 }
 
@@ -152,20 +144,7 @@ fn first_then_free(first: u16) -> PortPicker {
 }
 
 fn node_with_ports(dir: &TestDir, binary: &std::path::Path, ports: PortPicker) -> Node {
-    Node::new(
-        NodeSettings {
-            backend: BackendSettings {
-                binary: binary.to_path_buf(),
-                log_dir: dir.path.clone(),
-                health_timeout: Duration::from_secs(20),
-                memory_budget: u64::MAX,
-                ports,
-            },
-            unload_grace: Duration::from_millis(300),
-            signaller: Signaller::os(),
-        },
-        || "survey: off".to_string(),
-    )
+    library_node(dir, binary, ports, Signaller::os())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

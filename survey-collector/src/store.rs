@@ -547,18 +547,40 @@ fn store_point(
         changed || point.time_unix < stream.last_time
     };
 
+    // A histogram's bucket counts as JSON, written once for the raw row,
+    // the rollup row and the summary.
+    let buckets = match &point.value {
+        Value::Histogram(h) if changed || fold_it => {
+            Some(serde_json::to_string(&h.bucket_counts).unwrap_or_default())
+        }
+        _ => None,
+    };
     let mut new_raw = false;
     if changed {
-        new_raw = insert_raw(tx, resource, point, stream.id)?;
+        new_raw = insert_raw(tx, resource, point, buckets.as_deref(), stream.id)?;
     }
     if delta {
         // A retried delta point repeats its (stream, start, time): the raw
         // table already holds it, and it is not added twice.
         if new_raw {
-            fold(tx, stream.id, day, &point.value, Fold::Add)?;
+            fold(
+                tx,
+                stream.id,
+                day,
+                &point.value,
+                buckets.as_deref(),
+                Fold::Add,
+            )?;
         }
     } else if fold_it {
-        fold(tx, stream.id, day, &point.value, Fold::Max)?;
+        fold(
+            tx,
+            stream.id,
+            day,
+            &point.value,
+            buckets.as_deref(),
+            Fold::Max,
+        )?;
     }
     if fold_it {
         tx.prepare_cached(
@@ -585,12 +607,14 @@ enum Fold {
     Add,
 }
 
-/// Folds a point into its stream's rollup row of `day`.
+/// Folds a point into its stream's rollup row of `day`; `buckets` is a
+/// histogram's bucket counts as JSON.
 fn fold(
     tx: &Transaction<'_>,
     stream: i64,
     day: i64,
     value: &Value,
+    buckets: Option<&str>,
     how: Fold,
 ) -> rusqlite::Result<()> {
     match (value, how) {
@@ -620,7 +644,7 @@ fn fold(
                 day,
                 h.count as f64,
                 h.sum,
-                serde_json::to_string(&h.bucket_counts).unwrap_or_default()
+                buckets.unwrap_or_default()
             ]),
         (Value::Histogram(h), Fold::Add) => {
             // The day's row so far, added to bucket by bucket.
@@ -639,7 +663,7 @@ fn fold(
             .execute(params![stream, day, count, sum, buckets])
         }
     }?;
-    summarize(tx, stream, day, value, how)
+    summarize(tx, stream, day, value, buckets, how)
 }
 
 /// Folds a point into its stream's summary (see `summaries.sql`), as
@@ -649,6 +673,7 @@ fn summarize(
     stream: i64,
     day: i64,
     value: &Value,
+    buckets: Option<&str>,
     how: Fold,
 ) -> rusqlite::Result<()> {
     const DAYS: &str =
@@ -680,7 +705,7 @@ fn summarize(
                 day,
                 h.count as f64,
                 h.sum,
-                serde_json::to_string(&h.bucket_counts).unwrap_or_default()
+                buckets.unwrap_or_default()
             ]),
         (Value::Histogram(h), Fold::Add) => {
             let before = tx
@@ -734,6 +759,7 @@ fn insert_raw(
     tx: &Transaction<'_>,
     resource: &crate::validate::Resource,
     point: &Point,
+    buckets: Option<&str>,
     stream: i64,
 ) -> rusqlite::Result<bool> {
     use rusqlite::types::Value as Sql;
@@ -767,9 +793,7 @@ fn insert_raw(
             values.extend([
                 Sql::from(i64::try_from(h.count).unwrap_or(i64::MAX)),
                 h.sum.into(),
-                serde_json::to_string(&h.bucket_counts)
-                    .unwrap_or_default()
-                    .into(),
+                buckets.unwrap_or_default().to_string().into(),
                 serde_json::to_string(spec.boundaries)
                     .unwrap_or_default()
                     .into(),

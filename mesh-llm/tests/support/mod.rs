@@ -380,3 +380,28 @@ pub fn telemetry_for(receiver: &Receiver, extra: &str) -> String {
         receiver.endpoint()
     )
 }
+
+/// A node run in this process through the library (survey off): backends
+/// from `binary`, ports from `ports`, signals through `signaller`, 300 ms
+/// of grace between SIGTERM and SIGKILL.
+pub fn library_node(
+    dir: &TestDir,
+    binary: &Path,
+    ports: mesh_llm::inference::launch::PortPicker,
+    signaller: mesh_llm::runtime::local::Signaller,
+) -> mesh_llm::runtime::Node {
+    mesh_llm::runtime::Node::new(
+        mesh_llm::runtime::NodeSettings {
+            backend: mesh_llm::inference::launch::BackendSettings {
+                binary: binary.to_path_buf(),
+                log_dir: dir.path.clone(),
+                health_timeout: Duration::from_secs(20),
+                memory_budget: u64::MAX,
+                ports,
+            },
+            unload_grace: Duration::from_millis(300),
+            signaller,
+        },
+        || "survey: off".to_string(),
+    )
+}
