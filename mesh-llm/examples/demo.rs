@@ -11,10 +11,8 @@
 //! `llama-server`), so one command needs nothing else built or installed.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use mesh_llm::api::Client;
@@ -22,6 +20,10 @@ use mesh_llm::gguf::{self, WriteValue};
 use mesh_llm::runtime::LoadRequest;
 use survey::schema;
 use survey_otlp_receiver::{Point, Receiver, render_table};
+
+/// The node harness the tests use too.
+#[path = "../tests/support/node.rs"]
+mod node;
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os();
@@ -111,8 +113,28 @@ export_interval_secs = 1
     println!("== OTLP/HTTP receiver on {}", receiver.endpoint());
     println!("== starting a mesh-llm node with survey enabled, two models in its config\n");
 
-    let mut node = Node::start(&exe, &config, &bin.join("llama-server"), &work.join("logs"))?;
-    node.wait_for("mesh-llm: startup complete", Duration::from_secs(60))?;
+    let node = node::Node::spawn(node::Launch {
+        program: &exe,
+        prefix: &["node"],
+        config: &config,
+        log_dir: &work.join("logs"),
+        llama_server: Some(&bin.join("llama-server")),
+        extra_args: &[],
+        env: &[],
+        log_filter: "warn",
+    })
+    .map_err(|(_, stderr)| format!("the node did not start:\n{stderr}"))?;
+    println!(
+        "   node control API on {}, inference API on {}",
+        node.api, node.http
+    );
+    if !node.wait_line("mesh-llm: startup complete", Duration::from_secs(60)) {
+        return Err(format!(
+            "the node did not start its models:\n{}",
+            node.stderr()
+        ));
+    }
+    println!("   mesh-llm: startup complete\n");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -135,6 +157,9 @@ export_interval_secs = 1
             .await
             .map_err(|e| e.to_string())?;
         println!("   loaded on port {} (pid {})", status.port, status.pid);
+        call("a chat completion for Llama-3.2-1B through the node's inference API");
+        let answer = chat(node.http, &status.name).await?;
+        println!("   answered: {answer:?}");
         call("unload of gemma-3-4b-it");
         client
             .unload("gemma-3-4b-it-Q8_0", Duration::from_secs(60))
@@ -197,7 +222,8 @@ export_interval_secs = 1
     );
 
     println!("\n== SIGTERM to the node: it unloads what is left, then makes a final export");
-    node.terminate(Duration::from_secs(30))?;
+    let (status, took, _) = node.terminate();
+    println!("   node exited: {status} after {:.1} s", took.as_secs_f64());
     let last = receiver.latest_points();
     println!("\n== counters and histograms in the final export");
     print!(
@@ -228,6 +254,39 @@ export_interval_secs = 1
     Ok(())
 }
 
+/// One chat completion through the node's OpenAI-compatible API; the
+/// answer's text.
+async fn chat(http: std::net::SocketAddr, model: &str) -> Result<String, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let body = serde_json::json!({
+        "model": model,
+        "messages": [{"role": "user", "content": "Say something."}],
+        "max_tokens": 9,
+    });
+    let response = client
+        .post(format!("http://{http}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let text = response.text().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("the inference API answered {status}: {text}"));
+    }
+    let answer: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    answer["choices"][0]["message"]["content"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("no message in {text}"))
+}
+
 fn request(model: &Path, ctx: u32) -> LoadRequest {
     LoadRequest {
         model: model.to_string_lossy().into_owned(),
@@ -243,90 +302,6 @@ fn only(points: &[Point], metrics: &[&str]) -> Vec<Point> {
         .filter(|p| metrics.contains(&p.metric.as_str()))
         .cloned()
         .collect()
-}
-
-/// The node process (this program, as `demo node ...`).
-struct Node {
-    child: Child,
-    api: SocketAddr,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Node {
-    fn start(exe: &Path, config: &Path, llama_server: &Path, logs: &Path) -> Result<Node, String> {
-        let mut child = Command::new(exe)
-            .arg("node")
-            .arg("--api")
-            .arg("127.0.0.1:0")
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .arg("--llama-server")
-            .arg(llama_server)
-            .arg("--log-dir")
-            .arg(logs)
-            .env("RUST_LOG", "warn")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env_remove("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start the node: {e}"))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(line) = lines.recv_timeout(Duration::from_millis(100))
-                && let Some(addr) = line.strip_prefix("mesh-llm: control API listening on ")
-            {
-                let api = addr.trim().parse().map_err(|_| "bad API address")?;
-                println!("   node control API on {api}");
-                return Ok(Node { child, api, lines });
-            }
-        }
-        Err("the node did not start".into())
-    }
-
-    fn wait_for(&mut self, needle: &str, timeout: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100))
-                && line.contains(needle)
-            {
-                println!("   {line}\n");
-                return Ok(());
-            }
-        }
-        Err(format!("the node never printed {needle:?}"))
-    }
-
-    fn terminate(&mut self, timeout: Duration) -> Result<(), String> {
-        // SAFETY: kill(2) has no memory-safety preconditions.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                println!("   node exited: {status}");
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err("the node did not stop".into())
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 struct Cleanup(PathBuf);

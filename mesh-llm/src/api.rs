@@ -51,9 +51,19 @@ pub fn router(node: Node) -> Router {
         .with_state(node)
 }
 
-/// Serves the API on `listener` until `stop` turns true.
-pub async fn serve(listener: TcpListener, node: Node, stop: watch::Receiver<bool>) {
-    http::serve(listener, router(node), stop).await
+/// Serves the API on `listener` until `stop` turns true; requests in
+/// flight then get `drain` to be answered.
+pub async fn serve(
+    listener: TcpListener,
+    node: Node,
+    drain: Duration,
+    stop: watch::Receiver<bool>,
+) {
+    let limits = http::Limits {
+        max_body: http::MAX_BODY,
+        drain,
+    };
+    http::serve(listener, router(node), limits, stop).await
 }
 
 async fn status(State(node): State<Node>) -> Response {

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::api::{self, Client};
 use crate::config::{ConfigSource, NodeConfig};
 use crate::inference::launch::{BackendSettings, PortPicker};
+use crate::inference::proxy::{self, Proxy};
 use crate::plugin::Plugins;
 use crate::runtime::local::Signaller;
 use crate::runtime::{LoadRequest, Node, NodeSettings};
@@ -84,16 +85,26 @@ pub struct ServeArgs {
     /// Seconds a backend gets to exit after SIGTERM before SIGKILL.
     #[arg(long, default_value_t = 10.0, value_parser = positive_secs)]
     pub unload_grace_secs: f64,
+    /// Address of the OpenAI-compatible inference API
+    /// (`/v1/chat/completions`, `/v1/completions`, `/v1/models`).
+    #[arg(long, env = "MESH_LLM_HTTP", default_value = proxy::DEFAULT_ADDR)]
+    pub http: SocketAddr,
+    /// Seconds a backend may stay silent while answering an inference
+    /// request (before its answer begins, and between two chunks of it).
+    #[arg(long, default_value_t = 600.0, value_parser = positive_secs)]
+    pub inference_timeout_secs: f64,
     /// Seconds the whole shutdown may take, survey's final export included.
     #[arg(long, env = "MESH_LLM_SHUTDOWN_TIMEOUT_SECS", default_value_t = 15.0, value_parser = positive_secs)]
     pub shutdown_timeout_secs: f64,
 }
 
+/// A `--*-secs` flag, checked by the rule every survey `*_secs` setting
+/// follows (clap names the flag).
 fn positive_secs(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 => Ok(secs),
-        _ => Err("expected a number of seconds greater than 0 and at most 86400".to_string()),
-    }
+    let secs = text.trim().parse::<f64>().unwrap_or(f64::NAN);
+    survey::config::positive_secs("", secs)
+        .map(|_| secs)
+        .map_err(|e| e.problem)
 }
 
 /// Runs the command line with the process arguments.
@@ -280,6 +291,7 @@ async fn serve(args: ServeArgs, api_addr: SocketAddr) -> Result<(), (ExitCode, S
     })?;
     let unload_grace = Duration::from_secs_f64(args.unload_grace_secs);
     let shutdown_timeout = Duration::from_secs_f64(args.shutdown_timeout_secs);
+    let proxy = Proxy::new(Duration::from_secs_f64(args.inference_timeout_secs));
     let settings = NodeSettings {
         backend: BackendSettings {
             binary: args
@@ -289,6 +301,7 @@ async fn serve(args: ServeArgs, api_addr: SocketAddr) -> Result<(), (ExitCode, S
             health_timeout: Duration::from_secs_f64(args.health_timeout_secs),
             memory_budget: memory_budget(args.memory_budget_mb),
             ports: PortPicker::os(),
+            proxy: proxy.clone(),
         },
         unload_grace,
         signaller: Signaller::os(),
@@ -305,10 +318,33 @@ async fn serve(args: ServeArgs, api_addr: SocketAddr) -> Result<(), (ExitCode, S
         )
     })?;
     let bound = listener.local_addr().unwrap_or(api_addr);
+    let http_listener = TcpListener::bind(args.http).await.map_err(|e| {
+        (
+            ExitCode::FAILURE,
+            format!("--http {}: cannot listen: {e}", args.http),
+        )
+    })?;
+    let http_bound = http_listener.local_addr().unwrap_or(args.http);
     let node = Node::new(settings, || survey::status().to_string());
-    let (stop_api, api_stopped) = tokio::sync::watch::channel(false);
-    let api_task = tokio::spawn(api::serve(listener, node.clone(), api_stopped));
+    // Both servers stop taking connections at the shutdown signal; what is
+    // in flight then is bounded by the shutdown budget.
+    let (stop_servers, servers_stopped) = tokio::sync::watch::channel(false);
+    let api_task = tokio::spawn(api::serve(
+        listener,
+        node.clone(),
+        shutdown_timeout,
+        servers_stopped.clone(),
+    ));
+    let http_task = {
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            proxy
+                .serve(http_listener, shutdown_timeout, servers_stopped)
+                .await
+        })
+    };
     println!("mesh-llm: control API listening on {bound}");
+    println!("mesh-llm: inference API listening on {http_bound}");
     tracing::info!(config = ?source.path(), "{}", survey::status());
 
     let startup = {
@@ -322,20 +358,22 @@ async fn serve(args: ServeArgs, api_addr: SocketAddr) -> Result<(), (ExitCode, S
 
     wait_for_shutdown_signal().await;
     tracing::info!("shutting down: unloading every model");
-    // The budget: the node's part first (loads under way, then every
-    // backend at once), then survey's final export with what is left, at
-    // least its reserve.
+    // The budget: the node's part first (loads under way and inference
+    // requests in flight finish, up to the unload grace; then every backend
+    // at once), then survey's final export with what is left, at least its
+    // reserve.
     let budget = shutdown_timeout;
     let deadline = tokio::time::Instant::now() + budget;
     let export_reserve = (budget / 3).min(Duration::from_secs(5));
     let node_part = budget - export_reserve;
-    let load_wait = unload_grace.min(node_part / 4);
-    let stop_grace = unload_grace.min(node_part - load_wait - node_part / 4);
-    let _ = stop_api.send(true);
+    let wait = unload_grace.min(node_part * 2 / 5);
+    let stop_grace = unload_grace.min(node_part - wait - node_part / 5);
+    let _ = stop_servers.send(true);
     let stopping = async {
-        node.shutdown(load_wait, stop_grace).await;
+        node.shutdown(wait, stop_grace).await;
         let _ = startup.await;
         let _ = api_task.await;
+        let _ = http_task.await;
     };
     if tokio::time::timeout_at(deadline - export_reserve, stopping)
         .await

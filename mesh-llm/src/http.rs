@@ -11,19 +11,38 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// Largest request body the node's servers accept.
+/// Largest request body the control API accepts.
 pub const MAX_BODY: usize = 1 << 20;
+
+/// Largest request body the inference API accepts (prompts, images).
+pub const MAX_INFERENCE_BODY: usize = 32 << 20;
 
 /// How long a connection may take to send a request's headers, and stay
 /// idle between requests.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Bounds of one server.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body, in bytes (larger: 413).
+    pub max_body: usize,
+    /// How long requests in flight may take to finish after the stop;
+    /// connections still open then are closed.
+    pub drain: Duration,
+}
+
 /// Serves `app` on `listener` until `stop` turns true; then returns once
-/// the requests in flight are answered (idle connections are closed). An
-/// accept error (such as running out of file descriptors) is logged and
-/// retried after a pause that doubles up to a second, never in a busy loop.
-pub async fn serve(listener: TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>) {
-    let app = app.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY));
+/// the requests in flight are answered (idle connections are closed), or
+/// `limits.drain` has passed, whichever is first. An accept error (such as
+/// running out of file descriptors) is logged and retried after a pause
+/// that doubles up to a second, never in a busy loop.
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let app = app.layer(axum::extract::DefaultBodyLimit::max(limits.max_body));
     let mut pause = Duration::from_millis(10);
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -32,7 +51,15 @@ pub async fn serve(listener: TcpListener, app: axum::Router, mut stop: watch::Re
             accepted = listener.accept() => accepted,
             _ = stopped(&mut stop) => {
                 drop(listener);
-                while connections.join_next().await.is_some() {}
+                let drained = async { while connections.join_next().await.is_some() {} };
+                if tokio::time::timeout(limits.drain, drained).await.is_err() {
+                    tracing::warn!(
+                        "closing {} connections still open {:?} after the stop",
+                        connections.len(),
+                        limits.drain
+                    );
+                }
+                // Dropping the set closes what is left.
                 return;
             }
         };
@@ -79,12 +106,16 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 /// The node's HTTP client: plain HTTP to loopback addresses, each request
 /// bounded by the caller's timeout.
 pub fn client() -> reqwest::Client {
-    // The workspace's reqwest brings rustls without a chosen provider.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .no_proxy()
+    client_builder()
         .build()
         .expect("an HTTP client with default settings builds")
+}
+
+/// The settings of [`client`], for a client that needs more.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    // The workspace's reqwest brings rustls without a chosen provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().no_proxy()
 }
 
 /// `http://ADDR{path}`.

@@ -3,11 +3,16 @@
 //! It takes the flags mesh-llm passes (`-m`, `-c`, `--host`, `--port`,
 //! `--mmproj`, `--main-gpu`), rejects any other, reads the model's GGUF
 //! header like the real server, and serves `GET /health` the same way: 503
-//! while loading, 200 when ready.
+//! while loading, 200 when ready. Once ready it answers the OpenAI-style
+//! endpoints as `llama-server` shapes them (`GET /v1/models`,
+//! `POST /v1/chat/completions`, `POST /v1/completions`, streamed as SSE
+//! with `"stream": true`), with deterministic text: `max_tokens` (default
+//! 16) words of a fixed sentence, whatever the prompt.
 //!
-//! Its behaviour comes from the model file (GGUF key `standin.mode`, and
-//! `standin.load_ms`), else from `MESH_LLM_STANDIN_MODE` /
-//! `MESH_LLM_STANDIN_LOAD_MS`:
+//! Its behaviour comes from the model file (GGUF keys `standin.mode`,
+//! `standin.load_ms` and `standin.token_ms`, the pause before each streamed
+//! word), else from `MESH_LLM_STANDIN_MODE` / `MESH_LLM_STANDIN_LOAD_MS` /
+//! `MESH_LLM_STANDIN_TOKEN_MS`:
 //!
 //! | mode | behaviour |
 //! |---|---|
@@ -17,6 +22,7 @@
 //! | `kv-crash` | prints a llama.cpp KV-cache crash signature and aborts while loading |
 //! | `crash-after:MS` | becomes healthy, then aborts MS milliseconds later |
 //! | `ignore-sigterm` | healthy, but ignores SIGTERM (needs SIGKILL) |
+//! | `models-fail` | healthy, but `GET /v1/models` answers 500 |
 //!
 //! It exits on its own when its parent goes away.
 
@@ -24,12 +30,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::http::StatusCode;
-use axum::routing::get;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::gguf;
@@ -39,6 +49,21 @@ use crate::http;
 pub const MODE_KEY: &str = "standin.mode";
 /// GGUF key holding the load delay in milliseconds.
 pub const LOAD_MS_KEY: &str = "standin.load_ms";
+/// GGUF key holding the pause before each streamed word, in milliseconds.
+pub const TOKEN_MS_KEY: &str = "standin.token_ms";
+
+/// The text every completion is made of, word by word.
+const WORDS: &[&str] = &[
+    "The",
+    "stand-in",
+    "answers",
+    "every",
+    "prompt",
+    "with",
+    "this",
+    "same",
+    "sentence.",
+];
 
 /// What the stand-in does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +80,8 @@ pub enum Mode {
     CrashAfter(Duration),
     /// Healthy, ignores SIGTERM.
     IgnoreSigterm,
+    /// Healthy, but `GET /v1/models` fails.
+    ModelsFail,
 }
 
 impl std::str::FromStr for Mode {
@@ -82,9 +109,10 @@ impl std::str::FromStr for Mode {
             "kv-crash" => Mode::KvCrash,
             "crash-after" => Mode::CrashAfter(Duration::from_millis(number("MS")?)),
             "ignore-sigterm" => Mode::IgnoreSigterm,
+            "models-fail" => Mode::ModelsFail,
             _ => {
                 return Err(format!(
-                    "unknown mode {text:?}; expected healthy, never-healthy, exit-before-healthy[:CODE], kv-crash, crash-after:MS, ignore-sigterm"
+                    "unknown mode {text:?}; expected healthy, never-healthy, exit-before-healthy[:CODE], kv-crash, crash-after:MS, ignore-sigterm, models-fail"
                 ));
             }
         })
@@ -196,10 +224,21 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(args, mode, load))
+    let token = Duration::from_millis(
+        meta.int(TOKEN_MS_KEY)
+            .and_then(|n| u64::try_from(n).ok())
+            .or_else(|| {
+                std::env::var("MESH_LLM_STANDIN_TOKEN_MS")
+                    .ok()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0),
+    );
+    runtime.block_on(run(args, mode, load, token))
 }
 
-async fn run(args: Args, mode: Mode, load: Duration) -> ExitCode {
+async fn run(args: Args, mode: Mode, load: Duration, token: Duration) -> ExitCode {
     if mode == Mode::IgnoreSigterm {
         // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
         unsafe {
@@ -239,8 +278,21 @@ async fn run(args: Args, mode: Mode, load: Duration) -> ExitCode {
             }
         }
     };
+    let api = Api(Arc::new(ApiState {
+        ready: ready.clone(),
+        mode: mode.clone(),
+        model: args.model.to_string_lossy().into_owned(),
+        ctx_size: args.ctx_size,
+        token,
+        next_id: AtomicU64::new(1),
+        fingerprint: format!("b0-standin-{}", args.port),
+    }));
     let app = Router::new()
         .route("/health", get(health))
+        .route("/v1/models", get(models))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
+        .with_state(api)
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
@@ -249,7 +301,11 @@ async fn run(args: Args, mode: Mode, load: Duration) -> ExitCode {
         });
     // Serves until the process exits.
     let (_serving, serving) = tokio::sync::watch::channel(false);
-    tokio::spawn(http::serve(listener, app, serving));
+    let limits = http::Limits {
+        max_body: http::MAX_INFERENCE_BODY,
+        drain: Duration::ZERO,
+    };
+    tokio::spawn(http::serve(listener, app, limits, serving));
     tokio::spawn(exit_when_orphaned());
 
     match mode {
@@ -299,6 +355,236 @@ async fn run(args: Args, mode: Mode, load: Duration) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// What the OpenAI-style endpoints need.
+#[derive(Clone)]
+struct Api(Arc<ApiState>);
+
+struct ApiState {
+    ready: Arc<AtomicBool>,
+    mode: Mode,
+    model: String,
+    ctx_size: u32,
+    token: Duration,
+    next_id: AtomicU64,
+    /// `system_fingerprint`: names the stand-in and its port, so a test
+    /// sees which backend answered.
+    fingerprint: String,
+}
+
+/// The two completion endpoints' shapes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flavour {
+    Chat,
+    Text,
+}
+
+impl Api {
+    /// llama-server's answer while the model loads.
+    fn loading(&self) -> Option<Response> {
+        (!self.0.ready.load(Ordering::SeqCst) || self.0.mode == Mode::NeverHealthy).then(|| {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Loading model",
+                "unavailable_error",
+            )
+        })
+    }
+}
+
+fn error(status: StatusCode, message: &str, kind: &str) -> Response {
+    let body = json!({"error": {"code": status.as_u16(), "message": message, "type": kind}});
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+async fn models(State(api): State<Api>) -> Response {
+    if let Some(loading) = api.loading() {
+        return loading;
+    }
+    if api.0.mode == Mode::ModelsFail {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "model list unavailable",
+            "server_error",
+        );
+    }
+    let body = json!({
+        "object": "list",
+        "data": [{
+            "id": api.0.model,
+            "object": "model",
+            "created": now_secs(),
+            "owned_by": "llamacpp",
+            "meta": {"n_ctx": api.0.ctx_size},
+        }],
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn chat_completions(State(api): State<Api>, body: Bytes) -> Response {
+    complete(api, Flavour::Chat, body).await
+}
+
+async fn completions(State(api): State<Api>, body: Bytes) -> Response {
+    complete(api, Flavour::Text, body).await
+}
+
+/// Answers a completion with `max_tokens` words of [`WORDS`], whole or
+/// streamed as SSE.
+async fn complete(api: Api, flavour: Flavour, body: Bytes) -> Response {
+    if let Some(loading) = api.loading() {
+        return loading;
+    }
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(request @ Value::Object(_)) => request,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "the request body is not a JSON object",
+                "invalid_request_error",
+            );
+        }
+    };
+    let limit = request
+        .get("max_tokens")
+        .or_else(|| request.get("n_predict"))
+        .and_then(Value::as_u64);
+    let count = limit.unwrap_or(16).clamp(1, 4096) as usize;
+    let finish = if limit.is_some() { "length" } else { "stop" };
+    let stream = request.get("stream").and_then(Value::as_bool) == Some(true);
+    let model = request
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("gpt-3.5-turbo")
+        .to_string();
+    // A rough token count, as a size: nothing of the prompt is kept.
+    let prompt_tokens = body.len() / 4;
+    let n = api.0.next_id.fetch_add(1, Ordering::Relaxed);
+    let (id, object, chunk_object) = match flavour {
+        Flavour::Chat => (
+            format!("chatcmpl-standin-{n}"),
+            "chat.completion",
+            "chat.completion.chunk",
+        ),
+        Flavour::Text => (
+            format!("cmpl-standin-{n}"),
+            "text_completion",
+            "text_completion",
+        ),
+    };
+    let created = now_secs();
+    let word = |i: usize| {
+        let word = WORDS[i % WORDS.len()];
+        if i == 0 {
+            word.to_string()
+        } else {
+            format!(" {word}")
+        }
+    };
+    if !stream {
+        tokio::time::sleep(api.0.token * count as u32).await;
+        let text: String = (0..count).map(word).collect();
+        let choice = match flavour {
+            Flavour::Chat => json!({
+                "finish_reason": finish, "index": 0,
+                "message": {"role": "assistant", "content": text},
+            }),
+            Flavour::Text => json!({
+                "text": text, "index": 0, "logprobs": null, "finish_reason": finish,
+            }),
+        };
+        let body = json!({
+            "choices": [choice],
+            "created": created,
+            "model": model,
+            "system_fingerprint": api.0.fingerprint,
+            "object": object,
+            "usage": {
+                "completion_tokens": count,
+                "prompt_tokens": prompt_tokens,
+                "total_tokens": count + prompt_tokens,
+            },
+            "id": id,
+        });
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+    }
+    let token = api.0.token;
+    let fingerprint = api.0.fingerprint.clone();
+    let chunk = move |choice: Value| {
+        let body = json!({
+            "choices": [choice],
+            "created": created,
+            "id": id,
+            "model": model,
+            "system_fingerprint": fingerprint,
+            "object": chunk_object,
+        });
+        Bytes::from(format!("data: {body}\n\n"))
+    };
+    // Words, then the finishing chunk, then `[DONE]`.
+    let events = futures::stream::unfold(0usize, move |i| {
+        let chunk = chunk.clone();
+        async move {
+            let event = if i < count {
+                tokio::time::sleep(token).await;
+                let choice = match flavour {
+                    Flavour::Chat if i == 0 => json!({
+                        "finish_reason": null, "index": 0,
+                        "delta": {"role": "assistant", "content": word(i)},
+                    }),
+                    Flavour::Chat => json!({
+                        "finish_reason": null, "index": 0, "delta": {"content": word(i)},
+                    }),
+                    Flavour::Text => json!({
+                        "text": word(i), "index": 0, "logprobs": null, "finish_reason": null,
+                    }),
+                };
+                chunk(choice)
+            } else if i == count {
+                let choice = match flavour {
+                    Flavour::Chat => json!({"finish_reason": finish, "index": 0, "delta": {}}),
+                    Flavour::Text => json!({
+                        "text": "", "index": 0, "logprobs": null, "finish_reason": finish,
+                    }),
+                };
+                chunk(choice)
+            } else if i == count + 1 {
+                Bytes::from_static(b"data: [DONE]\n\n")
+            } else {
+                return None;
+            };
+            Some((Ok::<_, std::convert::Infallible>(event), i + 1))
+        }
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/event-stream")],
+        Body::from_stream(events),
+    )
+        .into_response()
 }
 
 /// Exits when the parent process goes away, so a stand-in never outlives the

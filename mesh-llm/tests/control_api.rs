@@ -23,7 +23,7 @@ async fn start(dir: &TestDir) -> (SocketAddr, tokio::sync::watch::Sender<bool>) 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(api::serve(listener, node, stopped));
+    tokio::spawn(api::serve(listener, node, Duration::from_secs(10), stopped));
     (addr, stop)
 }
 

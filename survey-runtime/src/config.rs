@@ -603,25 +603,28 @@ fn parse_header_list(key: &str, list: &str) -> Result<Vec<(String, String)>, Inv
     Ok(out)
 }
 
+/// Decodes %-escapes; `None` if one is not `%` and two hex digits (the
+/// crate would pass it through) or the result is not UTF-8.
 fn percent_decode(value: &str) -> Option<String> {
     let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let well_formed = bytes.iter().enumerate().all(|(i, byte)| {
+        *byte != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(value)
+        .decode_utf8()
+        .ok()
+        .map(|text| text.into_owned())
 }
 
-fn positive_secs(key: &str, secs: f64) -> Result<Duration, InvalidSetting> {
+/// A number of seconds greater than 0 and at most a day, as every `*_secs`
+/// setting takes it; the error names `key`.
+pub fn positive_secs(key: &str, secs: f64) -> Result<Duration, InvalidSetting> {
     if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 {
         Ok(Duration::from_secs_f64(secs))
     } else {

@@ -14,6 +14,7 @@ use tokio::process::{Child, Command};
 
 use crate::gguf;
 use crate::http;
+use crate::inference::proxy::Proxy;
 
 /// Context size when neither the config nor the model names one.
 pub const DEFAULT_CTX_SIZE: u32 = 4096;
@@ -40,6 +41,9 @@ pub struct BackendSettings {
     pub memory_budget: u64,
     /// Where backend ports come from ([`PortPicker::os`] but in tests).
     pub ports: PortPicker,
+    /// The inference API: a launch adds its model's route here and checks
+    /// it before it counts as a success.
+    pub proxy: Proxy,
 }
 
 /// Hands out a port on 127.0.0.1 for a backend to listen on.
@@ -312,6 +316,21 @@ pub enum LaunchError {
         /// The backend log.
         log: PathBuf,
     },
+    /// The backend is healthy, but requests through the node's proxy do
+    /// not reach it (`GET /v1/models` through the proxy failed); it was
+    /// stopped.
+    #[error(
+        "backend on port {port} is healthy but unreachable through the proxy: {cause}; see {log}"
+    )]
+    #[survey(reason = "backend_proxy_failed")]
+    ProxyFailed {
+        /// The backend's port.
+        port: u16,
+        /// What the check through the proxy saw.
+        cause: String,
+        /// The backend log.
+        log: PathBuf,
+    },
 }
 
 /// A backend that became healthy.
@@ -453,6 +472,16 @@ async fn launch_on(
                     "another process answered the backend's health check",
                 ));
             }
+            // The route, checked end to end through the proxy; removed
+            // again if the check fails or this launch is cancelled.
+            let route = RouteGuard::add(&settings.proxy, spec, port);
+            if let Err(cause) = settings.proxy.check(&spec.name).await {
+                drop(route);
+                let _ = child.start_kill();
+                let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+                return Err(LaunchError::ProxyFailed { port, cause, log });
+            }
+            route.keep();
             Ok(Attempt::Launched(Box::new(Launched {
                 spec: spec.clone(),
                 port,
@@ -486,6 +515,38 @@ async fn launch_on(
                 after: settings.health_timeout,
                 log,
             })
+        }
+    }
+}
+
+/// A model's route in the proxy, removed on drop unless kept.
+struct RouteGuard<'a> {
+    proxy: &'a Proxy,
+    name: &'a str,
+    instance: u64,
+    keep: bool,
+}
+
+impl<'a> RouteGuard<'a> {
+    fn add(proxy: &'a Proxy, spec: &'a LaunchSpec, port: u16) -> RouteGuard<'a> {
+        proxy.add_route(&spec.name, spec.instance, port);
+        RouteGuard {
+            proxy,
+            name: &spec.name,
+            instance: spec.instance,
+            keep: false,
+        }
+    }
+
+    fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for RouteGuard<'_> {
+    fn drop(&mut self) {
+        if !self.keep {
+            self.proxy.remove_route(self.name, self.instance);
         }
     }
 }

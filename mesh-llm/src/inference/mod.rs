@@ -1,3 +1,4 @@
 //! Launching inference backends.
 
 pub mod launch;
+pub mod proxy;

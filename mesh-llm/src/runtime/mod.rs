@@ -298,6 +298,12 @@ impl Node {
                 .map(|(_, b)| b.clone())
                 .ok_or_else(|| NodeError::NotLoaded(name.to_string()))?
         };
+        // No new inference requests for a model being stopped.
+        self.inner
+            .settings
+            .backend
+            .proxy
+            .remove_route(&backend.name, backend.instance);
         // Its own task: a caller that goes away (a client hanging up) does
         // not cut a stop in half, which would record nothing and leave it
         // listed.
@@ -317,23 +323,39 @@ impl Node {
         Ok(())
     }
 
-    /// Shuts the node down: takes no new loads, gives loads under way
-    /// `load_wait` to finish (then cancels them, each recorded as a failed
-    /// launch), and unloads every model, all at once, each with
-    /// `stop_grace` between SIGTERM and SIGKILL. The caller bounds the
-    /// whole in time.
-    pub async fn shutdown(&self, load_wait: Duration, stop_grace: Duration) {
+    /// Shuts the node down: takes no new loads and no new inference
+    /// requests, gives loads under way and inference requests in flight
+    /// `wait` to finish (then cancels the loads, each recorded as a failed
+    /// launch, and cuts the requests), and unloads every model, all at once,
+    /// each with `stop_grace` between SIGTERM and SIGKILL. The caller bounds
+    /// the whole in time.
+    pub async fn shutdown(&self, wait: Duration, stop_grace: Duration) {
         self.inner.closing.send_replace(true);
+        let proxy = &self.inner.settings.backend.proxy;
+        proxy.close();
         let mut loads = self.inner.loads.subscribe();
-        if tokio::time::timeout(load_wait, loads.wait_for(|n| *n == 0))
-            .await
-            .is_err()
-        {
-            tracing::warn!("cancelling the loads still under way after {load_wait:?}");
-            self.inner.cancel_loads.send_replace(true);
-            // Cancelling is immediate; a second at most, then on regardless.
-            let _ = tokio::time::timeout(Duration::from_secs(1), loads.wait_for(|n| *n == 0)).await;
-        }
+        let loads_done = async {
+            if tokio::time::timeout(wait, loads.wait_for(|n| *n == 0))
+                .await
+                .is_err()
+            {
+                tracing::warn!("cancelling the loads still under way after {wait:?}");
+                self.inner.cancel_loads.send_replace(true);
+                // Cancelling is immediate; a second at most, then on regardless.
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), loads.wait_for(|n| *n == 0)).await;
+            }
+        };
+        let requests_done = async {
+            if !proxy.drained(wait).await {
+                tracing::warn!(
+                    "cutting {} inference requests still in flight after {wait:?}",
+                    proxy.in_flight()
+                );
+                proxy.cut();
+            }
+        };
+        tokio::join!(loads_done, requests_done);
         self.unload_all(stop_grace).await;
     }
 
@@ -356,6 +378,11 @@ impl Node {
     /// Removes `backend` from the loaded models, unless another instance
     /// took its name since.
     fn forget(&self, backend: &LocalBackend) {
+        self.inner
+            .settings
+            .backend
+            .proxy
+            .remove_route(&backend.name, backend.instance);
         let mut loaded = self.lock_loaded();
         if loaded
             .get(&backend.name)

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use mesh_llm::gguf::{self, WriteValue};
 use mesh_llm::runtime::NodeStatus;
 
+mod node;
+pub use node::{Launch, Node, signal};
+
 pub use survey_otlp_receiver::{Mode, Point, Receiver, of, one, total};
 
 pub const MESH_LLM: &str = env!("CARGO_BIN_EXE_mesh-llm");
@@ -53,6 +56,7 @@ pub struct ModelFile<'a> {
     pub file_type: Option<u32>,
     pub mode: Option<&'a str>,
     pub load_ms: Option<u32>,
+    pub token_ms: Option<u32>,
     pub padding: u64,
 }
 
@@ -73,17 +77,11 @@ pub fn write_model(dir: &TestDir, rel: &str, file: ModelFile) -> PathBuf {
     if let Some(ms) = file.load_ms {
         pairs.push((mesh_llm::standin::LOAD_MS_KEY, WriteValue::U32(ms)));
     }
+    if let Some(ms) = file.token_ms {
+        pairs.push((mesh_llm::standin::TOKEN_MS_KEY, WriteValue::U32(ms)));
+    }
     gguf::write(&path, &pairs, file.padding).unwrap();
     path
-}
-
-/// A running `mesh-llm serve`.
-pub struct Node {
-    child: Child,
-    pub api: SocketAddr,
-    lines: Arc<Mutex<Vec<String>>>,
-    line_rx: mpsc::Receiver<String>,
-    stderr: Arc<Mutex<String>>,
 }
 
 /// Options for [`Node::start`].
@@ -119,232 +117,29 @@ impl Node {
     ) -> Result<Node, (ExitStatus, String)> {
         let config_path = dir.join("config.toml");
         std::fs::write(&config_path, config).unwrap();
-        let mut command = Command::new(MESH_LLM);
-        command
-            .arg("--api")
-            .arg("127.0.0.1:0")
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--log-dir")
-            .arg(dir.join("logs"))
-            .args(options.extra_args)
-            .env("HOME", &dir.path)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("OTEL_") || key.starts_with("MESH_LLM_") {
-                command.env_remove(key);
-            }
-        }
+        let mut extra_args: Vec<&str> = options.extra_args.to_vec();
         for (flag, default) in [("--health-timeout-secs", "5"), ("--unload-grace-secs", "2")] {
             if !options.extra_args.contains(&flag) {
-                command.arg(flag).arg(default);
+                extra_args.extend([flag, default]);
             }
         }
-        if let Some(binary) = options.llama_server {
-            command.arg("--llama-server").arg(binary);
-        }
-        for (key, value) in options.env {
-            command.env(key, value);
-        }
-        let mut child = command.spawn().expect("spawn mesh-llm");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (line_tx, line_rx) = mpsc::channel();
-        {
-            let stdout = child.stdout.take().unwrap();
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(line.clone());
-                    let _ = line_tx.send(line);
-                }
-            });
-        }
-        let stderr = Arc::new(Mutex::new(String::new()));
-        {
-            let pipe = child.stderr.take().unwrap();
-            let stderr = stderr.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let mut s = stderr.lock().unwrap();
-                    s.push_str(&line);
-                    s.push('\n');
-                }
-            });
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match line_rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(line) => {
-                    if let Some(addr) = line.strip_prefix("mesh-llm: control API listening on ") {
-                        return Ok(Node {
-                            child,
-                            api: addr.trim().parse().unwrap(),
-                            lines,
-                            line_rx,
-                            stderr,
-                        });
-                    }
-                }
-                Err(_) => {
-                    if let Ok(Some(status)) = child.try_wait() {
-                        std::thread::sleep(Duration::from_millis(100));
-                        return Err((status, stderr.lock().unwrap().clone()));
-                    }
-                    assert!(Instant::now() < deadline, "node did not start");
-                }
-            }
-        }
-    }
-
-    /// Waits until stdout has printed a line containing `needle`.
-    pub fn wait_line(&self, needle: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self
-                .lines
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|l| l.contains(needle))
-            {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            let _ = self
-                .line_rx
-                .recv_timeout(left.min(Duration::from_millis(50)));
-        }
-    }
-
-    /// Waits for the configured models' startup launches.
-    pub fn wait_started(&self) {
-        assert!(
-            self.wait_line("mesh-llm: startup complete", Duration::from_secs(60)),
-            "startup did not complete: {}",
-            self.stderr()
-        );
-    }
-
-    /// What the node logged so far.
-    pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Runs `mesh-llm --api ADDR args...`.
-    pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(MESH_LLM)
-            .arg("--api")
-            .arg(self.api.to_string())
-            .args(args)
-            .output()
-            .expect("run mesh-llm")
-    }
-
-    /// `mesh-llm load`, asserting success.
-    pub fn load(&self, model: &Path, extra: &[&str]) -> String {
-        let mut args = vec!["load", model.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        let out = self.cli(&args);
-        assert!(
-            out.status.success(),
-            "load {} failed: {}\n{}",
-            model.display(),
-            String::from_utf8_lossy(&out.stderr),
-            self.stderr()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// `mesh-llm load`, expecting failure; returns the error text.
-    pub fn load_fails(&self, model: &Path, extra: &[&str]) -> String {
-        let mut args = vec!["load", model.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        let out = self.cli(&args);
-        assert!(
-            !out.status.success(),
-            "load {} unexpectedly succeeded",
-            model.display()
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    /// `mesh-llm unload`, asserting success.
-    pub fn unload(&self, name: &str) {
-        let out = self.cli(&["unload", name]);
-        assert!(
-            out.status.success(),
-            "unload {name} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// `mesh-llm status --json`.
-    pub fn status(&self) -> NodeStatus {
-        let out = self.cli(&["status", "--json"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("status JSON")
-    }
-
-    /// Waits until `check` holds for the status.
-    pub fn wait_status(
-        &self,
-        timeout: Duration,
-        check: impl Fn(&NodeStatus) -> bool,
-    ) -> NodeStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let status = self.status();
-            if check(&status) {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "status never matched: {status:#?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Sends SIGTERM and waits for the node to exit; returns how long it took.
-    pub fn terminate(mut self) -> (ExitStatus, Duration, String) {
-        let start = Instant::now();
-        signal(self.child.id(), libc::SIGTERM);
-        let deadline = start + Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "node did not stop");
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let took = start.elapsed();
-        std::thread::sleep(Duration::from_millis(100));
-        (status, took, self.stderr())
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn signal(pid: u32, signal: i32) {
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    unsafe {
-        libc::kill(pid as i32, signal);
+        let home = dir.path.to_str().unwrap();
+        let mut env = vec![("HOME", home)];
+        env.extend_from_slice(options.env);
+        Node::spawn(Launch {
+            program: Path::new(MESH_LLM),
+            prefix: &[],
+            config: &config_path,
+            log_dir: &dir.join("logs"),
+            llama_server: options.llama_server.map(Path::new),
+            extra_args: &extra_args,
+            env: &env,
+            log_filter: "info",
+        })
+        .map_err(|(status, stderr)| match status {
+            Some(status) => (status, stderr),
+            None => panic!("node did not start: {stderr}"),
+        })
     }
 }
 
@@ -398,6 +193,7 @@ pub fn library_node(
                 health_timeout: Duration::from_secs(20),
                 memory_budget: u64::MAX,
                 ports,
+                proxy: mesh_llm::inference::proxy::Proxy::default(),
             },
             unload_grace: Duration::from_millis(300),
             signaller,

@@ -1,0 +1,541 @@
+//! The inference API: an OpenAI-compatible front for the node's backends.
+//!
+//! | request | does |
+//! |---|---|
+//! | `GET /v1/models` | the models the node serves, by the names `status` shows |
+//! | `POST /v1/chat/completions` | forwarded to the backend of the body's `model` |
+//! | `POST /v1/completions` | the same |
+//!
+//! Bodies pass through unchanged both ways, streamed (SSE answers arrive as
+//! the backend writes them). Nothing of a request or an answer is logged or
+//! recorded: only the model name, the path and the status reach the log.
+//!
+//! A launch adds its model's route and checks it through this same
+//! forwarding path ([`Proxy::check`]) before the launch counts as a success.
+//! At node shutdown the proxy takes no new requests ([`Proxy::close`]),
+//! gives those in flight time to finish ([`Proxy::drained`]), then cuts the
+//! rest ([`Proxy::cut`]).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::http;
+
+/// Default address of the inference API.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:9337";
+
+/// Default bound on a backend's silence: the wait for its answer to begin
+/// (a long prompt is read before the first byte) and between two chunks.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How long a launch's check through the proxy may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Routes inference requests to the backends, by model name.
+#[derive(Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    routes: RwLock<BTreeMap<String, Route>>,
+    client: reqwest::Client,
+    idle_timeout: Duration,
+    /// Requests being forwarded, answers being streamed included.
+    in_flight: watch::Sender<usize>,
+    /// Set at shutdown: new requests are refused.
+    closed: AtomicBool,
+    /// Set when shutdown stops waiting: requests in flight are cut.
+    cut: watch::Sender<bool>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Route {
+    instance: u64,
+    port: u16,
+    created: u64,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("models", &self.models())
+            .field("idle_timeout", &self.inner.idle_timeout)
+            .finish()
+    }
+}
+
+impl Default for Proxy {
+    fn default() -> Proxy {
+        Proxy::new(DEFAULT_IDLE_TIMEOUT)
+    }
+}
+
+/// Why a request could not be forwarded; each is one HTTP status and an
+/// OpenAI-style error body.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The body is not a JSON object with a string `model`.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No backend serves this model.
+    #[error("the model `{0}` does not exist")]
+    UnknownModel(String),
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    Closing,
+    /// The backend could not be reached or broke off.
+    #[error("the backend of `{model}` did not answer: {cause}")]
+    Backend {
+        /// The model.
+        model: String,
+        /// Why, without any content of the request.
+        cause: String,
+    },
+    /// The backend was silent longer than the idle timeout.
+    #[error("the backend of `{model}` was silent for {after:?}")]
+    TimedOut {
+        /// The model.
+        model: String,
+        /// The idle timeout.
+        after: Duration,
+    },
+}
+
+impl ProxyError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::UnknownModel(_) => StatusCode::NOT_FOUND,
+            ProxyError::Closing => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Backend { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    fn body(&self) -> ErrorBody {
+        let (kind, param, code) = match self {
+            ProxyError::BadRequest(_) => ("invalid_request_error", None, None),
+            ProxyError::UnknownModel(_) => (
+                "invalid_request_error",
+                Some("model"),
+                Some("model_not_found"),
+            ),
+            ProxyError::Closing => ("unavailable_error", None, None),
+            ProxyError::Backend { .. } | ProxyError::TimedOut { .. } => {
+                ("server_error", None, None)
+            }
+        };
+        ErrorBody {
+            error: ErrorDetail {
+                message: self.to_string(),
+                kind: kind.to_string(),
+                param: param.map(str::to_string),
+                code: code.map(str::to_string),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ProxyError {
+    fn into_response(self) -> Response {
+        json(self.status(), &self.body())
+    }
+}
+
+/// An OpenAI-style error body: `{"error": {"message", "type", "param", "code"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// The inside of an [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// What went wrong, for people.
+    pub message: String,
+    /// The error's class (`invalid_request_error`, `server_error`, ...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The request field at fault, if one is.
+    pub param: Option<String>,
+    /// A machine-readable code, if one applies (`model_not_found`).
+    pub code: Option<String>,
+}
+
+/// The answer of `GET /v1/models`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelList {
+    /// Always `list`.
+    pub object: String,
+    /// The models served.
+    pub data: Vec<ModelEntry>,
+}
+
+/// One model of a [`ModelList`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelEntry {
+    /// The name requests use in `model`.
+    pub id: String,
+    /// Always `model`.
+    pub object: String,
+    /// When the model began to be served, in Unix seconds.
+    pub created: u64,
+    /// Always `mesh-llm`.
+    pub owned_by: String,
+}
+
+/// The one field of a request the proxy reads.
+#[derive(Deserialize)]
+struct Routed {
+    model: String,
+}
+
+/// Counts a request as in flight while it lives.
+struct InFlight(Arc<Inner>);
+
+impl InFlight {
+    fn enter(inner: &Arc<Inner>) -> InFlight {
+        inner.in_flight.send_modify(|n| *n += 1);
+        InFlight(inner.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.send_modify(|n| *n -= 1);
+    }
+}
+
+impl Proxy {
+    /// A proxy with no routes; a backend silent for `idle_timeout` is cut.
+    pub fn new(idle_timeout: Duration) -> Proxy {
+        let client = http::client_builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .expect("an HTTP client with default settings builds");
+        Proxy {
+            inner: Arc::new(Inner {
+                routes: RwLock::new(BTreeMap::new()),
+                client,
+                idle_timeout,
+                in_flight: watch::Sender::new(0),
+                closed: AtomicBool::new(false),
+                cut: watch::Sender::new(false),
+            }),
+        }
+    }
+
+    /// Routes requests for `name` to the backend on 127.0.0.1:`port`.
+    pub fn add_route(&self, name: &str, instance: u64, port: u16) {
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.write_routes().insert(
+            name.to_string(),
+            Route {
+                instance,
+                port,
+                created,
+            },
+        );
+    }
+
+    /// Stops routing `name`, if its route is still this instance's.
+    pub fn remove_route(&self, name: &str, instance: u64) {
+        let mut routes = self.write_routes();
+        if routes.get(name).is_some_and(|r| r.instance == instance) {
+            routes.remove(name);
+        }
+    }
+
+    /// The names routed, in order.
+    pub fn models(&self) -> Vec<String> {
+        self.read_routes().keys().cloned().collect()
+    }
+
+    /// Requests being forwarded now.
+    pub fn in_flight(&self) -> usize {
+        *self.inner.in_flight.borrow()
+    }
+
+    /// Checks the route of `name` end to end: `GET /v1/models` on its
+    /// backend, through the forwarding path inference takes, must answer
+    /// 200 with a JSON model list. `Err` says why not.
+    pub async fn check(&self, name: &str) -> Result<(), String> {
+        let check = async {
+            let response = self
+                .forward(
+                    name,
+                    Method::GET,
+                    "/v1/models",
+                    &HeaderMap::new(),
+                    Bytes::new(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .map_err(|e| format!("reading its answer: {e}"))?;
+            if status != StatusCode::OK {
+                return Err(format!("GET /v1/models answered {status}"));
+            }
+            let list: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|_| "GET /v1/models did not answer JSON".to_string())?;
+            if list.get("data").is_some_and(|d| d.is_array()) {
+                Ok(())
+            } else {
+                Err("GET /v1/models answered no model list".to_string())
+            }
+        };
+        tokio::time::timeout(CHECK_TIMEOUT, check)
+            .await
+            .unwrap_or_else(|_| Err(format!("GET /v1/models took over {CHECK_TIMEOUT:?}")))
+    }
+
+    /// Refuses new requests (503) from now on.
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits up to `within` for the requests in flight to finish; whether
+    /// they did.
+    pub async fn drained(&self, within: Duration) -> bool {
+        let mut in_flight = self.inner.in_flight.subscribe();
+        tokio::time::timeout(within, in_flight.wait_for(|n| *n == 0))
+            .await
+            .is_ok()
+    }
+
+    /// Cuts every request in flight: answers not begun get a 503, answers
+    /// being streamed end abruptly.
+    pub fn cut(&self) {
+        self.inner.cut.send_replace(true);
+    }
+
+    /// The inference API's routes.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v1/models", get(list_models))
+            .route("/v1/chat/completions", post(chat_completions))
+            .route("/v1/completions", post(completions))
+            .fallback(not_found)
+            .with_state(self.clone())
+    }
+
+    /// Serves the inference API on `listener` until `stop` turns true.
+    pub async fn serve(&self, listener: TcpListener, drain: Duration, stop: watch::Receiver<bool>) {
+        let limits = http::Limits {
+            max_body: http::MAX_INFERENCE_BODY,
+            drain,
+        };
+        http::serve(listener, self.router(), limits, stop).await
+    }
+
+    /// Forwards one request for `model` to its backend; the answer's body
+    /// streams through as the backend writes it.
+    async fn forward(
+        &self,
+        model: &str,
+        method: Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Response, ProxyError> {
+        let port = self
+            .read_routes()
+            .get(model)
+            .map(|r| r.port)
+            .ok_or_else(|| ProxyError::UnknownModel(model.to_string()))?;
+        let in_flight = InFlight::enter(&self.inner);
+        let mut cut = self.inner.cut.subscribe();
+        let url = http::url(SocketAddr::from(([127, 0, 0, 1], port)), path);
+        let mut request = self.inner.client.request(method, url).body(body);
+        for name in [header::CONTENT_TYPE, header::ACCEPT] {
+            if let Some(value) = headers.get(&name) {
+                request = request.header(name, value);
+            }
+        }
+        let idle = self.inner.idle_timeout;
+        let backend_error = |error: reqwest::Error| ProxyError::Backend {
+            model: model.to_string(),
+            cause: transport_cause(&error),
+        };
+        let response = tokio::select! {
+            answer = tokio::time::timeout(idle, request.send()) => match answer {
+                Ok(answer) => answer.map_err(backend_error)?,
+                Err(_) => return Err(ProxyError::TimedOut { model: model.to_string(), after: idle }),
+            },
+            _ = cut.wait_for(|cut| *cut) => return Err(ProxyError::Closing),
+        };
+        let status = response.status();
+        let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+        let upstream = response.bytes_stream();
+        let body =
+            futures::stream::unfold(Some((upstream, cut, in_flight)), move |state| async move {
+                let (mut upstream, mut cut, in_flight) = state?;
+                let next = tokio::select! {
+                    next = tokio::time::timeout(idle, upstream.next()) => next,
+                    _ = cut.wait_for(|cut| *cut) => {
+                        return Some((Err(std::io::Error::other("cut at node shutdown")), None));
+                    }
+                };
+                match next {
+                    Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some((upstream, cut, in_flight)))),
+                    Ok(Some(Err(error))) => {
+                        Some((Err(std::io::Error::other(transport_cause(&error))), None))
+                    }
+                    Ok(None) => None,
+                    Err(_) => Some((
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the backend went silent",
+                        )),
+                        None,
+                    )),
+                }
+            });
+        let mut answer = Response::new(Body::from_stream(body));
+        *answer.status_mut() = status;
+        if let Some(content_type) = content_type {
+            answer
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, content_type);
+        }
+        Ok(answer)
+    }
+
+    /// Forwards a POST whose JSON body names its model.
+    async fn route_post(&self, path: &str, headers: HeaderMap, body: Bytes) -> Response {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return ProxyError::Closing.into_response();
+        }
+        let model = match serde_json::from_slice::<Routed>(&body) {
+            Ok(routed) => routed.model,
+            Err(error) => {
+                // serde_json's message names a position, never content.
+                return ProxyError::BadRequest(format!(
+                    "the body must be a JSON object with a string `model`: {}",
+                    error_class(&error)
+                ))
+                .into_response();
+            }
+        };
+        let answer = self
+            .forward(&model, Method::POST, path, &headers, body)
+            .await;
+        match answer {
+            Ok(response) => {
+                tracing::debug!(%model, path, status = %response.status(), "proxied");
+                response
+            }
+            Err(error) => {
+                tracing::warn!(%model, path, "inference request failed: {error}");
+                error.into_response()
+            }
+        }
+    }
+
+    fn read_routes(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Route>> {
+        self.inner.routes.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_routes(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Route>> {
+        self.inner.routes.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+async fn list_models(State(proxy): State<Proxy>) -> Response {
+    let data = proxy
+        .read_routes()
+        .iter()
+        .map(|(name, route)| ModelEntry {
+            id: name.clone(),
+            object: "model".to_string(),
+            created: route.created,
+            owned_by: "mesh-llm".to_string(),
+        })
+        .collect();
+    json(
+        StatusCode::OK,
+        &ModelList {
+            object: "list".to_string(),
+            data,
+        },
+    )
+}
+
+async fn chat_completions(State(proxy): State<Proxy>, headers: HeaderMap, body: Bytes) -> Response {
+    proxy
+        .route_post("/v1/chat/completions", headers, body)
+        .await
+}
+
+async fn completions(State(proxy): State<Proxy>, headers: HeaderMap, body: Bytes) -> Response {
+    proxy.route_post("/v1/completions", headers, body).await
+}
+
+async fn not_found() -> Response {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            message: "no such endpoint; this node serves /v1/models, /v1/chat/completions and \
+                      /v1/completions"
+                .to_string(),
+            kind: "invalid_request_error".to_string(),
+            param: None,
+            code: None,
+        },
+    };
+    json(StatusCode::NOT_FOUND, &body)
+}
+
+/// What kind of JSON error, with its position: never the text around it.
+fn error_class(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match error.classify() {
+        Category::Io => "unreadable",
+        Category::Syntax => "not valid JSON",
+        Category::Data => "`model` missing or not a string",
+        Category::Eof => "truncated JSON",
+    };
+    format!("{what} (line {}, column {})", error.line(), error.column())
+}
+
+/// A transport error's kind, without the URL's query or any body.
+fn transport_cause(error: &reqwest::Error) -> String {
+    if error.is_connect() {
+        "cannot connect".to_string()
+    } else if error.is_timeout() {
+        "timed out".to_string()
+    } else if error.is_body() || error.is_decode() {
+        "its answer broke off".to_string()
+    } else {
+        "the connection failed".to_string()
+    }
+}
+
+fn json(status: StatusCode, value: &impl Serialize) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(value).unwrap_or_default(),
+    )
+        .into_response()
+}

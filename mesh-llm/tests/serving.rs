@@ -1,0 +1,447 @@
+//! Serving: the node's OpenAI-compatible API routes requests by model to
+//! the right backend, streams answers through, checks each launch's route
+//! (a failed check is a launch failed with `backend_proxy_failed`), keeps
+//! prompts out of its log and its exports, and gives requests in flight
+//! the unload grace at SIGTERM before cutting them.
+
+mod support;
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use support::*;
+use survey::schema;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The stand-in's fixed sentence, as `count` words.
+fn sentence(count: usize) -> String {
+    let words = [
+        "The",
+        "stand-in",
+        "answers",
+        "every",
+        "prompt",
+        "with",
+        "this",
+        "same",
+        "sentence.",
+    ];
+    (0..count)
+        .map(|i| words[i % words.len()])
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn client() -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// POSTs `body` to `path` on `http`: status, content type, body.
+fn post(http: SocketAddr, path: &str, body: &str) -> (u16, String, String) {
+    let response = client()
+        .post(format!("http://{http}{path}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    (status, content_type, response.text().unwrap())
+}
+
+fn get_models(http: SocketAddr) -> Vec<String> {
+    let response = client()
+        .get(format!("http://{http}/v1/models"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let list: serde_json::Value = serde_json::from_str(&response.text().unwrap()).unwrap();
+    assert_eq!(list["object"], "list");
+    list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The `data:` payloads of an SSE body.
+fn sse_events(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter_map(|event| event.strip_prefix("data: "))
+        .map(str::to_string)
+        .collect()
+}
+
+fn port_of(node: &Node, name: &str) -> u16 {
+    node.status()
+        .models
+        .iter()
+        .find(|m| m.name == name)
+        .unwrap_or_else(|| panic!("{name} not loaded"))
+        .port
+}
+
+fn two_model_node(dir: &TestDir, receiver: &Receiver) -> Node {
+    let mut config = String::new();
+    for name in ["alpha", "beta"] {
+        let model = write_model(dir, &format!("m/{name}.gguf"), ModelFile::default());
+        config.push_str(&format!("[[models]]\nmodel = \"{}\"\n\n", model.display()));
+    }
+    config.push_str(&telemetry_for(receiver, ""));
+    let node = Node::start(dir, &config, NodeOptions::default());
+    node.wait_started();
+    node
+}
+
+#[test]
+fn requests_are_routed_by_model_and_answers_pass_through_whole_or_streamed() {
+    let dir = TestDir::new("serve-route");
+    let receiver = Receiver::start();
+    let node = two_model_node(&dir, &receiver);
+    assert_eq!(get_models(node.http), ["alpha", "beta"]);
+    let (alpha, beta) = (port_of(&node, "alpha"), port_of(&node, "beta"));
+
+    // A whole chat answer, from alpha's backend.
+    let (status, content_type, body) = post(
+        node.http,
+        "/v1/chat/completions",
+        r#"{"model":"alpha","messages":[{"role":"user","content":"hi"}],"max_tokens":5}"#,
+    );
+    assert_eq!((status, content_type.as_str()), (200, "application/json"));
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["object"], "chat.completion");
+    assert_eq!(answer["system_fingerprint"], format!("b0-standin-{alpha}"));
+    assert_eq!(answer["choices"][0]["message"]["content"], sentence(5));
+    assert_eq!(answer["choices"][0]["finish_reason"], "length");
+
+    // A streamed text completion, from beta's backend, event by event.
+    let (status, content_type, body) = post(
+        node.http,
+        "/v1/completions",
+        r#"{"model":"beta","prompt":"hi","max_tokens":12,"stream":true}"#,
+    );
+    assert_eq!((status, content_type.as_str()), (200, "text/event-stream"));
+    let events = sse_events(&body);
+    assert_eq!(events.len(), 12 + 2, "{body}");
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let mut text = String::new();
+    for event in &events[..13] {
+        let chunk: serde_json::Value = serde_json::from_str(event).unwrap();
+        assert_eq!(chunk["object"], "text_completion");
+        assert_eq!(chunk["system_fingerprint"], format!("b0-standin-{beta}"));
+        text.push_str(chunk["choices"][0]["text"].as_str().unwrap());
+    }
+    assert_eq!(text, sentence(12));
+
+    // A streamed chat answer: role first, then the words, then stop.
+    let (_, _, body) = post(
+        node.http,
+        "/v1/chat/completions",
+        r#"{"model":"alpha","messages":[{"role":"user","content":"hi"}],"stream":true}"#,
+    );
+    let events = sse_events(&body);
+    let chunks: Vec<serde_json::Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, sentence(16));
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "stop"
+    );
+
+    // Unknown model: 404 with an OpenAI-style error.
+    let (status, _, body) = post(
+        node.http,
+        "/v1/chat/completions",
+        r#"{"model":"gamma","messages":[]}"#,
+    );
+    assert_eq!(status, 404);
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"]["code"], "model_not_found");
+    assert_eq!(error["error"]["param"], "model");
+    assert_eq!(error["error"]["type"], "invalid_request_error");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("gamma")
+    );
+
+    // Malformed bodies: 400, and nothing of the body in the answer.
+    for bad in ["{not json SECRET", r#"{"messages":[]}"#, r#"{"model":7}"#] {
+        let (status, _, body) = post(node.http, "/v1/completions", bad);
+        assert_eq!(status, 400, "{bad}: {body}");
+        let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(error["error"]["type"], "invalid_request_error");
+        assert!(!body.contains("SECRET"));
+    }
+    let (status, _, _) = post(node.http, "/v1/embeddings", "{}");
+    assert_eq!(status, 404);
+
+    // Unloaded: gone from the list and from routing; beta still served.
+    node.unload("alpha");
+    assert_eq!(get_models(node.http), ["beta"]);
+    let (status, _, _) = post(node.http, "/v1/completions", r#"{"model":"alpha"}"#);
+    assert_eq!(status, 404);
+    // A backend that dies leaves the routes too.
+    let beta_pid = node.status().models[0].pid;
+    signal(beta_pid, libc::SIGKILL);
+    node.wait_status(WAIT, |s| s.models.is_empty());
+    assert!(get_models(node.http).is_empty());
+    let (status, _, _) = post(node.http, "/v1/completions", r#"{"model":"beta"}"#);
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn a_backend_unreachable_through_the_proxy_fails_its_launch_as_backend_proxy_failed() {
+    let dir = TestDir::new("serve-proxy-failed");
+    let receiver = Receiver::start();
+    let broken = write_model(
+        &dir,
+        "m/unlisted.gguf",
+        ModelFile {
+            mode: Some("models-fail"),
+            ..ModelFile::default()
+        },
+    );
+    let node = Node::start(&dir, &telemetry_for(&receiver, ""), NodeOptions::default());
+    node.wait_started();
+    let said = node.load_fails(&broken, &[]);
+    assert!(said.contains("unreachable through the proxy"), "{said}");
+    assert!(said.contains("500"), "{said}");
+    // Not listed, not routed, not running.
+    assert!(node.status().models.is_empty());
+    assert!(get_models(node.http).is_empty());
+    assert!(processes_mentioning("unlisted.gguf").is_empty());
+    let points = receiver.wait_for_export(WAIT, |p| total(p, schema::LAUNCH_FAILURE_TOTAL) == 1.0);
+    assert_eq!(total(&points, schema::LAUNCH_TOTAL), 1.0);
+    assert_eq!(total(&points, schema::LAUNCH_SUCCESS_TOTAL), 0.0);
+    one(
+        &points,
+        schema::LAUNCH_FAILURE_TOTAL,
+        &[("mesh_llm.failure_reason", "backend_proxy_failed")],
+    );
+}
+
+#[test]
+fn prompts_and_completions_reach_neither_the_log_nor_the_export() {
+    const CANARY: &str = "PROMPTCANARY7f3a";
+    let dir = TestDir::new("serve-canary");
+    let receiver = Receiver::start();
+    let model = write_model(&dir, "m/canary-model.gguf", ModelFile::default());
+    let config = format!(
+        "[[models]]\nmodel = \"{}\"\n\n{}",
+        model.display(),
+        telemetry_for(&receiver, "compression = \"none\"")
+    );
+    let node = Node::start(
+        &dir,
+        &config,
+        NodeOptions {
+            env: &[("RUST_LOG", "trace")],
+            ..NodeOptions::default()
+        },
+    );
+    node.wait_started();
+    let requests = [
+        (
+            "/v1/chat/completions",
+            format!(
+                r#"{{"model":"canary-model","messages":[{{"role":"user","content":"{CANARY} a"}}]}}"#
+            ),
+        ),
+        (
+            "/v1/chat/completions",
+            format!(
+                r#"{{"model":"canary-model","stream":true,"messages":[{{"role":"user","content":"{CANARY} b"}}]}}"#
+            ),
+        ),
+        (
+            "/v1/completions",
+            format!(r#"{{"model":"canary-model","prompt":"{CANARY} c"}}"#),
+        ),
+        (
+            "/v1/completions",
+            format!(r#"{{"model":"nobody","prompt":"{CANARY} d"}}"#),
+        ),
+    ];
+    for (path, body) in &requests[..3] {
+        let (status, _, answer) = post(node.http, path, body);
+        assert_eq!(status, 200, "{answer}");
+        // The whole body reached the backend: its size is what the
+        // stand-in counts as the prompt.
+        if !answer.starts_with("data: ") {
+            let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+            assert_eq!(answer["usage"]["prompt_tokens"], body.len() / 4);
+        }
+    }
+    let (status, _, _) = post(node.http, requests[3].0, &requests[3].1);
+    assert_eq!(status, 404);
+    receiver.wait_for_export(WAIT, |p| total(p, schema::LAUNCH_SUCCESS_TOTAL) == 1.0);
+    let (_, _, log) = node.terminate();
+    assert!(
+        log.contains("proxied"),
+        "the trace log shows the requests: {log}"
+    );
+    assert!(!log.contains(CANARY), "prompt in the node's log: {log}");
+    let exports = receiver.requests();
+    assert!(!exports.is_empty());
+    for export in &exports {
+        assert!(export.decoded.is_some());
+        let raw = String::from_utf8_lossy(&export.raw_body);
+        assert!(!raw.contains(CANARY), "prompt exported");
+        assert!(!raw.contains("stand-in answers"), "completion exported");
+    }
+}
+
+/// Starts a streamed chat request of `words` words in a thread; returns
+/// the body read until the stream ended, and whether it ended cleanly.
+fn stream_in_background(
+    http: SocketAddr,
+    model: &str,
+    words: usize,
+) -> (
+    std::sync::mpsc::Receiver<()>,
+    std::thread::JoinHandle<(String, bool)>,
+) {
+    let (first, first_rx) = std::sync::mpsc::channel();
+    let body = format!(
+        r#"{{"model":"{model}","stream":true,"max_tokens":{words},"messages":[{{"role":"user","content":"hi"}}]}}"#
+    );
+    let reader = std::thread::spawn(move || {
+        let mut response = client()
+            .post(format!("http://{http}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let mut text = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut signalled = false;
+        loop {
+            match response.read(&mut buf) {
+                Ok(0) => return (String::from_utf8_lossy(&text).into_owned(), true),
+                Ok(n) => {
+                    text.extend_from_slice(&buf[..n]);
+                    if !signalled {
+                        let _ = first.send(());
+                        signalled = true;
+                    }
+                }
+                Err(_) => return (String::from_utf8_lossy(&text).into_owned(), false),
+            }
+        }
+    });
+    (first_rx, reader)
+}
+
+/// A node serving `name`, a model whose backend streams a word per 100 ms.
+fn slow_model_node(dir: &TestDir, receiver: &Receiver, name: &str, extra_args: &[&str]) -> Node {
+    let model = write_model(
+        dir,
+        &format!("m/{name}.gguf"),
+        ModelFile {
+            token_ms: Some(100),
+            ..ModelFile::default()
+        },
+    );
+    let config = format!(
+        "[[models]]\nmodel = \"{}\"\n\n{}",
+        model.display(),
+        telemetry_for(receiver, "")
+    );
+    let node = Node::start(
+        dir,
+        &config,
+        NodeOptions {
+            extra_args,
+            ..NodeOptions::default()
+        },
+    );
+    node.wait_started();
+    node
+}
+
+#[test]
+fn sigterm_lets_a_stream_in_flight_finish_within_the_unload_grace() {
+    let dir = TestDir::new("serve-grace");
+    let receiver = Receiver::start();
+    let node = slow_model_node(
+        &dir,
+        &receiver,
+        "finishes-talking",
+        &["--unload-grace-secs", "5", "--shutdown-timeout-secs", "15"],
+    );
+    // 15 words at 100 ms: 1.5 s of answer, inside the grace.
+    let (first, reader) = stream_in_background(node.http, "finishes-talking", 15);
+    first.recv_timeout(WAIT).expect("the stream began");
+    let (status, _, log) = node.terminate();
+    assert!(status.success(), "{log}");
+    let (body, clean) = reader.join().unwrap();
+    assert!(clean, "the stream was cut: {body}");
+    let events = sse_events(&body);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{body}");
+    let text: String = events[..events.len() - 1]
+        .iter()
+        .filter_map(|e| {
+            let chunk: serde_json::Value = serde_json::from_str(e).unwrap();
+            chunk["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(text, sentence(15));
+    // Then the backend was unloaded, and that was recorded.
+    assert!(processes_mentioning("finishes-talking.gguf").is_empty());
+    let points = receiver.latest_points();
+    assert_eq!(total(&points, schema::UNLOAD_TOTAL), 1.0);
+}
+
+#[test]
+fn sigterm_cuts_a_stream_that_outlasts_the_unload_grace_and_keeps_the_bound() {
+    let dir = TestDir::new("serve-cut");
+    let receiver = Receiver::start();
+    let node = slow_model_node(
+        &dir,
+        &receiver,
+        "cut-off-talker",
+        &["--unload-grace-secs", "1", "--shutdown-timeout-secs", "6"],
+    );
+    // 300 words at 100 ms: 30 s of answer, far past the grace.
+    let (first, reader) = stream_in_background(node.http, "cut-off-talker", 300);
+    first.recv_timeout(WAIT).expect("the stream began");
+    let start = Instant::now();
+    let (status, took, log) = node.terminate();
+    assert!(status.success(), "{log}");
+    assert!(took < Duration::from_secs(6), "shutdown took {took:?}");
+    let (body, _) = reader.join().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert!(!body.contains("[DONE]"), "the stream was not cut");
+    assert!(log.contains("cutting 1 inference requests"), "{log}");
+    assert!(
+        processes_mentioning("cut-off-talker.gguf").is_empty(),
+        "{log}"
+    );
+    let points = receiver.latest_points();
+    assert_eq!(total(&points, schema::UNLOAD_TOTAL), 1.0);
+}
