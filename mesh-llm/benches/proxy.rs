@@ -6,7 +6,9 @@
 //! - `collector_healthy`: exports every second to a local receiver;
 //! - `collector_dead`: exports every second to a port nothing listens on;
 //! - `collector_blackholed`: exports every second to a listener that
-//!   accepts connections and never answers.
+//!   accepts connections and never answers;
+//! - `survey_off_again`: the baseline node once more, last, so the ratio
+//!   of the two baselines shows how far the machine drifted during the run.
 //!
 //! Each is a real `mesh-llm serve` with one stand-in backend; a request is
 //! one non-streamed chat completion of 16 words through the node's
@@ -25,11 +27,13 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group};
 use support::*;
 
+/// The nodes, in the order they are measured (`survey_off_again` is the
+/// first node measured once more).
 const MODES: [&str; 4] = [
     "survey_off",
-    "collector_healthy",
-    "collector_dead",
     "collector_blackholed",
+    "collector_dead",
+    "collector_healthy",
 ];
 
 /// A listener that accepts connections and never reads or answers.
@@ -90,9 +94,13 @@ fn proxy(c: &mut Criterion) {
         .unwrap();
     let body = r#"{"model":"bench","messages":[{"role":"user","content":"Say something."}],"max_tokens":16}"#;
     let mut group = c.benchmark_group("proxy");
-    for (mode, node, _) in &nodes {
+    let runs = nodes
+        .iter()
+        .map(|(mode, node, _)| (*mode, node))
+        .chain(std::iter::once(("survey_off_again", &nodes[0].1)));
+    for (mode, node) in runs {
         let url = format!("http://{}/v1/chat/completions", node.http);
-        group.bench_function(*mode, |b| {
+        group.bench_function(mode, |b| {
             b.iter(|| {
                 let response = client
                     .post(&url)
@@ -123,19 +131,22 @@ fn criterion_home() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/criterion")
 }
 
-/// Mean time of one benchmark, from criterion's estimates of this run.
-fn mean_ns(id: &str) -> Option<f64> {
+/// Time of one request, from criterion's estimates of this run: the slope
+/// it prints as `time`, else the mean.
+fn time_ns(id: &str) -> Option<f64> {
     let path = criterion_home()
         .join("proxy")
         .join(id)
         .join("new/estimates.json");
     let text = std::fs::read_to_string(path).ok()?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json["mean"]["point_estimate"].as_f64()
+    json["slope"]["point_estimate"]
+        .as_f64()
+        .or_else(|| json["mean"]["point_estimate"].as_f64())
 }
 
 fn report_ratios() {
-    let Some(off) = mean_ns("survey_off") else {
+    let Some(off) = time_ns("survey_off") else {
         println!("no estimates found under {}", criterion_home().display());
         return;
     };
@@ -143,9 +154,9 @@ fn report_ratios() {
         "\nproxied request, ratio to survey off in this run ({:.0} us):",
         off / 1e3
     );
-    for id in &MODES[1..] {
-        if let Some(mean) = mean_ns(id) {
-            println!("  {id:<22} {:>8.0} us   x{:.3}", mean / 1e3, mean / off);
+    for id in MODES[1..].iter().chain(&["survey_off_again"]) {
+        if let Some(time) = time_ns(id) {
+            println!("  {id:<22} {:>8.0} us   x{:.3}", time / 1e3, time / off);
         }
     }
 }

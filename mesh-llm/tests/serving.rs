@@ -94,6 +94,27 @@ fn port_of(node: &Node, name: &str) -> u16 {
         .port
 }
 
+/// A node serving one model, `name`, written from `file`, exporting to
+/// `receiver` (with `telemetry_extra` in its `[telemetry]` table).
+fn one_model_node(
+    dir: &TestDir,
+    receiver: &Receiver,
+    name: &str,
+    file: ModelFile,
+    telemetry_extra: &str,
+    options: NodeOptions,
+) -> Node {
+    let model = write_model(dir, &format!("m/{name}.gguf"), file);
+    let config = format!(
+        "[[models]]\nmodel = \"{}\"\n\n{}",
+        model.display(),
+        telemetry_for(receiver, telemetry_extra)
+    );
+    let node = Node::start(dir, &config, options);
+    node.wait_started();
+    node
+}
+
 fn two_model_node(dir: &TestDir, receiver: &Receiver) -> Node {
     let mut config = String::new();
     for name in ["alpha", "beta"] {
@@ -247,21 +268,17 @@ fn prompts_and_completions_reach_neither_the_log_nor_the_export() {
     const CANARY: &str = "PROMPTCANARY7f3a";
     let dir = TestDir::new("serve-canary");
     let receiver = Receiver::start();
-    let model = write_model(&dir, "m/canary-model.gguf", ModelFile::default());
-    let config = format!(
-        "[[models]]\nmodel = \"{}\"\n\n{}",
-        model.display(),
-        telemetry_for(&receiver, "compression = \"none\"")
-    );
-    let node = Node::start(
+    let node = one_model_node(
         &dir,
-        &config,
+        &receiver,
+        "canary-model",
+        ModelFile::default(),
+        "compression = \"none\"",
         NodeOptions {
             env: &[("RUST_LOG", "trace")],
             ..NodeOptions::default()
         },
     );
-    node.wait_started();
     let requests = [
         (
             "/v1/chat/completions",
@@ -357,29 +374,15 @@ fn stream_in_background(
 
 /// A node serving `name`, a model whose backend streams a word per 100 ms.
 fn slow_model_node(dir: &TestDir, receiver: &Receiver, name: &str, extra_args: &[&str]) -> Node {
-    let model = write_model(
-        dir,
-        &format!("m/{name}.gguf"),
-        ModelFile {
-            token_ms: Some(100),
-            ..ModelFile::default()
-        },
-    );
-    let config = format!(
-        "[[models]]\nmodel = \"{}\"\n\n{}",
-        model.display(),
-        telemetry_for(receiver, "")
-    );
-    let node = Node::start(
-        dir,
-        &config,
-        NodeOptions {
-            extra_args,
-            ..NodeOptions::default()
-        },
-    );
-    node.wait_started();
-    node
+    let file = ModelFile {
+        token_ms: Some(100),
+        ..ModelFile::default()
+    };
+    let options = NodeOptions {
+        extra_args,
+        ..NodeOptions::default()
+    };
+    one_model_node(dir, receiver, name, file, "", options)
 }
 
 #[test]
@@ -444,4 +447,50 @@ fn sigterm_cuts_a_stream_that_outlasts_the_unload_grace_and_keeps_the_bound() {
     );
     let points = receiver.latest_points();
     assert_eq!(total(&points, schema::UNLOAD_TOTAL), 1.0);
+}
+
+#[test]
+fn a_backend_silent_past_the_inference_timeout_is_cut() {
+    let dir = TestDir::new("serve-idle");
+    let receiver = Receiver::start();
+    let node = one_model_node(
+        &dir,
+        &receiver,
+        "silent",
+        ModelFile {
+            token_ms: Some(3_000),
+            ..ModelFile::default()
+        },
+        "",
+        NodeOptions {
+            extra_args: &["--inference-timeout-secs", "0.5"],
+            ..NodeOptions::default()
+        },
+    );
+    // A whole answer that takes 6 s to begin: 504.
+    let start = Instant::now();
+    let (status, _, body) = post(
+        node.http,
+        "/v1/completions",
+        r#"{"model":"silent","prompt":"hi","max_tokens":2}"#,
+    );
+    assert_eq!(status, 504, "{body}");
+    assert!(start.elapsed() < Duration::from_secs(3));
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"]["type"], "server_error");
+    // A stream whose first word takes 3 s: begun, then cut.
+    let start = Instant::now();
+    let mut response = client()
+        .post(format!("http://{}/v1/completions", node.http))
+        .header("content-type", "application/json")
+        .body(r#"{"model":"silent","prompt":"hi","max_tokens":3,"stream":true}"#)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let mut text = String::new();
+    assert!(response.read_to_string(&mut text).is_err(), "{text}");
+    assert!(!text.contains("[DONE]"));
+    assert!(start.elapsed() < Duration::from_secs(3));
+    // The node and the model are fine.
+    assert_eq!(get_models(node.http), ["silent"]);
 }
