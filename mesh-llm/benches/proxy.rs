@@ -10,7 +10,8 @@
 //! - `survey_off_again`: the baseline node once more, last, so the ratio
 //!   of the two baselines shows how far the machine drifted during the run.
 //!
-//! Each is a real `mesh-llm serve` with one stand-in backend; a request is
+//! Each is a real `mesh-llm serve` with one stand-in backend, started,
+//! measured and stopped before the next starts; a request is
 //! one non-streamed chat completion of 16 words through the node's
 //! inference API, on a kept-alive connection. The aim is at most x1.02.
 //!
@@ -27,8 +28,8 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group};
 use support::*;
 
-/// The nodes, in the order they are measured (`survey_off_again` is the
-/// first node measured once more).
+/// The nodes, in the order they are measured (then `survey_off_again`, a
+/// node like the first).
 const MODES: [&str; 4] = [
     "survey_off",
     "collector_blackholed",
@@ -64,28 +65,28 @@ fn telemetry(endpoint: &str) -> String {
     )
 }
 
+/// Starts a node serving one model, exporting as `mode` says.
+fn start_node(mode: &str, receiver: &Receiver, blackholed: SocketAddr) -> (Node, TestDir) {
+    let dir = TestDir::new(&format!("bench-{mode}"));
+    let model = write_model(&dir, "m/bench.gguf", ModelFile::default());
+    let mut config = format!("[[models]]\nmodel = \"{}\"\n\n", model.display());
+    match mode {
+        "collector_healthy" => config.push_str(&telemetry(&receiver.endpoint())),
+        "collector_dead" => {
+            config.push_str(&telemetry(&format!("http://127.0.0.1:{}", dead_port())))
+        }
+        "collector_blackholed" => config.push_str(&telemetry(&format!("http://{blackholed}"))),
+        _ => {}
+    }
+    let node = Node::start(&dir, &config, NodeOptions::default());
+    node.wait_started();
+    assert_eq!(node.status().models.len(), 1, "{mode}: model not loaded");
+    (node, dir)
+}
+
 fn proxy(c: &mut Criterion) {
     let receiver = Receiver::start();
     let blackholed = blackhole();
-    let mut nodes = Vec::new();
-    for mode in MODES {
-        let dir = TestDir::new(&format!("bench-{mode}"));
-        let model = write_model(&dir, "m/bench.gguf", ModelFile::default());
-        let mut config = format!("[[models]]\nmodel = \"{}\"\n\n", model.display());
-        match mode {
-            "collector_healthy" => config.push_str(&telemetry(&receiver.endpoint())),
-            "collector_dead" => {
-                config.push_str(&telemetry(&format!("http://127.0.0.1:{}", dead_port())))
-            }
-            "collector_blackholed" => config.push_str(&telemetry(&format!("http://{blackholed}"))),
-            _ => {}
-        }
-        let node = Node::start(&dir, &config, NodeOptions::default());
-        node.wait_started();
-        assert_eq!(node.status().models.len(), 1, "{mode}: model not loaded");
-        nodes.push((mode, node, dir));
-    }
-
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::blocking::Client::builder()
         .no_proxy()
@@ -94,13 +95,14 @@ fn proxy(c: &mut Criterion) {
         .unwrap();
     let body = r#"{"model":"bench","messages":[{"role":"user","content":"Say something."}],"max_tokens":16}"#;
     let mut group = c.benchmark_group("proxy");
-    let runs = nodes
-        .iter()
-        .map(|(mode, node, _)| (*mode, node))
-        .chain(std::iter::once(("survey_off_again", &nodes[0].1)));
-    for (mode, node) in runs {
+    // One node at a time: no other node's exports share the machine while
+    // one is measured.
+    for mode in MODES.iter().chain(&["survey_off_again"]) {
+        let (node, _dir) = start_node(mode, &receiver, blackholed);
+        // A few export intervals first, so the collector's state holds.
+        std::thread::sleep(Duration::from_secs(3));
         let url = format!("http://{}/v1/chat/completions", node.http);
-        group.bench_function(mode, |b| {
+        group.bench_function(*mode, |b| {
             b.iter(|| {
                 let response = client
                     .post(&url)
@@ -112,12 +114,10 @@ fn proxy(c: &mut Criterion) {
                 response.bytes().unwrap()
             })
         });
+        println!("{mode}: {}", node.status().survey);
+        let _ = node.terminate();
     }
     group.finish();
-    for (mode, node, _) in &nodes {
-        let survey = node.status().survey;
-        println!("{mode}: {survey}");
-    }
 }
 
 /// Criterion's output directory, found as criterion finds it.

@@ -328,18 +328,23 @@ async fn serve(args: ServeArgs, api_addr: SocketAddr) -> Result<(), (ExitCode, S
     let node = Node::new(settings, || survey::status().to_string());
     // Both servers stop taking connections at the shutdown signal; what is
     // in flight then is bounded by the shutdown budget.
+    let budget = ShutdownBudget::split(shutdown_timeout, unload_grace);
     let (stop_servers, servers_stopped) = tokio::sync::watch::channel(false);
     let api_task = tokio::spawn(api::serve(
         listener,
         node.clone(),
-        shutdown_timeout,
+        budget.node_part,
         servers_stopped.clone(),
     ));
     let http_task = {
         let proxy = proxy.clone();
         tokio::spawn(async move {
             proxy
-                .serve(http_listener, shutdown_timeout, servers_stopped)
+                .serve(
+                    http_listener,
+                    budget.wait + Duration::from_secs(1),
+                    servers_stopped,
+                )
                 .await
         })
     };
@@ -358,16 +363,10 @@ async fn serve(args: ServeArgs, api_addr: SocketAddr) -> Result<(), (ExitCode, S
 
     wait_for_shutdown_signal().await;
     tracing::info!("shutting down: unloading every model");
-    // The budget: the node's part first (loads under way and inference
-    // requests in flight finish, up to the unload grace; then every backend
-    // at once), then survey's final export with what is left, at least its
-    // reserve.
-    let budget = shutdown_timeout;
-    let deadline = tokio::time::Instant::now() + budget;
-    let export_reserve = (budget / 3).min(Duration::from_secs(5));
-    let node_part = budget - export_reserve;
-    let wait = unload_grace.min(node_part * 2 / 5);
-    let stop_grace = unload_grace.min(node_part - wait - node_part / 5);
+    let budget = ShutdownBudget::split(shutdown_timeout, unload_grace);
+    let deadline = tokio::time::Instant::now() + budget.total;
+    let (wait, stop_grace) = (budget.wait, budget.stop_grace);
+    let (node_part, export_reserve) = (budget.node_part, budget.export_reserve);
     let _ = stop_servers.send(true);
     let stopping = async {
         node.shutdown(wait, stop_grace).await;
@@ -380,7 +379,8 @@ async fn serve(args: ServeArgs, api_addr: SocketAddr) -> Result<(), (ExitCode, S
         .is_err()
     {
         tracing::warn!(
-            "backends still stopping after {node_part:?}; leaving them to SIGKILL at exit"
+            "the node's part of the shutdown did not finish within {node_part:?} (backends \
+             stopping, or connections still open); what is left ends with the process"
         );
     }
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -391,6 +391,36 @@ async fn serve(args: ServeArgs, api_addr: SocketAddr) -> Result<(), (ExitCode, S
     }
     println!("mesh-llm: stopped");
     Ok(())
+}
+
+/// How the shutdown bound is shared: the node's part first (loads under
+/// way and inference requests in flight get `wait`, up to the unload grace;
+/// then every backend is stopped at once with `stop_grace`, and a fifth of
+/// the node's part is left for SIGKILL and reaping), then survey's final
+/// export with what is left, at least `export_reserve`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ShutdownBudget {
+    total: Duration,
+    export_reserve: Duration,
+    node_part: Duration,
+    wait: Duration,
+    stop_grace: Duration,
+}
+
+impl ShutdownBudget {
+    fn split(total: Duration, unload_grace: Duration) -> ShutdownBudget {
+        let export_reserve = (total / 3).min(Duration::from_secs(5));
+        let node_part = total - export_reserve;
+        let wait = unload_grace.min(node_part * 3 / 5);
+        let stop_grace = unload_grace.min(node_part - wait - node_part / 5);
+        ShutdownBudget {
+            total,
+            export_reserve,
+            node_part,
+            wait,
+            stop_grace,
+        }
+    }
 }
 
 async fn wait_for_shutdown_signal() {
@@ -407,6 +437,33 @@ async fn wait_for_shutdown_signal() {
         }
         _ => {
             let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shutdown_bound_is_shared_and_never_exceeded() {
+        let secs = Duration::from_secs;
+        // The defaults: 15 s, grace 10 s.
+        let budget = ShutdownBudget::split(secs(15), secs(10));
+        assert_eq!(
+            (budget.export_reserve, budget.wait, budget.stop_grace),
+            (secs(5), secs(6), secs(2))
+        );
+        // A short grace is given whole.
+        let budget = ShutdownBudget::split(secs(15), secs(1));
+        assert_eq!((budget.wait, budget.stop_grace), (secs(1), secs(1)));
+        for total in [1, 2, 6, 8, 15, 60, 600] {
+            for grace in [1, 5, 10, 30, 120] {
+                let b = ShutdownBudget::split(secs(total), secs(grace));
+                assert!(b.wait + b.stop_grace + b.node_part / 5 <= b.node_part);
+                assert_eq!(b.node_part + b.export_reserve, b.total);
+                assert!(b.wait <= secs(grace) && b.stop_grace <= secs(grace));
+            }
         }
     }
 }

@@ -217,6 +217,20 @@ fn requests_are_routed_by_model_and_answers_pass_through_whole_or_streamed() {
     }
     let (status, _, _) = post(node.http, "/v1/embeddings", "{}");
     assert_eq!(status, 404);
+    // A body over 32 MiB: 413; a GET where a POST goes: 405; both
+    // OpenAI-style.
+    let huge = format!(r#"{{"model":"alpha","prompt":"{}"}}"#, "x".repeat(33 << 20));
+    let (status, _, body) = post(node.http, "/v1/completions", &huge);
+    assert_eq!(status, 413);
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"]["type"], "invalid_request_error");
+    let response = client()
+        .get(format!("http://{}/v1/chat/completions", node.http))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    let error: serde_json::Value = serde_json::from_str(&response.text().unwrap()).unwrap();
+    assert_eq!(error["error"]["type"], "invalid_request_error");
 
     // Unloaded: gone from the list and from routing; beta still served.
     node.unload("alpha");
@@ -313,6 +327,15 @@ fn prompts_and_completions_reach_neither_the_log_nor_the_export() {
     }
     let (status, _, _) = post(node.http, requests[3].0, &requests[3].1);
     assert_eq!(status, 404);
+    // Malformed, and a model name that is itself the canary.
+    let (status, _, _) = post(node.http, "/v1/completions", &format!("{{{CANARY}"));
+    assert_eq!(status, 400);
+    let (status, _, _) = post(
+        node.http,
+        "/v1/completions",
+        &format!(r#"{{"model":7,"prompt":"{CANARY}"}}"#),
+    );
+    assert_eq!(status, 400);
     receiver.wait_for_export(WAIT, |p| total(p, schema::LAUNCH_SUCCESS_TOTAL) == 1.0);
     let (_, _, log) = node.terminate();
     assert!(

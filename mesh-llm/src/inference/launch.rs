@@ -538,7 +538,9 @@ impl<'a> RouteGuard<'a> {
         }
     }
 
+    /// Keeps the route and serves it to clients.
     fn keep(mut self) {
+        self.proxy.publish_route(self.name, self.instance);
         self.keep = true;
     }
 }

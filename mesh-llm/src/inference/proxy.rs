@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -61,6 +62,8 @@ struct Inner {
     closed: AtomicBool,
     /// Set when shutdown stops waiting: requests in flight are cut.
     cut: watch::Sender<bool>,
+    /// Never set: what launch checks watch instead of `cut`.
+    never_cut: watch::Sender<bool>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +71,28 @@ struct Route {
     instance: u64,
     port: u16,
     created: u64,
+    /// Served: false while its launch checks it (only the check may use it).
+    live: bool,
+}
+
+/// Who is forwarding: a client's request, or a launch checking its route
+/// (which may use a route not yet live, and is not cut at shutdown: the
+/// shutdown cancels the launch itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Client,
+    LaunchCheck,
+}
+
+/// The longest model name the proxy repeats (in its log and its answers).
+const MAX_NAME_SHOWN: usize = 128;
+
+/// `name`, cut to [`MAX_NAME_SHOWN`] characters.
+fn shown(name: &str) -> String {
+    match name.char_indices().nth(MAX_NAME_SHOWN) {
+        Some((end, _)) => format!("{}...", &name[..end]),
+        None => name.to_string(),
+    }
 }
 
 impl std::fmt::Debug for Proxy {
@@ -92,9 +117,15 @@ pub enum ProxyError {
     /// The body is not a JSON object with a string `model`.
     #[error("{0}")]
     BadRequest(String),
-    /// No backend serves this model.
+    /// No backend serves this model (the name as shown, cut if long).
     #[error("the model `{0}` does not exist")]
     UnknownModel(String),
+    /// The body is larger than the inference API takes.
+    #[error("the request body is larger than {} bytes", http::MAX_INFERENCE_BODY)]
+    TooLarge,
+    /// The endpoint takes another method.
+    #[error("this endpoint takes another method")]
+    MethodNotAllowed,
     /// The node is shutting down.
     #[error("the node is shutting down")]
     Closing,
@@ -121,6 +152,8 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::UnknownModel(_) => StatusCode::NOT_FOUND,
+            ProxyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::Closing => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Backend { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -129,7 +162,9 @@ impl ProxyError {
 
     fn body(&self) -> ErrorBody {
         let (kind, param, code) = match self {
-            ProxyError::BadRequest(_) => ("invalid_request_error", None, None),
+            ProxyError::BadRequest(_) | ProxyError::TooLarge | ProxyError::MethodNotAllowed => {
+                ("invalid_request_error", None, None)
+            }
             ProxyError::UnknownModel(_) => (
                 "invalid_request_error",
                 Some("model"),
@@ -237,11 +272,14 @@ impl Proxy {
                 in_flight: watch::Sender::new(0),
                 closed: AtomicBool::new(false),
                 cut: watch::Sender::new(false),
+                never_cut: watch::Sender::new(false),
             }),
         }
     }
 
-    /// Routes requests for `name` to the backend on 127.0.0.1:`port`.
+    /// Adds a route for `name` to the backend on 127.0.0.1:`port`, not yet
+    /// served: [`Proxy::check`] may use it, clients may not until
+    /// [`Proxy::publish_route`].
     pub fn add_route(&self, name: &str, instance: u64, port: u16) {
         let created = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -253,8 +291,20 @@ impl Proxy {
                 instance,
                 port,
                 created,
+                live: false,
             },
         );
+    }
+
+    /// Serves the route of `name` to clients, if it is still this instance's.
+    pub fn publish_route(&self, name: &str, instance: u64) {
+        if let Some(route) = self
+            .write_routes()
+            .get_mut(name)
+            .filter(|r| r.instance == instance)
+        {
+            route.live = true;
+        }
     }
 
     /// Stops routing `name`, if its route is still this instance's.
@@ -265,9 +315,13 @@ impl Proxy {
         }
     }
 
-    /// The names routed, in order.
+    /// The names served, in order.
     pub fn models(&self) -> Vec<String> {
-        self.read_routes().keys().cloned().collect()
+        self.read_routes()
+            .iter()
+            .filter(|(_, r)| r.live)
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// Requests being forwarded now.
@@ -280,8 +334,11 @@ impl Proxy {
     /// 200 with a JSON model list. `Err` says why not.
     pub async fn check(&self, name: &str) -> Result<(), String> {
         let check = async {
+            let in_flight = InFlight::enter(&self.inner);
             let response = self
                 .forward(
+                    Caller::LaunchCheck,
+                    in_flight,
                     name,
                     Method::GET,
                     "/v1/models",
@@ -337,6 +394,7 @@ impl Proxy {
             .route("/v1/chat/completions", post(chat_completions))
             .route("/v1/completions", post(completions))
             .fallback(not_found)
+            .method_not_allowed_fallback(|| async { ProxyError::MethodNotAllowed.into_response() })
             .with_state(self.clone())
     }
 
@@ -351,8 +409,11 @@ impl Proxy {
 
     /// Forwards one request for `model` to its backend; the answer's body
     /// streams through as the backend writes it.
+    #[allow(clippy::too_many_arguments)]
     async fn forward(
         &self,
+        caller: Caller,
+        in_flight: InFlight,
         model: &str,
         method: Method,
         path: &str,
@@ -362,10 +423,13 @@ impl Proxy {
         let port = self
             .read_routes()
             .get(model)
+            .filter(|r| r.live || caller == Caller::LaunchCheck)
             .map(|r| r.port)
-            .ok_or_else(|| ProxyError::UnknownModel(model.to_string()))?;
-        let in_flight = InFlight::enter(&self.inner);
-        let mut cut = self.inner.cut.subscribe();
+            .ok_or_else(|| ProxyError::UnknownModel(shown(model)))?;
+        let mut cut = match caller {
+            Caller::Client => self.inner.cut.subscribe(),
+            Caller::LaunchCheck => self.inner.never_cut.subscribe(),
+        };
         let url = http::url(SocketAddr::from(([127, 0, 0, 1], port)), path);
         let mut request = self.inner.client.request(method, url).body(body);
         for name in [header::CONTENT_TYPE, header::ACCEPT] {
@@ -423,10 +487,28 @@ impl Proxy {
     }
 
     /// Forwards a POST whose JSON body names its model.
-    async fn route_post(&self, path: &str, headers: HeaderMap, body: Bytes) -> Response {
+    async fn route_post(
+        &self,
+        path: &str,
+        headers: HeaderMap,
+        body: Result<Bytes, BytesRejection>,
+    ) -> Response {
+        // Counted before the check of `closed`: a shutdown that sees no
+        // request in flight has closed the door on any later one.
+        let in_flight = InFlight::enter(&self.inner);
         if self.inner.closed.load(Ordering::SeqCst) {
             return ProxyError::Closing.into_response();
         }
+        let body = match body {
+            Ok(body) => body,
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return ProxyError::TooLarge.into_response();
+            }
+            Err(_) => {
+                return ProxyError::BadRequest("the request body could not be read".into())
+                    .into_response();
+            }
+        };
         let model = match serde_json::from_slice::<Routed>(&body) {
             Ok(routed) => routed.model,
             Err(error) => {
@@ -439,12 +521,25 @@ impl Proxy {
             }
         };
         let answer = self
-            .forward(&model, Method::POST, path, &headers, body)
+            .forward(
+                Caller::Client,
+                in_flight,
+                &model,
+                Method::POST,
+                path,
+                &headers,
+                body,
+            )
             .await;
+        let model = shown(&model);
         match answer {
             Ok(response) => {
                 tracing::debug!(%model, path, status = %response.status(), "proxied");
                 response
+            }
+            Err(error @ ProxyError::UnknownModel(_)) => {
+                tracing::debug!(path, "inference request refused: {error}");
+                error.into_response()
             }
             Err(error) => {
                 tracing::warn!(%model, path, "inference request failed: {error}");
@@ -466,6 +561,7 @@ async fn list_models(State(proxy): State<Proxy>) -> Response {
     let data = proxy
         .read_routes()
         .iter()
+        .filter(|(_, route)| route.live)
         .map(|(name, route)| ModelEntry {
             id: name.clone(),
             object: "model".to_string(),
@@ -482,13 +578,21 @@ async fn list_models(State(proxy): State<Proxy>) -> Response {
     )
 }
 
-async fn chat_completions(State(proxy): State<Proxy>, headers: HeaderMap, body: Bytes) -> Response {
+async fn chat_completions(
+    State(proxy): State<Proxy>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     proxy
         .route_post("/v1/chat/completions", headers, body)
         .await
 }
 
-async fn completions(State(proxy): State<Proxy>, headers: HeaderMap, body: Bytes) -> Response {
+async fn completions(
+    State(proxy): State<Proxy>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     proxy.route_post("/v1/completions", headers, body).await
 }
 
