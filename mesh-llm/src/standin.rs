@@ -52,8 +52,9 @@ pub const LOAD_MS_KEY: &str = "standin.load_ms";
 /// GGUF key holding the pause before each streamed word, in milliseconds.
 pub const TOKEN_MS_KEY: &str = "standin.token_ms";
 
-/// The text every completion is made of, word by word.
-const WORDS: &[&str] = &[
+/// The text every completion is made of, word by word (`max_tokens` words,
+/// from the first, starting over after the last).
+pub const WORDS: &[&str] = &[
     "The",
     "stand-in",
     "answers",

@@ -17,17 +17,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// The stand-in's fixed sentence, as `count` words.
 fn sentence(count: usize) -> String {
-    let words = [
-        "The",
-        "stand-in",
-        "answers",
-        "every",
-        "prompt",
-        "with",
-        "this",
-        "same",
-        "sentence.",
-    ];
+    let words = mesh_llm::standin::WORDS;
     (0..count)
         .map(|i| words[i % words.len()])
         .collect::<Vec<_>>()
