@@ -12,15 +12,15 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{delete, get, post};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::http;
+use crate::http::{self, json};
 use crate::runtime::local::StopError;
 use crate::runtime::{LoadRequest, ModelStatus, Node, NodeError, NodeStatus};
 
@@ -106,15 +106,6 @@ fn error_status(error: &NodeError) -> StatusCode {
 
 fn error(status: StatusCode, error: String) -> Response {
     json(status, &ApiError { error })
-}
-
-fn json(status: StatusCode, value: &impl Serialize) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::to_vec(value).unwrap_or_default(),
-    )
-        .into_response()
 }
 
 /// A path segment as it goes into a URL: everything but unreserved

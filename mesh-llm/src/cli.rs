@@ -363,7 +363,6 @@ async fn serve(args: ServeArgs, api_addr: SocketAddr) -> Result<(), (ExitCode, S
 
     wait_for_shutdown_signal().await;
     tracing::info!("shutting down: unloading every model");
-    let budget = ShutdownBudget::split(shutdown_timeout, unload_grace);
     let deadline = tokio::time::Instant::now() + budget.total;
     let (wait, stop_grace) = (budget.wait, budget.stop_grace);
     let (node_part, export_reserve) = (budget.node_part, budget.export_reserve);

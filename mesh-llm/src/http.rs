@@ -6,8 +6,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -116,6 +119,16 @@ pub fn client_builder() -> reqwest::ClientBuilder {
     // The workspace's reqwest brings rustls without a chosen provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().no_proxy()
+}
+
+/// A JSON answer with `status`.
+pub fn json(status: StatusCode, value: &impl Serialize) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(value).unwrap_or_default(),
+    )
+        .into_response()
 }
 
 /// `http://ADDR{path}`.

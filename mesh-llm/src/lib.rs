@@ -33,3 +33,4 @@ pub mod inference;
 pub mod plugin;
 pub mod runtime;
 pub mod standin;
+mod tracker;

@@ -396,12 +396,7 @@ impl Api {
 
 fn error(status: StatusCode, message: &str, kind: &str) -> Response {
     let body = json!({"error": {"code": status.as_u16(), "message": message, "type": kind}});
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    http::json(status, &body)
 }
 
 fn now_secs() -> u64 {
@@ -432,12 +427,7 @@ async fn models(State(api): State<Api>) -> Response {
             "meta": {"n_ctx": api.0.ctx_size},
         }],
     });
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    http::json(StatusCode::OK, &body)
 }
 
 async fn chat_completions(State(api): State<Api>, body: Bytes) -> Response {
@@ -525,12 +515,7 @@ async fn complete(api: Api, flavour: Flavour, body: Bytes) -> Response {
             },
             "id": id,
         });
-        return (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
-        )
-            .into_response();
+        return http::json(StatusCode::OK, &body);
     }
     let token = api.0.token;
     let fingerprint = api.0.fingerprint.clone();

@@ -67,6 +67,25 @@ fn get_models(http: SocketAddr) -> Vec<String> {
         .collect()
 }
 
+/// The chunks of a streamed answer, decoded, after checking that it ends
+/// with `[DONE]`.
+fn sse_chunks(body: &str) -> Vec<serde_json::Value> {
+    let events = sse_events(body);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{body}");
+    events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect()
+}
+
+/// The text of a streamed chat answer's chunks.
+fn chat_text(chunks: &[serde_json::Value]) -> String {
+    chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect()
+}
+
 /// The `data:` payloads of an SSE body.
 fn sse_events(body: &str) -> Vec<String> {
     body.split("\n\n")
@@ -163,17 +182,9 @@ fn requests_are_routed_by_model_and_answers_pass_through_whole_or_streamed() {
         "/v1/chat/completions",
         r#"{"model":"alpha","messages":[{"role":"user","content":"hi"}],"stream":true}"#,
     );
-    let events = sse_events(&body);
-    let chunks: Vec<serde_json::Value> = events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect();
+    let chunks = sse_chunks(&body);
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    let text: String = chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect();
-    assert_eq!(text, sentence(16));
+    assert_eq!(chat_text(&chunks), sentence(16));
     assert_eq!(
         chunks.last().unwrap()["choices"][0]["finish_reason"],
         "stop"
@@ -415,18 +426,7 @@ fn sigterm_lets_a_stream_in_flight_finish_within_the_unload_grace() {
     assert!(status.success(), "{log}");
     let (body, clean) = reader.join().unwrap();
     assert!(clean, "the stream was cut: {body}");
-    let events = sse_events(&body);
-    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{body}");
-    let text: String = events[..events.len() - 1]
-        .iter()
-        .filter_map(|e| {
-            let chunk: serde_json::Value = serde_json::from_str(e).unwrap();
-            chunk["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect();
-    assert_eq!(text, sentence(15));
+    assert_eq!(chat_text(&sse_chunks(&body)), sentence(15));
     // Then the backend was unloaded, and that was recorded.
     assert!(processes_mentioning("finishes-talking.gguf").is_empty());
     let points = receiver.latest_points();

@@ -466,8 +466,7 @@ async fn launch_on(
                 .ok()
                 .flatten();
             if ours == Some(false) {
-                let _ = child.start_kill();
-                let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+                kill(&mut child).await;
                 return Ok(Attempt::PortLost(
                     "another process answered the backend's health check",
                 ));
@@ -477,8 +476,7 @@ async fn launch_on(
             let route = RouteGuard::add(&settings.proxy, spec, port);
             if let Err(cause) = settings.proxy.check(&spec.name).await {
                 drop(route);
-                let _ = child.start_kill();
-                let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+                kill(&mut child).await;
                 return Err(LaunchError::ProxyFailed { port, cause, log });
             }
             route.keep();
@@ -509,14 +507,19 @@ async fn launch_on(
             }
         }
         Health::TimedOut => {
-            let _ = child.start_kill();
-            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+            kill(&mut child).await;
             Err(LaunchError::HealthTimeout {
                 after: settings.health_timeout,
                 log,
             })
         }
     }
+}
+
+/// Kills a backend this launch gives up on, and reaps it (5 s at most).
+async fn kill(child: &mut Child) {
+    let _ = child.start_kill();
+    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
 }
 
 /// A model's route in the proxy, removed on drop unless kept.

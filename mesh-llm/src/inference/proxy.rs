@@ -34,7 +34,8 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::http;
+use crate::http::{self, json};
+use crate::tracker::{Tracker, UnderWay};
 
 /// Default address of the inference API.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9337";
@@ -57,7 +58,7 @@ struct Inner {
     client: reqwest::Client,
     idle_timeout: Duration,
     /// Requests being forwarded, answers being streamed included.
-    in_flight: watch::Sender<usize>,
+    in_flight: Tracker,
     /// Set at shutdown: new requests are refused.
     closed: AtomicBool,
     /// Set when shutdown stops waiting: requests in flight are cut.
@@ -241,22 +242,6 @@ struct Routed {
     model: String,
 }
 
-/// Counts a request as in flight while it lives.
-struct InFlight(Arc<Inner>);
-
-impl InFlight {
-    fn enter(inner: &Arc<Inner>) -> InFlight {
-        inner.in_flight.send_modify(|n| *n += 1);
-        InFlight(inner.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.send_modify(|n| *n -= 1);
-    }
-}
-
 impl Proxy {
     /// A proxy with no routes; a backend silent for `idle_timeout` is cut.
     pub fn new(idle_timeout: Duration) -> Proxy {
@@ -269,7 +254,7 @@ impl Proxy {
                 routes: RwLock::new(BTreeMap::new()),
                 client,
                 idle_timeout,
-                in_flight: watch::Sender::new(0),
+                in_flight: Tracker::default(),
                 closed: AtomicBool::new(false),
                 cut: watch::Sender::new(false),
                 never_cut: watch::Sender::new(false),
@@ -326,7 +311,7 @@ impl Proxy {
 
     /// Requests being forwarded now.
     pub fn in_flight(&self) -> usize {
-        *self.inner.in_flight.borrow()
+        self.inner.in_flight.count()
     }
 
     /// Checks the route of `name` end to end: `GET /v1/models` on its
@@ -334,7 +319,7 @@ impl Proxy {
     /// 200 with a JSON model list. `Err` says why not.
     pub async fn check(&self, name: &str) -> Result<(), String> {
         let check = async {
-            let in_flight = InFlight::enter(&self.inner);
+            let in_flight = self.inner.in_flight.enter();
             let response = self
                 .forward(
                     Caller::LaunchCheck,
@@ -375,10 +360,7 @@ impl Proxy {
     /// Waits up to `within` for the requests in flight to finish; whether
     /// they did.
     pub async fn drained(&self, within: Duration) -> bool {
-        let mut in_flight = self.inner.in_flight.subscribe();
-        tokio::time::timeout(within, in_flight.wait_for(|n| *n == 0))
-            .await
-            .is_ok()
+        self.inner.in_flight.idle_within(within).await
     }
 
     /// Cuts every request in flight: answers not begun get a 503, answers
@@ -413,7 +395,7 @@ impl Proxy {
     async fn forward(
         &self,
         caller: Caller,
-        in_flight: InFlight,
+        in_flight: UnderWay,
         model: &str,
         method: Method,
         path: &str,
@@ -495,7 +477,7 @@ impl Proxy {
     ) -> Response {
         // Counted before the check of `closed`: a shutdown that sees no
         // request in flight has closed the door on any later one.
-        let in_flight = InFlight::enter(&self.inner);
+        let in_flight = self.inner.in_flight.enter();
         if self.inner.closed.load(Ordering::SeqCst) {
             return ProxyError::Closing.into_response();
         }
@@ -635,11 +617,77 @@ fn transport_cause(error: &reqwest::Error) -> String {
     }
 }
 
-fn json(status: StatusCode, value: &impl Serialize) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::to_vec(value).unwrap_or_default(),
-    )
-        .into_response()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Serves `app` on a free loopback port until the returned sender drops.
+    async fn serve(app: Router) -> (SocketAddr, watch::Sender<bool>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let limits = http::Limits {
+            max_body: http::MAX_BODY,
+            drain: Duration::ZERO,
+        };
+        tokio::spawn(http::serve(listener, app, limits, stopped));
+        (addr, stop)
+    }
+
+    async fn chat(client: &reqwest::Client, proxy: SocketAddr) -> (u16, String) {
+        let response = client
+            .post(http::url(proxy, "/v1/chat/completions"))
+            .body(r#"{"model":"m","messages":[]}"#)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_route_serves_clients_only_once_published_and_checks_pass_through_shutdown() {
+        let backend = Router::new()
+            .route(
+                "/v1/models",
+                get(|| async { r#"{"object":"list","data":[]}"# }),
+            )
+            .route("/v1/chat/completions", post(|| async { "answered" }));
+        let (backend, _backend_stop) = serve(backend).await;
+        let proxy = Proxy::default();
+        let (front, _front_stop) = serve(proxy.router()).await;
+        let client = http::client();
+
+        proxy.add_route("m", 1, backend.port());
+        // Being checked: the check reaches it, clients do not.
+        assert_eq!(proxy.check("m").await, Ok(()));
+        assert_eq!(chat(&client, front).await.0, 404);
+        assert!(proxy.models().is_empty());
+        proxy.publish_route("m", 1);
+        assert_eq!(chat(&client, front).await, (200, "answered".to_string()));
+        assert_eq!(proxy.models(), ["m"]);
+
+        // Shutdown: clients are refused, a launch's check is not cut.
+        proxy.close();
+        proxy.cut();
+        let (status, body) = chat(&client, front).await;
+        assert_eq!(status, 503);
+        let error: ErrorBody = serde_json::from_str(&body).unwrap();
+        assert_eq!(error.error.kind, "unavailable_error");
+        assert_eq!(proxy.check("m").await, Ok(()));
+        assert_eq!(proxy.in_flight(), 0);
+
+        // Another instance's removal leaves the route; its own removes it.
+        proxy.remove_route("m", 2);
+        assert_eq!(proxy.models(), ["m"]);
+        proxy.remove_route("m", 1);
+        assert!(proxy.models().is_empty());
+        assert!(
+            proxy
+                .check("m")
+                .await
+                .unwrap_err()
+                .contains("does not exist")
+        );
+    }
 }

@@ -247,6 +247,21 @@ impl LocalBackend {
         }
     }
 
+    /// Its exit status, once it has exited (until then, the default).
+    fn exit_status(&self) -> ExitStatus {
+        (*self.exited.borrow()).unwrap_or_default()
+    }
+
+    /// Waits up to `within` for the process to have exited; its status.
+    async fn exited_within(&self, within: Duration) -> Option<ExitStatus> {
+        let mut exited = self.exited.clone();
+        tokio::time::timeout(within, exited.wait_for(Option::is_some))
+            .await
+            .ok()?
+            .ok()
+            .and_then(|status| *status)
+    }
+
     fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -254,9 +269,6 @@ impl LocalBackend {
     /// Stops the backend: SIGTERM, up to `grace` to exit, then SIGKILL.
     #[survey::unload(model = self)]
     pub async fn stop(&self, grace: Duration) -> Result<ExitStatus, StopError> {
-        let wait_exit = |mut exited: watch::Receiver<Option<ExitStatus>>| async move {
-            exited.wait_for(Option::is_some).await.ok().and_then(|s| *s)
-        };
         let was = {
             let mut state = self.lock_state();
             let was = *state;
@@ -267,14 +279,14 @@ impl LocalBackend {
         };
         match was {
             State::Exited => {
-                let status = (*self.exited.borrow()).unwrap_or_default();
-                return Err(StopError::AlreadyExited { status });
+                return Err(StopError::AlreadyExited {
+                    status: self.exit_status(),
+                });
             }
             // One stop at a time: a second one waits for the first, and only
             // the first records the unload.
             State::Stopping => {
-                let _ =
-                    tokio::time::timeout(grace + KILL_WAIT, wait_exit(self.exited.clone())).await;
+                self.exited_within(grace + KILL_WAIT).await;
                 return Err(StopError::AlreadyStopping);
             }
             State::Running | State::Unkillable => {}
@@ -282,20 +294,19 @@ impl LocalBackend {
         // The owning task delivers these only while the process is not
         // reaped; once it is, the requests go nowhere.
         let _ = self.signals.send(Signal::Terminate);
-        if let Ok(Some(status)) = tokio::time::timeout(grace, wait_exit(self.exited.clone())).await
-        {
+        if let Some(status) = self.exited_within(grace).await {
             return Ok(status);
         }
         tracing::warn!(model = %self.name, pid = self.pid, "backend ignored SIGTERM for {grace:?}; sending SIGKILL");
         let _ = self.signals.send(Signal::Kill);
-        match tokio::time::timeout(KILL_WAIT, wait_exit(self.exited.clone())).await {
-            Ok(Some(status)) => Ok(status),
-            _ => {
+        match self.exited_within(KILL_WAIT).await {
+            Some(status) => Ok(status),
+            None => {
                 let mut state = self.lock_state();
                 // It may have gone just as the wait ended: then the stop
                 // worked, and is recorded.
                 if *state == State::Exited {
-                    return Ok((*self.exited.borrow()).unwrap_or_default());
+                    return Ok(self.exit_status());
                 }
                 *state = State::Unkillable;
                 Err(StopError::Unkillable { pid: self.pid })

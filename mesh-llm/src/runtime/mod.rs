@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::config::ModelEntry;
 use crate::inference::launch::{self, BackendSettings, LaunchError, LaunchSpec};
+use crate::tracker::Tracker;
 
 use self::local::{LocalBackend, Signaller, StopError};
 
@@ -145,7 +146,7 @@ struct Inner {
     /// cancelled.
     cancel_loads: watch::Sender<bool>,
     /// Loads under way.
-    loads: watch::Sender<usize>,
+    loads: Tracker,
 }
 
 /// Holds a name as being launched while it lives.
@@ -157,22 +158,6 @@ struct Launching<'a> {
 impl Drop for Launching<'_> {
     fn drop(&mut self) {
         self.node.lock_launching().remove(&self.name);
-    }
-}
-
-/// Counts a load as under way while it lives.
-struct LoadUnderWay<'a>(&'a watch::Sender<usize>);
-
-impl<'a> LoadUnderWay<'a> {
-    fn enter(loads: &'a watch::Sender<usize>) -> LoadUnderWay<'a> {
-        loads.send_modify(|n| *n += 1);
-        LoadUnderWay(loads)
-    }
-}
-
-impl Drop for LoadUnderWay<'_> {
-    fn drop(&mut self) {
-        self.0.send_modify(|n| *n -= 1);
     }
 }
 
@@ -192,7 +177,7 @@ impl Node {
                 survey_status: Box::new(survey_status),
                 closing: watch::Sender::new(false),
                 cancel_loads: watch::Sender::new(false),
-                loads: watch::Sender::new(0),
+                loads: Tracker::default(),
             }),
         }
     }
@@ -223,7 +208,7 @@ impl Node {
         kind: LaunchKind,
     ) -> Result<ModelStatus, NodeError> {
         let instance = self.inner.next_instance.fetch_add(1, Ordering::Relaxed);
-        let _under_way = LoadUnderWay::enter(&self.inner.loads);
+        let _under_way = self.inner.loads.enter();
         // Cancelled at shutdown while reading the model file or launching:
         // dropping the launch records it as a failed launch (reason
         // `other`) and kills its process. Once it is launched, the backend
@@ -299,11 +284,7 @@ impl Node {
                 .ok_or_else(|| NodeError::NotLoaded(name.to_string()))?
         };
         // No new inference requests for a model being stopped.
-        self.inner
-            .settings
-            .backend
-            .proxy
-            .remove_route(&backend.name, backend.instance);
+        self.unroute(&backend);
         // Its own task: a caller that goes away (a client hanging up) does
         // not cut a stop in half, which would record nothing and leave it
         // listed.
@@ -333,17 +314,13 @@ impl Node {
         self.inner.closing.send_replace(true);
         let proxy = &self.inner.settings.backend.proxy;
         proxy.close();
-        let mut loads = self.inner.loads.subscribe();
+        let loads = &self.inner.loads;
         let loads_done = async {
-            if tokio::time::timeout(wait, loads.wait_for(|n| *n == 0))
-                .await
-                .is_err()
-            {
+            if !loads.idle_within(wait).await {
                 tracing::warn!("cancelling the loads still under way after {wait:?}");
                 self.inner.cancel_loads.send_replace(true);
                 // Cancelling is immediate; a second at most, then on regardless.
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(1), loads.wait_for(|n| *n == 0)).await;
+                loads.idle_within(Duration::from_secs(1)).await;
             }
         };
         let requests_done = async {
@@ -375,14 +352,16 @@ impl Node {
         while unloads.join_next().await.is_some() {}
     }
 
+    /// Stops routing inference requests to `backend`.
+    fn unroute(&self, backend: &LocalBackend) {
+        let proxy = &self.inner.settings.backend.proxy;
+        proxy.remove_route(&backend.name, backend.instance);
+    }
+
     /// Removes `backend` from the loaded models, unless another instance
     /// took its name since.
     fn forget(&self, backend: &LocalBackend) {
-        self.inner
-            .settings
-            .backend
-            .proxy
-            .remove_route(&backend.name, backend.instance);
+        self.unroute(backend);
         let mut loaded = self.lock_loaded();
         if loaded
             .get(&backend.name)
