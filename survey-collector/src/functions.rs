@@ -107,22 +107,33 @@ struct DeltaSum {
     start: Vec<u64>,
 }
 
+impl DeltaSum {
+    /// Reads one row into `end`: the bucket counts of argument `end_arg`
+    /// less those of argument `start_arg` (when it holds any), clamped at
+    /// 0; `false` when `end_arg` holds no bucket counts.
+    fn read_row(&mut self, ctx: &Context<'_>, end_arg: usize, start_arg: usize) -> bool {
+        let DeltaSum { end, start, .. } = self;
+        if !text_arg(ctx, end_arg).is_some_and(|t| read_counts(t, end)) {
+            return false;
+        }
+        if text_arg(ctx, start_arg).is_some_and(|t| read_counts(t, start)) {
+            for (e, s) in end.iter_mut().zip(start.iter()) {
+                *e = e.saturating_sub(*s);
+            }
+        }
+        true
+    }
+}
+
 impl Aggregate<DeltaSum, Option<String>> for BucketDeltaSum {
     fn init(&self, _: &mut Context<'_>) -> Result<DeltaSum> {
         Ok(DeltaSum::default())
     }
 
     fn step(&self, ctx: &mut Context<'_>, state: &mut DeltaSum) -> Result<()> {
-        let DeltaSum { total, end, start } = state;
-        if !text_arg(ctx, 0).is_some_and(|t| read_counts(t, end)) {
-            return Ok(());
+        if state.read_row(ctx, 0, 1) {
+            add(&mut state.total, &state.end);
         }
-        if text_arg(ctx, 1).is_some_and(|t| read_counts(t, start)) {
-            for (e, s) in end.iter_mut().zip(start.iter()) {
-                *e = e.saturating_sub(*s);
-            }
-        }
-        add(total, end);
         Ok(())
     }
 
@@ -150,21 +161,14 @@ impl Aggregate<DeltaSums, Option<String>> for BucketDeltaSums {
         let Some(group) = text_arg(ctx, 0) else {
             return Ok(());
         };
-        let DeltaSum { total, end, start } = &mut state.row;
-        if !text_arg(ctx, 1).is_some_and(|t| read_counts(t, end)) {
+        if !state.row.read_row(ctx, 1, 2) {
             return Ok(());
         }
-        if text_arg(ctx, 2).is_some_and(|t| read_counts(t, start)) {
-            for (e, s) in end.iter_mut().zip(start.iter()) {
-                *e = e.saturating_sub(*s);
-            }
-        }
+        let end = &state.row.end;
         match state.totals.get_mut(group) {
-            Some(group_total) => add(group_total, end),
+            Some(total) => add(total, end),
             None => {
-                total.clear();
-                add(total, end);
-                state.totals.insert(group.to_vec(), total.clone());
+                state.totals.insert(group.to_vec(), end.clone());
             }
         }
         Ok(())

@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
         include_str!("../sql/sqlite/summaries.sql"),
         include_str!("../sql/sqlite/summarize.sql")
     ),
+    include_str!("../sql/sqlite/drop_whole_sum.sql"),
 ];
 
 /// The schema version this build writes and reads.
@@ -244,17 +245,23 @@ impl Store {
         }
         for (version, ddl) in migrations.iter().enumerate().skip(found as usize) {
             let target = version as i64 + 1;
-            let context = format!("cannot upgrade the database schema to version {target}");
-            self.conn
-                .execute_batch(&format!(
-                    "BEGIN IMMEDIATE;\n{ddl}\nPRAGMA user_version = {target};\nCOMMIT;"
-                ))
-                .map_err(|source| {
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                    StoreError::Sqlite { context, source }
-                })?;
+            self.execute_in_transaction(
+                &format!("{ddl}\nPRAGMA user_version = {target};"),
+                format!("cannot upgrade the database schema to version {target}"),
+            )?;
         }
         Ok(())
+    }
+
+    /// Runs `sql` (statements) in one write transaction: all of it, or
+    /// none.
+    fn execute_in_transaction(&self, sql: &str, context: String) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch(&format!("BEGIN IMMEDIATE;\n{sql}\nCOMMIT;"))
+            .map_err(|source| {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                StoreError::Sqlite { context, source }
+            })
     }
 
     /// The SQLite connection, for queries.
@@ -300,18 +307,10 @@ impl Store {
     /// streams and rollups written into the tables directly (ingest keeps
     /// them itself).
     pub fn summarize_all(&mut self) -> Result<(), StoreError> {
-        self.conn
-            .execute_batch(&format!(
-                "BEGIN IMMEDIATE;\n{}\nCOMMIT;",
-                include_str!("../sql/sqlite/summarize.sql")
-            ))
-            .map_err(|source| {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                StoreError::Sqlite {
-                    context: "cannot summarize the streams".into(),
-                    source,
-                }
-            })
+        self.execute_in_transaction(
+            include_str!("../sql/sqlite/summarize.sql"),
+            "cannot summarize the streams".into(),
+        )
     }
 
     /// Deletes raw points older than `before` (ns since the epoch); the
@@ -559,28 +558,15 @@ fn store_point(
     if changed {
         new_raw = insert_raw(tx, resource, point, buckets.as_deref(), stream.id)?;
     }
-    if delta {
+    let how = if delta {
         // A retried delta point repeats its (stream, start, time): the raw
         // table already holds it, and it is not added twice.
-        if new_raw {
-            fold(
-                tx,
-                stream.id,
-                day,
-                &point.value,
-                buckets.as_deref(),
-                Fold::Add,
-            )?;
-        }
-    } else if fold_it {
-        fold(
-            tx,
-            stream.id,
-            day,
-            &point.value,
-            buckets.as_deref(),
-            Fold::Max,
-        )?;
+        new_raw.then_some(Fold::Add)
+    } else {
+        fold_it.then_some(Fold::Max)
+    };
+    if let Some(how) = how {
+        fold(tx, stream.id, day, &point.value, buckets.as_deref(), how)?;
     }
     if fold_it {
         tx.prepare_cached(
@@ -653,9 +639,12 @@ fn fold(
                     "SELECT Count, Sum, BucketCounts FROM rollup_histogram_daily \
                      WHERE StreamId = ?1 AND Day = ?2",
                 )?
-                .query_row(params![stream, day], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .query_row(params![stream, day], |r| {
+                    Ok((r.get::<_, f64>(1)?, (r.get(0)?, r.get(2)?)))
+                })
                 .optional()?;
-            let (count, sum, buckets) = added(h, before);
+            let sum = h.sum + before.as_ref().map_or(0.0, |(sum, _)| *sum);
+            let (count, buckets) = added_counts(h, before.map(|(_, counts)| counts));
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO rollup_histogram_daily (StreamId, Day, Count, Sum, BucketCounts) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -695,8 +684,7 @@ fn summarize(
         (Value::Histogram(h), Fold::Max) => tx
             .prepare_cached(&format!(
                 "UPDATE streams SET {DAYS}, Whole = max(ifnull(Whole, ?3), ?3), \
-                 WholeSum = CASE WHEN {LARGER} THEN ?4 ELSE WholeSum END, \
-                 WholeBuckets = CASE WHEN {LARGER} THEN ?5 ELSE WholeBuckets END, \
+                 WholeBuckets = CASE WHEN {LARGER} THEN ?4 ELSE WholeBuckets END, \
                  WholeDay = CASE WHEN {LARGER} THEN ?2 ELSE WholeDay END \
                  WHERE StreamId = ?1"
             ))?
@@ -704,49 +692,41 @@ fn summarize(
                 stream,
                 day,
                 h.count as f64,
-                h.sum,
                 buckets.unwrap_or_default()
             ]),
         (Value::Histogram(h), Fold::Add) => {
             let before = tx
                 .prepare_cached(
-                    "SELECT Whole, WholeSum, WholeBuckets FROM streams \
+                    "SELECT Whole, WholeBuckets FROM streams \
                      WHERE StreamId = ?1 AND Whole IS NOT NULL",
                 )?
-                .query_row(params![stream], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .query_row(params![stream], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
-            let (count, sum, buckets) = added(h, before);
+            let (count, buckets) = added_counts(h, before);
             tx.prepare_cached(&format!(
-                "UPDATE streams SET {DAYS}, Whole = ?3, WholeSum = ?4, WholeBuckets = ?5 \
-                 WHERE StreamId = ?1"
+                "UPDATE streams SET {DAYS}, Whole = ?3, WholeBuckets = ?4 WHERE StreamId = ?1"
             ))?
-            .execute(params![stream, day, count, sum, buckets])
+            .execute(params![stream, day, count, buckets])
         }
     }?;
     Ok(())
 }
 
-/// A delta histogram point added to a total so far (count, sum, bucket
+/// A delta histogram point added to a total so far (count, and bucket
 /// counts as JSON): the new total.
-fn added(
+fn added_counts(
     point: &crate::validate::HistogramValue,
-    before: Option<(f64, f64, String)>,
-) -> (f64, f64, String) {
-    let (mut count, mut sum, mut buckets) =
-        (point.count as f64, point.sum, point.bucket_counts.clone());
-    if let Some((c, s, b)) = before {
+    before: Option<(f64, String)>,
+) -> (f64, String) {
+    let (mut count, mut buckets) = (point.count as f64, point.bucket_counts.clone());
+    if let Some((c, b)) = before {
         count += c;
-        sum += s;
         let b = crate::functions::parse_counts(&b).unwrap_or_default();
         for (n, m) in buckets.iter_mut().zip(b) {
             *n += m;
         }
     }
-    (
-        count,
-        sum,
-        serde_json::to_string(&buckets).unwrap_or_default(),
-    )
+    (count, serde_json::to_string(&buckets).unwrap_or_default())
 }
 
 /// The columns every raw table starts with, in the exporter's order.
@@ -851,6 +831,24 @@ mod tests {
     }
 
     #[test]
+    fn version_2_drops_the_histogram_sum_no_question_reads() {
+        let path = temp_db("upgrade-2");
+        let store = Store::open_with(&path, &MIGRATIONS[..2]).unwrap();
+        store
+            .connection()
+            .execute_batch("SELECT WholeSum FROM streams")
+            .unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.version().unwrap(), 3);
+        let gone = store
+            .connection()
+            .execute_batch("SELECT WholeSum FROM streams")
+            .unwrap_err();
+        assert!(gone.to_string().contains("no such column"), "{gone}");
+    }
+
+    #[test]
     fn an_older_schema_is_upgraded_in_place() {
         let path = temp_db("upgrade");
         drop(Store::open_with(&path, &MIGRATIONS[..1]).unwrap());
@@ -898,20 +896,20 @@ mod tests {
         assert_eq!(launched.rows, [vec![json!("m"), json!(6), json!(2)]]);
         drop(store);
         // A later version runs only what is new, once.
-        let later = [
-            MIGRATIONS[0],
-            MIGRATIONS[1],
-            "ALTER TABLE streams ADD COLUMN Extra TEXT; CREATE TABLE upgraded (x);",
-        ];
+        let later: Vec<&str> = MIGRATIONS
+            .iter()
+            .copied()
+            .chain(["ALTER TABLE streams ADD COLUMN Extra TEXT; CREATE TABLE upgraded (x);"])
+            .collect();
         let store = Store::open_with(&path, &later).unwrap();
-        assert_eq!(store.version().unwrap(), 3);
+        assert_eq!(store.version().unwrap(), SCHEMA_VERSION + 1);
         store
             .connection()
             .execute("INSERT INTO upgraded (x) VALUES (1)", [])
             .unwrap();
         drop(store);
         let store = Store::open_with(&path, &later).unwrap();
-        assert_eq!(store.version().unwrap(), 3);
+        assert_eq!(store.version().unwrap(), SCHEMA_VERSION + 1);
     }
 
     #[test]

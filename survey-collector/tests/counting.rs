@@ -609,40 +609,46 @@ async fn an_early_repeat_that_arrives_late_still_counts_on_its_day() {
     server.shutdown().await;
 }
 
+/// A delta launch-duration histogram of `values`, with its launch counter.
+fn delta_histogram(
+    node: &Node,
+    start: u64,
+    time: u64,
+    values: &[f64],
+) -> opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest {
+    let mut m = histogram(
+        schema::LAUNCH_DURATION_MS,
+        model_attrs("a"),
+        start,
+        time,
+        values,
+    );
+    if let Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Histogram(h)) = &mut m.data {
+        h.aggregation_temporality = 1;
+    }
+    request(
+        node,
+        vec![
+            counter(
+                LAUNCH,
+                model_attrs("a"),
+                start,
+                time,
+                values.len() as u64,
+                1,
+            ),
+            m,
+        ],
+    )
+}
+
 #[tokio::test]
 async fn delta_histograms_add_up_bucket_by_bucket() {
     let dir = TempDir::new("delta-histogram");
     let server = collector(&dir).await;
     let node = Node::new(1);
     let day = today() - 1;
-    let delta = |start, time, values: &[f64]| {
-        let mut m = histogram(
-            schema::LAUNCH_DURATION_MS,
-            model_attrs("a"),
-            start,
-            time,
-            values,
-        );
-        if let Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Histogram(h)) =
-            &mut m.data
-        {
-            h.aggregation_temporality = 1;
-        }
-        request(
-            &node,
-            vec![
-                counter(
-                    LAUNCH,
-                    model_attrs("a"),
-                    start,
-                    time,
-                    values.len() as u64,
-                    1,
-                ),
-                m,
-            ],
-        )
-    };
+    let delta = |start, time, values: &[f64]| delta_histogram(&node, start, time, values);
     // Two exports on the same day (one retried), one the next day.
     let first = delta(at(day, 1), at(day, 2), &[50.0]);
     send_ok(&server, &first).await;
@@ -703,5 +709,36 @@ async fn a_histogram_whose_count_did_not_grow_in_the_window_adds_nothing() {
     // From day 1: the count never grew, so no launch time.
     let later = report(&dir, window(Some(DAY + 1), None));
     assert_eq!(p50(&later), Json::Null);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn delta_histograms_out_of_order_across_days_and_retried_add_up_once() {
+    let dir = TempDir::new("delta-histogram-order");
+    let server = collector(&dir).await;
+    let node = Node::new(1);
+    let day = today() - 1;
+    let exports = [
+        delta_histogram(&node, at(day, 1), at(day, 2), &[50.0]),
+        delta_histogram(&node, at(day, 2), at(day, 3), &[3000.0, 4000.0]),
+        delta_histogram(&node, at(day, 3), at(day, 23), &[400.0]),
+        delta_histogram(&node, at(day, 23), at(day + 1, 0), &[70.0, 80.0]),
+    ];
+    // The next day's first, an earlier day's late, and retries of both.
+    for i in [3, 1, 2, 0, 3, 1] {
+        send_ok(&server, &exports[i]).await;
+    }
+    // Checked on the way: the summaries ingest kept equal those rebuilt
+    // from the rollup rows.
+    let all = report_of(&dir);
+    assert_eq!(launches(&all, "a").0, 6);
+    let p50 = |report: &Json| {
+        row(report, "slow_or_short", &[("model", json!("a"))])["launch_p50_ms"].clone()
+    };
+    // 50, 70, 80, 400, 3000, 4000: the 3rd of 6 is 80, the last of the
+    // three in the first bucket, (0, 100]: read as the bucket's top.
+    assert_eq!(p50(&all), json!(100.0));
+    let first_day = report(&dir, window(None, Some(day + 1)));
+    assert_eq!(launches(&first_day, "a").0, 4);
     server.shutdown().await;
 }

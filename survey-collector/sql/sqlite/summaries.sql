@@ -36,9 +36,11 @@ CREATE UNIQUE INDEX series_identity ON series (
 --   Whole: its value over every day: the largest value of a cumulative sum,
 --     the total of a delta sum, the largest value of a gauge, a histogram's
 --     count (largest if cumulative, total if delta);
---   WholeSum, WholeBuckets: a histogram's sum and bucket counts (JSON) at
---     that count (the earliest day's, if several days reach it), or their
---     totals for a delta histogram;
+--   WholeBuckets: a histogram's bucket counts (JSON) at that count (the
+--     earliest day's, if several days reach it), or their totals for a
+--     delta histogram;
+--   WholeSum: a histogram's sum, likewise (no longer kept: version 3 drops
+--     it);
 --   WholeDay: the day of that count, for a cumulative histogram.
 -- A report window holding a stream's whole life takes Whole and reads none
 -- of its rollup rows.

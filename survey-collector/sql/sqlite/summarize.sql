@@ -2,6 +2,10 @@
 -- upgrade to schema version 2 runs it on the streams stored before, and
 -- `Store::summarize_all` on streams written into the tables directly.
 -- Ingest keeps the same values point by point; a test checks they agree.
+-- Everything is recomputed: the summaries are cleared first.
+UPDATE streams
+SET SeriesId = NULL, FirstDay = NULL, LastDay = NULL, Whole = NULL, WholeBuckets = NULL,
+    WholeDay = NULL;
 INSERT INTO nodes (Node) SELECT DISTINCT Node FROM streams WHERE true
 ON CONFLICT DO NOTHING;
 INSERT INTO series (NodeId, Model, GpuName, BackendDevice, GpuCount, ContextBucket, FailureReason)
@@ -33,9 +37,8 @@ SET (FirstDay, LastDay, Whole) = (
 )
 WHERE Kind <> 'histogram';
 UPDATE streams
-SET (FirstDay, LastDay, Whole, WholeSum, WholeBuckets) = (
-    SELECT min(r.Day), max(r.Day), total(r.Count), total(r.Sum),
-           bucket_delta_sum(r.BucketCounts, NULL)
+SET (FirstDay, LastDay, Whole, WholeBuckets) = (
+    SELECT min(r.Day), max(r.Day), total(r.Count), bucket_delta_sum(r.BucketCounts, NULL)
     FROM rollup_histogram_daily AS r
     WHERE r.StreamId = streams.StreamId
 )
@@ -46,8 +49,8 @@ SET (FirstDay, LastDay) = (
     FROM rollup_histogram_daily AS r
     WHERE r.StreamId = streams.StreamId
 ),
-(Whole, WholeSum, WholeBuckets, WholeDay) = (
-    SELECT r.Count, r.Sum, r.BucketCounts, r.Day
+(Whole, WholeBuckets, WholeDay) = (
+    SELECT r.Count, r.BucketCounts, r.Day
     FROM rollup_histogram_daily AS r
     WHERE r.StreamId = streams.StreamId
     ORDER BY r.Count DESC, r.Day
