@@ -134,15 +134,17 @@ def convert(sql, cluster):
         "-- `deploy/clickhouse/cluster.py > deploy/clickhouse/schema.cluster.sql`.\n"
         "-- The exporter's table DDL in it comes from the OpenTelemetry Collector\n"
         "-- contrib (Apache License 2.0); see schema.sql.\n"
-        "-- Needs the macros {shard} and {replica} on every server.\n\n"
+        "-- Needs the macros {shard} and {replica} on every server, and the\n"
+        "-- cluster's shards with internal_replication = true (the replicated\n"
+        "-- tables copy each insert; the Distributed ones must not as well).\n\n"
     )
     return header + "\n\n".join(out) + "\n"
 
 
-def check(cluster):
+def check(schema, cluster):
     from chdb import session as chdb_session
 
-    generated = convert((HERE / "schema.sql").read_text(), cluster)
+    generated = convert(schema.read_text(), cluster)
     shipped = (HERE / "schema.cluster.sql").read_text()
     if generated != shipped:
         sys.exit("schema.cluster.sql is not what cluster.py makes of schema.sql; regenerate it")
@@ -165,7 +167,7 @@ def main():
     if not re.fullmatch(r"\w+", args.cluster):
         sys.exit(f"--cluster: expected a name of letters, digits and _, got {args.cluster!r}")
     if args.check:
-        check(args.cluster)
+        check(args.schema, args.cluster)
     else:
         sys.stdout.write(convert(args.schema.read_text(), args.cluster))
 

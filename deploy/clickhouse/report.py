@@ -24,6 +24,8 @@ import pathlib
 import re
 import sys
 
+from cluster import code, statements
+
 HERE = pathlib.Path(__file__).resolve().parent
 QUESTIONS = [
     "most_launched",
@@ -39,19 +41,12 @@ FIRST_DAY, LAST_DAY = "1970-01-01", "2149-06-06"
 SETTINGS = {"output_format_json_quote_64bit_integers": 0}
 
 
-def statements(sql):
-    """The statements of a SQL file: split on ';' at line ends, comments
-    dropped."""
-    text = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
-    return [s.strip() for s in re.split(r";\s*\n", text) if s.strip()]
-
-
 def session():
     from chdb import session as chdb_session
 
     s = chdb_session.Session()
     for statement in statements((HERE / "schema.sql").read_text()):
-        s.query(statement)
+        s.query(code(statement))
     return s
 
 

@@ -23,6 +23,11 @@
 --     stream here;
 --   * only cumulative sums and histograms are counted (survey sends no
 --     other); the collector's config drops delta points.
+-- On input survey does not send, the views drop what survey-collector
+-- rejects, as far as a row shows it (survey_accepts, survey_whole). A row
+-- cannot show: a whole number sent as a double, a start time after its
+-- time within the same second, the scope's version, or an attribute
+-- outside the allowlist (the collector's config drops those points).
 
 CREATE DATABASE IF NOT EXISTS survey;
 
@@ -242,6 +247,51 @@ CREATE FUNCTION IF NOT EXISTS survey_bounds AS (metric) ->
              604800.],
             CAST([], 'Array(Float64)'));
 
+-- survey's kind and unit of each metric (survey-runtime/src/schema.rs);
+-- '' for any other metric.
+CREATE FUNCTION IF NOT EXISTS survey_kind AS (metric) ->
+    multiIf(metric IN ('mesh_llm_model_launch_total', 'mesh_llm_model_launch_success_total',
+                       'mesh_llm_model_launch_failure_total', 'mesh_llm_model_unload_total',
+                       'mesh_llm_model_exit_unexpected_total'), 'counter',
+            metric IN ('mesh_llm_loaded_models', 'mesh_llm_model_loaded',
+                       'mesh_llm_model_context_length'), 'gauge',
+            metric IN ('mesh_llm_model_launch_duration_ms', 'mesh_llm_model_uptime_s'), 'histogram',
+            '');
+
+CREATE FUNCTION IF NOT EXISTS survey_unit AS (metric) ->
+    multiIf(metric IN ('mesh_llm_model_launch_total', 'mesh_llm_model_launch_success_total',
+                       'mesh_llm_model_launch_failure_total'), '{launch}',
+            metric = 'mesh_llm_model_unload_total', '{unload}',
+            metric = 'mesh_llm_model_exit_unexpected_total', '{exit}',
+            metric = 'mesh_llm_loaded_models', '{model}',
+            metric = 'mesh_llm_model_loaded', '{instance}',
+            metric = 'mesh_llm_model_context_length', '{token}',
+            metric = 'mesh_llm_model_launch_duration_ms', 'ms',
+            metric = 'mesh_llm_model_uptime_s', 's',
+            '');
+
+-- Whether a row is a point survey-collector accepts, as far as a row
+-- shows: a metric of survey's of this `kind`, in its unit, from survey's
+-- scope with nothing added, no schema URLs, no exemplars, no flags; a start
+-- time (when `timed`: sums and histograms) after 1970 and no later than its
+-- time; a time at most a day ahead of its arrival. The keys and values of
+-- the attributes are the collector config's to check (a row shows them
+-- after the fact, and an unsanitized value never reaches here).
+CREATE FUNCTION IF NOT EXISTS survey_accepts AS
+    (kind, metric, unit, scope, scope_attributes, scope_schema_url, resource_schema_url,
+     exemplar_times, flags, start, time, timed) ->
+    survey_kind(metric) = kind AND unit = survey_unit(metric)
+    AND scope = 'survey' AND empty(scope_attributes) AND scope_schema_url = ''
+    AND resource_schema_url = '' AND empty(exemplar_times) AND flags = 0
+    AND toUnixTimestamp(time) > 0 AND start <= time
+    AND (NOT timed OR toUnixTimestamp(start) > 0)
+    AND time <= now() + INTERVAL 1 DAY;
+
+-- A value of survey's u64 instruments: a whole number a double holds
+-- exactly (an integral double, which survey never sends, passes here).
+CREATE FUNCTION IF NOT EXISTS survey_whole AS (v) ->
+    v >= 0 AND v <= 9007199254740992 AND v = floor(v);
+
 -- Per stream and UTC day: the largest value of a cumulative counter, or of
 -- the context gauge. The dimensions depend on the stream alone.
 CREATE TABLE IF NOT EXISTS survey.stream_days (
@@ -277,9 +327,8 @@ CREATE TABLE IF NOT EXISTS survey.histogram_days (
     PARTITION BY toYYYYMM(Day)
     ORDER BY (MetricName, StreamKey, Day);
 
--- What fills them, as the exporter inserts. Only survey's points count:
--- cumulative, with no flags (as survey-collector accepts them). Within one
--- day, two points of a histogram with equal counts and different buckets
+-- What fills them, as the exporter inserts. Only points survey-collector
+-- would accept count (survey_accepts), cumulative. Within one day, two points of a histogram with equal counts and different buckets
 -- (which no honest sender makes) may keep either's buckets here, where
 -- survey-collector keeps the first to arrive.
 CREATE MATERIALIZED VIEW IF NOT EXISTS survey.sum_days_mv TO survey.stream_days AS
@@ -289,7 +338,9 @@ SELECT MetricName, StreamKey, Day,
        any(ContextBucket) AS ContextBucket, any(FailureReason) AS FailureReason,
        max(Value) AS Largest
 FROM survey.otel_metrics_sum
-WHERE AggregationTemporality = 2 AND Flags = 0
+WHERE AggregationTemporality = 2 AND IsMonotonic AND survey_whole(Value)
+  AND survey_accepts('counter', MetricName, MetricUnit, ScopeName, ScopeAttributes, ScopeSchemaUrl,
+                     ResourceSchemaUrl, Exemplars.TimeUnix, Flags, StartTimeUnix, TimeUnix, true)
 GROUP BY MetricName, StreamKey, Day;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS survey.gauge_days_mv TO survey.stream_days AS
@@ -299,7 +350,10 @@ SELECT MetricName, StreamKey, Day,
        any(ContextBucket) AS ContextBucket, any(FailureReason) AS FailureReason,
        max(Value) AS Largest
 FROM survey.otel_metrics_gauge
-WHERE Flags = 0
+-- Of the gauges, the questions read the context length.
+WHERE MetricName = 'mesh_llm_model_context_length' AND survey_whole(Value)
+  AND survey_accepts('gauge', MetricName, MetricUnit, ScopeName, ScopeAttributes, ScopeSchemaUrl,
+                     ResourceSchemaUrl, Exemplars.TimeUnix, Flags, StartTimeUnix, TimeUnix, false)
 GROUP BY MetricName, StreamKey, Day;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS survey.histogram_days_mv TO survey.histogram_days AS
@@ -309,12 +363,17 @@ SELECT MetricName, StreamKey, Day,
        max(Count) AS LargestCount,
        argMaxState(BucketCounts, (Count, -toInt32(Day))) AS Buckets
 FROM survey.otel_metrics_histogram
-WHERE AggregationTemporality = 2 AND Flags = 0
-  -- survey's bucket bounds, and counts that add up (as survey-collector
-  -- accepts them).
+WHERE AggregationTemporality = 2
+  AND survey_accepts('histogram', MetricName, MetricUnit, ScopeName, ScopeAttributes,
+                     ScopeSchemaUrl, ResourceSchemaUrl, Exemplars.TimeUnix, Flags, StartTimeUnix,
+                     TimeUnix, true)
+  -- survey's bucket bounds, counts that add up, and a sum, min and max as
+  -- survey-collector accepts them (an absent min or max is stored as 0).
   AND ExplicitBounds = survey_bounds(MetricName)
   AND length(BucketCounts) = length(ExplicitBounds) + 1
-  AND arraySum(BucketCounts) = Count
+  AND arraySum(BucketCounts) = Count AND Count <= 9007199254740992
+  AND isFinite(Sum) AND Sum >= 0 AND isFinite(Min) AND isFinite(Max)
+  AND (Min <= Max OR Max = 0)
 GROUP BY MetricName, StreamKey, Day;
 
 -- The counting rule over a window [since, until) of UTC days, as
@@ -328,7 +387,7 @@ WITH streams AS (
            any(Node) AS Node, any(Model) AS Model, any(GpuName) AS GpuName,
            any(BackendDevice) AS BackendDevice, any(GpuCount) AS GpuCount,
            any(ContextBucket) AS ContextBucket, any(FailureReason) AS FailureReason,
-           maxIf(Largest, Day < {until:Date}) - maxIf(Largest, Day < {since:Date}) AS N
+           max(Largest) - maxIf(Largest, Day < {since:Date}) AS N
     FROM survey.stream_days
     WHERE MetricName IN ('mesh_llm_model_launch_total', 'mesh_llm_model_launch_success_total',
                          'mesh_llm_model_launch_failure_total', 'mesh_llm_model_unload_total',

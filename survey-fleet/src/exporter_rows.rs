@@ -17,13 +17,15 @@
 //!   2 cumulative) and `IsMonotonic` as sent;
 //! - a histogram's `Count`, `Sum`, `BucketCounts`, `ExplicitBounds`, `Min`
 //!   and `Max` as sent, an absent sum, min or max as 0;
-//! - exemplars are left out (survey sends none, so the `Exemplars` arrays
-//!   are empty); summaries and exponential histograms are not mapped
-//!   (survey sends none, and the collector's config drops them).
+//! - exemplars as the `Exemplars` nested arrays: filtered attributes,
+//!   whole-second times, values, span and trace ids in hex (survey sends
+//!   none; a sender that does must not count);
+//! - summaries and exponential histograms are not mapped (survey sends
+//!   none, and the collector's config drops them).
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
+use opentelemetry_proto::tonic::metrics::v1::{Exemplar, exemplar, metric, number_data_point};
 use serde_json::{Map, Value as Json, json};
 
 /// The rows of one table from one export request: what the exporter
@@ -88,6 +90,7 @@ pub fn batches(request: &ExportMetricsServiceRequest) -> Vec<Batch> {
                             times(&mut row, point.start_time_unix_nano, point.time_unix_nano);
                             row.insert("Value".into(), json!(number(point.value)));
                             row.insert("Flags".into(), json!(point.flags));
+                            exemplars(&mut row, &point.exemplars);
                             row.insert(
                                 "AggregationTemporality".into(),
                                 json!(sum.aggregation_temporality),
@@ -103,6 +106,7 @@ pub fn batches(request: &ExportMetricsServiceRequest) -> Vec<Batch> {
                             times(&mut row, point.start_time_unix_nano, point.time_unix_nano);
                             row.insert("Value".into(), json!(number(point.value)));
                             row.insert("Flags".into(), json!(point.flags));
+                            exemplars(&mut row, &point.exemplars);
                             gauges.push(Json::Object(row));
                         }
                     }
@@ -118,6 +122,7 @@ pub fn batches(request: &ExportMetricsServiceRequest) -> Vec<Batch> {
                             row.insert("Flags".into(), json!(point.flags));
                             row.insert("Min".into(), json!(point.min.unwrap_or(0.0)));
                             row.insert("Max".into(), json!(point.max.unwrap_or(0.0)));
+                            exemplars(&mut row, &point.exemplars);
                             row.insert(
                                 "AggregationTemporality".into(),
                                 json!(histogram.aggregation_temporality),
@@ -139,6 +144,38 @@ pub fn batches(request: &ExportMetricsServiceRequest) -> Vec<Batch> {
     .filter(|(_, rows)| !rows.is_empty())
     .map(|(table, rows)| Batch { table, rows })
     .collect()
+}
+
+/// The `Exemplars` nested columns, one array per field.
+fn exemplars(row: &mut Map<String, Json>, exemplars: &[Exemplar]) {
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let field = |f: &dyn Fn(&Exemplar) -> Json| Json::Array(exemplars.iter().map(f).collect());
+    row.insert(
+        "Exemplars.FilteredAttributes".into(),
+        field(&|e| map(&e.filtered_attributes)),
+    );
+    row.insert(
+        "Exemplars.TimeUnix".into(),
+        field(&|e| json!(e.time_unix_nano / 1_000_000_000)),
+    );
+    row.insert(
+        "Exemplars.Value".into(),
+        field(&|e| {
+            json!(match e.value {
+                Some(exemplar::Value::AsDouble(v)) => v,
+                Some(exemplar::Value::AsInt(v)) => v as f64,
+                None => 0.0,
+            })
+        }),
+    );
+    row.insert(
+        "Exemplars.SpanId".into(),
+        field(&|e| json!(hex(&e.span_id))),
+    );
+    row.insert(
+        "Exemplars.TraceId".into(),
+        field(&|e| json!(hex(&e.trace_id))),
+    );
 }
 
 /// `StartTimeUnix` and `TimeUnix` in whole seconds.

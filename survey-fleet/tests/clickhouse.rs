@@ -12,7 +12,12 @@
 //! order, a node restarting (a second start time in the same process), and
 //! two identical nodes started in the same second (told apart only by
 //! `service.instance.id`). They are spread over days, so windows cut
-//! streams.
+//! streams. Among them come exports survey never sends, each from a node
+//! of its own, that survey-collector rejects (another scope, scope
+//! attributes, schema URLs, another unit, exemplars, flags, fractional or
+//! negative values, no start time, a start after the time, a time days
+//! ahead, a counter not monotonic, a gauge sent as a counter): ClickHouse
+//! must not count them either.
 //!
 //! chdb comes from the Python package registry, pinned in
 //! `deploy/clickhouse/requirements.txt`, in a virtual environment under
@@ -23,9 +28,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value;
-use opentelemetry_proto::tonic::metrics::v1::metric;
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{
+    Exemplar, Metric, Sum, exemplar, metric, number_data_point,
+};
 use prost::Message;
 use serde_json::Value as Json;
 use survey_collector::{Day, Report, ReportOptions, ServeConfig, Server, Store};
@@ -171,6 +180,158 @@ fn replayed(captured: Vec<ExportMetricsServiceRequest>) -> Vec<ExportMetricsServ
     all
 }
 
+/// Applies `f` to every metric of `request`.
+fn each_metric(request: &mut ExportMetricsServiceRequest, mut f: impl FnMut(&mut Metric)) {
+    request
+        .resource_metrics
+        .iter_mut()
+        .flat_map(|rm| rm.scope_metrics.iter_mut())
+        .flat_map(|sm| sm.metrics.iter_mut())
+        .for_each(&mut f);
+}
+
+/// Copies of `template` that survey never sends, each changed one way and
+/// from a node of its own: survey-collector rejects their points.
+fn dishonest(template: &ExportMetricsServiceRequest) -> Vec<ExportMetricsServiceRequest> {
+    type Change = fn(&mut ExportMetricsServiceRequest);
+    fn exemplar(time: u64) -> Exemplar {
+        Exemplar {
+            time_unix_nano: time,
+            value: Some(exemplar::Value::AsInt(1)),
+            ..Exemplar::default()
+        }
+    }
+    let changes: Vec<(&str, Change)> = vec![
+        ("another scope", |r| {
+            r.resource_metrics[0].scope_metrics[0]
+                .scope
+                .as_mut()
+                .unwrap()
+                .name = "other".into()
+        }),
+        ("scope attributes", |r| {
+            let scope = r.resource_metrics[0].scope_metrics[0]
+                .scope
+                .as_mut()
+                .unwrap();
+            scope.attributes.push(KeyValue {
+                key: "k".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue("v".into())),
+                }),
+                ..KeyValue::default()
+            });
+        }),
+        ("a scope schema URL", |r| {
+            r.resource_metrics[0].scope_metrics[0].schema_url = "s".into()
+        }),
+        ("a resource schema URL", |r| {
+            r.resource_metrics[0].schema_url = "s".into()
+        }),
+        ("another unit", |r| each_metric(r, |m| m.unit = "1".into())),
+        ("exemplars", |r| {
+            each_metric(r, |m| match &mut m.data {
+                Some(metric::Data::Sum(sum)) => sum
+                    .data_points
+                    .iter_mut()
+                    .for_each(|p| p.exemplars.push(exemplar(p.time_unix_nano))),
+                Some(metric::Data::Gauge(gauge)) => gauge
+                    .data_points
+                    .iter_mut()
+                    .for_each(|p| p.exemplars.push(exemplar(p.time_unix_nano))),
+                Some(metric::Data::Histogram(h)) => h
+                    .data_points
+                    .iter_mut()
+                    .for_each(|p| p.exemplars.push(exemplar(p.time_unix_nano))),
+                _ => {}
+            })
+        }),
+        ("flags", |r| {
+            each_metric(r, |m| match &mut m.data {
+                Some(metric::Data::Sum(sum)) => {
+                    sum.data_points.iter_mut().for_each(|p| p.flags = 1)
+                }
+                Some(metric::Data::Gauge(g)) => g.data_points.iter_mut().for_each(|p| p.flags = 1),
+                Some(metric::Data::Histogram(h)) => {
+                    h.data_points.iter_mut().for_each(|p| p.flags = 1)
+                }
+                _ => {}
+            })
+        }),
+        ("fractional values, negative sums", |r| {
+            let fraction = |v: &mut Option<number_data_point::Value>| {
+                if let Some(number_data_point::Value::AsInt(i)) = *v {
+                    *v = Some(number_data_point::Value::AsDouble(i as f64 + 0.5));
+                }
+            };
+            each_metric(r, |m| match &mut m.data {
+                Some(metric::Data::Sum(sum)) => sum
+                    .data_points
+                    .iter_mut()
+                    .for_each(|p| fraction(&mut p.value)),
+                Some(metric::Data::Gauge(g)) => g
+                    .data_points
+                    .iter_mut()
+                    .for_each(|p| fraction(&mut p.value)),
+                Some(metric::Data::Histogram(h)) => {
+                    h.data_points.iter_mut().for_each(|p| p.sum = Some(-1.0))
+                }
+                _ => {}
+            })
+        }),
+        ("no start time", |r| retime(r, |start, _| *start = 0)),
+        ("a start after the time", |r| {
+            retime(r, |start, time| *start = *time + 2_000_000_000)
+        }),
+        ("a time days ahead", |r| {
+            retime(r, |start, time| {
+                *start += 3 * NANOS_PER_DAY;
+                *time += 3 * NANOS_PER_DAY;
+            })
+        }),
+        ("counters not monotonic", |r| {
+            each_metric(r, |m| {
+                if let Some(metric::Data::Sum(sum)) = &mut m.data {
+                    sum.is_monotonic = false;
+                }
+            })
+        }),
+        ("gauges sent as counters (and nothing else)", |r| {
+            for sm in r
+                .resource_metrics
+                .iter_mut()
+                .flat_map(|rm| rm.scope_metrics.iter_mut())
+            {
+                sm.metrics
+                    .retain(|m| matches!(m.data, Some(metric::Data::Gauge(_))));
+            }
+            each_metric(r, |m| {
+                if let Some(metric::Data::Gauge(g)) = &m.data {
+                    let mut data_points = g.data_points.clone();
+                    data_points
+                        .iter_mut()
+                        .for_each(|p| p.start_time_unix_nano = p.time_unix_nano - 1_000_000_000);
+                    m.data = Some(metric::Data::Sum(Sum {
+                        data_points,
+                        aggregation_temporality: 2,
+                        is_monotonic: true,
+                    }));
+                }
+            })
+        }),
+    ];
+    changes
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, change))| {
+            let mut request = template.clone();
+            set_instance_id(&mut request, &format!("d1540e57-0000-4000-8000-{i:012x}"));
+            change(&mut request);
+            request
+        })
+        .collect()
+}
+
 /// Numbers: integers equal, floats equal to 1e-9 relative; everything else
 /// equal, objects by key.
 fn same(a: &Json, b: &Json) -> bool {
@@ -226,6 +387,14 @@ async fn clickhouse_answers_equal_the_collector_s() {
         .collect();
     receiver.stop();
     let sends = replayed(captured);
+    // The export with the most points, as the template of dishonest ones
+    // (its start n days back, its time today).
+    let template = sends
+        .iter()
+        .max_by_key(|r| r.encoded_len())
+        .unwrap()
+        .clone();
+    let lies = dishonest(&template);
 
     // Into survey-collector, over HTTP.
     let server = Server::start(ServeConfig {
@@ -240,7 +409,11 @@ async fn clickhouse_answers_equal_the_collector_s() {
     .unwrap();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
-    for request in &sends {
+    for (request, honest) in sends
+        .iter()
+        .map(|r| (r, true))
+        .chain(lies.iter().map(|r| (r, false)))
+    {
         let answer = client
             .post(format!("{}/v1/metrics", server.endpoint()))
             .header("content-type", "application/x-protobuf")
@@ -249,6 +422,12 @@ async fn clickhouse_answers_equal_the_collector_s() {
             .await
             .unwrap();
         assert_eq!(answer.status(), 200);
+        let rejected = ExportMetricsServiceResponse::decode(answer.bytes().await.unwrap())
+            .unwrap()
+            .partial_success
+            .map_or(0, |p| p.rejected_data_points);
+        // Honest exports are taken whole; each dishonest one loses points.
+        assert_eq!(rejected == 0, honest, "{rejected} points rejected");
     }
     server.shutdown().await;
 
@@ -256,6 +435,7 @@ async fn clickhouse_answers_equal_the_collector_s() {
     let batches_path = dir.join("batches.jsonl");
     let lines: Vec<String> = sends
         .iter()
+        .chain(&lies)
         .flat_map(exporter_rows::batches)
         .map(|b| b.to_line())
         .collect();
@@ -311,8 +491,9 @@ async fn clickhouse_answers_equal_the_collector_s() {
             min_launches: *min_launches,
             min_nodes: *min_nodes,
         };
-        suppressed += Report::build(&store, options).unwrap().suppressed();
-        let embedded = Report::build(&store, options).unwrap().to_json();
+        let report = Report::build(&store, options).unwrap();
+        suppressed += report.suppressed();
+        let embedded = report.to_json();
         for key in embedded.as_object().unwrap().keys() {
             let (e, c) = (&embedded[key], &ch[key]);
             assert!(
@@ -338,6 +519,47 @@ async fn clickhouse_answers_equal_the_collector_s() {
     assert_eq!(counted, launches.len() as i64 + 2 * fleet.launches as i64);
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_kinds_and_units_in_sql_are_survey_s() {
+    let query = survey::schema::METRICS
+        .iter()
+        .map(|m| {
+            format!(
+                "SELECT '{0}', survey_kind('{0}'), survey_unit('{0}')",
+                m.name
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let script = format!(
+        "import sys; sys.path.insert(0, {dir:?}); import report; \
+         print(report.session().query(\"{query} FORMAT TSV\").bytes().decode())",
+        dir = workspace().join("deploy/clickhouse").to_str().unwrap()
+    );
+    let output = Command::new(chdb_python())
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let said = String::from_utf8(output.stdout).unwrap();
+    let mut rows: Vec<&str> = said.lines().filter(|l| !l.is_empty()).collect();
+    rows.sort();
+    let mut expected: Vec<String> = survey::schema::METRICS
+        .iter()
+        .map(|m| {
+            let kind = format!("{:?}", m.kind).to_lowercase();
+            format!("{}\t{kind}\t{}", m.name, m.unit)
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(rows, expected);
 }
 
 #[test]
