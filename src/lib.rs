@@ -99,10 +99,11 @@
 
 pub use survey_macros::{FailureReason, exit, launch, unload};
 pub use survey_runtime::{
-    ContextBucket, DeviceFacts, DisabledReason, FailureKind, FailureReason, GpuInfo, HardwareFacts,
-    InstanceKey, InvalidSetting, LaunchKind, ModelFacts, Resolution, Settings, Setup,
-    ShutdownReport, Status, SurveyGuard, SurveyModel, TelemetryConfig, config, hardware, init,
-    otel, privacy, schema, status,
+    ContextBucket, DeviceFacts, DisabledReason, ExportProblem, FailureKind, FailureReason, GpuInfo,
+    HardwareFacts, InstanceKey, InvalidSetting, LastExport, LastFailure, LaunchKind, Mode,
+    ModelFacts, Resolution, SentRow, Settings, Setup, ShutdownReport, Status, SurveyGuard,
+    SurveyModel, TelemetryConfig, config, hardware, init, last_export, otel, privacy, schema, sent,
+    status,
 };
 
 /// Records an unexpected exit of `model` without the `#[survey::exit]`

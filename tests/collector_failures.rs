@@ -76,16 +76,15 @@ async fn collector_down_then_back_loses_nothing() {
     workload(1).await;
     workload(2).await;
     // Several exports fail while the collector is down.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while guard.status().exports_failed < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let status = guard.status();
-    assert!(status.exports_failed >= 2, "{status}");
+    let status = wait_until("two failed exports", Duration::from_secs(10), || {
+        let status = guard.status();
+        (status.exports_failed >= 2).then_some(status)
+    })
+    .await;
     assert_eq!(status.exports_ok, 0);
     assert_eq!(
-        status.last_error.as_deref(),
-        Some("cannot connect to the collector")
+        status.last_failure.map(|f| f.problem),
+        Some(survey::ExportProblem::ConnectionRefused)
     );
 
     let receiver = Receiver::start_on(addr).expect("the port comes back");
@@ -96,11 +95,20 @@ async fn collector_down_then_back_loses_nothing() {
         "a periodic export reaches the collector once it is back"
     );
     assert_totals(&receiver.latest_points(), 2.0);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while guard.status().exports_ok == 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(guard.status().exports_ok >= 1, "{}", guard.status());
+    wait_until(
+        "an export counted as delivered",
+        Duration::from_secs(10),
+        || (guard.status().exports_ok >= 1).then_some(()),
+    )
+    .await;
+    let status = guard.status();
+    assert_eq!(status.failing_in_a_row, 0, "{status}");
+    assert!(
+        status
+            .to_string()
+            .contains("(since recovered): connection refused"),
+        "the failure is shown as past: {status}"
+    );
     let report = guard.shutdown();
     assert!(report.flushed, "{report:?}");
 }
@@ -114,14 +122,14 @@ async fn collector_answering_503_then_recovering_loses_nothing() {
     workload(1).await;
     assert!(receiver.wait_until(Duration::from_secs(10), |r| r.len() >= 4));
     // 503 is retryable: one export is tried more than once.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while guard.status().exports_failed == 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(guard.status().exports_failed >= 1);
+    let status = wait_until("a failed export", Duration::from_secs(10), || {
+        let status = guard.status();
+        (status.exports_failed >= 1).then_some(status)
+    })
+    .await;
     assert_eq!(
-        guard.status().last_error.as_deref(),
-        Some("collector answered HTTP 503")
+        status.last_failure.map(|f| f.problem),
+        Some(survey::ExportProblem::HttpStatus(503))
     );
     workload(2).await;
 
@@ -163,11 +171,10 @@ async fn collector_dropping_connections_is_survived() {
     receiver.set_mode(Mode::Drop);
     let guard = start(&receiver.endpoint(), FAST_EXPORT);
     workload(1).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while guard.status().exports_failed == 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(guard.status().exports_failed >= 1, "{}", guard.status());
+    wait_until("a failed export", Duration::from_secs(10), || {
+        (guard.status().exports_failed >= 1).then_some(())
+    })
+    .await;
     receiver.set_mode(Mode::Accept);
     assert!(guard.flush(Duration::from_secs(10)));
     assert_totals(&receiver.latest_points(), 1.0);

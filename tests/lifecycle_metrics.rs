@@ -3,45 +3,134 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::*;
 use survey::schema;
 
 const FLUSH: Duration = Duration::from_secs(10);
 
-#[tokio::test]
-async fn every_lifecycle_event_arrives_with_its_attributes() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "");
+/// How long the runtime load that is unloaded later takes.
+const LAUNCH_DELAY: Duration = Duration::from_millis(30);
 
-    // A startup launch that stays loaded, on a path with directories.
-    let kept = Spec::new(1, "/home/alice/models/Qwen3-8B-Q4_K_M.gguf", 32768);
-    let kept_running = launch_as(survey::LaunchKind::Startup, &kept).await.unwrap();
-    // A runtime load that is unloaded later.
-    let unloaded = Spec::new(2, "/srv/m/GLM-4.5-Air-Q4_K_M-00001-of-00003.gguf", 8192);
-    let unloaded_running = load(&unloaded, Duration::from_millis(30), None)
-        .await
-        .unwrap();
-    // A runtime load whose backend crashes.
-    let crashing = Spec::new(3, "/srv/m/phi-4-Q8_0.gguf", 200_000);
-    let crashing_running = load(&crashing, Duration::ZERO, None).await.unwrap();
-    // One failing launch per reason, each of its own model.
-    for (i, error) in LaunchError::ALL.into_iter().enumerate() {
-        let spec = Spec::new(100 + i as u64, &format!("/m/fail{i}.gguf"), 4096);
-        let result = load(&spec, Duration::ZERO, Some(error)).await;
-        assert_eq!(
-            result.unwrap_err(),
-            error,
-            "the function's own error comes back"
-        );
+/// How long the two runtime loads stay up at least.
+const UP: Duration = Duration::from_millis(50);
+
+/// Survey running against a receiver that has received one export of a
+/// workload covering every lifecycle event, and what the test measured
+/// around each call.
+struct Lifecycle {
+    guard: survey::SurveyGuard,
+    receiver: Receiver,
+    points: Vec<Point>,
+    /// The startup launch, still loaded.
+    kept: Running,
+    /// Bounds of the GLM launch's duration, in milliseconds.
+    glm_launch_ms: (f64, f64),
+    /// Bounds of the GLM model's uptime until its unload, in seconds.
+    glm_uptime_s: (f64, f64),
+    /// Bounds of the phi model's uptime until its exit, in seconds.
+    phi_uptime_s: (f64, f64),
+    /// Released last, once survey is stopped.
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+/// Seconds from `from` to `to` (zero if `to` came first).
+fn secs(from: Instant, to: Instant) -> f64 {
+    to.saturating_duration_since(from).as_secs_f64()
+}
+
+impl Lifecycle {
+    /// A startup launch that stays loaded, a runtime load that is unloaded,
+    /// a runtime load whose backend crashes, and one failing launch per
+    /// reason; then a flush.
+    async fn run() -> Lifecycle {
+        let serial = serial().await;
+        let receiver = Receiver::start();
+        let guard = start(&receiver.endpoint(), "");
+
+        // A startup launch that stays loaded, on a path with directories.
+        let kept = Spec::new(1, "/home/alice/models/Qwen3-8B-Q4_K_M.gguf", 32768);
+        let kept = launch_as(survey::LaunchKind::Startup, &kept).await.unwrap();
+        // A runtime load that is unloaded later.
+        let unloaded = Spec::new(2, "/srv/m/GLM-4.5-Air-Q4_K_M-00001-of-00003.gguf", 8192);
+        let before_glm = Instant::now();
+        let unloaded_running = load(&unloaded, LAUNCH_DELAY, None).await.unwrap();
+        let after_glm = Instant::now();
+        // A runtime load whose backend crashes.
+        let crashing = Spec::new(3, "/srv/m/phi-4-Q8_0.gguf", 200_000);
+        let before_phi = Instant::now();
+        let crashing_running = load(&crashing, Duration::ZERO, None).await.unwrap();
+        let after_phi = Instant::now();
+        // One failing launch per reason, each of its own model.
+        for (i, error) in LaunchError::ALL.into_iter().enumerate() {
+            let spec = Spec::new(100 + i as u64, &format!("/m/fail{i}.gguf"), 4096);
+            let result = load(&spec, Duration::ZERO, Some(error)).await;
+            assert_eq!(
+                result.unwrap_err(),
+                error,
+                "the function's own error comes back"
+            );
+        }
+        tokio::time::sleep(UP).await;
+        let before_unload = Instant::now();
+        unload(unloaded_running).await.unwrap();
+        let after_unload = Instant::now();
+        crashed(&crashing_running);
+        let after_crash = Instant::now();
+
+        assert!(guard.flush(FLUSH), "{}", guard.status());
+        let points = receiver.latest_points();
+        Lifecycle {
+            guard,
+            receiver,
+            points,
+            kept,
+            glm_launch_ms: (
+                LAUNCH_DELAY.as_secs_f64() * 1000.0,
+                secs(before_glm, after_glm) * 1000.0,
+            ),
+            glm_uptime_s: (
+                secs(after_glm, before_unload),
+                secs(before_glm, after_unload),
+            ),
+            phi_uptime_s: (secs(after_phi, after_unload), secs(before_phi, after_crash)),
+            _serial: serial,
+        }
     }
-    unload(unloaded_running).await.unwrap();
-    crashed(&crashing_running);
 
-    assert!(guard.flush(FLUSH), "{}", guard.status());
-    let requests = receiver.requests();
+    /// Unloads the startup launch, the last model loaded, and flushes.
+    async fn unload_the_last_model(&mut self) -> Vec<Point> {
+        let kept = Running {
+            slot: self.kept.slot,
+            path: self.kept.path.clone(),
+        };
+        unload(kept).await.unwrap();
+        assert!(self.guard.flush(FLUSH));
+        self.receiver.latest_points()
+    }
+}
+
+/// A histogram point holding one value that lies within `[low, high]`, in
+/// the bucket of `bounds` that value belongs to.
+fn assert_one_value_within(p: &Point, bounds: &[f64], (low, high): (f64, f64)) {
+    assert_eq!(p.bounds, bounds, "{p:?}");
+    assert_eq!(p.value, 1.0, "{p:?}");
+    let sum = p.sum.unwrap();
+    assert!(
+        low <= sum && sum <= high,
+        "{sum} not in [{low}, {high}]: {p:?}"
+    );
+    let bucket = bounds.iter().take_while(|b| sum > **b).count();
+    let mut expected = vec![0; bounds.len() + 1];
+    expected[bucket] = 1;
+    assert_eq!(p.bucket_counts, expected, "{p:?}");
+}
+
+#[tokio::test]
+async fn every_export_is_a_gzipped_protobuf_post_to_v1_metrics() {
+    let run = Lifecycle::run().await;
+    let requests = run.receiver.requests();
     assert!(!requests.is_empty());
     for request in &requests {
         assert_eq!(request.method, "POST");
@@ -53,10 +142,12 @@ async fn every_lifecycle_event_arrives_with_its_attributes() {
         assert_eq!(request.header("content-encoding"), Some("gzip"));
         assert!(request.decode_error.is_none(), "{:?}", request.decode_error);
     }
-    let points = receiver.latest_points();
+}
 
-    // Resource: service identity, the process's random instance id and the
-    // SDK; nothing else.
+#[tokio::test]
+async fn the_resource_is_service_identity_instance_id_and_sdk_only() {
+    let run = Lifecycle::run().await;
+    let requests = run.receiver.requests();
     let resource = requests.last().unwrap().resource_attributes();
     let keys: Vec<&str> = resource.keys().map(String::as_str).collect();
     assert_eq!(
@@ -73,8 +164,12 @@ async fn every_lifecycle_event_arrives_with_its_attributes() {
     assert!(schema::is_uuid_v4(&resource["service.instance.id"]));
     assert_eq!(resource["service.name"], "mesh-llm");
     assert_eq!(resource["service.version"], "9.8.7");
+}
 
-    // Units and kinds of all ten metrics.
+#[tokio::test]
+async fn exactly_the_ten_schema_metrics_arrive_with_their_units_and_kinds() {
+    let run = Lifecycle::run().await;
+    let points = &run.points;
     let expect_kind = [
         (schema::LAUNCH_TOTAL, PointKind::Counter, "{launch}"),
         (schema::LAUNCH_SUCCESS_TOTAL, PointKind::Counter, "{launch}"),
@@ -88,7 +183,7 @@ async fn every_lifecycle_event_arrives_with_its_attributes() {
         (schema::UPTIME_S, PointKind::Histogram, "s"),
     ];
     for (metric, kind, unit) in expect_kind {
-        let found = of(&points, metric);
+        let found = of(points, metric);
         assert!(!found.is_empty(), "{metric} missing");
         for p in found {
             assert_eq!((p.kind, p.unit.as_str()), (kind, unit), "{metric}");
@@ -97,16 +192,24 @@ async fn every_lifecycle_event_arrives_with_its_attributes() {
     let names: std::collections::BTreeSet<&str> =
         points.iter().map(|p| p.metric.as_str()).collect();
     assert_eq!(names.len(), 10, "exactly the ten schema metrics: {names:?}");
+}
 
-    // Counters.
-    assert_eq!(total(&points, schema::LAUNCH_TOTAL), 11.0);
-    assert_eq!(total(&points, schema::LAUNCH_SUCCESS_TOTAL), 3.0);
-    assert_eq!(total(&points, schema::LAUNCH_FAILURE_TOTAL), 8.0);
-    assert_eq!(total(&points, schema::UNLOAD_TOTAL), 1.0);
-    assert_eq!(total(&points, schema::EXIT_UNEXPECTED_TOTAL), 1.0);
+#[tokio::test]
+async fn counters_count_every_launch_unload_and_exit() {
+    let run = Lifecycle::run().await;
+    let points = &run.points;
+    assert_eq!(total(points, schema::LAUNCH_TOTAL), 11.0);
+    assert_eq!(total(points, schema::LAUNCH_SUCCESS_TOTAL), 3.0);
+    assert_eq!(total(points, schema::LAUNCH_FAILURE_TOTAL), 8.0);
+    assert_eq!(total(points, schema::UNLOAD_TOTAL), 1.0);
+    assert_eq!(total(points, schema::EXIT_UNEXPECTED_TOTAL), 1.0);
+}
 
+#[tokio::test]
+async fn a_startup_launch_carries_exactly_the_model_and_hardware_attributes() {
+    let run = Lifecycle::run().await;
     let startup = one(
-        &points,
+        &run.points,
         schema::LAUNCH_SUCCESS_TOTAL,
         &[("mesh_llm.model", "Qwen3-8B-Q4_K_M")],
     );
@@ -135,10 +238,13 @@ async fn every_lifecycle_event_arrives_with_its_attributes() {
     assert_eq!(actual, expected);
     assert_eq!(startup.attr("mesh_llm.gpu_stable_id").unwrap().len(), 16);
     assert_eq!(startup.value, 1.0);
+}
 
-    // Split suffix and directories are gone; the runtime load kind is there.
+#[tokio::test]
+async fn a_runtime_load_is_named_without_directories_or_split_suffix() {
+    let run = Lifecycle::run().await;
     one(
-        &points,
+        &run.points,
         schema::LAUNCH_SUCCESS_TOTAL,
         &[
             ("mesh_llm.model", "GLM-4.5-Air-Q4_K_M"),
@@ -146,19 +252,23 @@ async fn every_lifecycle_event_arrives_with_its_attributes() {
             ("mesh_llm.context_bucket", "<=8k"),
         ],
     );
+}
 
-    // One failure per reason, each with its reason and no other.
+#[tokio::test]
+async fn each_failed_launch_carries_its_own_reason_and_a_duration() {
+    let run = Lifecycle::run().await;
+    let points = &run.points;
     for (i, error) in LaunchError::ALL.into_iter().enumerate() {
         let reason = survey::FailureReason::failure_reason(&error).as_str();
         let p = one(
-            &points,
+            points,
             schema::LAUNCH_FAILURE_TOTAL,
             &[("mesh_llm.model", &format!("fail{i}"))],
         );
         assert_eq!(p.attr("mesh_llm.failure_reason"), Some(reason));
         assert_eq!(p.value, 1.0);
         let d = one(
-            &points,
+            points,
             schema::LAUNCH_DURATION_MS,
             &[
                 ("mesh_llm.model", &format!("fail{i}")),
@@ -167,43 +277,58 @@ async fn every_lifecycle_event_arrives_with_its_attributes() {
         );
         assert_eq!(d.value, 1.0);
     }
-    for p in of(&points, schema::LAUNCH_SUCCESS_TOTAL) {
+    for p in of(points, schema::LAUNCH_SUCCESS_TOTAL) {
         assert_eq!(p.attr("mesh_llm.failure_reason"), None);
     }
+}
 
-    // Launch duration histogram: boundaries from the schema; the 30 ms sleep is in it.
+#[tokio::test]
+async fn the_launch_duration_is_the_time_the_launch_took() {
+    let run = Lifecycle::run().await;
     let glm_duration = one(
-        &points,
+        &run.points,
         schema::LAUNCH_DURATION_MS,
         &[("mesh_llm.model", "GLM-4.5-Air-Q4_K_M")],
     );
-    assert_eq!(glm_duration.bounds, schema::LAUNCH_DURATION_BOUNDARIES_MS);
-    assert_eq!(glm_duration.value, 1.0);
-    assert!(glm_duration.sum.unwrap() >= 30.0, "{glm_duration:?}");
+    assert_one_value_within(
+        glm_duration,
+        &schema::LAUNCH_DURATION_BOUNDARIES_MS,
+        run.glm_launch_ms,
+    );
+}
 
-    // Unload and exit: counted with the model as launched, uptime recorded.
+#[tokio::test]
+async fn unloads_and_exits_count_the_model_as_launched_with_its_uptime() {
+    let run = Lifecycle::run().await;
+    let points = &run.points;
     let u = one(
-        &points,
+        points,
         schema::UNLOAD_TOTAL,
         &[("mesh_llm.model", "GLM-4.5-Air-Q4_K_M")],
     );
     assert_eq!(u.attr("mesh_llm.launch_kind"), Some("runtime_load"));
     let e = one(
-        &points,
+        points,
         schema::EXIT_UNEXPECTED_TOTAL,
         &[("mesh_llm.model", "phi-4-Q8_0")],
     );
     assert_eq!(e.attr("mesh_llm.context_bucket"), Some(">128k"));
-    let uptimes = of(&points, schema::UPTIME_S);
+    let uptimes = of(points, schema::UPTIME_S);
     assert_eq!(uptimes.len(), 2, "{uptimes:#?}");
-    for p in uptimes {
-        assert_eq!(p.bounds, schema::UPTIME_BOUNDARIES_S);
-        assert_eq!(p.value, 1.0);
-        assert!(p.sum.unwrap() >= 0.0);
+    for (model, bounds) in [
+        ("GLM-4.5-Air-Q4_K_M", run.glm_uptime_s),
+        ("phi-4-Q8_0", run.phi_uptime_s),
+    ] {
+        let p = one(points, schema::UPTIME_S, &[("mesh_llm.model", model)]);
+        assert_one_value_within(p, &schema::UPTIME_BOUNDARIES_S, bounds);
     }
+}
 
-    // Gauges: only the model still loaded.
-    let loaded = one(&points, schema::LOADED_MODELS, &[]);
+#[tokio::test]
+async fn the_gauges_show_only_the_model_still_loaded() {
+    let run = Lifecycle::run().await;
+    let points = &run.points;
+    let loaded = one(points, schema::LOADED_MODELS, &[]);
     assert_eq!(loaded.value, 1.0);
     assert_eq!(loaded.attr("mesh_llm.model"), None, "node-wide gauge");
     assert_eq!(loaded.attr("mesh_llm.gpu_count"), Some("2"));
@@ -214,33 +339,39 @@ async fn every_lifecycle_event_arrives_with_its_attributes() {
         None,
         "a node has no single GPU id"
     );
-    let model_loaded = of(&points, schema::MODEL_LOADED);
+    let model_loaded = of(points, schema::MODEL_LOADED);
     assert_eq!(model_loaded.len(), 1, "{model_loaded:#?}");
     assert_eq!(
         model_loaded[0].attr("mesh_llm.model"),
         Some("Qwen3-8B-Q4_K_M")
     );
     assert_eq!(model_loaded[0].value, 1.0);
-    let ctx = of(&points, schema::MODEL_CONTEXT_LENGTH);
+    let ctx = of(points, schema::MODEL_CONTEXT_LENGTH);
     assert_eq!(ctx.len(), 1);
     assert_eq!(ctx[0].value, 32768.0);
     assert_eq!(ctx[0].attr("mesh_llm.context_bucket"), Some("16k_32k"));
+}
 
-    // Unloading the last model drops its gauge series.
-    unload(kept_running).await.unwrap();
-    assert!(guard.flush(FLUSH));
-    let points = receiver.latest_points();
+#[tokio::test]
+async fn unloading_the_last_model_drops_its_gauge_series() {
+    let mut run = Lifecycle::run().await;
+    let points = run.unload_the_last_model().await;
     assert!(of(&points, schema::MODEL_LOADED).is_empty(), "{points:#?}");
     assert!(of(&points, schema::MODEL_CONTEXT_LENGTH).is_empty());
     assert_eq!(one(&points, schema::LOADED_MODELS, &[]).value, 0.0);
     assert_eq!(total(&points, schema::UNLOAD_TOTAL), 2.0);
+}
 
-    let status = guard.status();
+#[tokio::test]
+async fn exports_to_a_healthy_collector_leave_a_clean_status_and_shutdown_flushes() {
+    let mut run = Lifecycle::run().await;
+    run.unload_the_last_model().await;
+    let status = run.guard.status();
     assert!(status.enabled);
     assert!(status.exports_ok >= 2);
     assert_eq!(status.exports_failed, 0);
     assert_eq!(status.events_dropped, 0);
-    let report = guard.shutdown();
+    let report = run.guard.shutdown();
     assert!(report.drained && report.flushed, "{report:?}");
 }
 

@@ -18,6 +18,11 @@ struct Pki {
 }
 
 fn pki(name: &str) -> Pki {
+    pki_for(name, &["localhost", "127.0.0.1"])
+}
+
+/// Like [`pki`], with a server certificate for `names` only.
+fn pki_for(name: &str, names: &[&str]) -> Pki {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -28,7 +33,7 @@ fn pki(name: &str) -> Pki {
     let issuer = Issuer::from_params(&ca_params, &ca_key);
     let server_key = KeyPair::generate().unwrap();
     let server_params =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
     let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
     Pki {
         ca_pem: ca_cert.pem(),
@@ -95,6 +100,54 @@ async fn exports_over_https_only_to_a_trusted_collector() {
     assert!(
         impostor.requests().is_empty(),
         "a request reached an untrusted collector"
+    );
+    assert_eq!(
+        status.last_failure.map(|f| f.problem),
+        Some(survey::ExportProblem::CertificateNotTrusted)
+    );
+    drop(guard);
+
+    // A trusted certificate for another name.
+    let elsewhere = pki_for("elsewhere", &["collector.example"]);
+    std::fs::write(&ca_file, &elsewhere.ca_pem).unwrap();
+    let misnamed = Receiver::start_tls(elsewhere.server_chain, elsewhere.server_key).unwrap();
+    let endpoint = format!("https://localhost:{}", misnamed.addr().port());
+    let guard = start(&endpoint, "timeout_secs = 2");
+    load(&Spec::new(3, "/m/gemma.gguf", 4096), Duration::ZERO, None)
+        .await
+        .unwrap();
+    assert!(guard.flush(Duration::from_secs(10)));
+    assert_eq!(
+        guard.status().last_failure.map(|f| f.problem),
+        Some(survey::ExportProblem::CertificateNameMismatch)
+    );
+    assert!(misnamed.requests().is_empty());
+    drop(guard);
+
+    // An https:// endpoint that speaks plain HTTP: like any HTTP server, it
+    // answers a TLS hello with 400.
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("https://127.0.0.1:{}", plain.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in plain.incoming().take(8) {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut hello = [0u8; 512];
+            let _ = stream.read(&mut hello);
+            let _ = stream.write_all(
+                b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+        }
+    });
+    let guard = start(&endpoint, "timeout_secs = 2");
+    load(&Spec::new(4, "/m/gemma.gguf", 4096), Duration::ZERO, None)
+        .await
+        .unwrap();
+    assert!(guard.flush(Duration::from_secs(10)));
+    assert_eq!(
+        guard.status().last_failure.map(|f| f.problem),
+        Some(survey::ExportProblem::PlainHttp)
     );
     drop(guard);
     let _ = std::fs::remove_file(ca_file);

@@ -5,7 +5,7 @@
 mod support;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mesh_llm::inference::launch::PortPicker;
 use mesh_llm::runtime::local::{Signal, Signaller};
@@ -19,6 +19,15 @@ fn node(dir: &TestDir, signaller: Signaller) -> Node {
         PortPicker::os(),
         signaller,
     )
+}
+
+/// Waits until the node lists no model, with this worker's other tasks
+/// handed to another thread meanwhile.
+fn wait_until_unlisted(node: &Node, timeout: Duration) {
+    let listed = tokio::task::block_in_place(|| {
+        poll(timeout, || node.status().models.is_empty().then_some(()))
+    });
+    assert!(listed.is_some(), "{:?}", node.status());
 }
 
 fn request(path: &std::path::Path) -> LoadRequest {
@@ -51,15 +60,7 @@ async fn a_backend_that_cannot_be_stopped_stays_listed_as_unkillable() {
     // When it does end, outside the node's hands, it is an exit, recorded
     // once, and it leaves the list.
     signal(loaded.pid, libc::SIGKILL);
-    let gone = Instant::now();
-    while !node.status().models.is_empty() {
-        assert!(
-            gone.elapsed() < Duration::from_secs(10),
-            "{:?}",
-            node.status()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_unlisted(&node, Duration::from_secs(10));
     let exits = node.status().unexpected_exits;
     assert_eq!(exits.len(), 1, "{exits:?}");
     assert_eq!(exits[0].name, "stuck");
@@ -216,15 +217,7 @@ async fn an_unload_whose_caller_goes_away_still_finishes() {
         hung_up.is_err(),
         "the unload finished before the caller left"
     );
-    let gone = Instant::now();
-    while !node.status().models.is_empty() {
-        assert!(
-            gone.elapsed() < Duration::from_secs(15),
-            "{:?}",
-            node.status()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_unlisted(&node, Duration::from_secs(15));
     assert!(!alive(loaded.pid));
     assert_eq!(*sent.lock().unwrap(), [Signal::Terminate, Signal::Kill]);
     assert!(node.status().unexpected_exits.is_empty());

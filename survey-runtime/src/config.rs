@@ -27,11 +27,19 @@ use crate::privacy;
 /// [telemetry.metrics]
 /// endpoint = "https://otel.example.com/v1/metrics"  # used as given
 /// ```
+///
+/// `mode = "local"` records everything at each interval without sending
+/// anything, so a person can look at what would be sent (`survey show`)
+/// before opting in.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetryConfig {
     /// `true` opts in; `false` always turns survey off.
     pub enabled: Option<bool>,
+    /// `"export"` (default) sends to the endpoint; `"local"` opts in but
+    /// only records locally: nothing leaves the machine and no endpoint is
+    /// needed. A switch set to `false` still wins.
+    pub mode: Option<String>,
     /// `service.name` of the exported resource (default `OTEL_SERVICE_NAME`, else `mesh-llm`).
     pub service_name: Option<String>,
     /// Base OTLP/HTTP endpoint; `/v1/metrics` is appended.
@@ -52,6 +60,12 @@ pub struct TelemetryConfig {
     pub protocol: Option<String>,
     /// Longest time shutdown may take, final export included (default 3 s).
     pub shutdown_timeout_secs: Option<f64>,
+    /// Seconds between restarts of the cumulative series (default 3600; `0`
+    /// never restarts). Right after a successful export, when models that
+    /// ended still have series, survey starts every series anew, so series
+    /// of models gone long ago stop being exported. No count is lost: the
+    /// restart happens only when everything recorded was in that export.
+    pub series_reset_secs: Option<f64>,
     /// `[telemetry.metrics]`: overrides for the metrics signal.
     pub metrics: MetricsConfig,
 }
@@ -156,6 +170,15 @@ pub enum Compression {
     None,
 }
 
+/// Where the collected metrics go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Exported to the endpoint (`mode = "export"`, the default).
+    Export,
+    /// Recorded locally only (`mode = "local"`): nothing is sent.
+    Local,
+}
+
 /// Aggregation temporality of counters and histograms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Temporality {
@@ -171,7 +194,9 @@ pub enum Temporality {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Settings {
-    /// Full URL the metrics are posted to.
+    /// Export, or record locally only.
+    pub mode: Mode,
+    /// Full URL the metrics are posted to (empty in local mode).
     pub endpoint: String,
     /// The config key or variable the endpoint came from.
     pub endpoint_source: &'static str,
@@ -193,12 +218,18 @@ pub struct Settings {
     pub service_name: String,
     /// Bound on [`SurveyGuard::shutdown`](crate::SurveyGuard::shutdown).
     pub shutdown_timeout: Duration,
+    /// Least time between two restarts of the cumulative series; `None`: never.
+    pub series_reset: Option<Duration>,
 }
 
 impl Settings {
-    /// The endpoint without user info, query or fragment, for status and logs.
+    /// The endpoint without user info, query or fragment, for status and
+    /// logs; `local` in local mode.
     pub fn display_endpoint(&self) -> String {
-        display_url(&self.endpoint)
+        match self.mode {
+            Mode::Export => display_url(&self.endpoint),
+            Mode::Local => "local (nothing is sent)".to_string(),
+        }
     }
 }
 
@@ -212,6 +243,8 @@ pub const DEFAULT_QUEUE_SIZE: usize = 2048;
 pub const MAX_QUEUE_SIZE: usize = 1 << 20;
 /// Default bound on shutdown.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default least time between two restarts of the cumulative series.
+pub const DEFAULT_SERIES_RESET: Duration = Duration::from_secs(3600);
 /// Default `service.name`.
 pub const DEFAULT_SERVICE_NAME: &str = "mesh-llm";
 
@@ -310,15 +343,30 @@ fn resolve(
     if config.enabled == Some(false) {
         return Err(DisabledReason::SwitchedOff("telemetry.enabled"));
     }
+    let mode = match config.mode.as_deref().map(str::trim) {
+        None | Some("export") => Mode::Export,
+        Some("local") => Mode::Local,
+        Some(_) => {
+            return Err(
+                InvalidSetting::new("telemetry.mode", "expected \"export\" or \"local\"").into(),
+            );
+        }
+    };
     let config_names_endpoint = config.endpoint.is_some() || config.metrics.endpoint.is_some();
-    if !(plugin_enabled == Some(true) || config.enabled == Some(true) || config_names_endpoint) {
+    if !(plugin_enabled == Some(true)
+        || config.enabled == Some(true)
+        || config_names_endpoint
+        || mode == Mode::Local)
+    {
         return Err(DisabledReason::NotOptedIn);
     }
     if var(env::SDK_DISABLED).is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
         return Err(DisabledReason::SdkDisabled);
     }
 
-    let (endpoint, endpoint_source) = if let Some(url) = &config.metrics.endpoint {
+    let (endpoint, endpoint_source) = if mode == Mode::Local {
+        (String::new(), "telemetry.mode")
+    } else if let Some(url) = &config.metrics.endpoint {
         (
             checked_url("telemetry.metrics.endpoint", url)?,
             "telemetry.metrics.endpoint",
@@ -346,13 +394,14 @@ fn resolve(
     let mut headers = BTreeMap::new();
     let env_headers = [env::METRICS_HEADERS, env::HEADERS]
         .into_iter()
-        .find_map(|key| var(key).map(|value| (key, value)));
+        .find_map(|key| var(key).map(|value| (key, value)))
+        .filter(|_| mode == Mode::Export);
     if let Some((key, value)) = env_headers {
         for (name, value) in parse_header_list(key, &value)? {
             headers.insert(name, value);
         }
     }
-    for (name, value) in &config.headers {
+    for (name, value) in config.headers.iter().filter(|_| mode == Mode::Export) {
         let (name, value) = checked_header(&format!("telemetry.headers.{name}"), name, value)?;
         headers.insert(name, value);
     }
@@ -436,6 +485,15 @@ fn resolve(
         None => DEFAULT_SHUTDOWN_TIMEOUT,
     };
 
+    let series_reset =
+        match config.series_reset_secs {
+            None => Some(DEFAULT_SERIES_RESET),
+            Some(0.0) => None,
+            Some(secs) => Some(positive_secs("telemetry.series_reset_secs", secs).map_err(
+                |e| InvalidSetting::new(e.key, format!("{}, or 0 for never", e.problem)),
+            )?),
+        };
+
     let temporality = match var(env::TEMPORALITY) {
         None => Temporality::Cumulative,
         Some(v) => match v.trim().to_ascii_lowercase().as_str() {
@@ -476,6 +534,7 @@ fn resolve(
 
     Ok((
         Settings {
+            mode,
             endpoint,
             endpoint_source,
             headers,
@@ -487,6 +546,7 @@ fn resolve(
             temporality,
             service_name,
             shutdown_timeout,
+            series_reset,
         },
         warnings,
     ))

@@ -7,8 +7,10 @@
 //! reactor there). TLS is rustls with the `ring` provider.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use http::header::{CONTENT_ENCODING, HeaderMap, HeaderName, HeaderValue};
@@ -19,20 +21,163 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::metrics::{Instrument, PeriodicReader, SdkMeterProvider, Stream};
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
 
-use crate::config::{Compression, Protocol, Settings, Temporality};
+use crate::config::{Compression, Mode, Protocol, Settings, Temporality};
 use crate::schema::ResourceKey;
-use crate::status::ExportCounters;
+use crate::sent::{ExportOutcome, LastExportCell};
+use crate::status::{ExportCounters, ExportProblem};
 
-/// Builds the meter provider that exports to `settings.endpoint`.
+/// Resolves a host name to addresses (the system resolver unless the host
+/// gives another with [`Setup::resolver`](crate::Setup::resolver)).
+pub(crate) type Resolver = Arc<dyn Fn(&str) -> std::io::Result<Vec<SocketAddr>> + Send + Sync>;
+
+/// Series one instrument may hold before the SDK folds new ones into its
+/// overflow series. A series reset is due well before: see
+/// [`SERIES_RESET_DUE_AT`].
+pub(crate) const CARDINALITY_LIMIT: usize = 2000;
+
+/// Launched instances since the last series reset at which a reset is due
+/// even before `telemetry.series_reset_secs` has passed. Each instance
+/// adds at most one series per instrument, so a period holds at most this
+/// many plus what arrives while exports fail: 1,500 more before overflow.
+pub(crate) const SERIES_RESET_DUE_AT: usize = 500;
+
+/// What every generation of the pipeline shares: settings, counters, the
+/// last export, and how to ask the recorder for a series reset.
+pub(crate) struct Pipeline {
+    pub settings: Settings,
+    pub service_version: String,
+    pub counters: Arc<ExportCounters>,
+    pub last_export: Arc<LastExportCell>,
+    pub resolver: Option<Resolver>,
+    pub reset: Arc<SeriesReset>,
+}
+
+/// One meter provider's own state. A series reset retires a generation:
+/// its exporter then sends nothing, so shutting it down costs no request.
+#[derive(Debug, Default)]
+pub(crate) struct Generation {
+    retired: AtomicBool,
+    /// Events recorded when this generation's last collection began: all of
+    /// them are in what it exports next.
+    collected_events: AtomicU64,
+}
+
+impl Generation {
+    /// Called at the start of each collection (from a gauge callback).
+    pub(crate) fn collecting(&self, events_recorded: u64) {
+        self.collected_events
+            .store(events_recorded, Ordering::SeqCst);
+    }
+
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+    }
+}
+
+/// When a series reset is due, and the wake-up of the recorder that does it.
+pub(crate) struct SeriesReset {
+    /// Least time between resets; `None`: never.
+    every: Option<Duration>,
+    last: Mutex<Instant>,
+    /// The recorder saw series of instances no longer loaded.
+    pub ended_series: AtomicBool,
+    /// The recorder saw [`SERIES_RESET_DUE_AT`] instances since the last reset.
+    pub crowded: AtomicBool,
+    /// Asks the recorder to reset; the argument is the events count all of
+    /// which the successful export held.
+    request: OnceLock<Box<dyn Fn(u64) + Send + Sync>>,
+}
+
+impl SeriesReset {
+    pub(crate) fn new(every: Option<Duration>) -> SeriesReset {
+        SeriesReset {
+            every,
+            last: Mutex::new(Instant::now()),
+            ended_series: AtomicBool::new(false),
+            crowded: AtomicBool::new(false),
+            request: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn set_request(&self, request: impl Fn(u64) + Send + Sync + 'static) {
+        let _ = self.request.set(Box::new(request));
+    }
+
+    /// After a whole success that held every event up to `exported_events`:
+    /// asks the recorder for a reset if one is due.
+    fn after_success(&self, now: Instant, exported_events: u64) {
+        let Some(every) = self.every else {
+            return;
+        };
+        if !self.ended_series.load(Ordering::SeqCst) {
+            return;
+        }
+        let waited = self
+            .last
+            .lock()
+            .map_or(Duration::ZERO, |last| now.saturating_duration_since(*last));
+        if (waited >= every || self.crowded.load(Ordering::SeqCst))
+            && let Some(request) = self.request.get()
+        {
+            request(exported_events);
+        }
+    }
+
+    /// The recorder did a reset at `now`.
+    pub(crate) fn done(&self, now: Instant) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = now;
+        }
+        self.ended_series.store(false, Ordering::SeqCst);
+        self.crowded.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Builds a meter provider for `generation`: exporting to the endpoint, or
+/// in local mode keeping each collection without sending it.
 pub(crate) fn meter_provider(
-    settings: &Settings,
-    service_version: &str,
-    counters: Arc<ExportCounters>,
+    pipeline: &Arc<Pipeline>,
+    generation: Arc<Generation>,
 ) -> Result<SdkMeterProvider, String> {
-    let client = SurveyHttpClient::new(settings, counters.clone())?;
+    let settings = &pipeline.settings;
+    let inner = match settings.mode {
+        Mode::Local => None,
+        Mode::Export => Some(otlp_exporter(pipeline)?),
+    };
+    let reader = PeriodicReader::builder(SurveyExporter {
+        inner,
+        pipeline: pipeline.clone(),
+        generation,
+        temporality: sdk_temporality(settings.temporality),
+    })
+    .with_interval(settings.export_interval)
+    .build();
+    Ok(SdkMeterProvider::builder()
+        .with_resource(resource(&settings.service_name, &pipeline.service_version))
+        .with_reader(reader)
+        .with_view(|_: &Instrument| {
+            Stream::builder()
+                .with_cardinality_limit(CARDINALITY_LIMIT)
+                .build()
+                .ok()
+        })
+        .build())
+}
+
+fn sdk_temporality(temporality: Temporality) -> opentelemetry_sdk::metrics::Temporality {
+    match temporality {
+        Temporality::Cumulative => opentelemetry_sdk::metrics::Temporality::Cumulative,
+        Temporality::Delta => opentelemetry_sdk::metrics::Temporality::Delta,
+        Temporality::LowMemory => opentelemetry_sdk::metrics::Temporality::LowMemory,
+    }
+}
+
+fn otlp_exporter(pipeline: &Pipeline) -> Result<MetricExporter, String> {
+    let settings = &pipeline.settings;
+    let client = SurveyHttpClient::new(pipeline)?;
     let mut builder = MetricExporter::builder()
         .with_http()
         .with_http_client(client)
@@ -46,24 +191,10 @@ pub(crate) fn meter_provider(
     if settings.compression == Compression::Gzip {
         builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
     }
-    let exporter = builder
-        .with_temporality(match settings.temporality {
-            Temporality::Cumulative => opentelemetry_sdk::metrics::Temporality::Cumulative,
-            Temporality::Delta => opentelemetry_sdk::metrics::Temporality::Delta,
-            Temporality::LowMemory => opentelemetry_sdk::metrics::Temporality::LowMemory,
-        })
+    builder
+        .with_temporality(sdk_temporality(settings.temporality))
         .build()
-        .map_err(|e| e.to_string())?;
-    let reader = PeriodicReader::builder(CountingExporter {
-        inner: exporter,
-        counters,
-    })
-    .with_interval(settings.export_interval)
-    .build();
-    Ok(SdkMeterProvider::builder()
-        .with_resource(resource(&settings.service_name, service_version))
-        .with_reader(reader)
-        .build())
+        .map_err(|e| e.to_string())
 }
 
 /// `service.name`, `service.version`, `service.instance.id` and
@@ -139,33 +270,75 @@ fn retry_policy(budget: Duration) -> RetryPolicy {
         .with_max_jitter(Duration::from_millis(50).min(max_delay))
 }
 
-/// The OTLP exporter, counting successes and failures for [`Status`](crate::Status).
-#[derive(Debug)]
-struct CountingExporter {
-    inner: MetricExporter,
-    counters: Arc<ExportCounters>,
+/// The OTLP exporter (none in local mode) with survey's bookkeeping: the
+/// last export's content, export health, and series resets.
+struct SurveyExporter {
+    inner: Option<MetricExporter>,
+    pipeline: Arc<Pipeline>,
+    generation: Arc<Generation>,
+    temporality: opentelemetry_sdk::metrics::Temporality,
 }
 
-impl PushMetricExporter for CountingExporter {
+impl std::fmt::Debug for SurveyExporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SurveyExporter")
+            .field("local", &self.inner.is_none())
+            .finish()
+    }
+}
+
+impl PushMetricExporter for SurveyExporter {
     async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
-        let result = self.inner.export(metrics).await;
-        match &result {
-            Ok(()) => self.counters.export_succeeded(),
-            Err(error) => self.counters.export_failed(error.to_string()),
+        if self.generation.retired.load(Ordering::SeqCst) {
+            // Everything this generation held was exported before it retired.
+            return Ok(());
+        }
+        let pipeline = &self.pipeline;
+        let exported_events = self.generation.collected_events.load(Ordering::SeqCst);
+        let Some(inner) = &self.inner else {
+            pipeline.last_export.keep(metrics, ExportOutcome::Local);
+            let _ = pipeline.counters.export_finished(Instant::now(), Ok(()));
+            pipeline
+                .reset
+                .after_success(Instant::now(), exported_events);
+            return Ok(());
+        };
+        pipeline.last_export.keep(metrics, ExportOutcome::Sending);
+        let result = inner.export(metrics).await;
+        let (whole, line) = pipeline.counters.export_finished(
+            Instant::now(),
+            result.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+        );
+        pipeline.last_export.finish(if whole {
+            ExportOutcome::Sent
+        } else {
+            ExportOutcome::Failed
+        });
+        if let Some(line) = line {
+            line.log(&pipeline.settings.display_endpoint());
+        }
+        if whole {
+            pipeline
+                .reset
+                .after_success(Instant::now(), exported_events);
         }
         result
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
+        self.inner
+            .as_ref()
+            .map_or(Ok(()), |inner| inner.force_flush())
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
+        self.inner
+            .as_ref()
+            .map_or(Ok(()), |inner| inner.shutdown_with_timeout(timeout))
     }
 
     fn temporality(&self) -> opentelemetry_sdk::metrics::Temporality {
-        self.inner.temporality()
+        self.temporality
     }
 }
 
@@ -179,13 +352,16 @@ struct SurveyHttpClient {
     /// The config asked for no compression but the environment asked the
     /// exporter for gzip: undo it.
     force_identity: bool,
+    protocol: Protocol,
     counters: Arc<ExportCounters>,
 }
 
 impl SurveyHttpClient {
-    fn new(settings: &Settings, counters: Arc<ExportCounters>) -> Result<Self, String> {
+    fn new(pipeline: &Pipeline) -> Result<Self, String> {
+        let settings = &pipeline.settings;
         let _ = rustls::crypto::ring::default_provider().install_default();
         let timeout = settings.timeout;
+        let resolver = HostResolver(pipeline.resolver.clone());
         // reqwest's blocking client must not be built on a Tokio thread.
         let client = std::thread::Builder::new()
             .name("survey-http-init".into())
@@ -194,6 +370,7 @@ impl SurveyHttpClient {
                     .timeout(timeout)
                     .connect_timeout(timeout.min(Duration::from_secs(5)))
                     .redirect(reqwest::redirect::Policy::none())
+                    .dns_resolver(Arc::new(resolver))
                     .build()
             })
             .map_err(|e| format!("cannot start a thread: {e}"))?
@@ -204,7 +381,8 @@ impl SurveyHttpClient {
             client,
             headers: header_map(&settings.headers)?,
             force_identity: settings.compression == Compression::None,
-            counters,
+            protocol: settings.protocol,
+            counters: pipeline.counters.clone(),
         })
     }
 }
@@ -242,30 +420,134 @@ impl HttpClient for SurveyHttpClient {
         match self.client.send_bytes(request).await {
             Ok(response) => {
                 if !response.status().is_success() {
-                    self.counters.note_transport_problem(format!(
-                        "collector answered HTTP {}",
-                        response.status().as_u16()
-                    ));
+                    self.counters
+                        .note_transport_problem(ExportProblem::HttpStatus(
+                            response.status().as_u16(),
+                        ));
+                } else if let Some(points) = rejected_points(self.protocol, response.body()) {
+                    self.counters
+                        .note_transport_problem(ExportProblem::Rejected(points));
                 }
                 Ok(response)
             }
             Err(error) => {
-                self.counters
-                    .note_transport_problem(describe_transport_error(&*error));
+                self.counters.note_transport_problem(classify(&*error));
                 Err(error)
             }
         }
     }
 }
 
-/// A transport error without the URL (which may carry credentials).
-fn describe_transport_error(error: &(dyn std::error::Error + 'static)) -> String {
-    match error.downcast_ref::<reqwest::Error>() {
-        Some(e) if e.is_timeout() => "the collector did not answer in time".to_string(),
-        Some(e) if e.is_connect() => "cannot connect to the collector".to_string(),
-        Some(_) => "the request to the collector failed".to_string(),
-        None => format!("request failed: {error}"),
+/// The points a collector's `partial_success` says it rejected, if any.
+fn rejected_points(protocol: Protocol, body: &[u8]) -> Option<i64> {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+    if body.is_empty() {
+        return None;
     }
+    let response = match protocol {
+        Protocol::HttpProtobuf => {
+            <ExportMetricsServiceResponse as prost::Message>::decode(body).ok()?
+        }
+        Protocol::HttpJson => serde_json::from_slice::<ExportMetricsServiceResponse>(body).ok()?,
+    };
+    response
+        .partial_success
+        .map(|p| p.rejected_data_points)
+        .filter(|n| *n > 0)
+}
+
+/// A host name that did not resolve; found again in the error chain.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot resolve the collector's host name")]
+struct ResolveFailed(#[source] std::io::Error);
+
+/// Name resolution for the HTTP client: the host's resolver, else the
+/// system's on a thread of its own (a slow lookup never holds the client's
+/// runtime), its failures marked so [`classify`] can name them.
+struct HostResolver(Option<Resolver>);
+
+impl reqwest::dns::Resolve for HostResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        let resolver = self.0.clone();
+        let (tx, rx) = futures_channel::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("survey-resolve".into())
+            .spawn(move || {
+                let result = match resolver {
+                    Some(resolve) => resolve(&host),
+                    None => std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 0))
+                        .map(|addrs| addrs.collect()),
+                };
+                let _ = tx.send(result);
+            });
+        Box::pin(async move {
+            let result = match spawned {
+                Ok(_) => rx
+                    .await
+                    .unwrap_or_else(|_| Err(std::io::Error::other("the resolver thread ended"))),
+                Err(error) => Err(error),
+            };
+            match result {
+                Ok(addrs) if !addrs.is_empty() => {
+                    let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+                    Ok(addrs)
+                }
+                Ok(_) => Err(
+                    Box::new(ResolveFailed(std::io::Error::other("no addresses")))
+                        as Box<dyn std::error::Error + Send + Sync>,
+                ),
+                Err(error) => Err(Box::new(ResolveFailed(error)) as _),
+            }
+        })
+    }
+}
+
+/// Why a request failed, from its error chain. Never holds the URL (which
+/// may carry credentials).
+fn classify(error: &(dyn std::error::Error + 'static)) -> ExportProblem {
+    let mut timed_out = error
+        .downcast_ref::<reqwest::Error>()
+        .is_some_and(reqwest::Error::is_timeout);
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.is::<ResolveFailed>() {
+            return ExportProblem::NameResolution;
+        }
+        if let Some(problem) = error.downcast_ref::<rustls::Error>().and_then(tls_problem) {
+            return problem;
+        }
+        let mut next = error.source();
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return ExportProblem::ConnectionRefused,
+                std::io::ErrorKind::TimedOut => timed_out = true,
+                _ => {}
+            }
+            // An io::Error's source skips the error it wraps: go through it.
+            if let Some(inner) = io.get_ref() {
+                next = Some(inner as &(dyn std::error::Error + 'static));
+            }
+        }
+        current = next;
+    }
+    if timed_out {
+        ExportProblem::TimedOut
+    } else {
+        ExportProblem::Connection
+    }
+}
+
+fn tls_problem(error: &rustls::Error) -> Option<ExportProblem> {
+    use rustls::CertificateError as C;
+    Some(match error {
+        rustls::Error::InvalidCertificate(
+            C::NotValidForName | C::NotValidForNameContext { .. },
+        ) => ExportProblem::CertificateNameMismatch,
+        rustls::Error::InvalidCertificate(_) => ExportProblem::CertificateNotTrusted,
+        rustls::Error::InvalidMessage(_) => ExportProblem::PlainHttp,
+        _ => ExportProblem::Tls,
+    })
 }
 
 #[cfg(test)]

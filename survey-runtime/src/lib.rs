@@ -16,7 +16,9 @@
 //! | `registry` | the loaded-model set behind the gauges |
 //! | `queue` | the bounded, drop-oldest event queue |
 //! | `recorder` | the worker that records events into instruments |
-//! | `export` | the OTLP/HTTP exporter and meter provider |
+//! | `export` | the OTLP/HTTP exporter and meter provider, series resets |
+//! | [`sent`] | the content of the last export, for people to inspect |
+//! | `status` | [`Status`] and export health in the host's log |
 //! | `lifecycle` | [`init`], [`SurveyGuard`], [`status`] |
 
 #![warn(missing_docs)]
@@ -33,18 +35,20 @@ mod queue;
 mod recorder;
 mod registry;
 pub mod schema;
+pub mod sent;
 mod status;
 
 #[doc(hidden)]
 pub mod __private;
 
-pub use config::{DisabledReason, InvalidSetting, Resolution, Settings, TelemetryConfig};
+pub use config::{DisabledReason, InvalidSetting, Mode, Resolution, Settings, TelemetryConfig};
 pub use failure::FailureReason;
 pub use hardware::{GpuInfo, HardwareFacts};
-pub use lifecycle::{Setup, ShutdownReport, SurveyGuard, init, status};
+pub use lifecycle::{Setup, ShutdownReport, SurveyGuard, init, last_export, status};
 pub use model::{DeviceFacts, InstanceKey, ModelFacts, SurveyModel};
 pub use schema::{ContextBucket, FailureKind, LaunchKind};
-pub use status::Status;
+pub use sent::{LastExport, SentRow};
+pub use status::{ExportProblem, LastFailure, Status};
 
 /// The OpenTelemetry crates survey is built on, so hosts can name their types
 /// without risking a second, incompatible version.

@@ -9,13 +9,16 @@ use arc_swap::ArcSwapOption;
 use opentelemetry::metrics::MeterProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
-use crate::config::{DisabledReason, EnvSource, ProcessEnv, Resolution, Settings, TelemetryConfig};
-use crate::export;
+use crate::config::{
+    DisabledReason, EnvSource, Mode, ProcessEnv, Resolution, Settings, TelemetryConfig,
+};
+use crate::export::{self, Generation, Pipeline, Resolver, SeriesReset};
 use crate::hardware::HardwareFacts;
 use crate::privacy;
 use crate::queue::{Event, EventQueue};
-use crate::recorder::{HardwareSource, Instruments, Shared, Worker};
+use crate::recorder::{HardwareSource, Instruments, Shared, Worker, WorkerParts};
 use crate::registry::Registry;
+use crate::sent::{LastExport, LastExportCell};
 use crate::status::{ExportCounters, Status};
 
 /// What an instrumented call needs: the queue and the registry.
@@ -23,6 +26,7 @@ pub(crate) struct Active {
     pub(crate) queue: Arc<EventQueue>,
     pub(crate) registry: Arc<Registry>,
     counters: Arc<ExportCounters>,
+    last_export: Arc<LastExportCell>,
     endpoint: String,
 }
 
@@ -32,15 +36,20 @@ impl Active {
     }
 
     fn status(&self) -> Status {
+        let (failing_in_a_row, last_success_age, last_failure) =
+            self.counters.health(Instant::now());
         Status {
             enabled: true,
             disabled_reason: None,
             endpoint: Some(self.endpoint.clone()),
             exports_ok: self.counters.exports_ok.load(Ordering::Relaxed),
             exports_failed: self.counters.exports_failed.load(Ordering::Relaxed),
-            last_error: self.counters.last_error(),
+            failing_in_a_row,
+            last_success_age,
+            last_failure,
             events_dropped: self.queue.dropped(),
             events_recorded: self.counters.events_recorded.load(Ordering::Relaxed),
+            series_resets: self.counters.series_resets.load(Ordering::Relaxed),
         }
     }
 }
@@ -74,6 +83,14 @@ pub fn status() -> Status {
     }
 }
 
+/// The content of the last export of the running instance, exactly the
+/// metrics, attributes and values handed to the exporter (in local mode:
+/// the last collection, which nothing sends). `None` before the first
+/// export or while survey is disabled.
+pub fn last_export() -> Option<Arc<LastExport>> {
+    active().and_then(|active| active.last_export.get())
+}
+
 /// Starts survey from a `[telemetry]` table and the process environment.
 ///
 /// Never fails and never panics: a configuration that cannot be used leaves
@@ -98,6 +115,7 @@ pub struct Setup {
     env: Box<dyn EnvSource>,
     service_version: String,
     hardware: HardwareSource,
+    resolver: Option<Resolver>,
 }
 
 impl Setup {
@@ -109,7 +127,19 @@ impl Setup {
             env: Box::new(ProcessEnv),
             service_version: "unknown".to_string(),
             hardware: HardwareSource::Probe,
+            resolver: None,
         }
+    }
+
+    /// Resolves the collector's host name with `resolve` instead of the
+    /// system resolver (for hosts with their own resolver, and for tests
+    /// of a name that does not resolve). It runs on a thread of its own.
+    pub fn resolver(
+        mut self,
+        resolve: impl Fn(&str) -> std::io::Result<Vec<std::net::SocketAddr>> + Send + Sync + 'static,
+    ) -> Setup {
+        self.resolver = Some(Arc::new(resolve));
+        self
     }
 
     /// The `[[plugin]] name = "survey"` switch: `None` when the config has no entry.
@@ -164,13 +194,26 @@ impl Setup {
         if active().is_some() {
             return disabled(DisabledReason::AlreadyRunning);
         }
-        let counters = Arc::new(ExportCounters::default());
         let version = privacy::service_version(&self.service_version);
-        let version_text = version
-            .as_ref()
-            .map_or("unknown", |v| v.as_str())
-            .to_string();
-        let provider = match export::meter_provider(&settings, &version_text, counters.clone()) {
+        let series_reset = match settings.temporality {
+            // Delta series without new points are not exported anyway.
+            crate::config::Temporality::Cumulative => settings.series_reset,
+            _ => None,
+        };
+        let pipeline = Arc::new(Pipeline {
+            service_version: version
+                .as_ref()
+                .map_or("unknown", |v| v.as_str())
+                .to_string(),
+            counters: Arc::new(ExportCounters::default()),
+            last_export: Arc::new(LastExportCell::default()),
+            resolver: self.resolver,
+            reset: Arc::new(SeriesReset::new(series_reset)),
+            settings,
+        });
+        let settings = &pipeline.settings;
+        let generation = Arc::new(Generation::default());
+        let provider = match export::meter_provider(&pipeline, generation.clone()) {
             Ok(provider) => provider,
             Err(error) => return disabled(DisabledReason::ExporterFailed(error)),
         };
@@ -180,19 +223,21 @@ impl Setup {
             service_version: version,
         };
         let meter = provider.meter(crate::schema::SCOPE_NAME);
-        let instruments = Instruments::new(&meter, &shared);
+        let instruments = Instruments::new(&meter, &shared, &generation, &pipeline.counters);
         let queue = Arc::new(EventQueue::new(settings.queue_size));
-        let hardware = self.hardware;
-        let worker = match Worker::spawn(
-            queue.clone(),
+        let provider = Arc::new(Mutex::new(provider));
+        let parts = WorkerParts {
+            queue: queue.clone(),
             instruments,
-            shared.clone(),
-            hardware,
-            counters.clone(),
-        ) {
+            generation,
+            provider: provider.clone(),
+            shared: shared.clone(),
+            pipeline: pipeline.clone(),
+        };
+        let worker = match Worker::spawn(parts, self.hardware) {
             Ok(worker) => worker,
             Err(error) => {
-                shutdown_provider(provider, Instant::now() + settings.shutdown_timeout);
+                shutdown_provider(&provider, Instant::now() + settings.shutdown_timeout);
                 return disabled(DisabledReason::ExporterFailed(format!(
                     "cannot start the recorder thread: {error}"
                 )));
@@ -201,7 +246,8 @@ impl Setup {
         let active = Arc::new(Active {
             queue,
             registry: shared.registry,
-            counters,
+            counters: pipeline.counters.clone(),
+            last_export: pipeline.last_export.clone(),
             endpoint: settings.display_endpoint(),
         });
         ACTIVE.store(Some(active.clone()));
@@ -209,11 +255,17 @@ impl Setup {
         if let Ok(mut last) = LAST_DISABLED.lock() {
             *last = None;
         }
-        tracing::info!(
-            target: "survey",
-            endpoint = %active.endpoint,
-            "survey enabled: exporting model lifecycle metrics over OTLP/HTTP"
-        );
+        match settings.mode {
+            Mode::Export => tracing::info!(
+                target: "survey",
+                endpoint = %active.endpoint,
+                "survey enabled: exporting model lifecycle metrics over OTLP/HTTP"
+            ),
+            Mode::Local => tracing::info!(
+                target: "survey",
+                "survey enabled in local mode: metrics are recorded here and never sent"
+            ),
+        }
         SurveyGuard {
             running: Some(Running {
                 active,
@@ -244,7 +296,8 @@ fn disabled(reason: DisabledReason) -> SurveyGuard {
 
 struct Running {
     active: Arc<Active>,
-    provider: SdkMeterProvider,
+    /// The current meter provider (a series reset replaces it).
+    provider: Arc<Mutex<SdkMeterProvider>>,
     worker: Worker,
     shutdown_timeout: Duration,
 }
@@ -292,10 +345,19 @@ impl SurveyGuard {
         if !running.worker.drain(deadline) {
             return false;
         }
-        let provider = running.provider.clone();
+        let Some(provider) = current(&running.provider) else {
+            return false;
+        };
         run_bounded(deadline, move || {
             let _ = provider.force_flush();
         })
+    }
+
+    /// The content of this instance's last export; see [`last_export`].
+    pub fn last_export(&self) -> Option<Arc<LastExport>> {
+        self.running
+            .as_ref()
+            .and_then(|running| running.active.last_export.get())
     }
 
     /// Records what is queued, makes a final export, and stops, all within
@@ -323,7 +385,7 @@ impl SurveyGuard {
         }
         let deadline = start + running.shutdown_timeout;
         let drained = running.worker.stop(deadline);
-        let flushed = shutdown_provider(running.provider, deadline);
+        let flushed = shutdown_provider(&running.provider, deadline);
         let report = ShutdownReport {
             drained,
             flushed,
@@ -354,9 +416,17 @@ impl std::fmt::Debug for SurveyGuard {
     }
 }
 
+/// The current meter provider.
+fn current(provider: &Mutex<SdkMeterProvider>) -> Option<SdkMeterProvider> {
+    provider.lock().ok().map(|p| p.clone())
+}
+
 /// Shuts the provider down (final collect and export) on its own thread, and
 /// stops waiting at `deadline`: the SDK's own shutdown can wait 5 s and more.
-fn shutdown_provider(provider: SdkMeterProvider, deadline: Instant) -> bool {
+fn shutdown_provider(provider: &Mutex<SdkMeterProvider>, deadline: Instant) -> bool {
+    let Some(provider) = current(provider) else {
+        return false;
+    };
     run_bounded(deadline, move || {
         let _ = provider.shutdown();
     })

@@ -1,11 +1,25 @@
 //! Sanitizers for every string that can become an attribute value.
 //!
 //! Each function takes raw text from the host (a model path, a GPU name, a
-//! version) and returns a [`SafeValue`]: bounded in length, restricted to a
-//! small character set, with directories, URL schemes, hosts, query strings,
-//! user info and home directories removed. A `SafeValue` can only be made
-//! here, and the schema only accepts `SafeValue`s for string attributes, so
-//! nothing reaches an exported attribute without passing through this module.
+//! version) and returns a [`SafeValue`], bounded in length and restricted to
+//! a small character set, or `None`. What else happens depends on the
+//! value:
+//!
+//! - a model path or URL is reduced to the last non-empty segment (between
+//!   `/` or `\`) of what precedes its query string and fragment, and of that
+//!   to what follows its last `@` or `:` ([`model_id`], [`model_file`]):
+//!   directories go, and so do a URL's scheme, user info and host when it
+//!   has a path (of one without a path, the host is that last segment);
+//! - a token or GPU name holding a path separator, `@`, `?` or `=` is
+//!   refused whole ([`architecture`], [`gpu_name`], ...); a version is
+//!   never refused for its characters ([`service_version`]);
+//! - a GPU id is replaced by a hash ([`gpu_stable_id`]);
+//! - in every text kept, each run of characters outside the set becomes
+//!   one `-`.
+//!
+//! A `SafeValue` can only be made here, and the schema only accepts
+//! `SafeValue`s for string attributes, so nothing reaches an exported
+//! attribute without passing through this module.
 
 use sha2::{Digest, Sha256};
 
@@ -38,9 +52,10 @@ impl std::fmt::Display for SafeValue {
 /// A sanitizer: raw text in, an exportable value or nothing out.
 pub(crate) type Sanitizer = fn(&str) -> Option<SafeValue>;
 
-/// Whether `value` is what `sanitize` exports for it: every sanitizer
-/// returns its own output unchanged, so this holds exactly for values
-/// survey can export.
+/// Whether `value` is what `sanitize` exports for it: every sanitizer but
+/// [`gpu_stable_id`] (whose output is a hash; see [`is_gpu_stable_id`])
+/// returns its own output unchanged, so for those this holds exactly for
+/// values survey can export.
 pub(crate) fn is_sanitized(sanitize: Sanitizer, value: &str) -> bool {
     sanitize(value).is_some_and(|v| v.as_str() == value)
 }
@@ -74,19 +89,29 @@ const MODEL_EXTENSIONS: &[&str] = &[".gguf", ".ggml", ".bin", ".safetensors", ".
 
 /// Normalizes a model identifier.
 ///
-/// - A canonical ref (`org/repo` or `org/repo:Q4_K_M`) is kept as it is.
-/// - Anything else is treated as a path or URL: only its last segment is kept,
-///   without query string, fragment, extension or split suffix
-///   (`-00001-of-00003`). `/home/alice/models/Qwen3-8B-Q4_K_M.gguf` becomes
-///   `Qwen3-8B-Q4_K_M`.
+/// - A canonical ref (`org/repo` or `org/repo:Q4_K_M`, see below) is kept
+///   as it is, trimmed of surrounding whitespace.
+/// - Anything else is read as a path or URL, as by [`model_file`]: the query
+///   string and fragment are cut off, then only the last non-empty segment
+///   (between `/` or `\`) is kept, and of that only what follows its last
+///   `@` or `:`, without extensions or split suffixes (`-00001-of-00003`);
+///   each run of other characters than letters, digits and `._-` becomes
+///   one `-`, and the result is cut to [`MAX_MODEL_LEN`] characters.
+///   `/home/alice/models/Qwen3-8B-Q4_K_M.gguf` becomes `Qwen3-8B-Q4_K_M`.
+///
+/// A canonical ref is `org/repo` with an optional `:TAG`, each part made of
+/// letters, digits and `._-` and starting with a letter or digit, with no
+/// `://`, an `org` that is not a directory word (`home`, `models`, ...) and a
+/// `repo` without a model-file extension.
 ///
 /// Returns `None` when nothing exportable is left.
 pub fn model_id(raw: &str) -> Option<SafeValue> {
     canonical_ref(raw.trim()).or_else(|| model_file(raw))
 }
 
-/// Normalizes a model that the host knows is a local file or URL: only its
-/// file stem is kept, never an `org/repo` reading of a relative path
+/// Normalizes a model that the host knows is a local file or URL, as
+/// [`model_id`] does anything that is not a canonical ref: only its file
+/// stem is kept, never an `org/repo` reading of a relative path
 /// (`alice/mymodel` becomes `mymodel`).
 pub fn model_file(raw: &str) -> Option<SafeValue> {
     // One pass can leave a name that another pass shortens (`a.bin.gguf`
@@ -119,7 +144,8 @@ fn file_stem(raw: &str) -> Option<String> {
 }
 
 /// `org/repo` or `org/repo:TAG`, with no scheme, no leading directory word,
-/// no model-file extension and nothing outside the name character set.
+/// no model-file extension on `repo`, and nothing outside the name
+/// character set; each part starts with a letter or digit.
 fn canonical_ref(raw: &str) -> Option<SafeValue> {
     if raw.len() > MAX_MODEL_LEN || raw.contains("://") {
         return None;
@@ -147,6 +173,7 @@ fn canonical_ref(raw: &str) -> Option<SafeValue> {
     Some(SafeValue(raw.to_string()))
 }
 
+/// Removes one model-file extension, in any case (`.gguf`, `.GGUF`).
 fn strip_model_extension(name: &str) -> &str {
     for ext in MODEL_EXTENSIONS {
         if name.len() > ext.len() && name.is_char_boundary(name.len() - ext.len()) {
@@ -193,7 +220,8 @@ pub fn backend_device(raw: &str) -> Option<SafeValue> {
     token(raw, true)
 }
 
-/// Host version (`0.4.1`, `1.2.0-rc.1+abc`).
+/// Host version (`0.4.1`, `1.2.0-rc.1+abc`): letters, digits and `._-+`;
+/// each run of other characters becomes one `-`.
 pub fn service_version(raw: &str) -> Option<SafeValue> {
     restrict(raw.trim(), MAX_VALUE_LEN, |c| is_name_char(c) || c == '+').map(SafeValue)
 }
@@ -204,7 +232,8 @@ pub fn service_name(raw: &str) -> Option<SafeValue> {
 }
 
 /// GPU marketing name (`NVIDIA GeForce RTX 4090`): letters, digits, single
-/// spaces and `._-+()`; anything after a path separator, `@` or `:` dropped.
+/// spaces and `._-+()`. A name holding a path separator, `@`, `=` or `?` is
+/// refused; each run of other characters (`:` among them) becomes one `-`.
 pub fn gpu_name(raw: &str) -> Option<SafeValue> {
     if raw.contains(['/', '\\', '@', '=', '?']) {
         return None;
@@ -216,11 +245,15 @@ pub fn gpu_name(raw: &str) -> Option<SafeValue> {
     .map(SafeValue)
 }
 
-/// A stable, anonymous GPU identity: the first 16 hex digits of the SHA-256
-/// of a high-entropy id (a GPU UUID such as `GPU-6f1c...`).
+/// A stable, anonymous GPU identity: the first 16 hex digits of a SHA-256,
+/// under a fixed prefix, of the hex digits of a high-entropy id (a GPU UUID
+/// such as `GPU-6f1c...`), lowercased, every other character left out; so
+/// one GPU has one id however its UUID is written. The id itself is never
+/// exported.
 ///
-/// Low-entropy ids (`cuda0`, `0`, PCI bus addresses, which repeat across
-/// machines) are never exported: the result is `None`.
+/// Low-entropy ids (fewer than 24 hex digits or fewer than 6 distinct ones:
+/// `cuda0`, `0`, PCI bus addresses, which repeat across machines) give no
+/// identity: the result is `None`.
 pub fn gpu_stable_id(raw: &str) -> Option<SafeValue> {
     let hex: String = raw
         .chars()
@@ -257,7 +290,9 @@ pub fn is_gpu_stable_id(value: &str) -> bool {
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// A single token: name characters only, optionally lowercased.
+/// A single token: refused if it holds a path separator, `@`, `?` or `=`;
+/// otherwise letters, digits and `._-`, each run of other characters
+/// becoming one `-`, optionally lowercased.
 fn token(raw: &str, lowercase: bool) -> Option<SafeValue> {
     let raw = raw.trim();
     if raw.contains(['/', '\\', '@', '?', '=']) || raw.contains("://") {
@@ -275,8 +310,10 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
 
-/// Replaces every run of characters outside `allowed` with one `-`, trims
-/// separators from both ends and cuts to `max` characters.
+/// Replaces every run of characters outside `allowed` between allowed ones
+/// with one `-` (runs at either end are dropped), cuts to `max` characters,
+/// then trims `-`, `.`, `_` and spaces from both ends; `None` if nothing is
+/// left.
 fn restrict(raw: &str, max: usize, allowed: impl Fn(char) -> bool) -> Option<String> {
     let mut out = String::with_capacity(raw.len().min(max));
     let mut pending_dash = false;

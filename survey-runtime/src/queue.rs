@@ -37,6 +37,17 @@ pub(crate) enum Event {
     },
 }
 
+impl Event {
+    /// The instance the event is about.
+    pub(crate) fn instance(&self) -> crate::model::InstanceKey {
+        match self {
+            Event::LaunchStarted { facts, .. }
+            | Event::LaunchFinished { facts, .. }
+            | Event::Ended { facts, .. } => facts.instance(),
+        }
+    }
+}
+
 /// How a loaded model went away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ending {
@@ -83,11 +94,15 @@ impl EventQueue {
         }
     }
 
-    /// Parks the worker until an event arrives or `timeout` passes.
-    pub(crate) fn wait_for_events(&self, timeout: Duration) {
+    /// Parks the worker until an event arrives or the thread is unparked
+    /// (a command). No timeout: an idle worker stays asleep. A push after
+    /// the emptiness check finds the idle flag set and unparks, and an
+    /// unpark before the park makes the park return at once, so no event
+    /// is left waiting.
+    pub(crate) fn wait_for_events(&self) {
         self.worker_idle.store(true, Ordering::SeqCst);
         if self.events.is_empty() {
-            std::thread::park_timeout(timeout);
+            std::thread::park();
         }
         self.worker_idle.store(false, Ordering::SeqCst);
     }
@@ -100,6 +115,7 @@ impl EventQueue {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.events.len()
     }

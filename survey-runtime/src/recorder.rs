@@ -4,17 +4,20 @@
 //! Sanitizing and attribute building happen here, on survey's own thread,
 //! never on the thread of an instrumented call.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
-use std::sync::{Arc, OnceLock};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::{JoinHandle, Thread};
+use std::time::Instant;
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, Meter, ObservableGauge};
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider, ObservableGauge};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
 
+use crate::export::{self, Generation, Pipeline, SERIES_RESET_DUE_AT};
 use crate::hardware::{DeviceView, HardwareFacts};
-use crate::model::{DeviceFacts, ModelFacts};
+use crate::model::{DeviceFacts, InstanceKey, ModelFacts};
 use crate::privacy::SafeValue;
 use crate::queue::{Ending, Event, EventQueue};
 use crate::registry::Registry;
@@ -94,7 +97,14 @@ impl Shared {
 }
 
 impl Instruments {
-    pub(crate) fn new(meter: &Meter, shared: &Shared) -> Instruments {
+    /// The instruments of one meter provider; `generation` learns when each
+    /// of its collections begins, with the events recorded by then.
+    pub(crate) fn new(
+        meter: &Meter,
+        shared: &Shared,
+        generation: &Arc<Generation>,
+        counters: &Arc<ExportCounters>,
+    ) -> Instruments {
         let spec = |name| schema::metric(name).expect("a schema metric");
         let counter = |name| {
             let spec = spec(name);
@@ -122,8 +132,12 @@ impl Instruments {
         };
         let loaded_models = {
             let shared = shared.clone();
+            let (generation, counters) = (generation.clone(), counters.clone());
             gauge(schema::LOADED_MODELS)
                 .with_callback(move |observer| {
+                    // Callbacks run first in a collection, before the
+                    // counters and histograms are read.
+                    generation.collecting(counters.events_recorded.load(Ordering::SeqCst));
                     let Some(device) = shared.hardware.get().map(DeviceView::node) else {
                         return;
                     };
@@ -170,7 +184,9 @@ impl Instruments {
         }
     }
 
-    /// Records one event. `device` is resolved by the caller.
+    /// Records one event, with the attributes of its model on this node's
+    /// hardware; drops it if the hardware facts are not known yet (the
+    /// worker learns them before it records anything).
     fn record(&self, shared: &Shared, event: Event) {
         match event {
             Event::LaunchStarted { facts, kind } => {
@@ -223,85 +239,190 @@ pub(crate) enum HardwareSource {
     Probe,
 }
 
+/// What the worker is asked to do besides recording events.
+enum Command {
+    /// Record what is queued, then answer.
+    Drain(mpsc::Sender<()>),
+    /// Start every series anew if nothing was recorded after the collection
+    /// of the successful export that held these many events.
+    ResetSeries { exported_events: u64 },
+    /// Record what is queued, then end.
+    Stop,
+}
+
+/// The worker's state: the instruments it records into and the meter
+/// provider they belong to, which a series reset replaces.
+struct Recorder {
+    queue: Arc<EventQueue>,
+    instruments: Instruments,
+    generation: Arc<Generation>,
+    provider: Arc<Mutex<SdkMeterProvider>>,
+    shared: Shared,
+    pipeline: Arc<Pipeline>,
+    /// Instances with series in the current provider.
+    instances: HashSet<InstanceKey>,
+}
+
+impl Recorder {
+    fn run(mut self, commands: mpsc::Receiver<Command>) {
+        loop {
+            self.record_queued();
+            match commands.try_recv() {
+                Ok(Command::Drain(reply)) => {
+                    self.record_queued();
+                    let _ = reply.send(());
+                }
+                Ok(Command::ResetSeries { exported_events }) => self.reset_series(exported_events),
+                Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => {
+                    self.record_queued();
+                    return;
+                }
+                // Parks until an event or a command arrives: no timeout,
+                // so an idle node's recorder never wakes.
+                Err(mpsc::TryRecvError::Empty) => self.queue.wait_for_events(),
+            }
+        }
+    }
+
+    fn record_queued(&mut self) {
+        let mut recorded = false;
+        while let Some(event) = self.queue.pop() {
+            self.instances.insert(event.instance());
+            self.instruments.record(&self.shared, event);
+            self.pipeline
+                .counters
+                .events_recorded
+                .fetch_add(1, Ordering::SeqCst);
+            recorded = true;
+        }
+        if recorded {
+            let loaded = self.shared.registry.snapshot();
+            let reset = &self.pipeline.reset;
+            let ended = self.instances.iter().any(|key| !loaded.contains_key(key));
+            reset.ended_series.store(ended, Ordering::SeqCst);
+            reset.crowded.store(
+                self.instances.len() >= SERIES_RESET_DUE_AT,
+                Ordering::SeqCst,
+            );
+        }
+    }
+
+    /// Replaces the meter provider with a new one, so every series starts
+    /// anew and those of instances that ended are no longer exported. Only
+    /// when every event recorded so far was in the export that just
+    /// succeeded, so the old provider holds nothing unsent.
+    fn reset_series(&mut self, exported_events: u64) {
+        let counters = &self.pipeline.counters;
+        if counters.events_recorded.load(Ordering::SeqCst) != exported_events {
+            return; // the next successful export asks again
+        }
+        let generation = Arc::new(Generation::default());
+        let provider = match export::meter_provider(&self.pipeline, generation.clone()) {
+            Ok(provider) => provider,
+            Err(error) => {
+                tracing::warn!(target: "survey", "survey: cannot restart its series: {error}");
+                return;
+            }
+        };
+        self.instruments = Instruments::new(
+            &provider.meter(schema::SCOPE_NAME),
+            &self.shared,
+            &generation,
+            counters,
+        );
+        std::mem::replace(&mut self.generation, generation).retire();
+        let old = match self.provider.lock() {
+            Ok(mut current) => std::mem::replace(&mut *current, provider),
+            Err(_) => return,
+        };
+        // A retired generation sends nothing: its shutdown is local work.
+        let _ = std::thread::Builder::new()
+            .name("survey-retire".into())
+            .spawn(move || {
+                let _ = old.shutdown();
+            });
+        self.instances.clear();
+        self.pipeline.reset.done(Instant::now());
+        counters.series_resets.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(target: "survey", "survey: series restarted");
+    }
+}
+
 /// The running worker thread.
 pub(crate) struct Worker {
-    stop: Arc<AtomicBool>,
-    busy: Arc<AtomicBool>,
-    queue: Arc<EventQueue>,
-    done: mpsc::Receiver<()>,
+    mailbox: Mailbox,
     thread: Option<JoinHandle<()>>,
+    done: mpsc::Receiver<()>,
+}
+
+/// The parts a worker starts with.
+pub(crate) struct WorkerParts {
+    pub queue: Arc<EventQueue>,
+    pub instruments: Instruments,
+    pub generation: Arc<Generation>,
+    pub provider: Arc<Mutex<SdkMeterProvider>>,
+    pub shared: Shared,
+    pub pipeline: Arc<Pipeline>,
 }
 
 impl Worker {
-    pub(crate) fn spawn(
-        queue: Arc<EventQueue>,
-        instruments: Instruments,
-        shared: Shared,
-        hardware: HardwareSource,
-        counters: Arc<ExportCounters>,
-    ) -> std::io::Result<Worker> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let busy = Arc::new(AtomicBool::new(true));
+    pub(crate) fn spawn(parts: WorkerParts, hardware: HardwareSource) -> std::io::Result<Worker> {
+        let (commands, inbox) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();
-        let thread = {
-            let (stop, busy, queue) = (stop.clone(), busy.clone(), queue.clone());
-            std::thread::Builder::new()
-                .name("survey-recorder".into())
-                .spawn(move || {
-                    let facts = match hardware {
-                        HardwareSource::Given(facts) => facts,
-                        HardwareSource::Custom(probe) => probe(),
-                        HardwareSource::Probe => HardwareFacts::probe(),
-                    };
-                    let _ = shared.hardware.set(facts);
-                    loop {
-                        busy.store(true, Ordering::SeqCst);
-                        while let Some(event) = queue.pop() {
-                            instruments.record(&shared, event);
-                            counters.events_recorded.fetch_add(1, Ordering::Relaxed);
-                        }
-                        busy.store(false, Ordering::SeqCst);
-                        if stop.load(Ordering::SeqCst) && queue.len() == 0 {
-                            break;
-                        }
-                        queue.wait_for_events(Duration::from_millis(250));
-                    }
-                    let _ = done_tx.send(());
-                })?
+        let queue = parts.queue.clone();
+        let pipeline = parts.pipeline.clone();
+        let recorder = Recorder {
+            queue: parts.queue,
+            instruments: parts.instruments,
+            generation: parts.generation,
+            provider: parts.provider,
+            shared: parts.shared,
+            pipeline: parts.pipeline,
+            instances: HashSet::new(),
         };
+        let thread = std::thread::Builder::new()
+            .name("survey-recorder".into())
+            .spawn(move || {
+                let facts = match hardware {
+                    HardwareSource::Given(facts) => facts,
+                    HardwareSource::Custom(probe) => probe(),
+                    HardwareSource::Probe => HardwareFacts::probe(),
+                };
+                let _ = recorder.shared.hardware.set(facts);
+                recorder.run(inbox);
+                let _ = done_tx.send(());
+            })?;
         queue.set_worker(thread.thread().clone());
+        let mailbox = Mailbox {
+            commands,
+            thread: thread.thread().clone(),
+        };
+        let exporter_mailbox = mailbox.clone();
+        pipeline.reset.set_request(move |exported_events| {
+            exporter_mailbox.send(Command::ResetSeries { exported_events })
+        });
         Ok(Worker {
-            stop,
-            busy,
-            queue,
-            done,
+            mailbox,
             thread: Some(thread),
+            done,
         })
     }
 
     /// Waits until every event pushed before the call is recorded, or `deadline`.
     pub(crate) fn drain(&self, deadline: Instant) -> bool {
-        loop {
-            if self.queue.len() == 0 && !self.busy.load(Ordering::SeqCst) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            if let Some(thread) = &self.thread {
-                thread.thread().unpark();
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let (reply, answered) = mpsc::channel();
+        self.mailbox.send(Command::Drain(reply));
+        answered
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
     }
 
     /// Records what is queued, then stops; gives up waiting at `deadline`.
     pub(crate) fn stop(mut self, deadline: Instant) -> bool {
-        self.stop.store(true, Ordering::SeqCst);
+        self.mailbox.send(Command::Stop);
         let Some(thread) = self.thread.take() else {
             return true;
         };
-        thread.thread().unpark();
         let wait = deadline.saturating_duration_since(Instant::now());
         match self.done.recv_timeout(wait) {
             Ok(()) => {
@@ -311,5 +432,19 @@ impl Worker {
             // Still probing or recording: leave it to finish on its own.
             Err(_) => false,
         }
+    }
+}
+
+/// Sends commands to the worker, and wakes it.
+#[derive(Clone)]
+struct Mailbox {
+    commands: mpsc::Sender<Command>,
+    thread: Thread,
+}
+
+impl Mailbox {
+    fn send(&self, command: Command) {
+        let _ = self.commands.send(command);
+        self.thread.unpark();
     }
 }

@@ -18,6 +18,22 @@ pub async fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().await
 }
 
+/// Calls `f` every 20 ms until it returns `Some`; panics naming `what` if
+/// it has not within `timeout`.
+pub async fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = f() {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Two NVIDIA GPUs, as `nvidia-smi` reports them.
 pub fn two_gpus() -> survey::HardwareFacts {
     survey::hardware::parse_nvidia_smi(

@@ -15,7 +15,7 @@ use mesh_llm::gguf::{self, WriteValue};
 use mesh_llm::runtime::NodeStatus;
 
 mod node;
-pub use node::{Launch, Node, signal};
+pub use node::{Launch, Node, poll, signal, wait_until};
 
 pub use survey_otlp_receiver::{Mode, Point, Receiver, of, one, total};
 

@@ -9,7 +9,6 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,7 +46,6 @@ pub struct Node {
     /// Its inference API.
     pub http: SocketAddr,
     lines: Arc<Mutex<Vec<String>>>,
-    line_rx: mpsc::Receiver<String>,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -87,13 +85,11 @@ impl Node {
             .spawn()
             .map_err(|e| (None, format!("cannot start the node: {e}")))?;
         let lines = Arc::new(Mutex::new(Vec::new()));
-        let (line_tx, line_rx) = mpsc::channel();
         if let Some(stdout) = child.stdout.take() {
             let lines = lines.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(line.clone());
-                    let _ = line_tx.send(line);
+                    lines.lock().unwrap().push(line);
                 }
             });
         }
@@ -108,35 +104,35 @@ impl Node {
                 }
             });
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let (mut api, mut http) = (None, None);
-        loop {
-            match line_rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(line) => {
-                    let address = |prefix: &str| line.strip_prefix(prefix)?.trim().parse().ok();
-                    api = api.or_else(|| address("mesh-llm: control API listening on "));
-                    http = http.or_else(|| address("mesh-llm: inference API listening on "));
-                    if let (Some(api), Some(http)) = (api, http) {
-                        return Ok(Node {
-                            child,
-                            program: launch.program.to_path_buf(),
-                            prefix: launch.prefix.iter().map(|s| s.to_string()).collect(),
-                            api,
-                            http,
-                            lines,
-                            line_rx,
-                            stderr,
-                        });
-                    }
-                }
-                Err(_) => {
-                    let exited = child.try_wait().ok().flatten();
-                    if exited.is_some() || Instant::now() > deadline {
-                        let _ = child.kill();
-                        std::thread::sleep(Duration::from_millis(100));
-                        return Err((exited, stderr.lock().unwrap().clone()));
-                    }
-                }
+        let address = |line: &String, prefix: &str| line.strip_prefix(prefix)?.trim().parse().ok();
+        let came_up = poll(Duration::from_secs(30), || {
+            let printed = lines.lock().unwrap();
+            let api = printed
+                .iter()
+                .find_map(|l| address(l, "mesh-llm: control API listening on "));
+            let http = printed
+                .iter()
+                .find_map(|l| address(l, "mesh-llm: inference API listening on "));
+            match (api, http) {
+                (Some(api), Some(http)) => Some(Ok((api, http))),
+                _ => child.try_wait().ok().flatten().map(Err),
+            }
+        });
+        match came_up {
+            Some(Ok((api, http))) => Ok(Node {
+                child,
+                program: launch.program.to_path_buf(),
+                prefix: launch.prefix.iter().map(|s| s.to_string()).collect(),
+                api,
+                http,
+                lines,
+                stderr,
+            }),
+            exited => {
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                Err((exited.and_then(Result::err), stderr.lock().unwrap().clone()))
             }
         }
     }
@@ -148,25 +144,11 @@ impl Node {
 
     /// Waits until stdout has printed a line containing `needle`.
     pub fn wait_line(&self, needle: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self
-                .lines
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|l| l.contains(needle))
-            {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            let _ = self
-                .line_rx
-                .recv_timeout(left.min(Duration::from_millis(50)));
-        }
+        poll(timeout, || {
+            let lines = self.lines.lock().unwrap();
+            lines.iter().any(|l| l.contains(needle)).then_some(())
+        })
+        .is_some()
     }
 
     /// Waits for the configured models' startup launches.
@@ -249,18 +231,16 @@ impl Node {
         timeout: Duration,
         check: impl Fn(&NodeStatus) -> bool,
     ) -> NodeStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
+        let mut last = None;
+        let matched = poll(timeout, || {
             let status = self.status();
             if check(&status) {
-                return status;
+                return Some(status);
             }
-            assert!(
-                Instant::now() < deadline,
-                "status never matched: {status:#?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            last = Some(status);
+            None
+        });
+        matched.unwrap_or_else(|| panic!("status never matched within {timeout:?}: {last:#?}"))
     }
 
     /// Sends SIGTERM and waits for the node to exit; returns its status,
@@ -268,14 +248,9 @@ impl Node {
     pub fn terminate(mut self) -> (ExitStatus, Duration, String) {
         let start = Instant::now();
         signal(self.child.id(), libc::SIGTERM);
-        let deadline = start + Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "node did not stop");
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let status = wait_until("the node to stop", Duration::from_secs(60), || {
+            self.child.try_wait().unwrap()
+        });
         let took = start.elapsed();
         std::thread::sleep(Duration::from_millis(100));
         (status, took, self.stderr())
@@ -287,6 +262,30 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// How often [`poll`] calls its function.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Calls `f` every 20 ms until it returns `Some`, for at most `timeout`;
+/// `None` if it never did.
+pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = f() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// Like [`poll`], but panics naming `what` if `f` has not returned `Some`
+/// within `timeout`.
+pub fn wait_until<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+    poll(timeout, f).unwrap_or_else(|| panic!("{what}: not within {timeout:?}"))
 }
 
 /// Sends `signal` to process `pid`.

@@ -27,6 +27,8 @@ use prost::Message;
 pub enum Mode {
     /// `200 OK` with an empty export response.
     Accept,
+    /// `200 OK` with a `partial_success` rejecting this many points.
+    Reject(i64),
     /// This status, with an optional `Retry-After` header.
     Status(u16, Option<String>),
     /// Read the request and never answer (until the mode changes or the receiver stops).
@@ -118,6 +120,9 @@ pub struct Point {
     pub bounds: Vec<f64>,
     /// Histogram bucket counts.
     pub bucket_counts: Vec<u64>,
+    /// The point's start time (nanoseconds since the Unix epoch): with the
+    /// resource, metric and attributes, it names the point's stream.
+    pub start: u64,
 }
 
 impl Point {
@@ -155,7 +160,7 @@ pub fn points(request: &ExportMetricsServiceRequest) -> Vec<Point> {
     for rm in &request.resource_metrics {
         for sm in &rm.scope_metrics {
             for metric in &sm.metrics {
-                let base = |kind, attrs: &[KeyValue], value| Point {
+                let base = |kind, attrs: &[KeyValue], value, start| Point {
                     metric: metric.name.clone(),
                     unit: metric.unit.clone(),
                     kind,
@@ -164,6 +169,7 @@ pub fn points(request: &ExportMetricsServiceRequest) -> Vec<Point> {
                     sum: None,
                     bounds: Vec::new(),
                     bucket_counts: Vec::new(),
+                    start,
                 };
                 let number = |v: &Option<NumberValue>| match v {
                     Some(NumberValue::AsInt(i)) => *i as f64,
@@ -178,18 +184,32 @@ pub fn points(request: &ExportMetricsServiceRequest) -> Vec<Point> {
                             PointKind::UpDownCounter
                         };
                         for p in &sum.data_points {
-                            out.push(base(kind, &p.attributes, number(&p.value)));
+                            out.push(base(
+                                kind,
+                                &p.attributes,
+                                number(&p.value),
+                                p.start_time_unix_nano,
+                            ));
                         }
                     }
                     Some(Data::Gauge(gauge)) => {
                         for p in &gauge.data_points {
-                            out.push(base(PointKind::Gauge, &p.attributes, number(&p.value)));
+                            out.push(base(
+                                PointKind::Gauge,
+                                &p.attributes,
+                                number(&p.value),
+                                p.start_time_unix_nano,
+                            ));
                         }
                     }
                     Some(Data::Histogram(h)) => {
                         for p in &h.data_points {
-                            let mut point =
-                                base(PointKind::Histogram, &p.attributes, p.count as f64);
+                            let mut point = base(
+                                PointKind::Histogram,
+                                &p.attributes,
+                                p.count as f64,
+                                p.start_time_unix_nano,
+                            );
                             point.sum = p.sum;
                             point.bounds = p.explicit_bounds.clone();
                             point.bucket_counts = p.bucket_counts.clone();
@@ -407,7 +427,7 @@ fn serve_stream<S: Read + Write>(stream: S, state: &State, tls: bool) {
         };
         let mode = state.mode.lock().expect("mode").clone();
         let answered = match &mode {
-            Mode::Accept => 200,
+            Mode::Accept | Mode::Reject(_) => 200,
             Mode::Status(code, _) => *code,
             Mode::Hang | Mode::Drop => 0,
         };
@@ -441,13 +461,35 @@ fn serve_stream<S: Read + Write>(stream: S, state: &State, tls: bool) {
                     return;
                 }
             }
+            Mode::Reject(points) => {
+                use opentelemetry_proto::tonic::collector::metrics::v1::{
+                    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+                };
+                let answer = ExportMetricsServiceResponse {
+                    partial_success: Some(ExportMetricsPartialSuccess {
+                        rejected_data_points: points,
+                        error_message: "RESPONSE-BODY-CANARY".into(),
+                    }),
+                };
+                let (content_type, body) = if json {
+                    (
+                        "application/json",
+                        serde_json::to_vec(&answer).expect("json"),
+                    )
+                } else {
+                    ("application/x-protobuf", answer.encode_to_vec())
+                };
+                if respond(reader.get_mut(), 200, "OK", content_type, &body, None).is_err() {
+                    return;
+                }
+            }
             Mode::Status(code, retry_after) => {
                 if respond(
                     reader.get_mut(),
                     code,
                     "Error",
                     "text/plain",
-                    b"",
+                    b"RESPONSE-BODY-CANARY",
                     retry_after.as_deref(),
                 )
                 .is_err()

@@ -1,0 +1,540 @@
+//! What a person running a node sees: the precise cause of failing exports
+//! in `Status` and in the host's log (one warning, one line on recovery),
+//! the content of the last export exactly as the collector decoded it, the
+//! local mode that sends nothing, and series resets that stop exporting
+//! models that ended without losing a count.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use support::*;
+use survey::sent::{ExportOutcome, MetricKind};
+use survey::{ExportProblem, schema};
+
+const FAST: &str = "export_interval_secs = 0.1\ntimeout_secs = 0.1\nshutdown_timeout_secs = 1";
+
+/// A host-name resolver, as `Setup::resolver` takes it.
+type Resolve = Box<dyn Fn(&str) -> std::io::Result<Vec<std::net::SocketAddr>> + Send + Sync>;
+
+/// Starts survey like `support::start`, with `resolver` if given.
+fn start_with(endpoint: &str, extra: &str, resolver: Option<Resolve>) -> survey::SurveyGuard {
+    let config = telemetry(&format!(
+        "enabled = true\nendpoint = \"{endpoint}\"\n{extra}"
+    ));
+    let mut setup = survey::Setup::new(&config)
+        .env([("OTEL_UNUSED", "")])
+        .service_version("9.8.7")
+        .hardware(two_gpus());
+    if let Some(resolve) = resolver {
+        setup = setup.resolver(resolve);
+    }
+    let guard = setup.start();
+    assert!(guard.is_enabled(), "{}", guard.status());
+    guard
+}
+
+/// Waits for a failed export and returns its cause.
+async fn first_problem(guard: &survey::SurveyGuard) -> ExportProblem {
+    wait_until("a failed export", Duration::from_secs(10), || {
+        guard.status().last_failure.map(|f| f.problem)
+    })
+    .await
+}
+
+async fn one_launch() {
+    load(
+        &Spec::new(1, "/m/Qwen3-8B-Q4_K_M.gguf", 4096),
+        Duration::ZERO,
+        None,
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_host_that_does_not_resolve_is_named_as_such() {
+    let _serial = serial().await;
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let resolver = {
+        let asked = asked.clone();
+        Box::new(move |host: &str| {
+            asked.lock().unwrap().push(host.to_string());
+            Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such host (injected)",
+            ))
+        })
+    };
+    let guard = start_with("http://collector.invalid:4318", FAST, Some(resolver));
+    one_launch().await;
+    assert_eq!(first_problem(&guard).await, ExportProblem::NameResolution);
+    assert_eq!(asked.lock().unwrap()[0], "collector.invalid");
+    let text = guard.status().to_string();
+    assert!(
+        text.contains("cannot resolve the collector's host name"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_closed_port_reads_connection_refused() {
+    let _serial = serial().await;
+    let receiver = Receiver::start();
+    let endpoint = receiver.endpoint();
+    receiver.stop();
+    let guard = start_with(&endpoint, FAST, None);
+    one_launch().await;
+    assert_eq!(
+        first_problem(&guard).await,
+        ExportProblem::ConnectionRefused
+    );
+}
+
+#[tokio::test]
+async fn a_collector_that_never_answers_reads_timed_out() {
+    let _serial = serial().await;
+    let receiver = Receiver::start();
+    receiver.set_mode(Mode::Hang);
+    let guard = start_with(&receiver.endpoint(), FAST, None);
+    one_launch().await;
+    assert_eq!(first_problem(&guard).await, ExportProblem::TimedOut);
+    drop(guard);
+    receiver.set_mode(Mode::Accept);
+}
+
+#[tokio::test]
+async fn an_error_status_is_named_without_the_response_body() {
+    let _serial = serial().await;
+    let receiver = Receiver::start();
+    receiver.set_mode(Mode::Status(500, None));
+    let guard = start_with(&receiver.endpoint(), FAST, None);
+    one_launch().await;
+    assert_eq!(first_problem(&guard).await, ExportProblem::HttpStatus(500));
+    let text = guard.status().to_string();
+    assert!(text.contains("HTTP 500"), "{text}");
+    assert!(!text.contains("RESPONSE-BODY-CANARY"), "{text}");
+}
+
+#[tokio::test]
+async fn points_rejected_in_a_partial_success_are_a_failure() {
+    let _serial = serial().await;
+    for protocol in ["http/protobuf", "http/json"] {
+        let receiver = Receiver::start();
+        receiver.set_mode(Mode::Reject(3));
+        let guard = start_with(
+            &receiver.endpoint(),
+            &format!("{FAST}\nprotocol = \"{protocol}\""),
+            None,
+        );
+        one_launch().await;
+        assert_eq!(first_problem(&guard).await, ExportProblem::Rejected(3));
+        let status = guard.status();
+        assert_eq!(status.exports_ok, 0, "{status}");
+        assert!(!status.to_string().contains("RESPONSE-BODY-CANARY"));
+        assert_eq!(
+            guard.last_export().map(|e| e.outcome),
+            Some(ExportOutcome::Failed)
+        );
+        drop(guard);
+    }
+}
+
+/// Every log line of this test binary, as the host's log would hold them.
+fn log_lines() -> Arc<Mutex<Vec<u8>>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let writer = {
+            let log = log.clone();
+            move || LogWriter(log.clone())
+        };
+        tracing_subscriber::fmt()
+            .with_writer(writer)
+            .with_ansi(false)
+            .with_env_filter("survey=info")
+            .init();
+        log
+    })
+    .clone()
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_log_warns_once_when_exports_fail_and_once_when_they_recover() {
+    let _serial = serial().await;
+    let log = log_lines();
+    let receiver = Receiver::start();
+    let (addr, endpoint) = (receiver.addr(), receiver.endpoint());
+    receiver.stop();
+    let guard = start_with(&endpoint, FAST, None);
+    one_launch().await;
+    wait_until("ten failed exports", Duration::from_secs(20), || {
+        (guard.status().exports_failed >= 10).then_some(())
+    })
+    .await;
+    let receiver = Receiver::start_on(addr).unwrap();
+    wait_until("a successful export", Duration::from_secs(20), || {
+        (guard.status().exports_ok >= 2).then_some(())
+    })
+    .await;
+    let failed = guard.status().exports_failed;
+    drop(guard);
+    let text = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+    let ours: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains(&format!("exports to http://127.0.0.1:{}", addr.port())))
+        .collect();
+    assert_eq!(
+        ours.len(),
+        2,
+        "one line as they fail, one as they recover: {ours:#?}"
+    );
+    assert!(ours[0].contains("WARN"), "{}", ours[0]);
+    assert!(
+        ours[0].contains("are failing: connection refused"),
+        "{}",
+        ours[0]
+    );
+    assert!(ours[1].contains("INFO"), "{}", ours[1]);
+    assert!(
+        ours[1].contains(&format!("succeed again after {failed} failure(s)")),
+        "{}",
+        ours[1]
+    );
+    drop(receiver);
+}
+
+/// A row as text, to compare what survey kept with what the receiver decoded.
+fn row_text(row: &survey::SentRow) -> String {
+    let kind = match row.kind {
+        MetricKind::Counter => PointKind::Counter,
+        MetricKind::UpDownCounter => PointKind::UpDownCounter,
+        MetricKind::Gauge => PointKind::Gauge,
+        MetricKind::Histogram => PointKind::Histogram,
+    };
+    let attributes: BTreeMap<String, String> = row
+        .attributes
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
+    let value = match (&row.value, row.count) {
+        (Some(v), None) => v.to_string().parse::<f64>().unwrap(),
+        (None, Some(count)) => count as f64,
+        other => panic!("a row has a value or a count: {other:?}"),
+    };
+    format!(
+        "{} {kind:?} {} {attributes:?} {value} {:?} {:?} {:?}",
+        row.metric,
+        row.unit,
+        row.sum,
+        row.bounds.clone().unwrap_or_default(),
+        row.bucket_counts.clone().unwrap_or_default()
+    )
+}
+
+fn point_text(point: &Point) -> String {
+    format!(
+        "{} {:?} {} {:?} {} {:?} {:?} {:?}",
+        point.metric,
+        point.kind,
+        point.unit,
+        point.attributes,
+        point.value,
+        point.sum,
+        point.bounds,
+        point.bucket_counts
+    )
+}
+
+#[tokio::test]
+async fn the_last_export_is_what_the_collector_decoded() {
+    let _serial = serial().await;
+    let receiver = Receiver::start();
+    let guard = start_with(&receiver.endpoint(), "export_interval_secs = 60", None);
+    let a = load(
+        &Spec::new(1, "/m/Qwen3-8B-Q4_K_M.gguf", 4096),
+        Duration::from_millis(5),
+        None,
+    )
+    .await
+    .unwrap();
+    let _b = load(
+        &Spec::new(2, "/m/gemma-3-4b.gguf", 8192),
+        Duration::ZERO,
+        None,
+    )
+    .await
+    .unwrap();
+    let _ = load(
+        &Spec::new(3, "/m/llama.gguf", 4096),
+        Duration::ZERO,
+        Some(LaunchError::HealthTimeout),
+    )
+    .await;
+    unload(a).await.unwrap();
+    assert!(guard.flush(Duration::from_secs(10)));
+
+    let kept = guard.last_export().expect("an export was made");
+    assert_eq!(kept.outcome, ExportOutcome::Sent);
+    assert_eq!(survey::last_export(), Some(kept.clone()));
+    let requests = receiver.requests();
+    let last = requests.last().expect("a request");
+    let mut sent: Vec<String> = kept.rows.iter().map(row_text).collect();
+    let mut decoded: Vec<String> = last.points().iter().map(point_text).collect();
+    sent.sort();
+    decoded.sort();
+    assert_eq!(sent, decoded);
+    assert!(sent.len() >= 10, "{sent:#?}");
+    let resource: BTreeMap<String, String> = kept
+        .resource
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
+    assert_eq!(resource, last.resource_attributes());
+
+    // The JSON rows are flat: a value, or count, sum, bounds and bucket counts.
+    let json = serde_json::to_value(&kept.rows).unwrap();
+    for row in json.as_array().unwrap() {
+        let keys: Vec<&str> = row
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        match row["kind"].as_str().unwrap() {
+            "histogram" => assert_eq!(
+                keys,
+                [
+                    "attributes",
+                    "bounds",
+                    "bucket_counts",
+                    "count",
+                    "kind",
+                    "metric",
+                    "sum",
+                    "unit"
+                ]
+            ),
+            _ => assert_eq!(keys, ["attributes", "kind", "metric", "unit", "value"]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn local_mode_records_everything_and_sends_nothing() {
+    let _serial = serial().await;
+    let receiver = Receiver::start();
+    let lookups = Arc::new(AtomicUsize::new(0));
+    let resolver = {
+        let lookups = lookups.clone();
+        Box::new(move |_: &str| {
+            lookups.fetch_add(1, Ordering::SeqCst);
+            Ok(vec![])
+        })
+    };
+    // An endpoint is configured, by name and by address: neither is used.
+    let config = telemetry(&format!(
+        "mode = \"local\"\nendpoint = \"http://collector.example:4318\"\n\
+         [metrics]\nendpoint = \"{}/v1/metrics\"\n",
+        receiver.endpoint()
+    ));
+    let config = survey::TelemetryConfig {
+        export_interval_secs: Some(0.1),
+        ..config
+    };
+    let guard = survey::Setup::new(&config)
+        .env([("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")])
+        .hardware(two_gpus())
+        .resolver(resolver)
+        .start();
+    assert!(guard.is_enabled(), "{}", guard.status());
+    assert!(guard.status().to_string().contains("nothing is sent"));
+    one_launch().await;
+    let kept = wait_until("a local collection", Duration::from_secs(10), || {
+        guard.last_export().filter(|e| {
+            e.rows
+                .iter()
+                .any(|r| r.metric == schema::LAUNCH_SUCCESS_TOTAL)
+        })
+    })
+    .await;
+    assert_eq!(kept.outcome, ExportOutcome::Local);
+    assert!(guard.flush(Duration::from_secs(5)));
+    drop(guard);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(receiver.requests().is_empty(), "local mode sent a request");
+    assert_eq!(
+        lookups.load(Ordering::SeqCst),
+        0,
+        "local mode resolved a name"
+    );
+
+    // A switch set to false still wins over local mode.
+    let off = telemetry("mode = \"local\"\nenabled = false\n");
+    let guard = survey::Setup::new(&off).env([("OTEL_UNUSED", "")]).start();
+    assert!(!guard.is_enabled());
+    let guard = survey::Setup::new(&telemetry("mode = \"local\""))
+        .plugin_enabled(Some(false))
+        .start();
+    assert!(!guard.is_enabled());
+}
+
+/// Each stream's last value, summed over streams, per model: the
+/// collector's counting rule for cumulative counters.
+fn counts(requests: &[Request], metric: &str) -> HashMap<String, f64> {
+    let mut last: HashMap<(String, u64), f64> = HashMap::new();
+    for request in requests {
+        for point in request.points() {
+            if point.metric == metric {
+                let stream = (format!("{:?}", point.attributes), point.start);
+                let value = last.entry(stream).or_insert(0.0);
+                *value = value.max(point.value);
+            }
+        }
+    }
+    let mut per_model: HashMap<String, f64> = HashMap::new();
+    for ((attributes, _), value) in last {
+        let model = attributes
+            .split("\"mesh_llm.model\": \"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .to_string();
+        *per_model.entry(model).or_default() += value;
+    }
+    per_model
+}
+
+fn counted(requests: &[Request], metric: &str, model: &str) -> f64 {
+    counts(requests, metric).get(model).copied().unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_series_reset_stops_exporting_ended_models_and_loses_no_count() {
+    let _serial = serial().await;
+    let receiver = Receiver::start();
+    let guard = start_with(
+        &receiver.endpoint(),
+        "export_interval_secs = 0.1\nseries_reset_secs = 0.3",
+        None,
+    );
+    let ids = |requests: &[Request]| -> Vec<String> {
+        requests
+            .iter()
+            .map(|r| r.resource_attributes()["service.instance.id"].clone())
+            .collect()
+    };
+    let gone = load(&Spec::new(1, "/m/gone.gguf", 4096), Duration::ZERO, None)
+        .await
+        .unwrap();
+    let _stays = load(&Spec::new(2, "/m/stays.gguf", 4096), Duration::ZERO, None)
+        .await
+        .unwrap();
+    unload(gone).await.unwrap();
+    let _ = load(
+        &Spec::new(3, "/m/broken.gguf", 4096),
+        Duration::ZERO,
+        Some(LaunchError::Spawn),
+    )
+    .await;
+    wait_until("a series reset", Duration::from_secs(10), || {
+        (guard.status().series_resets >= 1).then_some(())
+    })
+    .await;
+    // The next exports hold only what is still loaded.
+    let seen = receiver.requests().len();
+    assert!(receiver.wait_until(Duration::from_secs(10), |r| r.len() >= seen + 2));
+    let requests = receiver.requests();
+    let latest = requests.last().unwrap().points();
+    assert!(
+        latest
+            .iter()
+            .all(|p| !matches!(p.attr("mesh_llm.model"), Some("gone" | "broken"))),
+        "{latest:#?}"
+    );
+    one(
+        &latest,
+        schema::MODEL_LOADED,
+        &[("mesh_llm.model", "stays")],
+    );
+    // Every count is still there under the counting rule, once.
+    for (metric, model, n) in [
+        (schema::LAUNCH_TOTAL, "gone", 1.0),
+        (schema::LAUNCH_SUCCESS_TOTAL, "gone", 1.0),
+        (schema::UNLOAD_TOTAL, "gone", 1.0),
+        (schema::LAUNCH_TOTAL, "stays", 1.0),
+        (schema::LAUNCH_FAILURE_TOTAL, "broken", 1.0),
+    ] {
+        assert_eq!(counted(&requests, metric, model), n, "{metric} {model}");
+    }
+    // Later events land in the new series and count once too.
+    let again = load(&Spec::new(4, "/m/gone.gguf", 4096), Duration::ZERO, None)
+        .await
+        .unwrap();
+    unload(again).await.unwrap();
+    assert!(guard.flush(Duration::from_secs(5)));
+    let requests = receiver.requests();
+    assert_eq!(counted(&requests, schema::LAUNCH_TOTAL, "gone"), 2.0);
+    assert_eq!(counted(&requests, schema::UNLOAD_TOTAL, "gone"), 2.0);
+    let ids = ids(&requests);
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "one service.instance.id"
+    );
+}
+
+#[tokio::test]
+async fn hundreds_of_models_never_reach_the_overflow_series() {
+    let _serial = serial().await;
+    let receiver = Receiver::start();
+    let guard = start_with(&receiver.endpoint(), "export_interval_secs = 60", None);
+    // More distinct models than a reset is due at, each loaded and unloaded.
+    for slot in 0..2_500u64 {
+        let model = load(
+            &Spec::new(slot, &format!("/m/model-{slot}.gguf"), 4096),
+            Duration::ZERO,
+            None,
+        )
+        .await
+        .unwrap();
+        unload(model).await.unwrap();
+        if slot % 400 == 399 {
+            // An export that succeeds, after which a reset can happen.
+            assert!(guard.flush(Duration::from_secs(10)));
+        }
+    }
+    assert!(guard.flush(Duration::from_secs(10)));
+    let status = guard.status();
+    assert!(status.series_resets >= 1, "{status}");
+    let requests = receiver.requests();
+    for request in &requests {
+        for point in request.points() {
+            assert!(
+                !point.attributes.contains_key("otel.metric.overflow"),
+                "{point:?}"
+            );
+        }
+    }
+    let unloads = counts(&requests, schema::UNLOAD_TOTAL);
+    assert_eq!(unloads.len(), 2_500);
+    assert!(
+        unloads.values().all(|n| *n == 1.0),
+        "each model counted once"
+    );
+}
