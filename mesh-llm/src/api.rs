@@ -5,6 +5,7 @@
 //! | `GET /status` | loaded models, unexpected exits, survey status |
 //! | `POST /models` with a [`LoadRequest`] | runtime load |
 //! | `DELETE /models/NAME` | unload |
+//! | `GET /survey/export` | the content of survey's last export (`survey show`) |
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -47,6 +48,7 @@ pub fn router(node: Node) -> Router {
         .route("/status", get(status))
         .route("/models", post(load))
         .route("/models/{name}", delete(unload))
+        .route("/survey/export", get(survey_export))
         .fallback(not_found)
         .with_state(node)
 }
@@ -68,6 +70,22 @@ pub async fn serve(
 
 async fn status(State(node): State<Node>) -> Response {
     json(StatusCode::OK, &node.status())
+}
+
+async fn survey_export() -> Response {
+    match survey::last_export() {
+        Some(export) => json(StatusCode::OK, &*export),
+        None => {
+            let status = survey::status();
+            let why = if status.enabled {
+                "survey has not exported yet: the first export comes one interval after the start"
+                    .to_string()
+            } else {
+                status.to_string()
+            };
+            error(StatusCode::NOT_FOUND, why)
+        }
+    }
 }
 
 async fn load(State(node): State<Node>, body: Bytes) -> Response {
@@ -156,6 +174,17 @@ impl Client {
         self.call(
             reqwest::Method::GET,
             "/status",
+            None,
+            Duration::from_secs(10),
+        )
+        .await
+    }
+
+    /// The content of survey's last export.
+    pub async fn survey_export(&self) -> Result<survey::LastExport, ClientError> {
+        self.call(
+            reqwest::Method::GET,
+            "/survey/export",
             None,
             Duration::from_secs(10),
         )

@@ -1,5 +1,5 @@
-//! The `mesh-llm` command line: `serve` runs a node; `load`, `unload` and
-//! `status` talk to a running node's control API.
+//! The `mesh-llm` command line: `serve` runs a node; `load`, `unload`,
+//! `status` and `survey show` talk to a running node's control API.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -59,6 +59,22 @@ pub enum Command {
     /// Show the running node's models, unexpected exits and survey status.
     Status {
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The survey plugin.
+    #[command(subcommand)]
+    Survey(SurveyCommand),
+}
+
+/// `mesh-llm survey ...`.
+#[derive(Debug, Subcommand)]
+pub enum SurveyCommand {
+    /// Show exactly what the last export held (with `[telemetry] mode =
+    /// "local"`: what would be sent; nothing is).
+    Show {
+        /// Print the rows as JSON: metric, kind, unit, attributes, and
+        /// value, or count, sum, bounds and bucket_counts.
         #[arg(long)]
         json: bool,
     },
@@ -192,6 +208,21 @@ fn run(cli: Cli) -> ExitCode {
                 }
                 Ok(())
             }
+            Command::Survey(SurveyCommand::Show { json }) => {
+                let export = Client::new(cli.api)
+                    .survey_export()
+                    .await
+                    .map_err(|e| (ExitCode::FAILURE, e.to_string()))?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&export.rows).unwrap_or_default()
+                    );
+                } else {
+                    print!("{}", render_export(&export));
+                }
+                Ok(())
+            }
         }
     });
     // The shutdown has kept its own bound: a blocking task still running
@@ -209,6 +240,80 @@ fn run(cli: Cli) -> ExitCode {
 
 fn absolute(path: PathBuf) -> PathBuf {
     std::path::absolute(&path).unwrap_or(path)
+}
+
+/// Survey's last export as a table: when and what became of it, the
+/// resource, then one line per data point.
+pub fn render_export(export: &survey::LastExport) -> String {
+    let age = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |now| now.as_secs())
+        .saturating_sub(export.collected_at_unix_secs);
+    let mut out = format!(
+        "last export: collected {age} s ago, {}, {} data points\nresource: {}\n",
+        export.outcome,
+        export.rows.len(),
+        pairs(&export.resource)
+    );
+    let widths = [40, 9, 9, 14];
+    out.push_str(&format!(
+        "{:<w0$} {:<w1$} {:<w2$} {:>w3$}  attributes\n",
+        "metric",
+        "kind",
+        "unit",
+        "value",
+        w0 = widths[0],
+        w1 = widths[1],
+        w2 = widths[2],
+        w3 = widths[3]
+    ));
+    for row in &export.rows {
+        let value = match (&row.value, row.count) {
+            (Some(value), _) => value.to_string(),
+            (None, Some(count)) => format!("n={count}"),
+            (None, None) => "-".to_string(),
+        };
+        out.push_str(&format!(
+            "{:<w0$} {:<w1$} {:<w2$} {:>w3$}  {}\n",
+            row.metric,
+            row.kind.as_str(),
+            row.unit,
+            value,
+            pairs(&row.attributes),
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3]
+        ));
+        if let (Some(sum), Some(bounds), Some(counts)) = (row.sum, &row.bounds, &row.bucket_counts)
+        {
+            let buckets: Vec<String> = counts
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(i, n)| match bounds.get(i) {
+                    Some(bound) => format!("<={bound}: {n}"),
+                    None => format!(">{}: {n}", bounds.last().copied().unwrap_or(0.0)),
+                })
+                .collect();
+            out.push_str(&format!(
+                "{:w0$}   sum {sum}, buckets {}\n",
+                "",
+                buckets.join(", "),
+                w0 = widths[0]
+            ));
+        }
+    }
+    out
+}
+
+/// `k=v, k2=v2`.
+fn pairs(attributes: &std::collections::BTreeMap<String, survey::sent::AttributeValue>) -> String {
+    attributes
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The status as a table.

@@ -35,7 +35,7 @@ impl Parse for Args {
                     return Err(syn::Error::new(key.span, "duplicate `kind` argument"));
                 }
                 input.parse::<Token![=]>()?;
-                let kind = if input.peek(LitStr) {
+                let kind = if is_lone_literal(input) {
                     let lit: LitStr = input.parse()?;
                     Kind::Literal(values::lookup(values::LAUNCH_KINDS, "kind", &lit)?)
                 } else {
@@ -58,6 +58,13 @@ impl Parse for Args {
         }
         Ok(args)
     }
+}
+
+/// Whether the next value is a string literal alone (followed by `,` or the
+/// end), the checked form of `kind`; `"startup".parse().unwrap()` is not.
+fn is_lone_literal(input: ParseStream) -> bool {
+    let fork = input.fork();
+    fork.parse::<LitStr>().is_ok() && (fork.is_empty() || fork.peek(Token![,]))
 }
 
 impl Args {

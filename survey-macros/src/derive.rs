@@ -1,7 +1,8 @@
 //! `#[derive(FailureReason)]`.
 
 use proc_macro2::{Ident, Span, TokenStream};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, LitStr, Type};
 
 use crate::values;
@@ -12,7 +13,66 @@ mod kw {
 }
 
 pub fn failure_reason(item: TokenStream) -> TokenStream {
-    expand(item).unwrap_or_else(|e| e.into_compile_error())
+    let input: DeriveInput = match syn::parse2(item) {
+        Ok(input) => input,
+        Err(error) => return error.into_compile_error(),
+    };
+    expand(&input).unwrap_or_else(|error| {
+        let mut tokens = error.into_compile_error();
+        tokens.extend(fallback(&input));
+        tokens
+    })
+}
+
+/// An impl that lets the rest of the crate compile while the derive reports
+/// its error, so that error is the only one.
+fn fallback(input: &DeriveInput) -> TokenStream {
+    let name = &input.ident;
+    let (impl_generics, type_generics, where_clause) = input.generics.split_for_impl();
+    quote! {
+        #[automatically_derived]
+        impl #impl_generics ::survey::__private::FailureReason for #name #type_generics #where_clause {
+            fn failure_reason(&self) -> ::survey::__private::FailureKind {
+                ::core::unreachable!()
+            }
+        }
+    }
+}
+
+/// Collects errors so that one derive reports all of them.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(errors) => errors.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    fn finish(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+/// Reports `#[survey(...)]` where it has no meaning.
+fn deny_attribute(attrs: &[syn::Attribute], place: &str, errors: &mut Errors) {
+    for attr in attrs.iter().filter(|a| a.path().is_ident("survey")) {
+        errors.push(syn::Error::new_spanned(
+            attr,
+            format!(
+                "`#[survey(...)]` has no meaning on {place}; put it on each variant of an enum, \
+                 or on a struct itself"
+            ),
+        ));
+    }
+}
+
+fn deny_on_fields(fields: &Fields, errors: &mut Errors) {
+    for field in fields {
+        deny_attribute(&field.attrs, "a field", errors);
+    }
 }
 
 /// What one variant (or the struct) maps to.
@@ -21,74 +81,84 @@ enum Mapping {
     Transparent(Span),
 }
 
-fn expand(item: TokenStream) -> syn::Result<TokenStream> {
-    let input: DeriveInput = syn::parse2(item)?;
+fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
     let name = &input.ident;
     let mut transparent_types: Vec<Type> = Vec::new();
+    let mut errors = Errors::default();
 
     let body = match &input.data {
         Data::Enum(data) => {
+            deny_attribute(&input.attrs, "an enum", &mut errors);
             let mut arms = Vec::new();
-            let mut errors: Option<syn::Error> = None;
             for variant in &data.variants {
+                deny_on_fields(&variant.fields, &mut errors);
                 let ident = &variant.ident;
-                let mapping = match parse_mapping(&variant.attrs)? {
-                    Some(mapping) => mapping,
-                    None => {
-                        let error = syn::Error::new(
+                let mapping = match parse_mapping(&variant.attrs) {
+                    Ok(Some(mapping)) => mapping,
+                    Ok(None) => {
+                        errors.push(syn::Error::new(
                             ident.span(),
                             format!(
                                 "variant `{ident}` needs `#[survey(reason = \"...\")]` or \
                                  `#[survey(transparent)]`; valid reasons: {}",
                                 reason_list()
                             ),
-                        );
-                        match &mut errors {
-                            Some(e) => e.combine(error),
-                            None => errors = Some(error),
-                        }
+                        ));
+                        continue;
+                    }
+                    Err(error) => {
+                        errors.push(error);
                         continue;
                     }
                 };
-                arms.push(match mapping {
-                    Mapping::Reason(reason) => quote! {
+                match mapping {
+                    Mapping::Reason(reason) => arms.push(quote! {
                         Self::#ident { .. } => ::survey::__private::FailureKind::#reason,
-                    },
-                    Mapping::Transparent(span) => {
-                        let (pattern, ty) = single_field(&variant.fields, span)?;
-                        transparent_types.push(ty);
-                        quote! {
-                            Self::#ident #pattern => ::survey::__private::FailureReason::failure_reason(__survey_inner),
+                    }),
+                    Mapping::Transparent(span) => match single_field(&variant.fields, span) {
+                        Ok((pattern, ty)) => {
+                            let call = delegate(&ty);
+                            transparent_types.push(ty);
+                            arms.push(quote!(Self::#ident #pattern => #call,));
                         }
-                    }
-                });
-            }
-            if let Some(errors) = errors {
-                return Err(errors);
-            }
-            quote!(match self { #(#arms)* })
-        }
-        Data::Struct(data) => match parse_mapping(&input.attrs)? {
-            Some(Mapping::Reason(reason)) => quote!(::survey::__private::FailureKind::#reason),
-            Some(Mapping::Transparent(span)) => {
-                let (pattern, ty) = single_field(&data.fields, span)?;
-                transparent_types.push(ty);
-                quote! {
-                    let Self #pattern = self;
-                    ::survey::__private::FailureReason::failure_reason(__survey_inner)
+                        Err(error) => errors.push(error),
+                    },
                 }
             }
-            None => {
-                return Err(syn::Error::new(
-                    name.span(),
-                    format!(
-                        "`#[derive(FailureReason)]` on a struct needs `#[survey(reason = \"...\")]` \
-                         or `#[survey(transparent)]`; valid reasons: {}",
-                        reason_list()
-                    ),
-                ));
+            errors.finish()?;
+            if data.variants.is_empty() {
+                quote!(match *self {})
+            } else {
+                quote!(match self { #(#arms)* })
             }
-        },
+        }
+        Data::Struct(data) => {
+            deny_on_fields(&data.fields, &mut errors);
+            let mapping = parse_mapping(&input.attrs);
+            errors.finish()?;
+            match mapping? {
+                Some(Mapping::Reason(reason)) => quote!(::survey::__private::FailureKind::#reason),
+                Some(Mapping::Transparent(span)) => {
+                    let (pattern, ty) = single_field(&data.fields, span)?;
+                    let call = delegate(&ty);
+                    transparent_types.push(ty);
+                    quote! {
+                        let Self #pattern = self;
+                        #call
+                    }
+                }
+                None => {
+                    return Err(syn::Error::new(
+                        name.span(),
+                        format!(
+                            "`#[derive(FailureReason)]` on a struct needs `#[survey(reason = \"...\")]` \
+                             or `#[survey(transparent)]`; valid reasons: {}",
+                            reason_list()
+                        ),
+                    ));
+                }
+            }
+        }
         Data::Union(data) => {
             return Err(syn::Error::new(
                 data.union_token.span,
@@ -104,9 +174,9 @@ fn expand(item: TokenStream) -> syn::Result<TokenStream> {
     });
     if !input.generics.params.is_empty() {
         for ty in &transparent_types {
-            where_clause
-                .predicates
-                .push(syn::parse_quote!(#ty: ::survey::__private::FailureReason));
+            where_clause.predicates.push(
+                syn::parse_quote_spanned!(ty.span()=> #ty: ::survey::__private::FailureReason),
+            );
         }
     }
     Ok(quote! {
@@ -161,6 +231,14 @@ fn parse_mapping(attrs: &[syn::Attribute]) -> syn::Result<Option<Mapping>> {
         })?;
     }
     Ok(mapping)
+}
+
+/// The reason of the transparent field `__survey_inner`, spanned at its
+/// type, so a type without `FailureReason` is reported there.
+fn delegate(ty: &Type) -> TokenStream {
+    quote_spanned! {ty.span()=>
+        <#ty as ::survey::__private::FailureReason>::failure_reason(__survey_inner)
+    }
 }
 
 /// The pattern binding the single field as `__survey_inner`, and its type.

@@ -4,31 +4,53 @@
 //! `async move` block (or a `move` closure for a synchronous unload) in its
 //! own scope, preceded by a never-taken "fake return" of the declared return
 //! type so that type errors in the body point at the user's lines. Generated
-//! names start with `__survey_`.
+//! names start with `__survey_`. The expansion carries no lint attributes, so
+//! a crate's `#![forbid(...)]` never clashes with it.
+//!
+//! A method of an `#[async_trait]` impl reaches these macros already
+//! rewritten into a plain `fn` returning
+//! `Pin<Box<dyn Future<Output = T> + ...>>` whose body ends in
+//! `Box::pin(async move { .. })`; the macros then instrument that async
+//! block, with `T` as the declared return type.
+//!
+//! On an error the user's item is emitted unchanged beside it, so the error
+//! is the only one.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
-use syn::{ItemFn, ReturnType, Type};
+use syn::{Expr, GenericArgument, ItemFn, PathArguments, ReturnType, Stmt, Type, TypeParamBound};
 
 use crate::args::{Args, Kind};
 
 pub fn launch(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand_launch(args, item).unwrap_or_else(|e| e.into_compile_error())
+    or_item(expand_launch(args, item.clone()), item)
 }
 
 pub fn unload(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand_unload(args, item).unwrap_or_else(|e| e.into_compile_error())
+    or_item(expand_unload(args, item.clone()), item)
 }
 
 pub fn exit(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand_exit(args, item).unwrap_or_else(|e| e.into_compile_error())
+    or_item(expand_exit(args, item.clone()), item)
 }
+
+/// The expansion, or the error followed by the user's item as written.
+fn or_item(expansion: syn::Result<TokenStream>, item: TokenStream) -> TokenStream {
+    expansion.unwrap_or_else(|error| {
+        let mut tokens = error.into_compile_error();
+        tokens.extend(item);
+        tokens
+    })
+}
+
+const LAUNCH_RETURN: &str =
+    "`#[survey::launch]` functions must return `Result<T, E>` where `E: survey::FailureReason`";
 
 fn expand_launch(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let mut args = Args::parse_tokens(args)?;
-    let function: ItemFn = syn::parse2(item)?;
+    let mut function: ItemFn = syn::parse2(item)?;
     let kind = match args.kind.take() {
         Some((_, Kind::Literal(variant))) => quote!(::survey::__private::LaunchKind::#variant),
         Some((_, Kind::Expr(expr))) => {
@@ -43,45 +65,47 @@ fn expand_launch(args: TokenStream, item: TokenStream) -> syn::Result<TokenStrea
         }
     };
     let model = args.require_model("launch")?;
-    if function.sig.asyncness.is_none() {
-        return Err(syn::Error::new(
-            function.sig.fn_token.span,
-            "`#[survey::launch]` must be placed on an `async fn`",
-        ));
-    }
-    let return_type = match &function.sig.output {
-        ReturnType::Type(_, ty) if matches!(**ty, Type::Path(_)) => ty.clone(),
-        ReturnType::Type(_, ty) => {
-            return Err(syn::Error::new_spanned(
-                ty,
-                "`#[survey::launch]` functions must return `Result<T, E>` where `E: survey::FailureReason`",
-            ));
-        }
-        ReturnType::Default => {
+    let is_async = function.sig.asyncness.is_some();
+    let fn_span = function.sig.fn_token.span;
+    let ident_span = function.sig.ident.span();
+    let body = Body::of(&mut function);
+    let declared = match &body {
+        Body::AsyncTrait { output, .. } => (*output).clone(),
+        Body::Function { .. } if !is_async => {
             return Err(syn::Error::new(
-                function.sig.ident.span(),
-                "`#[survey::launch]` functions must return `Result<T, E>` where `E: survey::FailureReason`",
+                fn_span,
+                "`#[survey::launch]` must be placed on an `async fn`",
             ));
         }
+        Body::Function { output, .. } => match output {
+            ReturnType::Type(_, ty) => (**ty).clone(),
+            ReturnType::Default => return Err(syn::Error::new(ident_span, LAUNCH_RETURN)),
+        },
     };
+    match &declared {
+        Type::Path(_) => {}
+        // `#[async_trait]` writes `Output = ()` for a function without a
+        // return type.
+        Type::Tuple(unit) if unit.elems.is_empty() && matches!(body, Body::AsyncTrait { .. }) => {
+            return Err(syn::Error::new(ident_span, LAUNCH_RETURN));
+        }
+        _ => return Err(syn::Error::new_spanned(&declared, LAUNCH_RETURN)),
+    }
 
-    let mut function = function;
-    let body = wrapped_body(&function.sig.output, &function.block, true);
     let start = quote_spanned!(model.span()=>
         ::survey::__private::LaunchGuard::start(#kind, &(#model))
     );
-    let finish = quote_spanned!(return_type.span()=>
+    let finish = quote_spanned!(declared.span()=>
         __survey_launch.finish(&__survey_result)
     );
-    replace_body(
-        &mut function,
-        quote! {
-            let __survey_launch = #start;
-            let __survey_result = #body;
-            #finish;
-            __survey_result
-        },
-    )?;
+    let stmts = body.stmts();
+    let wrapped = wrapped_body(&declared, stmts, true);
+    *stmts = parse_stmts(quote! {
+        let __survey_launch = #start;
+        let __survey_result = #wrapped;
+        #finish;
+        __survey_result
+    })?;
     Ok(quote!(#function))
 }
 
@@ -91,27 +115,29 @@ fn expand_unload(args: TokenStream, item: TokenStream) -> syn::Result<TokenStrea
     let model = args.require_model("unload")?;
     let mut function: ItemFn = syn::parse2(item)?;
     let is_async = function.sig.asyncness.is_some();
-    let body = wrapped_body(&function.sig.output, &function.block, is_async);
-    let return_span = match &function.sig.output {
-        ReturnType::Type(_, ty) => ty.span(),
-        ReturnType::Default => function.sig.ident.span(),
+    let ident_span = function.sig.ident.span();
+    let body = Body::of(&mut function);
+    let (declared, is_async) = match &body {
+        Body::AsyncTrait { output, .. } => ((*output).clone(), true),
+        Body::Function { output, .. } => match output {
+            ReturnType::Type(_, ty) => ((**ty).clone(), is_async),
+            ReturnType::Default => (syn::parse_quote_spanned!(ident_span=> ()), is_async),
+        },
     };
     let start = quote_spanned!(model.span()=>
         ::survey::__private::UnloadGuard::start(&(#model))
     );
-    let finish = quote_spanned!(return_span=>
+    let finish = quote_spanned!(declared.span()=>
         __survey_unload.finish(&__survey_result)
     );
-    replace_body(
-        &mut function,
-        quote! {
-            let __survey_unload = #start;
-            #[allow(clippy::redundant_closure_call)]
-            let __survey_result = #body;
-            #finish;
-            __survey_result
-        },
-    )?;
+    let stmts = body.stmts();
+    let wrapped = wrapped_body(&declared, stmts, is_async);
+    *stmts = parse_stmts(quote! {
+        let __survey_unload = #start;
+        let __survey_result = #wrapped;
+        #finish;
+        __survey_result
+    })?;
     Ok(quote!(#function))
 }
 
@@ -120,58 +146,145 @@ fn expand_exit(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream>
     args.deny_kind("exit")?;
     let model = args.require_model("exit")?;
     let mut function: ItemFn = syn::parse2(item)?;
-    let record: syn::Stmt = syn::parse2(quote_spanned!(model.span()=>
+    let record: Stmt = syn::parse2(quote_spanned!(model.span()=>
         ::survey::__private::record_exit(&(#model));
     ))?;
-    function.block.stmts.insert(0, record);
+    Body::of(&mut function).stmts().insert(0, record);
     Ok(quote!(#function))
 }
 
-/// Replaces the statements of `function`'s body, keeping the item and its
-/// braces as the user wrote them, so lints on the function (`dead_code`, ...)
-/// still reach the user.
-fn replace_body(function: &mut ItemFn, statements: TokenStream) -> syn::Result<()> {
-    function.block.stmts = syn::parse::Parser::parse2(syn::Block::parse_within, statements)?;
-    Ok(())
+/// Where the user's statements are: the function's own block (kept with its
+/// braces as the user wrote them, so lints on the function such as
+/// `dead_code` still reach the user), or the async block of an
+/// `#[async_trait]` method.
+enum Body<'a> {
+    Function {
+        stmts: &'a mut Vec<Stmt>,
+        output: &'a ReturnType,
+    },
+    AsyncTrait {
+        stmts: &'a mut Vec<Stmt>,
+        /// `T` of the declared `Pin<Box<dyn Future<Output = T> + ...>>`.
+        output: &'a Type,
+    },
 }
 
-/// The user's block as `async move { .. }.await` or `(move || { .. })()`,
-/// with a fake return edge of the declared type.
-fn wrapped_body(output: &ReturnType, block: &syn::Block, is_async: bool) -> TokenStream {
-    let declared = match output {
-        ReturnType::Type(_, ty) => {
-            let mut ty = (**ty).clone();
-            ImplTraitEraser.visit_type_mut(&mut ty);
-            quote!(#ty)
+impl<'a> Body<'a> {
+    fn of(function: &'a mut ItemFn) -> Body<'a> {
+        let ItemFn { sig, block, .. } = function;
+        if sig.asyncness.is_none()
+            && let ReturnType::Type(_, ty) = &sig.output
+            && let Some(output) = future_output(ty)
+            && block.stmts.last_mut().and_then(boxed_async).is_some()
+        {
+            let inner = block.stmts.last_mut().and_then(boxed_async);
+            return Body::AsyncTrait {
+                stmts: &mut inner.expect("checked above").stmts,
+                output,
+            };
         }
-        ReturnType::Default => quote!(()),
+        Body::Function {
+            stmts: &mut block.stmts,
+            output: &sig.output,
+        }
+    }
+
+    fn stmts(self) -> &'a mut Vec<Stmt> {
+        match self {
+            Body::Function { stmts, .. } | Body::AsyncTrait { stmts, .. } => stmts,
+        }
+    }
+}
+
+/// The block of `async move { .. }` in a trailing `Box::pin(async move { .. })`,
+/// whatever the path's prefix.
+fn boxed_async(stmt: &mut Stmt) -> Option<&mut syn::Block> {
+    let Stmt::Expr(Expr::Call(call), None) = stmt else {
+        return None;
     };
-    let stmts = &block.stmts;
+    let Expr::Path(func) = &*call.func else {
+        return None;
+    };
+    let mut segments = func.path.segments.iter().rev();
+    let is_box_pin = matches!(
+        (segments.next(), segments.next()),
+        (Some(pin), Some(boxed)) if pin.ident == "pin" && boxed.ident == "Box"
+    );
+    if !is_box_pin || call.args.len() != 1 {
+        return None;
+    }
+    match call.args.first_mut() {
+        Some(Expr::Async(inner)) if inner.capture.is_some() => Some(&mut inner.block),
+        _ => None,
+    }
+}
+
+/// `T` of `Pin<Box<dyn Future<Output = T> + ...>>`, whatever the paths'
+/// prefixes.
+fn future_output(ty: &Type) -> Option<&Type> {
+    let boxed = single_type_argument(ty, "Pin")?;
+    let Type::TraitObject(object) = single_type_argument(boxed, "Box")? else {
+        return None;
+    };
+    object.bounds.iter().find_map(|bound| {
+        let TypeParamBound::Trait(bound) = bound else {
+            return None;
+        };
+        let future = bound.path.segments.last()?;
+        if future.ident != "Future" {
+            return None;
+        }
+        let PathArguments::AngleBracketed(arguments) = &future.arguments else {
+            return None;
+        };
+        arguments.args.iter().find_map(|argument| match argument {
+            GenericArgument::AssocType(assoc) if assoc.ident == "Output" => Some(&assoc.ty),
+            _ => None,
+        })
+    })
+}
+
+/// `A` of `...::name<A>`.
+fn single_type_argument<'t>(ty: &'t Type, name: &str) -> Option<&'t Type> {
+    let Type::Path(path) = ty else { return None };
+    let segment = path.path.segments.last()?;
+    if segment.ident != name {
+        return None;
+    }
+    let PathArguments::AngleBracketed(arguments) = &segment.arguments else {
+        return None;
+    };
+    match arguments.args.first()? {
+        GenericArgument::Type(ty) if arguments.args.len() == 1 => Some(ty),
+        _ => None,
+    }
+}
+
+fn parse_stmts(tokens: TokenStream) -> syn::Result<Vec<Stmt>> {
+    syn::parse::Parser::parse2(syn::Block::parse_within, tokens)
+}
+
+/// The user's statements as `async move { .. }.await` or
+/// `__private::run(move || { .. })`, with a fake return edge of the
+/// declared type: `if false { return fake_return::<T>(); }` diverges nowhere
+/// and so needs no lint allowance.
+fn wrapped_body(declared: &Type, stmts: &[Stmt], is_async: bool) -> TokenStream {
+    let mut declared = declared.clone();
+    ImplTraitEraser.visit_type_mut(&mut declared);
     let inner = quote! {
-        #[allow(
-            unknown_lints,
-            unreachable_code,
-            clippy::diverging_sub_expression,
-            clippy::empty_loop,
-            clippy::let_unit_value,
-            clippy::let_with_type_underscore,
-            clippy::needless_return,
-            clippy::unreachable
-        )]
         if false {
-            let __survey_fake_return: #declared = loop {};
-            return __survey_fake_return;
+            return ::survey::__private::fake_return::<#declared>();
         }
         #(#stmts)*
     };
     if is_async {
         quote!(async move { #inner }.await)
     } else {
-        quote!((move || { #inner })())
+        quote!(::survey::__private::run(move || { #inner }))
     }
 }
 
-/// Replaces `impl Trait` with `_`, which a `let` type annotation accepts.
+/// Replaces `impl Trait` with `_`, which a turbofish accepts.
 struct ImplTraitEraser;
 
 impl VisitMut for ImplTraitEraser {

@@ -20,7 +20,8 @@ use proc_macro::TokenStream;
 ///
 /// - `kind`: a string literal, one of `startup`, `runtime_load`,
 ///   `multi_model`, `moe_fallback`, `moe_shard` (checked at compile time), or
-///   an expression of type `survey::LaunchKind`.
+///   any other expression of type `survey::LaunchKind` (such as
+///   `"startup".parse().unwrap()`).
 /// - `model`: an expression whose type implements `survey::SurveyModel`,
 ///   evaluated before the body runs.
 ///
@@ -29,6 +30,13 @@ use proc_macro::TokenStream;
 /// model as loaded; on `Err` a failure with `E`'s reason and the duration. A
 /// launch future dropped before it finishes is recorded as a failure with
 /// reason `other`.
+///
+/// `#[launch]`, `#[unload]` and `#[exit]` also work on the methods of an
+/// `#[async_trait]` impl (with `#[async_trait]` on the impl): they instrument
+/// the method's boxed future, which records exactly as an `async fn` would.
+///
+/// On an error in its use, each macro reports it and leaves the item as it
+/// was written, so that error is the only one.
 #[proc_macro_attribute]
 pub fn launch(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::launch(args.into(), item.into()).into()
@@ -67,8 +75,10 @@ pub fn exit(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `health_timeout`, `exited_before_healthy`, `backend_proxy_failed`,
 /// `capacity_rejected`, `known_kv_cache_crash`, `mmproj_missing`, `other`
 /// (checked at compile time), or `#[survey(transparent)]` to delegate to its
-/// single field. A variant with neither is a compile error: there is no
-/// silent default.
+/// single field, whose type must implement `survey::FailureReason`. A variant
+/// with neither is a compile error: there is no silent default. On a struct
+/// the attribute goes on the struct itself; `#[survey(...)]` on an enum itself
+/// or on a field is an error. An enum without variants needs none.
 #[proc_macro_derive(FailureReason, attributes(survey))]
 pub fn derive_failure_reason(item: TokenStream) -> TokenStream {
     derive::failure_reason(item.into()).into()

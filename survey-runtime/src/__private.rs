@@ -1,9 +1,23 @@
 //! What the survey macros expand to. Not a public API: the names and
 //! signatures here change without notice. Hosts use the macros instead.
 //!
-//! Every function here is the hot path of an instrumented call: one atomic
-//! load when survey is disabled; otherwise the host's `survey_facts()`, one
-//! allocation, a registry update on success, and a non-blocking queue push.
+//! Every function here is on the hot path of an instrumented call. While
+//! survey is disabled each costs one atomic load. While it is enabled:
+//!
+//! - a launch calls the host's `survey_facts()` once, allocates one `Arc` for
+//!   the facts, and pushes two events (the attempt, then the outcome) onto
+//!   the bounded queue, which never blocks; a successful launch also
+//!   allocates the registry entry (an `Arc`) and publishes a new registry
+//!   snapshot: a copy of the loaded-set map per compare-and-swap attempt;
+//! - an unload looks its model up in the registry when it starts; a
+//!   successful one publishes a registry snapshot without the model (a copy
+//!   of the map) and, unless an exit already ended the model, pushes one
+//!   event;
+//! - an exit publishes a registry snapshot without the model (a copy of the
+//!   map) and pushes one event;
+//! - for a model survey never saw launch, an unload or an exit also calls
+//!   `survey_facts()` and allocates the facts (a `Box` and then an `Arc` for
+//!   an unload, an `Arc` for an exit).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,6 +39,21 @@ use crate::queue::{Ending, Event};
 #[inline]
 pub const fn launch_kind(kind: LaunchKind) -> LaunchKind {
     kind
+}
+
+/// The value of the fake return edge that gives a wrapped body its declared
+/// return type `T`, so that type errors point at the user's lines. The edge
+/// sits under `if false`: this is never called.
+#[cold]
+pub fn fake_return<T>() -> T {
+    unreachable!("the fake return edge of a survey macro is never taken")
+}
+
+/// Runs the body of a synchronous `#[survey::unload]` function, passed as a
+/// closure so that a `return` in it ends the body, not the function.
+#[inline(always)]
+pub fn run<R>(body: impl FnOnce() -> R) -> R {
+    body()
 }
 
 /// The return type of a `#[survey::launch]` function.

@@ -23,7 +23,7 @@ use crate::schema::FailureKind;
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` does not implement `survey::FailureReason`",
-    label = "the error type of a `#[survey::launch]` function must implement `survey::FailureReason`",
+    label = "the error type of a `#[survey::launch]` function, and the field of a `#[survey(transparent)]` variant, must implement `survey::FailureReason`",
     note = "add `#[derive(survey::FailureReason)]` with `#[survey(reason = \"...\")]` on each variant, or implement the trait by hand"
 )]
 pub trait FailureReason {

@@ -9,10 +9,10 @@ use std::time::SystemTime;
 
 use opentelemetry::Value;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The content of one export, as it was handed to the exporter.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LastExport {
     /// When it was collected, in seconds since the Unix epoch.
     pub collected_at_unix_secs: u64,
@@ -26,7 +26,7 @@ pub struct LastExport {
 }
 
 /// What became of an export.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExportOutcome {
     /// In flight.
@@ -52,7 +52,7 @@ impl std::fmt::Display for ExportOutcome {
 
 /// One data point, flat: `value` for counters and gauges; `count`, `sum`,
 /// `bounds` and `bucket_counts` for histograms.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SentRow {
     /// Metric name.
     pub metric: String,
@@ -63,24 +63,24 @@ pub struct SentRow {
     /// The point's attributes.
     pub attributes: BTreeMap<String, AttributeValue>,
     /// Counter or gauge value.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Number>,
     /// Histogram: number of values.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
     /// Histogram: sum of values.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sum: Option<f64>,
     /// Histogram: bucket upper bounds.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bounds: Option<Vec<f64>>,
     /// Histogram: count per bucket (one more than the bounds).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket_counts: Option<Vec<u64>>,
 }
 
 /// The kind of a metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricKind {
     /// A monotonic sum.
@@ -106,7 +106,7 @@ impl MetricKind {
 }
 
 /// A number as sent: integers stay integers.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Number {
     /// An unsigned integer.
@@ -128,7 +128,7 @@ impl std::fmt::Display for Number {
 }
 
 /// An attribute value as sent.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum AttributeValue {
     /// A string.

@@ -1,0 +1,264 @@
+//! What a person running a node sees of survey: `mesh-llm survey show`
+//! prints exactly what the collector decoded, local mode shows what would be
+//! sent and sends nothing, and failing exports leave one warning in the
+//! node's log, not one line per export.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use support::*;
+
+fn qwen(dir: &TestDir) -> std::path::PathBuf {
+    write_model(
+        dir,
+        "models/Qwen3-8B-Q4_K_M.gguf",
+        ModelFile {
+            architecture: Some("qwen3"),
+            file_type: Some(15),
+            ..ModelFile::default()
+        },
+    )
+}
+
+/// `mesh-llm survey show --json`, or `None` while the node has no export.
+fn show_json(node: &Node) -> Option<Vec<survey::SentRow>> {
+    let out = node.cli(&["survey", "show", "--json"]);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).expect("survey show --json"))
+}
+
+/// `GET /survey/export` on the node's control API.
+fn last_export(node: &Node) -> Option<survey::LastExport> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(node.api).ok()?;
+    stream
+        .write_all(b"GET /survey/export HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")
+        .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200")
+        .then(|| serde_json::from_str(body).expect("export JSON"))
+}
+
+fn row_text(row: &survey::SentRow) -> String {
+    let attributes: BTreeMap<String, String> = row
+        .attributes
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
+    let value = match (&row.value, row.count) {
+        (Some(v), _) => v.to_string().parse::<f64>().unwrap(),
+        (None, Some(count)) => count as f64,
+        (None, None) => panic!("a row without a value: {row:?}"),
+    };
+    format!(
+        "{} {} {attributes:?} {value} {:?} {:?} {:?}",
+        row.metric,
+        row.unit,
+        row.sum,
+        row.bounds.clone().unwrap_or_default(),
+        row.bucket_counts.clone().unwrap_or_default()
+    )
+}
+
+fn point_text(point: &Point) -> String {
+    format!(
+        "{} {} {:?} {} {:?} {:?} {:?}",
+        point.metric,
+        point.unit,
+        point.attributes,
+        point.value,
+        point.sum,
+        point.bounds,
+        point.bucket_counts
+    )
+}
+
+fn sorted(mut rows: Vec<String>) -> Vec<String> {
+    rows.sort();
+    rows
+}
+
+#[test]
+fn survey_show_prints_what_the_collector_decoded() {
+    let dir = TestDir::new("show");
+    let receiver = Receiver::start();
+    let node = Node::start(&dir, &telemetry_for(&receiver, ""), NodeOptions::default());
+    node.wait_started();
+    node.load(&qwen(&dir), &[]);
+    node.unload("Qwen3-8B-Q4_K_M");
+    node.load(&qwen(&dir), &[]);
+    // An export the collector accepted (the API says what became of it;
+    // `--json` prints the rows only).
+    let shown = wait_until(
+        "a sent export holding the unload",
+        Duration::from_secs(20),
+        || {
+            last_export(&node).filter(|export| {
+                export.outcome == survey::sent::ExportOutcome::Sent
+                    && export
+                        .rows
+                        .iter()
+                        .any(|r| r.metric == survey::schema::UNLOAD_TOTAL)
+            })
+        },
+    );
+    let shown = sorted(shown.rows.iter().map(row_text).collect());
+    let printed = show_json(&node).expect("survey show --json");
+    assert!(
+        printed
+            .iter()
+            .any(|r| r.metric == survey::schema::UNLOAD_TOTAL)
+    );
+    // The same export, as the receiver decoded it from the wire.
+    let decoded = wait_until(
+        "the shown export at the receiver",
+        Duration::from_secs(20),
+        || {
+            receiver
+                .requests()
+                .iter()
+                .map(|r| sorted(r.points().iter().map(point_text).collect()))
+                .find(|points| *points == shown)
+        },
+    );
+    for metric in [
+        survey::schema::LAUNCH_TOTAL,
+        survey::schema::LAUNCH_SUCCESS_TOTAL,
+        survey::schema::LAUNCH_DURATION_MS,
+        survey::schema::UNLOAD_TOTAL,
+        survey::schema::UPTIME_S,
+        survey::schema::LOADED_MODELS,
+    ] {
+        assert!(
+            decoded.iter().any(|p| p.starts_with(&format!("{metric} "))),
+            "{metric}: {decoded:#?}"
+        );
+    }
+
+    let out = node.cli(&["survey", "show"]);
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.starts_with("last export: collected "), "{table}");
+    assert!(table.contains(", sent, "), "{table}");
+    assert!(table.contains("service.instance.id="), "{table}");
+    for metric in [
+        survey::schema::LAUNCH_SUCCESS_TOTAL,
+        survey::schema::UNLOAD_TOTAL,
+        survey::schema::LAUNCH_DURATION_MS,
+    ] {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(metric))
+            .unwrap_or_else(|| panic!("{metric} in {table}"));
+        assert!(line.contains("mesh_llm.model=Qwen3-8B-Q4_K_M"), "{line}");
+    }
+    assert!(
+        table
+            .lines()
+            .any(|l| l.trim_start().starts_with("sum ") && l.contains("buckets <=")),
+        "{table}"
+    );
+    let (exit, _, _) = node.terminate();
+    assert!(exit.success());
+}
+
+#[test]
+fn local_mode_shows_what_would_be_sent_and_sends_nothing() {
+    let dir = TestDir::new("local");
+    let receiver = Receiver::start();
+    let endpoint = receiver.endpoint();
+    // No plugin entry: local mode opts in by itself. The endpoints in the
+    // config and the environment are not used.
+    let config = format!(
+        "[telemetry]\nmode = \"local\"\nendpoint = \"{endpoint}\"\nexport_interval_secs = 0.3\n"
+    );
+    let node = Node::start(
+        &dir,
+        &config,
+        NodeOptions {
+            env: &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())],
+            ..NodeOptions::default()
+        },
+    );
+    node.wait_started();
+    node.load(&qwen(&dir), &[]);
+    let rows = wait_until(
+        "a local collection with the launch",
+        Duration::from_secs(20),
+        || {
+            show_json(&node).filter(|rows| {
+                rows.iter()
+                    .any(|r| r.metric == survey::schema::LAUNCH_SUCCESS_TOTAL)
+            })
+        },
+    );
+    assert!(rows.iter().any(|r| r.metric == survey::schema::MODEL_LOADED
+        && r.attributes.get("mesh_llm.model").map(|v| v.to_string())
+            == Some("Qwen3-8B-Q4_K_M".into())));
+    let out = node.cli(&["survey", "show"]);
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("local (not sent)"), "{table}");
+    let status = node.status();
+    assert!(
+        status.survey.contains("nothing is sent"),
+        "{}",
+        status.survey
+    );
+    let (exit, _, _) = node.terminate();
+    assert!(exit.success());
+    assert!(receiver.requests().is_empty(), "local mode sent a request");
+}
+
+#[test]
+fn failing_exports_leave_one_warning_in_the_node_log_and_one_line_on_recovery() {
+    let dir = TestDir::new("health");
+    let receiver = Receiver::start();
+    let (addr, telemetry) = (receiver.addr(), telemetry_for(&receiver, ""));
+    receiver.stop();
+    let node = Node::start(&dir, &telemetry, NodeOptions::default());
+    node.wait_started();
+    node.load(&qwen(&dir), &[]);
+    // Exports every 300 ms: several fail.
+    node.wait_status(Duration::from_secs(20), |s| {
+        s.survey.contains("failing (6 in a row)")
+    });
+    let receiver = Receiver::start_on(addr).unwrap();
+    node.wait_status(Duration::from_secs(20), |s| {
+        s.survey.contains("(since recovered): connection refused")
+    });
+    let log = node.stderr();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("survey: exports to"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(lines[0].contains("WARN"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("are failing: connection refused"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].contains("INFO"), "{}", lines[1]);
+    assert!(lines[1].contains("succeed again after"), "{}", lines[1]);
+    let (exit, _, _) = node.terminate();
+    assert!(exit.success());
+    drop(receiver);
+}
+
+#[test]
+fn survey_show_explains_why_there_is_nothing_to_show() {
+    let dir = TestDir::new("show-off");
+    let node = Node::start(&dir, "", NodeOptions::default());
+    node.wait_started();
+    let out = node.cli(&["survey", "show"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("survey: disabled (not enabled"), "{stderr}");
+    let (exit, _, _) = node.terminate();
+    assert!(exit.success());
+}

@@ -1,0 +1,66 @@
+//! On a macro error the item is kept as written: the error is the only one
+//! (no missing trait item, no unused import, no unknown function).
+#![deny(unused_imports)]
+
+use std::collections::HashMap;
+
+struct Spec;
+impl survey::SurveyModel for Spec {
+    fn survey_facts(&self) -> survey::ModelFacts {
+        survey::ModelFacts::new(1, "m")
+    }
+}
+
+#[derive(Debug, survey::FailureReason)]
+enum LaunchError {
+    #[survey(reason = "spawn_failed")]
+    Spawn,
+    Forgotten,
+}
+
+trait Backend {
+    async fn load(&self, spec: &Spec) -> Result<usize, LaunchError>;
+    fn unload(&self, spec: &Spec) -> Result<(), LaunchError>;
+    fn exited(&self, spec: &Spec);
+}
+
+struct Host;
+
+impl Backend for Host {
+    #[survey::launch(kind = "runtime_lod", model = spec)]
+    async fn load(&self, spec: &Spec) -> Result<usize, LaunchError> {
+        let models: HashMap<u32, &Spec> = HashMap::from([(1, spec)]);
+        Ok(models.len())
+    }
+
+    #[survey::unload(kind = "startup", model = spec)]
+    fn unload(&self, spec: &Spec) -> Result<(), LaunchError> {
+        drop(spec);
+        Err(LaunchError::Spawn)
+    }
+
+    #[survey::exit]
+    fn exited(&self, spec: &Spec) {
+        drop(spec);
+    }
+}
+
+#[survey::launch(kind = "startup", model = spec)]
+fn not_async(spec: &Spec) -> Result<(), LaunchError> {
+    drop(spec);
+    Err(LaunchError::Forgotten)
+}
+
+/// Compiles although `LaunchError`'s derive failed.
+#[survey::launch(kind = "startup", model = spec)]
+async fn launch(spec: &Spec) -> Result<(), LaunchError> {
+    Ok(())
+}
+
+fn main() {
+    let _ = Host.unload(&Spec);
+    Host.exited(&Spec);
+    let _ = Host.load(&Spec);
+    let _ = not_async(&Spec);
+    let _ = launch(&Spec);
+}
