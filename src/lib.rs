@@ -100,10 +100,10 @@
 pub use survey_macros::{FailureReason, exit, launch, unload};
 pub use survey_runtime::{
     ContextBucket, DeviceFacts, DisabledReason, ExportProblem, FailureKind, FailureReason, GpuInfo,
-    HardwareFacts, InstanceKey, InvalidSetting, LastExport, LastFailure, LaunchKind, Mode,
-    ModelFacts, Resolution, SentRow, Settings, Setup, ShutdownReport, Status, SurveyGuard,
-    SurveyModel, TelemetryConfig, config, hardware, init, last_export, otel, privacy, schema, sent,
-    status,
+    HardwareFacts, InstanceKey, InvalidSetting, LastExport, LastFailure, LaunchKind, ModelFacts,
+    Resolution, SentRow, Settings, Setup, ShutdownReport, Status, SurveyGuard, SurveyModel,
+    TelemetryConfig, TelemetryMode, config, hardware, init, last_export, otel, privacy, schema,
+    sent, status,
 };
 
 /// Records an unexpected exit of `model` without the `#[survey::exit]`

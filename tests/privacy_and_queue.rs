@@ -62,6 +62,8 @@ async fn canaries_in_paths_urls_and_facts_never_reach_the_wire() {
             "https://CANARYUSER:CANARYTOKEN@CANARYHOST.example/CANARYDIR/gemma.gguf?token=CANARYTOKEN",
             "~/CANARYDIR/tiny-00001-of-00002.gguf",
             "CANARYUSER/local-model",
+            "https://CANARYUSER:CANARYTOKEN@CANARYHOST.example",
+            "https://CANARYHOST.example/?token=CANARYTOKEN",
         ];
         for (i, source) in sources.iter().enumerate() {
             let model = Leaky {

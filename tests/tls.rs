@@ -124,6 +124,41 @@ async fn exports_over_https_only_to_a_trusted_collector() {
     assert!(misnamed.requests().is_empty());
     drop(guard);
 
+    // A trusted certificate that has expired.
+    let mut expired = pki_for("expired", &["localhost"]);
+    {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "survey test CA expired");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::from_params(&ca_params, &ca_key);
+        let server_key = KeyPair::generate().unwrap();
+        let mut server_params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        server_params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        server_params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
+        expired.ca_pem = ca_cert.pem();
+        expired.server_chain = vec![server_cert.der().to_vec()];
+        expired.server_key = server_key.serialize_der();
+    }
+    std::fs::write(&ca_file, &expired.ca_pem).unwrap();
+    let stale = Receiver::start_tls(expired.server_chain, expired.server_key).unwrap();
+    let endpoint = format!("https://localhost:{}", stale.addr().port());
+    let guard = start(&endpoint, "timeout_secs = 2");
+    load(&Spec::new(5, "/m/gemma.gguf", 4096), Duration::ZERO, None)
+        .await
+        .unwrap();
+    assert!(guard.flush(Duration::from_secs(10)));
+    assert_eq!(
+        guard.status().last_failure.map(|f| f.problem),
+        Some(survey::ExportProblem::CertificateExpired)
+    );
+    assert!(stale.requests().is_empty());
+    drop(guard);
+
     // An https:// endpoint that speaks plain HTTP: like any HTTP server, it
     // answers a TLS hello with 400.
     let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

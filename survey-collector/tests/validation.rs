@@ -231,6 +231,12 @@ fn each_rule_rejects_the_whole_point() {
             |r| set_attr(r, kv_str("mesh_llm.model", "https://x.example/m")),
         ),
         (
+            "model as a URL without a path",
+            Rejection::AttributeValue,
+            counter_request,
+            |r| set_attr(r, kv_str("mesh_llm.model", "https://user:pw@host.example")),
+        ),
+        (
             "architecture not lowercased",
             Rejection::AttributeValue,
             counter_request,
@@ -305,6 +311,12 @@ fn each_rule_rejects_the_whole_point() {
             Rejection::AttributeValue,
             counter_request,
             |r| set_attr(r, kv_str("mesh_llm.service_version", "1.0 beta")),
+        ),
+        (
+            "version holding a path",
+            Rejection::AttributeValue,
+            counter_request,
+            |r| set_attr(r, kv_str("mesh_llm.service_version", "1.0/home/alice")),
         ),
         (
             "attribute without value",

@@ -172,7 +172,7 @@ pub enum Compression {
 
 /// Where the collected metrics go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub enum TelemetryMode {
     /// Exported to the endpoint (`mode = "export"`, the default).
     Export,
     /// Recorded locally only (`mode = "local"`): nothing is sent.
@@ -195,7 +195,7 @@ pub enum Temporality {
 #[non_exhaustive]
 pub struct Settings {
     /// Export, or record locally only.
-    pub mode: Mode,
+    pub mode: TelemetryMode,
     /// Full URL the metrics are posted to (empty in local mode).
     pub endpoint: String,
     /// The config key or variable the endpoint came from.
@@ -227,8 +227,8 @@ impl Settings {
     /// logs; `local` in local mode.
     pub fn display_endpoint(&self) -> String {
         match self.mode {
-            Mode::Export => display_url(&self.endpoint),
-            Mode::Local => "local (nothing is sent)".to_string(),
+            TelemetryMode::Export => display_url(&self.endpoint),
+            TelemetryMode::Local => "local (nothing is sent)".to_string(),
         }
     }
 }
@@ -344,8 +344,8 @@ fn resolve(
         return Err(DisabledReason::SwitchedOff("telemetry.enabled"));
     }
     let mode = match config.mode.as_deref().map(str::trim) {
-        None | Some("export") => Mode::Export,
-        Some("local") => Mode::Local,
+        None | Some("export") => TelemetryMode::Export,
+        Some("local") => TelemetryMode::Local,
         Some(_) => {
             return Err(
                 InvalidSetting::new("telemetry.mode", "expected \"export\" or \"local\"").into(),
@@ -356,7 +356,7 @@ fn resolve(
     if !(plugin_enabled == Some(true)
         || config.enabled == Some(true)
         || config_names_endpoint
-        || mode == Mode::Local)
+        || mode == TelemetryMode::Local)
     {
         return Err(DisabledReason::NotOptedIn);
     }
@@ -364,7 +364,7 @@ fn resolve(
         return Err(DisabledReason::SdkDisabled);
     }
 
-    let (endpoint, endpoint_source) = if mode == Mode::Local {
+    let (endpoint, endpoint_source) = if mode == TelemetryMode::Local {
         (String::new(), "telemetry.mode")
     } else if let Some(url) = &config.metrics.endpoint {
         (
@@ -395,21 +395,28 @@ fn resolve(
     let env_headers = [env::METRICS_HEADERS, env::HEADERS]
         .into_iter()
         .find_map(|key| var(key).map(|value| (key, value)))
-        .filter(|_| mode == Mode::Export);
+        .filter(|_| mode == TelemetryMode::Export);
     if let Some((key, value)) = env_headers {
         for (name, value) in parse_header_list(key, &value)? {
             headers.insert(name, value);
         }
     }
-    for (name, value) in config.headers.iter().filter(|_| mode == Mode::Export) {
+    for (name, value) in config
+        .headers
+        .iter()
+        .filter(|_| mode == TelemetryMode::Export)
+    {
         let (name, value) = checked_header(&format!("telemetry.headers.{name}"), name, value)?;
         headers.insert(name, value);
     }
 
+    // Local mode sends nothing: the transport's variables, set for other
+    // programs perhaps, are not read.
+    let transport_var = |key: &str| var(key).filter(|_| mode == TelemetryMode::Export);
     let protocol = match first(
         &config.protocol,
         "telemetry.protocol",
-        &var,
+        &transport_var,
         &[env::METRICS_PROTOCOL, env::PROTOCOL],
     ) {
         None => Protocol::HttpProtobuf,
@@ -436,7 +443,7 @@ fn resolve(
     let compression = match first(
         &config.compression,
         "telemetry.compression",
-        &var,
+        &transport_var,
         &[env::METRICS_COMPRESSION, env::COMPRESSION],
     ) {
         None => Compression::Gzip,
@@ -459,7 +466,7 @@ fn resolve(
         Some(secs) => positive_secs("telemetry.timeout_secs", secs)?,
         None => match [env::METRICS_TIMEOUT, env::TIMEOUT]
             .into_iter()
-            .find_map(|key| var(key).map(|v| (key, v)))
+            .find_map(|key| transport_var(key).map(|v| (key, v)))
         {
             Some((key, ms)) => positive_millis(key, &ms)?,
             None => DEFAULT_TIMEOUT,

@@ -24,7 +24,7 @@ use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::{Instrument, PeriodicReader, SdkMeterProvider, Stream};
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
 
-use crate::config::{Compression, Mode, Protocol, Settings, Temporality};
+use crate::config::{Compression, Protocol, Settings, TelemetryMode, Temporality};
 use crate::schema::ResourceKey;
 use crate::sent::{ExportOutcome, LastExportCell};
 use crate::status::{ExportCounters, ExportProblem};
@@ -40,8 +40,10 @@ pub(crate) const CARDINALITY_LIMIT: usize = 2000;
 
 /// Launched instances since the last series reset at which a reset is due
 /// even before `telemetry.series_reset_secs` has passed. Each instance
-/// adds at most one series per instrument, so a period holds at most this
-/// many plus what arrives while exports fail: 1,500 more before overflow.
+/// adds at most one series per instrument. A reset needs an export that
+/// succeeds with nothing recorded after its collection began, so a period
+/// holds this many plus what arrives until such an export: 1,500 more
+/// before the limit.
 pub(crate) const SERIES_RESET_DUE_AT: usize = 500;
 
 /// What every generation of the pipeline shares: settings, counters, the
@@ -56,7 +58,8 @@ pub(crate) struct Pipeline {
 }
 
 /// One meter provider's own state. A series reset retires a generation:
-/// its exporter then sends nothing, so shutting it down costs no request.
+/// its exporter starts no export after that (one already in flight ends as
+/// it would have), so shutting it down costs no request.
 #[derive(Debug, Default)]
 pub(crate) struct Generation {
     retired: AtomicBool,
@@ -75,6 +78,11 @@ impl Generation {
     pub(crate) fn retire(&self) {
         self.retired.store(true, Ordering::SeqCst);
     }
+
+    /// Tells generations apart in reset requests.
+    pub(crate) fn id(self: &Arc<Self>) -> usize {
+        Arc::as_ptr(self) as usize
+    }
 }
 
 /// When a series reset is due, and the wake-up of the recorder that does it.
@@ -86,9 +94,9 @@ pub(crate) struct SeriesReset {
     pub ended_series: AtomicBool,
     /// The recorder saw [`SERIES_RESET_DUE_AT`] instances since the last reset.
     pub crowded: AtomicBool,
-    /// Asks the recorder to reset; the argument is the events count all of
-    /// which the successful export held.
-    request: OnceLock<Box<dyn Fn(u64) + Send + Sync>>,
+    /// Asks the recorder to reset: the generation whose export succeeded,
+    /// and the events count all of which that export held.
+    request: OnceLock<Box<dyn Fn(usize, u64) + Send + Sync>>,
 }
 
 impl SeriesReset {
@@ -102,13 +110,18 @@ impl SeriesReset {
         }
     }
 
-    pub(crate) fn set_request(&self, request: impl Fn(u64) + Send + Sync + 'static) {
+    pub(crate) fn set_request(&self, request: impl Fn(usize, u64) + Send + Sync + 'static) {
         let _ = self.request.set(Box::new(request));
     }
 
-    /// After a whole success that held every event up to `exported_events`:
-    /// asks the recorder for a reset if one is due.
-    fn after_success(&self, now: Instant, exported_events: u64) {
+    /// Whether resets happen at all (the recorder then tracks instances).
+    pub(crate) fn enabled(&self) -> bool {
+        self.every.is_some()
+    }
+
+    /// After a whole success of `generation` that held every event up to
+    /// `exported_events`: asks the recorder for a reset if one is due.
+    fn after_success(&self, now: Instant, generation: usize, exported_events: u64) {
         let Some(every) = self.every else {
             return;
         };
@@ -122,7 +135,7 @@ impl SeriesReset {
         if (waited >= every || self.crowded.load(Ordering::SeqCst))
             && let Some(request) = self.request.get()
         {
-            request(exported_events);
+            request(generation, exported_events);
         }
     }
 
@@ -144,8 +157,8 @@ pub(crate) fn meter_provider(
 ) -> Result<SdkMeterProvider, String> {
     let settings = &pipeline.settings;
     let inner = match settings.mode {
-        Mode::Local => None,
-        Mode::Export => Some(otlp_exporter(pipeline)?),
+        TelemetryMode::Local => None,
+        TelemetryMode::Export => Some(otlp_exporter(pipeline)?),
     };
     let reader = PeriodicReader::builder(SurveyExporter {
         inner,
@@ -300,7 +313,7 @@ impl PushMetricExporter for SurveyExporter {
             let _ = pipeline.counters.export_finished(Instant::now(), Ok(()));
             pipeline
                 .reset
-                .after_success(Instant::now(), exported_events);
+                .after_success(Instant::now(), self.generation.id(), exported_events);
             return Ok(());
         };
         pipeline.last_export.keep(metrics, ExportOutcome::Sending);
@@ -320,7 +333,7 @@ impl PushMetricExporter for SurveyExporter {
         if whole {
             pipeline
                 .reset
-                .after_success(Instant::now(), exported_events);
+                .after_success(Instant::now(), self.generation.id(), exported_events);
         }
         result
     }
@@ -370,6 +383,8 @@ impl SurveyHttpClient {
                     .timeout(timeout)
                     .connect_timeout(timeout.min(Duration::from_secs(5)))
                     .redirect(reqwest::redirect::Policy::none())
+                    // No idle-connection timer waking the client between exports.
+                    .pool_idle_timeout(None)
                     .dns_resolver(Arc::new(resolver))
                     .build()
             })
@@ -439,21 +454,30 @@ impl HttpClient for SurveyHttpClient {
 }
 
 /// The points a collector's `partial_success` says it rejected, if any.
-fn rejected_points(protocol: Protocol, body: &[u8]) -> Option<i64> {
+fn rejected_points(protocol: Protocol, body: &[u8]) -> Option<u64> {
     use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
     if body.is_empty() {
         return None;
     }
-    let response = match protocol {
+    let rejected = match protocol {
         Protocol::HttpProtobuf => {
-            <ExportMetricsServiceResponse as prost::Message>::decode(body).ok()?
+            <ExportMetricsServiceResponse as prost::Message>::decode(body)
+                .ok()?
+                .partial_success?
+                .rejected_data_points
         }
-        Protocol::HttpJson => serde_json::from_slice::<ExportMetricsServiceResponse>(body).ok()?,
+        // OTLP/JSON writes 64-bit integers as strings, and some senders as
+        // numbers: take either.
+        Protocol::HttpJson => {
+            let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
+            let count = answer.get("partialSuccess")?.get("rejectedDataPoints")?;
+            match count {
+                serde_json::Value::String(text) => text.trim().parse().ok()?,
+                number => number.as_i64()?,
+            }
+        }
     };
-    response
-        .partial_success
-        .map(|p| p.rejected_data_points)
-        .filter(|n| *n > 0)
+    u64::try_from(rejected).ok().filter(|n| *n > 0)
 }
 
 /// A host name that did not resolve; found again in the error chain.
@@ -462,31 +486,27 @@ fn rejected_points(protocol: Protocol, body: &[u8]) -> Option<i64> {
 struct ResolveFailed(#[source] std::io::Error);
 
 /// Name resolution for the HTTP client: the host's resolver, else the
-/// system's on a thread of its own (a slow lookup never holds the client's
-/// runtime), its failures marked so [`classify`] can name them.
+/// system's, on the client runtime's pool of blocking threads (bounded, and
+/// reused), its failures marked so [`classify`] can name them.
 struct HostResolver(Option<Resolver>);
 
 impl reqwest::dns::Resolve for HostResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_string();
         let resolver = self.0.clone();
-        let (tx, rx) = futures_channel::oneshot::channel();
-        let spawned = std::thread::Builder::new()
-            .name("survey-resolve".into())
-            .spawn(move || {
-                let result = match resolver {
-                    Some(resolve) => resolve(&host),
-                    None => std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 0))
-                        .map(|addrs| addrs.collect()),
-                };
-                let _ = tx.send(result);
-            });
+        let lookup = move || match resolver {
+            Some(resolve) => resolve(&host),
+            None => std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 0))
+                .map(|addrs| addrs.collect()),
+        };
+        let pending =
+            tokio::runtime::Handle::try_current().map(|runtime| runtime.spawn_blocking(lookup));
         Box::pin(async move {
-            let result = match spawned {
-                Ok(_) => rx
+            let result = match pending {
+                Ok(task) => task
                     .await
-                    .unwrap_or_else(|_| Err(std::io::Error::other("the resolver thread ended"))),
-                Err(error) => Err(error),
+                    .unwrap_or_else(|_| Err(std::io::Error::other("the lookup was cancelled"))),
+                Err(_) => Err(std::io::Error::other("no runtime to resolve on")),
             };
             match result {
                 Ok(addrs) if !addrs.is_empty() => {
@@ -544,8 +564,16 @@ fn tls_problem(error: &rustls::Error) -> Option<ExportProblem> {
         rustls::Error::InvalidCertificate(
             C::NotValidForName | C::NotValidForNameContext { .. },
         ) => ExportProblem::CertificateNameMismatch,
+        rustls::Error::InvalidCertificate(
+            C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. },
+        ) => ExportProblem::CertificateExpired,
         rustls::Error::InvalidCertificate(_) => ExportProblem::CertificateNotTrusted,
-        rustls::Error::InvalidMessage(_) => ExportProblem::PlainHttp,
+        // What an HTTP server answers to a TLS hello ("HTTP/1.1 400 ...")
+        // is no TLS record.
+        rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType
+            | rustls::InvalidMessage::UnknownProtocolVersion,
+        ) => ExportProblem::PlainHttp,
         _ => ExportProblem::Tls,
     })
 }
@@ -553,6 +581,71 @@ fn tls_problem(error: &rustls::Error) -> Option<ExportProblem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejected_points_are_read_in_both_encodings_and_both_json_forms() {
+        use opentelemetry_proto::tonic::collector::metrics::v1::{
+            ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+        };
+        let answer = |rejected_data_points| ExportMetricsServiceResponse {
+            partial_success: Some(ExportMetricsPartialSuccess {
+                rejected_data_points,
+                error_message: "why".into(),
+            }),
+        };
+        let proto = prost::Message::encode_to_vec(&answer(4));
+        assert_eq!(rejected_points(Protocol::HttpProtobuf, &proto), Some(4));
+        let none = prost::Message::encode_to_vec(&answer(0));
+        assert_eq!(rejected_points(Protocol::HttpProtobuf, &none), None);
+        assert_eq!(rejected_points(Protocol::HttpProtobuf, b""), None);
+        for (body, expected) in [
+            (r#"{"partialSuccess":{"rejectedDataPoints":"7"}}"#, Some(7)),
+            (r#"{"partialSuccess":{"rejectedDataPoints":7}}"#, Some(7)),
+            (r#"{"partialSuccess":{"rejectedDataPoints":"0"}}"#, None),
+            (
+                r#"{"partialSuccess":{"errorMessage":"warning only"}}"#,
+                None,
+            ),
+            (r#"{}"#, None),
+            ("not json", None),
+        ] {
+            assert_eq!(
+                rejected_points(Protocol::HttpJson, body.as_bytes()),
+                expected,
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn tls_errors_name_their_cause() {
+        use rustls::CertificateError as C;
+        let cases = [
+            (C::UnknownIssuer, ExportProblem::CertificateNotTrusted),
+            (C::BadSignature, ExportProblem::CertificateNotTrusted),
+            (C::Expired, ExportProblem::CertificateExpired),
+            (C::NotValidYet, ExportProblem::CertificateExpired),
+            (C::NotValidForName, ExportProblem::CertificateNameMismatch),
+        ];
+        for (error, expected) in cases {
+            let wrapped = std::io::Error::other(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(error),
+            ));
+            assert_eq!(classify(&wrapped), expected);
+        }
+        let plain = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+        );
+        assert_eq!(classify(&plain), ExportProblem::PlainHttp);
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(classify(&refused), ExportProblem::ConnectionRefused);
+        let unresolved = std::io::Error::other(ResolveFailed(std::io::Error::other("x")));
+        assert_eq!(classify(&unresolved), ExportProblem::NameResolution);
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(classify(&reset), ExportProblem::Connection);
+    }
 
     #[test]
     fn instance_ids_are_uuid_v4_and_drawn_once() {

@@ -41,13 +41,15 @@ mod status;
 #[doc(hidden)]
 pub mod __private;
 
-pub use config::{DisabledReason, InvalidSetting, Mode, Resolution, Settings, TelemetryConfig};
+pub use config::{
+    DisabledReason, InvalidSetting, Resolution, Settings, TelemetryConfig, TelemetryMode,
+};
 pub use failure::FailureReason;
 pub use hardware::{GpuInfo, HardwareFacts};
 pub use lifecycle::{Setup, ShutdownReport, SurveyGuard, init, last_export, status};
 pub use model::{DeviceFacts, InstanceKey, ModelFacts, SurveyModel};
 pub use schema::{ContextBucket, FailureKind, LaunchKind};
-pub use sent::{LastExport, SentRow};
+pub use sent::{AttributeValue, ExportOutcome, LastExport, MetricKind, Number, SentRow};
 pub use status::{ExportProblem, LastFailure, Status};
 
 /// The OpenTelemetry crates survey is built on, so hosts can name their types

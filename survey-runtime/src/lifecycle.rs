@@ -10,7 +10,7 @@ use opentelemetry::metrics::MeterProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
 use crate::config::{
-    DisabledReason, EnvSource, Mode, ProcessEnv, Resolution, Settings, TelemetryConfig,
+    DisabledReason, EnvSource, ProcessEnv, Resolution, Settings, TelemetryConfig, TelemetryMode,
 };
 use crate::export::{self, Generation, Pipeline, Resolver, SeriesReset};
 use crate::hardware::HardwareFacts;
@@ -133,7 +133,9 @@ impl Setup {
 
     /// Resolves the collector's host name with `resolve` instead of the
     /// system resolver (for hosts with their own resolver, and for tests
-    /// of a name that does not resolve). It runs on a thread of its own.
+    /// of a name that does not resolve). It gets the bare host name and
+    /// runs on the HTTP client's pool of blocking threads; the endpoint's
+    /// port replaces the port of each address it returns.
     pub fn resolver(
         mut self,
         resolve: impl Fn(&str) -> std::io::Result<Vec<std::net::SocketAddr>> + Send + Sync + 'static,
@@ -225,7 +227,7 @@ impl Setup {
         let meter = provider.meter(crate::schema::SCOPE_NAME);
         let instruments = Instruments::new(&meter, &shared, &generation, &pipeline.counters);
         let queue = Arc::new(EventQueue::new(settings.queue_size));
-        let provider = Arc::new(Mutex::new(provider));
+        let provider = Arc::new(Mutex::new(Some(provider)));
         let parts = WorkerParts {
             queue: queue.clone(),
             instruments,
@@ -256,12 +258,12 @@ impl Setup {
             *last = None;
         }
         match settings.mode {
-            Mode::Export => tracing::info!(
+            TelemetryMode::Export => tracing::info!(
                 target: "survey",
                 endpoint = %active.endpoint,
                 "survey enabled: exporting model lifecycle metrics over OTLP/HTTP"
             ),
-            Mode::Local => tracing::info!(
+            TelemetryMode::Local => tracing::info!(
                 target: "survey",
                 "survey enabled in local mode: metrics are recorded here and never sent"
             ),
@@ -296,8 +298,9 @@ fn disabled(reason: DisabledReason) -> SurveyGuard {
 
 struct Running {
     active: Arc<Active>,
-    /// The current meter provider (a series reset replaces it).
-    provider: Arc<Mutex<SdkMeterProvider>>,
+    /// The current meter provider (a series reset replaces it; shutdown
+    /// takes it).
+    provider: Arc<Mutex<Option<SdkMeterProvider>>>,
     worker: Worker,
     shutdown_timeout: Duration,
 }
@@ -322,7 +325,7 @@ pub struct ShutdownReport {
 }
 
 impl SurveyGuard {
-    /// Whether metrics are being exported.
+    /// Whether survey is running: exporting, or in local mode recording.
     pub fn is_enabled(&self) -> bool {
         self.running.is_some()
     }
@@ -417,15 +420,23 @@ impl std::fmt::Debug for SurveyGuard {
 }
 
 /// The current meter provider.
-fn current(provider: &Mutex<SdkMeterProvider>) -> Option<SdkMeterProvider> {
-    provider.lock().ok().map(|p| p.clone())
+fn current(provider: &Mutex<Option<SdkMeterProvider>>) -> Option<SdkMeterProvider> {
+    provider
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
 }
 
-/// Shuts the provider down (final collect and export) on its own thread, and
-/// stops waiting at `deadline`: the SDK's own shutdown can wait 5 s and more.
-fn shutdown_provider(provider: &Mutex<SdkMeterProvider>, deadline: Instant) -> bool {
-    let Some(provider) = current(provider) else {
-        return false;
+/// Takes the provider (no series reset replaces it after this) and shuts it
+/// down (final collect and export) on its own thread; stops waiting at
+/// `deadline`: the SDK's own shutdown can wait 5 s and more.
+fn shutdown_provider(provider: &Mutex<Option<SdkMeterProvider>>, deadline: Instant) -> bool {
+    let taken = provider
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    let Some(provider) = taken else {
+        return true;
     };
     run_bounded(deadline, move || {
         let _ = provider.shutdown();

@@ -8,11 +8,13 @@
 //! - a model path or URL is reduced to the last non-empty segment (between
 //!   `/` or `\`) of what precedes its query string and fragment, and of that
 //!   to what follows its last `@` or `:` ([`model_id`], [`model_file`]):
-//!   directories go, and so do a URL's scheme, user info and host when it
-//!   has a path (of one without a path, the host is that last segment);
-//! - a token or GPU name holding a path separator, `@`, `?` or `=` is
-//!   refused whole ([`architecture`], [`gpu_name`], ...); a version is
-//!   never refused for its characters ([`service_version`]);
+//!   directories go, and so do a URL's scheme, user info, host and port;
+//! - a URL (text holding `://`) or network path (starting with two of `/`
+//!   and `\`) with no non-empty segment after its host, before its query
+//!   string and fragment, is refused whole: a host is never exported;
+//! - a token, GPU name or version holding a path separator, `@`, `?` or `=`
+//!   is refused whole ([`architecture`], [`gpu_name`], [`service_version`],
+//!   ...);
 //! - a GPU id is replaced by a hash ([`gpu_stable_id`]);
 //! - in every text kept, each run of characters outside the set becomes
 //!   one `-`.
@@ -84,6 +86,10 @@ const DIRECTORY_WORDS: &[&str] = &[
     "private",
 ];
 
+/// Characters that mark a path, URL, user name or query string: a token, GPU
+/// name or version holding any of them is refused whole.
+const REFUSED_CHARS: [char; 5] = ['/', '\\', '@', '?', '='];
+
 /// File extensions removed from model file names.
 const MODEL_EXTENSIONS: &[&str] = &[".gguf", ".ggml", ".bin", ".safetensors", ".llamafile"];
 
@@ -98,6 +104,9 @@ const MODEL_EXTENSIONS: &[&str] = &[".gguf", ".ggml", ".bin", ".safetensors", ".
 ///   each run of other characters than letters, digits and `._-` becomes
 ///   one `-`, and the result is cut to [`MAX_MODEL_LEN`] characters.
 ///   `/home/alice/models/Qwen3-8B-Q4_K_M.gguf` becomes `Qwen3-8B-Q4_K_M`.
+/// - A URL or network path with nothing after its host is refused, never
+///   reduced to its host: `https://user:pw@host.example`, `https://hf.co/`
+///   and `\\fileserver` give `None`.
 ///
 /// A canonical ref is `org/repo` with an optional `:TAG`, each part made of
 /// letters, digits and `._-` and starting with a letter or digit, with no
@@ -112,7 +121,8 @@ pub fn model_id(raw: &str) -> Option<SafeValue> {
 /// Normalizes a model that the host knows is a local file or URL, as
 /// [`model_id`] does anything that is not a canonical ref: only its file
 /// stem is kept, never an `org/repo` reading of a relative path
-/// (`alice/mymodel` becomes `mymodel`).
+/// (`alice/mymodel` becomes `mymodel`). A URL or network path with no
+/// non-empty segment after its host is refused.
 pub fn model_file(raw: &str) -> Option<SafeValue> {
     // One pass can leave a name that another pass shortens (`a.bin.gguf`
     // becomes `a.bin`, then `a`): repeat to a fixed point, so that an exported
@@ -131,9 +141,10 @@ pub fn model_file(raw: &str) -> Option<SafeValue> {
 /// One pass of [`model_file`].
 fn file_stem(raw: &str) -> Option<String> {
     let raw = raw.trim();
-    // Cut off query string and fragment, then keep the last path segment.
+    // Cut off query string and fragment, then the scheme, user info and
+    // host, then keep the last path segment.
     let without_query = raw.split(['?', '#']).next().unwrap_or_default();
-    let last = without_query
+    let last = after_host(without_query)?
         .rsplit(['/', '\\'])
         .find(|segment| !segment.is_empty())
         .unwrap_or_default();
@@ -141,6 +152,27 @@ fn file_stem(raw: &str) -> Option<String> {
     let last = last.rsplit(['@', ':']).next().unwrap_or_default();
     let stem = strip_split_suffix(strip_model_extension(last));
     restrict(stem, MAX_MODEL_LEN, is_name_char)
+}
+
+/// What follows the host of a URL (`scheme://user@host:port/path`) or
+/// network path (`//host/path`, `\\host\share`): its path, or `None`
+/// when the path has no non-empty segment, so that the host is never taken
+/// for a file name. Any other text is returned whole.
+fn after_host(text: &str) -> Option<&str> {
+    let rest = if let Some((_, rest)) = text.split_once("://") {
+        rest
+    } else if let Some(rest) = text
+        .strip_prefix(['/', '\\'])
+        .and_then(|t| t.strip_prefix(['/', '\\']))
+    {
+        rest
+    } else {
+        return Some(text);
+    };
+    let path = rest.find(['/', '\\']).map_or("", |start| &rest[start..]);
+    path.split(['/', '\\'])
+        .any(|segment| !segment.is_empty())
+        .then_some(path)
 }
 
 /// `org/repo` or `org/repo:TAG`, with no scheme, no leading directory word,
@@ -220,10 +252,16 @@ pub fn backend_device(raw: &str) -> Option<SafeValue> {
     token(raw, true)
 }
 
-/// Host version (`0.4.1`, `1.2.0-rc.1+abc`): letters, digits and `._-+`;
-/// each run of other characters becomes one `-`.
+/// Host version (`0.4.1`, `1.2.0-rc.1+abc`): letters, digits and `._-+`.
+/// A version holding a path separator, `@`, `?` or `=` is refused
+/// (`1.0/home/alice` gives `None`, never `1.0-home-alice`); otherwise each
+/// run of other characters becomes one `-` (`1.0 beta` gives `1.0-beta`).
 pub fn service_version(raw: &str) -> Option<SafeValue> {
-    restrict(raw.trim(), MAX_VALUE_LEN, |c| is_name_char(c) || c == '+').map(SafeValue)
+    let raw = raw.trim();
+    if raw.contains(REFUSED_CHARS) {
+        return None;
+    }
+    restrict(raw, MAX_VALUE_LEN, |c| is_name_char(c) || c == '+').map(SafeValue)
 }
 
 /// `service.name` resource value.
@@ -235,7 +273,7 @@ pub fn service_name(raw: &str) -> Option<SafeValue> {
 /// spaces and `._-+()`. A name holding a path separator, `@`, `=` or `?` is
 /// refused; each run of other characters (`:` among them) becomes one `-`.
 pub fn gpu_name(raw: &str) -> Option<SafeValue> {
-    if raw.contains(['/', '\\', '@', '=', '?']) {
+    if raw.contains(REFUSED_CHARS) {
         return None;
     }
     let collapsed = raw.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -290,12 +328,12 @@ pub fn is_gpu_stable_id(value: &str) -> bool {
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// A single token: refused if it holds a path separator, `@`, `?` or `=`;
-/// otherwise letters, digits and `._-`, each run of other characters
-/// becoming one `-`, optionally lowercased.
+/// A single token: refused if it holds a path separator (so any URL), `@`,
+/// `?` or `=`; otherwise letters, digits and `._-`, each run of other
+/// characters becoming one `-`, optionally lowercased.
 fn token(raw: &str, lowercase: bool) -> Option<SafeValue> {
     let raw = raw.trim();
-    if raw.contains(['/', '\\', '@', '?', '=']) || raw.contains("://") {
+    if raw.contains(REFUSED_CHARS) {
         return None;
     }
     let value = restrict(raw, MAX_VALUE_LEN, is_name_char)?;
@@ -384,6 +422,78 @@ mod tests {
         ];
         for (raw, expected) in cases {
             assert_eq!(m(raw).as_deref(), expected, "model_id({raw:?})");
+        }
+    }
+
+    #[test]
+    fn urls_without_a_path_are_refused_not_reduced_to_their_host() {
+        let cases = [
+            ("https://user:pw@host.example", None),
+            ("https://user:pw@host.example/", None),
+            ("https://user:pw@host.example/?token=abc#x", None),
+            ("https://hf.co/", None),
+            ("https://hf.co", None),
+            ("https://hf.co//", None),
+            ("https://hf.co?path=/org/repo/m.gguf", None),
+            ("http://host.example:8080", None),
+            ("http://[::1]:8080/", None),
+            ("file://", None),
+            ("file:///", None),
+            ("hf://host.example", None),
+            ("  https://host.example  ", None),
+            ("//host.example", None),
+            ("//host.example/", None),
+            ("\\\\fileserver", None),
+            ("\\\\fileserver\\", None),
+            // A `?` in user info ends the text read: what is left has no path.
+            ("https://user:p?w@host.example/m.gguf", None),
+            // With a path, only its last segment is kept.
+            ("https://user:pw@host.example/m.gguf", Some("m")),
+            ("https://host.example:8080/org/repo/m.gguf", Some("m")),
+            ("file:///home/alice/models/x.gguf", Some("x")),
+            ("//host.example/share/x.gguf", Some("x")),
+            ("\\\\fileserver\\models\\phi-4.gguf", Some("phi-4")),
+            // Not a URL: a bare name is a file name.
+            ("host.example", Some("host.example")),
+            ("/host.example", Some("host.example")),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(m(raw).as_deref(), expected, "model_id({raw:?})");
+            assert_eq!(
+                model_file(raw).map(SafeValue::into_string).as_deref(),
+                expected,
+                "model_file({raw:?})"
+            );
+        }
+    }
+
+    #[test]
+    fn service_versions_with_path_or_url_text_are_refused() {
+        let cases = [
+            ("1.2.0-rc.1+abc", Some("1.2.0-rc.1+abc")),
+            ("0.4.1", Some("0.4.1")),
+            ("  v0.4.1 ", Some("v0.4.1")),
+            ("1.0 beta", Some("1.0-beta")),
+            ("1.0-home-alice", Some("1.0-home-alice")),
+            ("1.0/home/alice", None),
+            ("/home/alice", None),
+            ("/home/alice/", None),
+            ("~/alice", None),
+            ("C:\\Users\\bob", None),
+            ("1.0\\bob", None),
+            ("alice@1.0", None),
+            ("https://host.example", None),
+            ("1.0?token=abc", None),
+            ("build=1", None),
+            ("", None),
+            ("  ", None),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(
+                service_version(raw).map(SafeValue::into_string).as_deref(),
+                expected,
+                "service_version({raw:?})"
+            );
         }
     }
 
@@ -515,6 +625,39 @@ mod tests {
             if let Some(v) = model_id(&url) {
                 prop_assert!(!v.as_str().contains(&canary));
                 prop_assert!(!v.as_str().contains("secret"));
+            }
+        }
+
+        #[test]
+        fn hosts_of_urls_without_a_path_are_never_exported(
+            scheme in "[a-z][a-z0-9+.-]{0,8}",
+            user in proptest::option::of("[A-Za-z0-9._~-]{1,10}(:[A-Za-z0-9._~-]{0,10})?"),
+            host in "[A-Za-z0-9-]{1,12}(\\.[A-Za-z0-9-]{1,8}){0,3}",
+            port in proptest::option::of(any::<u16>()),
+            tail in "[/\\\\]{0,3}([?#][A-Za-z0-9=&/:.@-]{0,20})?",
+        ) {
+            let user = user.map(|u| format!("{u}@")).unwrap_or_default();
+            let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+            let url = format!("{scheme}://{user}{host}{port}{tail}");
+            prop_assert_eq!(model_id(&url), None, "{}", url);
+            prop_assert_eq!(model_file(&url), None, "{}", url);
+        }
+
+        #[test]
+        fn text_with_path_or_url_characters_is_refused_whole(
+            raw in "[A-Za-z0-9 ._+:~-]{0,12}[/\\\\@?=][A-Za-z0-9 ._/\\\\+:@-]{0,20}",
+        ) {
+            let refusing: [(&str, Sanitizer); 7] = [
+                ("architecture", architecture),
+                ("quantization", quantization),
+                ("backend", backend),
+                ("backend_device", backend_device),
+                ("service_version", service_version),
+                ("service_name", service_name),
+                ("gpu_name", gpu_name),
+            ];
+            for (name, sanitize) in refusing {
+                prop_assert_eq!(sanitize(&raw), None, "{}({:?})", name, raw);
             }
         }
 

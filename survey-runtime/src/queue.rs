@@ -87,7 +87,7 @@ impl EventQueue {
         if self.events.force_push(event).is_some() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        if self.worker_idle.swap(false, Ordering::AcqRel)
+        if self.worker_idle.swap(false, Ordering::SeqCst)
             && let Some(worker) = self.worker.get()
         {
             worker.unpark();

@@ -243,9 +243,13 @@ pub(crate) enum HardwareSource {
 enum Command {
     /// Record what is queued, then answer.
     Drain(mpsc::Sender<()>),
-    /// Start every series anew if nothing was recorded after the collection
-    /// of the successful export that held these many events.
-    ResetSeries { exported_events: u64 },
+    /// Start every series anew if `generation` is the current one and
+    /// nothing was recorded after the collection of its successful export,
+    /// which held these many events.
+    ResetSeries {
+        generation: usize,
+        exported_events: u64,
+    },
     /// Record what is queued, then end.
     Stop,
 }
@@ -256,10 +260,12 @@ struct Recorder {
     queue: Arc<EventQueue>,
     instruments: Instruments,
     generation: Arc<Generation>,
-    provider: Arc<Mutex<SdkMeterProvider>>,
+    /// The current provider; `None` once shutdown has taken it.
+    provider: Arc<Mutex<Option<SdkMeterProvider>>>,
     shared: Shared,
     pipeline: Arc<Pipeline>,
-    /// Instances with series in the current provider.
+    /// Instances with series in the current provider (tracked only when
+    /// series resets are on).
     instances: HashSet<InstanceKey>,
 }
 
@@ -272,7 +278,10 @@ impl Recorder {
                     self.record_queued();
                     let _ = reply.send(());
                 }
-                Ok(Command::ResetSeries { exported_events }) => self.reset_series(exported_events),
+                Ok(Command::ResetSeries {
+                    generation,
+                    exported_events,
+                }) => self.reset_series(generation, exported_events),
                 Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => {
                     self.record_queued();
                     return;
@@ -286,8 +295,11 @@ impl Recorder {
 
     fn record_queued(&mut self) {
         let mut recorded = false;
+        let tracking = self.pipeline.reset.enabled();
         while let Some(event) = self.queue.pop() {
-            self.instances.insert(event.instance());
+            if tracking {
+                self.instances.insert(event.instance());
+            }
             self.instruments.record(&self.shared, event);
             self.pipeline
                 .counters
@@ -295,7 +307,7 @@ impl Recorder {
                 .fetch_add(1, Ordering::SeqCst);
             recorded = true;
         }
-        if recorded {
+        if recorded && tracking {
             let loaded = self.shared.registry.snapshot();
             let reset = &self.pipeline.reset;
             let ended = self.instances.iter().any(|key| !loaded.contains_key(key));
@@ -311,15 +323,26 @@ impl Recorder {
     /// anew and those of instances that ended are no longer exported. Only
     /// when every event recorded so far was in the export that just
     /// succeeded, so the old provider holds nothing unsent.
-    fn reset_series(&mut self, exported_events: u64) {
+    fn reset_series(&mut self, generation: usize, exported_events: u64) {
         let counters = &self.pipeline.counters;
-        if counters.events_recorded.load(Ordering::SeqCst) != exported_events {
+        if generation != self.generation.id()
+            || counters.events_recorded.load(Ordering::SeqCst) != exported_events
+        {
             return; // the next successful export asks again
         }
-        let generation = Arc::new(Generation::default());
-        let provider = match export::meter_provider(&self.pipeline, generation.clone()) {
+        let mut current = self
+            .provider
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.is_none() {
+            return; // shutting down
+        }
+        let next = Arc::new(Generation::default());
+        let provider = match export::meter_provider(&self.pipeline, next.clone()) {
             Ok(provider) => provider,
             Err(error) => {
+                // Not again before the next period.
+                self.pipeline.reset.done(Instant::now());
                 tracing::warn!(target: "survey", "survey: cannot restart its series: {error}");
                 return;
             }
@@ -327,20 +350,20 @@ impl Recorder {
         self.instruments = Instruments::new(
             &provider.meter(schema::SCOPE_NAME),
             &self.shared,
-            &generation,
+            &next,
             counters,
         );
-        std::mem::replace(&mut self.generation, generation).retire();
-        let old = match self.provider.lock() {
-            Ok(mut current) => std::mem::replace(&mut *current, provider),
-            Err(_) => return,
-        };
-        // A retired generation sends nothing: its shutdown is local work.
-        let _ = std::thread::Builder::new()
-            .name("survey-retire".into())
-            .spawn(move || {
-                let _ = old.shutdown();
-            });
+        let old = current.replace(provider);
+        drop(current);
+        std::mem::replace(&mut self.generation, next).retire();
+        // A retired generation starts no export: its shutdown is local work.
+        if let Some(old) = old {
+            let _ = std::thread::Builder::new()
+                .name("survey-retire".into())
+                .spawn(move || {
+                    let _ = old.shutdown();
+                });
+        }
         self.instances.clear();
         self.pipeline.reset.done(Instant::now());
         counters.series_resets.fetch_add(1, Ordering::Relaxed);
@@ -360,7 +383,7 @@ pub(crate) struct WorkerParts {
     pub queue: Arc<EventQueue>,
     pub instruments: Instruments,
     pub generation: Arc<Generation>,
-    pub provider: Arc<Mutex<SdkMeterProvider>>,
+    pub provider: Arc<Mutex<Option<SdkMeterProvider>>>,
     pub shared: Shared,
     pub pipeline: Arc<Pipeline>,
 }
@@ -398,9 +421,14 @@ impl Worker {
             thread: thread.thread().clone(),
         };
         let exporter_mailbox = mailbox.clone();
-        pipeline.reset.set_request(move |exported_events| {
-            exporter_mailbox.send(Command::ResetSeries { exported_events })
-        });
+        pipeline
+            .reset
+            .set_request(move |generation, exported_events| {
+                exporter_mailbox.send(Command::ResetSeries {
+                    generation,
+                    exported_events,
+                })
+            });
         Ok(Worker {
             mailbox,
             thread: Some(thread),
@@ -431,6 +459,15 @@ impl Worker {
             }
             // Still probing or recording: leave it to finish on its own.
             Err(_) => false,
+        }
+    }
+}
+
+impl Drop for Worker {
+    /// A worker dropped without [`Worker::stop`] still ends its thread.
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.mailbox.send(Command::Stop);
         }
     }
 }

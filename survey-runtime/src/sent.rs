@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// The content of one export, as it was handed to the exporter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LastExport {
     /// When it was collected, in seconds since the Unix epoch.
     pub collected_at_unix_secs: u64,
@@ -53,6 +54,7 @@ impl std::fmt::Display for ExportOutcome {
 /// One data point, flat: `value` for counters and gauges; `count`, `sum`,
 /// `bounds` and `bucket_counts` for histograms.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SentRow {
     /// Metric name.
     pub metric: String,

@@ -11,6 +11,7 @@ use crate::config::DisabledReason;
 
 /// A snapshot of survey's state. Local only: never exported.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Status {
     /// Whether survey is running (exporting, or recording locally).
     pub enabled: bool,
@@ -19,7 +20,7 @@ pub struct Status {
     /// Where metrics go, without credentials or query string; in local
     /// mode, says that nothing is sent.
     pub endpoint: Option<String>,
-    /// Exports the collector accepted whole.
+    /// Exports the collector accepted whole (in local mode: collections kept).
     pub exports_ok: u64,
     /// Exports that failed after their retries, or that the collector
     /// accepted only in part.
@@ -41,6 +42,7 @@ pub struct Status {
 
 /// The last failed export.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LastFailure {
     /// Why it failed.
     pub problem: ExportProblem,
@@ -48,8 +50,10 @@ pub struct LastFailure {
     pub age: Duration,
 }
 
-/// Why an export failed, as precisely as the transport tells. Never holds
-/// a response body, a URL or a header value.
+/// Why an export failed, as precisely as the transport tells. Survey puts
+/// no response body, URL or header value in it; `Other` carries the
+/// exporter's own message, which in the pinned `opentelemetry-otlp` is
+/// fixed text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExportProblem {
@@ -59,9 +63,14 @@ pub enum ExportProblem {
     /// Nothing accepts connections at the endpoint's address and port.
     #[error("connection refused: nothing is listening at the collector's address")]
     ConnectionRefused,
-    /// The collector's certificate does not chain to a trusted root.
+    /// The collector's certificate does not chain to a trusted root, or is
+    /// otherwise refused (bad signature, revoked, unusable).
     #[error("TLS: the collector's certificate is not trusted")]
     CertificateNotTrusted,
+    /// The collector's certificate has expired or is not valid yet (check
+    /// the clocks of both machines too).
+    #[error("TLS: the collector's certificate has expired or is not valid yet")]
+    CertificateExpired,
     /// The certificate is valid, but not for the endpoint's host name.
     #[error("TLS: the collector's certificate is not valid for the endpoint's host name")]
     CertificateNameMismatch,
@@ -80,7 +89,7 @@ pub enum ExportProblem {
     /// The collector accepted the export but rejected some of its points
     /// (its `partial_success`).
     #[error("the collector rejected {0} data point(s) of the export (partial_success)")]
-    Rejected(i64),
+    Rejected(u64),
     /// The connection failed another way (reset, closed early).
     #[error("the connection to the collector failed")]
     Connection,
@@ -165,7 +174,7 @@ impl std::fmt::Display for Age {
 }
 
 /// How often, at most, the log reminds that exports are still failing.
-pub const REMINDER_EVERY: Duration = Duration::from_secs(600);
+pub(crate) const REMINDER_EVERY: Duration = Duration::from_secs(600);
 
 /// A line for the host's log about export health.
 #[derive(Debug, Clone, PartialEq, Eq)]
