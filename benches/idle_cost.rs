@@ -30,7 +30,7 @@ impl survey::SurveyModel for Spec {
     fn survey_facts(&self) -> survey::ModelFacts {
         survey::ModelFacts::new(
             self.slot,
-            &format!("/models/model-{}-Q4_K_M.gguf", self.slot),
+            format!("/models/model-{}-Q4_K_M.gguf", self.slot),
         )
         .architecture("qwen3")
         .quantization("Q4_K_M")
