@@ -221,6 +221,16 @@ export_interval_secs = 1
         ))
     );
 
+    println!("\n== `mesh-llm survey show`: what the node says its last export held");
+    let shown = node.cli(&["survey", "show"]);
+    if !shown.status.success() {
+        return Err(format!(
+            "survey show failed: {}",
+            String::from_utf8_lossy(&shown.stderr)
+        ));
+    }
+    print!("{}", String::from_utf8_lossy(&shown.stdout));
+
     println!("\n== SIGTERM to the node: it unloads what is left, then makes a final export");
     let (status, took, _) = node.terminate();
     println!("   node exited: {status} after {:.1} s", took.as_secs_f64());

@@ -243,8 +243,10 @@ fn absolute(path: PathBuf) -> PathBuf {
 }
 
 /// Survey's last export as a table: when and what became of it, the
-/// resource, then one line per data point.
+/// resource, then one line per data point: its model (when it has one),
+/// its value and its other attributes exactly as sent.
 pub fn render_export(export: &survey::LastExport) -> String {
+    const MODEL: &str = "mesh_llm.model";
     let age = std::time::SystemTime::now()
         .duration_since(std::time::SystemTime::UNIX_EPOCH)
         .map_or(0, |now| now.as_secs())
@@ -255,17 +257,16 @@ pub fn render_export(export: &survey::LastExport) -> String {
         export.rows.len(),
         pairs(&export.resource)
     );
-    let widths = [40, 9, 9, 14];
-    out.push_str(&format!(
-        "{:<w0$} {:<w1$} {:<w2$} {:>w3$}  attributes\n",
+    let line = |metric: &str, kind: &str, unit: &str, value: &str, model: &str, rest: &str| {
+        format!("{metric:<37} {kind:<9} {unit:<10} {value:>7}  {model:<24} {rest}\n")
+    };
+    out.push_str(&line(
         "metric",
         "kind",
         "unit",
         "value",
-        w0 = widths[0],
-        w1 = widths[1],
-        w2 = widths[2],
-        w3 = widths[3]
+        MODEL,
+        "other attributes",
     ));
     for row in &export.rows {
         let value = match (&row.value, row.count) {
@@ -273,17 +274,19 @@ pub fn render_export(export: &survey::LastExport) -> String {
             (None, Some(count)) => format!("n={count}"),
             (None, None) => "-".to_string(),
         };
-        out.push_str(&format!(
-            "{:<w0$} {:<w1$} {:<w2$} {:>w3$}  {}\n",
-            row.metric,
+        let model = row
+            .attributes
+            .get(MODEL)
+            .map_or("-".to_string(), |m| m.to_string());
+        let mut rest = row.attributes.clone();
+        rest.remove(MODEL);
+        out.push_str(&line(
+            &row.metric,
             row.kind.as_str(),
-            row.unit,
-            value,
-            pairs(&row.attributes),
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3]
+            &row.unit,
+            &value,
+            &model,
+            &pairs(&rest),
         ));
         if let (Some(sum), Some(bounds), Some(counts)) = (row.sum, &row.bounds, &row.bucket_counts)
         {
@@ -297,10 +300,9 @@ pub fn render_export(export: &survey::LastExport) -> String {
                 })
                 .collect();
             out.push_str(&format!(
-                "{:w0$}   sum {sum}, buckets {}\n",
+                "{:38}sum {sum}, buckets {}\n",
                 "",
-                buckets.join(", "),
-                w0 = widths[0]
+                buckets.join(", ")
             ));
         }
     }

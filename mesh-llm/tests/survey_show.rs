@@ -155,7 +155,8 @@ fn survey_show_prints_what_the_collector_decoded() {
             .lines()
             .find(|l| l.starts_with(metric))
             .unwrap_or_else(|| panic!("{metric} in {table}"));
-        assert!(line.contains("mesh_llm.model=Qwen3-8B-Q4_K_M"), "{line}");
+        assert!(line.contains(" Qwen3-8B-Q4_K_M "), "{line}");
+        assert!(line.contains("mesh_llm.architecture=qwen3"), "{line}");
     }
     assert!(
         table
