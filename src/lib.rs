@@ -87,10 +87,19 @@
 //! let running = load(&spec).await.unwrap();
 //! unload(running).await.unwrap();
 //!
-//! println!("{}", guard.status());
+//! println!("{}", guard.status()); // export health: last success, last failure and why
+//! if let Some(export) = guard.last_export() {
+//!     // exactly what the last export held, one flat row per data point
+//!     for row in &export.rows {
+//!         println!("{} {:?} {:?}", row.metric, row.attributes, row.value);
+//!     }
+//! }
 //! guard.shutdown(); // final export, bounded in time
 //! # }
 //! ```
+//!
+//! `mode = "local"` in the table runs survey without sending anything, so
+//! a person can read [`last_export`] before opting in.
 //!
 //! See the README for the configuration table, the environment variables,
 //! the schema and the privacy boundary.
