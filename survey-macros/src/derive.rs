@@ -236,8 +236,13 @@ fn parse_mapping(attrs: &[syn::Attribute]) -> syn::Result<Option<Mapping>> {
 /// The reason of the transparent field `__survey_inner`, spanned at its
 /// type, so a type without `FailureReason` is reported there.
 fn delegate(ty: &Type) -> TokenStream {
+    // Located at the type, resolved at the call site like its binding.
+    let inner = proc_macro2::Ident::new(
+        "__survey_inner",
+        ty.span().resolved_at(proc_macro2::Span::call_site()),
+    );
     quote_spanned! {ty.span()=>
-        <#ty as ::survey::__private::FailureReason>::failure_reason(__survey_inner)
+        <#ty as ::survey::__private::FailureReason>::failure_reason(#inner)
     }
 }
 

@@ -25,24 +25,60 @@ use syn::{Expr, GenericArgument, ItemFn, PathArguments, ReturnType, Stmt, Type, 
 use crate::args::{Args, Kind};
 
 pub fn launch(args: TokenStream, item: TokenStream) -> TokenStream {
-    or_item(expand_launch(args, item.clone()), item)
+    or_item(expand_launch(args.clone(), item.clone()), &args, item)
 }
 
 pub fn unload(args: TokenStream, item: TokenStream) -> TokenStream {
-    or_item(expand_unload(args, item.clone()), item)
+    or_item(expand_unload(args.clone(), item.clone()), &args, item)
 }
 
 pub fn exit(args: TokenStream, item: TokenStream) -> TokenStream {
-    or_item(expand_exit(args, item.clone()), item)
+    or_item(expand_exit(args.clone(), item.clone()), &args, item)
 }
 
 /// The expansion, or the error followed by the user's item as written.
-fn or_item(expansion: syn::Result<TokenStream>, item: TokenStream) -> TokenStream {
+///
+/// The attribute's `model = ...` no longer uses the parameters it named, so
+/// the kept item begins with `let _ = &(model);`: no "unused variable"
+/// warning (an error under `deny(warnings)`) joins ours. The crate does not
+/// compile anyway, so nothing runs it.
+fn or_item(
+    expansion: syn::Result<TokenStream>,
+    args: &TokenStream,
+    item: TokenStream,
+) -> TokenStream {
     expansion.unwrap_or_else(|error| {
         let mut tokens = error.into_compile_error();
-        tokens.extend(item);
+        match (model_argument(args), syn::parse2::<ItemFn>(item.clone())) {
+            (Some(model), Ok(mut function)) => {
+                let uses = quote_spanned!(model.span()=> let _ = &(#model););
+                if let Ok(stmt) = syn::parse2::<Stmt>(uses) {
+                    function.block.stmts.insert(0, stmt);
+                }
+                tokens.extend(quote!(#function));
+            }
+            _ => tokens.extend(item),
+        }
         tokens
     })
+}
+
+/// The expression of `model = ...` in the attribute's arguments, found even
+/// when other arguments are wrong (each `key = value` split at top-level
+/// commas).
+fn model_argument(args: &TokenStream) -> Option<Expr> {
+    use proc_macro2::TokenTree;
+    let tokens: Vec<TokenTree> = args.clone().into_iter().collect();
+    tokens
+        .split(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ','))
+        .find_map(|pair| match pair {
+            [TokenTree::Ident(key), TokenTree::Punct(eq), value @ ..]
+                if key == "model" && eq.as_char() == '=' =>
+            {
+                syn::parse2(value.iter().cloned().collect()).ok()
+            }
+            _ => None,
+        })
 }
 
 const LAUNCH_RETURN: &str =
@@ -82,7 +118,7 @@ fn expand_launch(args: TokenStream, item: TokenStream) -> syn::Result<TokenStrea
             ReturnType::Default => return Err(syn::Error::new(ident_span, LAUNCH_RETURN)),
         },
     };
-    match &declared {
+    match ungrouped(&declared) {
         Type::Path(_) => {}
         // `#[async_trait]` writes `Output = ()` for a function without a
         // return type.
@@ -95,6 +131,8 @@ fn expand_launch(args: TokenStream, item: TokenStream) -> syn::Result<TokenStrea
     let start = quote_spanned!(model.span()=>
         ::survey::__private::LaunchGuard::start(#kind, &(#model))
     );
+    // Spanned at the declared type, so an outcome that is not a `Result`
+    // with a `FailureReason` error is reported there.
     let finish = quote_spanned!(declared.span()=>
         __survey_launch.finish(&__survey_result)
     );
@@ -170,9 +208,19 @@ enum Body<'a> {
 }
 
 impl<'a> Body<'a> {
+    /// Only what `#[async_trait]` generates counts as its body: a block of
+    /// the one `Box::pin(async move { .. })` statement, in a function
+    /// generic over `'async_trait`. A hand-written function returning a
+    /// boxed future is instrumented as the function it is.
     fn of(function: &'a mut ItemFn) -> Body<'a> {
         let ItemFn { sig, block, .. } = function;
+        let async_trait_lifetime = sig
+            .generics
+            .lifetimes()
+            .any(|param| param.lifetime.ident == "async_trait");
         if sig.asyncness.is_none()
+            && async_trait_lifetime
+            && block.stmts.len() == 1
             && let ReturnType::Type(_, ty) = &sig.output
             && let Some(output) = future_output(ty)
             && block.stmts.last_mut().and_then(boxed_async).is_some()
@@ -246,7 +294,9 @@ fn future_output(ty: &Type) -> Option<&Type> {
 
 /// `A` of `...::name<A>`.
 fn single_type_argument<'t>(ty: &'t Type, name: &str) -> Option<&'t Type> {
-    let Type::Path(path) = ty else { return None };
+    let Type::Path(path) = ungrouped(ty) else {
+        return None;
+    };
     let segment = path.path.segments.last()?;
     if segment.ident != name {
         return None;
@@ -257,6 +307,16 @@ fn single_type_argument<'t>(ty: &'t Type, name: &str) -> Option<&'t Type> {
     match arguments.args.first()? {
         GenericArgument::Type(ty) if arguments.args.len() == 1 => Some(ty),
         _ => None,
+    }
+}
+
+/// `ty` without the invisible groups a `macro_rules!` `$ty` leaves, or
+/// parentheses.
+fn ungrouped(ty: &Type) -> &Type {
+    match ty {
+        Type::Group(group) => ungrouped(&group.elem),
+        Type::Paren(paren) => ungrouped(&paren.elem),
+        other => other,
     }
 }
 

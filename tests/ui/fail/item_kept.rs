@@ -1,6 +1,7 @@
 //! On a macro error the item is kept as written: the error is the only one
-//! (no missing trait item, no unused import, no unknown function).
-#![deny(unused_imports)]
+//! (no missing trait item, no unused import or variable, no unknown
+//! function), even under `deny(warnings)`.
+#![deny(warnings)]
 
 use std::collections::HashMap;
 
@@ -35,7 +36,6 @@ impl Backend for Host {
 
     #[survey::unload(kind = "startup", model = spec)]
     fn unload(&self, spec: &Spec) -> Result<(), LaunchError> {
-        drop(spec);
         Err(LaunchError::Spawn)
     }
 
@@ -47,7 +47,6 @@ impl Backend for Host {
 
 #[survey::launch(kind = "startup", model = spec)]
 fn not_async(spec: &Spec) -> Result<(), LaunchError> {
-    drop(spec);
     Err(LaunchError::Forgotten)
 }
 

@@ -135,3 +135,17 @@ fn main() {
         host.stop().await
     });
 }
+
+/// An exit handler returning a boxed future of its own (not an
+/// `#[async_trait]` method) records when it is called, and its future
+/// borrows nothing.
+#[survey::exit(model = spec)]
+pub fn exit_then_clean_up(
+    spec: &Spec,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+    let slot = spec.0;
+    Box::pin(async move {
+        let _ = slot;
+    })
+}
+
