@@ -364,9 +364,131 @@ fn resolve(
         return Err(DisabledReason::SdkDisabled);
     }
 
-    let (endpoint, endpoint_source) = if mode == TelemetryMode::Local {
-        (String::new(), "telemetry.mode")
-    } else if let Some(url) = &config.metrics.endpoint {
+    let export_interval = match config.export_interval_secs {
+        Some(secs) => positive_secs("telemetry.export_interval_secs", secs)?,
+        None => match var(env::EXPORT_INTERVAL) {
+            Some(ms) => positive_millis(env::EXPORT_INTERVAL, &ms)?,
+            None => DEFAULT_EXPORT_INTERVAL,
+        },
+    };
+
+    // Local mode sends nothing: neither the endpoint nor the transport's
+    // settings and variables (set for other programs, perhaps) are read.
+    let transport = match mode {
+        TelemetryMode::Export => transport(config, &var, export_interval)?,
+        TelemetryMode::Local => Transport {
+            endpoint: String::new(),
+            endpoint_source: "telemetry.mode",
+            headers: BTreeMap::new(),
+            protocol: Protocol::HttpProtobuf,
+            compression: Compression::Gzip,
+            timeout: DEFAULT_TIMEOUT.min(export_interval),
+        },
+    };
+
+    let queue_size = match config.queue_size {
+        None => DEFAULT_QUEUE_SIZE,
+        Some(n) if (1..=MAX_QUEUE_SIZE).contains(&n) => n,
+        Some(_) => {
+            return Err(InvalidSetting::new(
+                "telemetry.queue_size",
+                format!("expected an integer from 1 to {MAX_QUEUE_SIZE}"),
+            )
+            .into());
+        }
+    };
+
+    let shutdown_timeout = match config.shutdown_timeout_secs {
+        Some(secs) => positive_secs("telemetry.shutdown_timeout_secs", secs)?,
+        None => DEFAULT_SHUTDOWN_TIMEOUT,
+    };
+
+    let temporality = match var(env::TEMPORALITY) {
+        None => Temporality::Cumulative,
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "cumulative" => Temporality::Cumulative,
+            "delta" => Temporality::Delta,
+            "lowmemory" => Temporality::LowMemory,
+            _ => {
+                return Err(InvalidSetting::new(
+                    env::TEMPORALITY,
+                    "expected \"cumulative\", \"delta\" or \"lowmemory\"",
+                )
+                .into());
+            }
+        },
+    };
+
+    let series_reset =
+        match config.series_reset_secs {
+            Some(0.0) => None,
+            Some(secs) => Some(positive_secs("telemetry.series_reset_secs", secs).map_err(
+                |e| InvalidSetting::new(e.key, format!("{}, or 0 for never", e.problem)),
+            )?),
+            None => Some(DEFAULT_SERIES_RESET),
+        }
+        // Delta series without new points are not exported: nothing to reset.
+        .filter(|_| temporality == Temporality::Cumulative);
+
+    let service_name = match config
+        .service_name
+        .as_ref()
+        .map(|name| ("telemetry.service_name", name.clone()))
+        .or_else(|| var(env::SERVICE_NAME).map(|name| (env::SERVICE_NAME, name)))
+    {
+        None => DEFAULT_SERVICE_NAME.to_string(),
+        Some((key, name)) => privacy::service_name(&name)
+            .ok_or_else(|| {
+                InvalidSetting::new(key, "expected a name of letters, digits, '.', '_' or '-'")
+            })?
+            .into_string(),
+    };
+
+    let mut warnings = Vec::new();
+    if config.prompt_shape_metrics {
+        warnings.push(
+            "telemetry.prompt_shape_metrics: this version has no prompt-shape metrics; the setting is ignored"
+                .to_string(),
+        );
+    }
+
+    Ok((
+        Settings {
+            mode,
+            endpoint: transport.endpoint,
+            endpoint_source: transport.endpoint_source,
+            headers: transport.headers,
+            protocol: transport.protocol,
+            compression: transport.compression,
+            timeout: transport.timeout,
+            export_interval,
+            queue_size,
+            temporality,
+            service_name,
+            shutdown_timeout,
+            series_reset,
+        },
+        warnings,
+    ))
+}
+
+/// Where and how exports are sent.
+struct Transport {
+    endpoint: String,
+    endpoint_source: &'static str,
+    headers: BTreeMap<String, String>,
+    protocol: Protocol,
+    compression: Compression,
+    timeout: Duration,
+}
+
+/// The transport settings of export mode, from the config and `var`.
+fn transport(
+    config: &TelemetryConfig,
+    var: &impl Fn(&str) -> Option<String>,
+    export_interval: Duration,
+) -> Result<Transport, DisabledReason> {
+    let (endpoint, endpoint_source) = if let Some(url) = &config.metrics.endpoint {
         (
             checked_url("telemetry.metrics.endpoint", url)?,
             "telemetry.metrics.endpoint",
@@ -394,29 +516,21 @@ fn resolve(
     let mut headers = BTreeMap::new();
     let env_headers = [env::METRICS_HEADERS, env::HEADERS]
         .into_iter()
-        .find_map(|key| var(key).map(|value| (key, value)))
-        .filter(|_| mode == TelemetryMode::Export);
+        .find_map(|key| var(key).map(|value| (key, value)));
     if let Some((key, value)) = env_headers {
         for (name, value) in parse_header_list(key, &value)? {
             headers.insert(name, value);
         }
     }
-    for (name, value) in config
-        .headers
-        .iter()
-        .filter(|_| mode == TelemetryMode::Export)
-    {
+    for (name, value) in &config.headers {
         let (name, value) = checked_header(&format!("telemetry.headers.{name}"), name, value)?;
         headers.insert(name, value);
     }
 
-    // Local mode sends nothing: the transport's variables, set for other
-    // programs perhaps, are not read.
-    let transport_var = |key: &str| var(key).filter(|_| mode == TelemetryMode::Export);
     let protocol = match first(
         &config.protocol,
         "telemetry.protocol",
-        &transport_var,
+        var,
         &[env::METRICS_PROTOCOL, env::PROTOCOL],
     ) {
         None => Protocol::HttpProtobuf,
@@ -443,7 +557,7 @@ fn resolve(
     let compression = match first(
         &config.compression,
         "telemetry.compression",
-        &transport_var,
+        var,
         &[env::METRICS_COMPRESSION, env::COMPRESSION],
     ) {
         None => Compression::Gzip,
@@ -454,19 +568,11 @@ fn resolve(
         },
     };
 
-    let export_interval = match config.export_interval_secs {
-        Some(secs) => positive_secs("telemetry.export_interval_secs", secs)?,
-        None => match var(env::EXPORT_INTERVAL) {
-            Some(ms) => positive_millis(env::EXPORT_INTERVAL, &ms)?,
-            None => DEFAULT_EXPORT_INTERVAL,
-        },
-    };
-
     let timeout = match config.timeout_secs {
         Some(secs) => positive_secs("telemetry.timeout_secs", secs)?,
         None => match [env::METRICS_TIMEOUT, env::TIMEOUT]
             .into_iter()
-            .find_map(|key| transport_var(key).map(|v| (key, v)))
+            .find_map(|key| var(key).map(|v| (key, v)))
         {
             Some((key, ms)) => positive_millis(key, &ms)?,
             None => DEFAULT_TIMEOUT,
@@ -475,88 +581,14 @@ fn resolve(
     // A retry never outlives the next export.
     .min(export_interval);
 
-    let queue_size = match config.queue_size {
-        None => DEFAULT_QUEUE_SIZE,
-        Some(n) if (1..=MAX_QUEUE_SIZE).contains(&n) => n,
-        Some(_) => {
-            return Err(InvalidSetting::new(
-                "telemetry.queue_size",
-                format!("expected an integer from 1 to {MAX_QUEUE_SIZE}"),
-            )
-            .into());
-        }
-    };
-
-    let shutdown_timeout = match config.shutdown_timeout_secs {
-        Some(secs) => positive_secs("telemetry.shutdown_timeout_secs", secs)?,
-        None => DEFAULT_SHUTDOWN_TIMEOUT,
-    };
-
-    let series_reset =
-        match config.series_reset_secs {
-            None => Some(DEFAULT_SERIES_RESET),
-            Some(0.0) => None,
-            Some(secs) => Some(positive_secs("telemetry.series_reset_secs", secs).map_err(
-                |e| InvalidSetting::new(e.key, format!("{}, or 0 for never", e.problem)),
-            )?),
-        };
-
-    let temporality = match var(env::TEMPORALITY) {
-        None => Temporality::Cumulative,
-        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
-            "cumulative" => Temporality::Cumulative,
-            "delta" => Temporality::Delta,
-            "lowmemory" => Temporality::LowMemory,
-            _ => {
-                return Err(InvalidSetting::new(
-                    env::TEMPORALITY,
-                    "expected \"cumulative\", \"delta\" or \"lowmemory\"",
-                )
-                .into());
-            }
-        },
-    };
-
-    let service_name = match config
-        .service_name
-        .as_ref()
-        .map(|name| ("telemetry.service_name", name.clone()))
-        .or_else(|| var(env::SERVICE_NAME).map(|name| (env::SERVICE_NAME, name)))
-    {
-        None => DEFAULT_SERVICE_NAME.to_string(),
-        Some((key, name)) => privacy::service_name(&name)
-            .ok_or_else(|| {
-                InvalidSetting::new(key, "expected a name of letters, digits, '.', '_' or '-'")
-            })?
-            .into_string(),
-    };
-
-    let mut warnings = Vec::new();
-    if config.prompt_shape_metrics {
-        warnings.push(
-            "telemetry.prompt_shape_metrics: this version has no prompt-shape metrics; the setting is ignored"
-                .to_string(),
-        );
-    }
-
-    Ok((
-        Settings {
-            mode,
-            endpoint,
-            endpoint_source,
-            headers,
-            protocol,
-            compression,
-            timeout,
-            export_interval,
-            queue_size,
-            temporality,
-            service_name,
-            shutdown_timeout,
-            series_reset,
-        },
-        warnings,
-    ))
+    Ok(Transport {
+        endpoint,
+        endpoint_source,
+        headers,
+        protocol,
+        compression,
+        timeout,
+    })
 }
 
 /// The config value if set, else the first set variable, with the key it came from.

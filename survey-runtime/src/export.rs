@@ -46,15 +46,43 @@ pub(crate) const CARDINALITY_LIMIT: usize = 2000;
 /// before the limit.
 pub(crate) const SERIES_RESET_DUE_AT: usize = 500;
 
-/// What every generation of the pipeline shares: settings, counters, the
-/// last export, and how to ask the recorder for a series reset.
+/// What every generation of the pipeline shares: settings, the HTTP client
+/// (with its connections), counters, the last export, and how to ask the
+/// recorder for a series reset.
 pub(crate) struct Pipeline {
     pub settings: Settings,
-    pub service_version: String,
+    service_version: String,
+    /// `None` in local mode.
+    client: Option<SurveyHttpClient>,
     pub counters: Arc<ExportCounters>,
-    pub last_export: Arc<LastExportCell>,
-    pub resolver: Option<Resolver>,
-    pub reset: Arc<SeriesReset>,
+    pub last_export: LastExportCell,
+    pub reset: SeriesReset,
+}
+
+impl Pipeline {
+    pub(crate) fn new(
+        settings: Settings,
+        service_version: &str,
+        resolver: Option<Resolver>,
+    ) -> Result<Pipeline, String> {
+        let counters = Arc::new(ExportCounters::default());
+        let client = match settings.mode {
+            TelemetryMode::Local => None,
+            TelemetryMode::Export => Some(SurveyHttpClient::new(
+                &settings,
+                resolver,
+                counters.clone(),
+            )?),
+        };
+        Ok(Pipeline {
+            service_version: service_version.to_string(),
+            client,
+            counters,
+            last_export: LastExportCell::default(),
+            reset: SeriesReset::new(settings.series_reset),
+            settings,
+        })
+    }
 }
 
 /// One meter provider's own state. A series reset retires a generation:
@@ -156,9 +184,9 @@ pub(crate) fn meter_provider(
     generation: Arc<Generation>,
 ) -> Result<SdkMeterProvider, String> {
     let settings = &pipeline.settings;
-    let inner = match settings.mode {
-        TelemetryMode::Local => None,
-        TelemetryMode::Export => Some(otlp_exporter(pipeline)?),
+    let inner = match &pipeline.client {
+        None => None,
+        Some(client) => Some(otlp_exporter(settings, client.clone())?),
     };
     let reader = PeriodicReader::builder(SurveyExporter {
         inner,
@@ -188,9 +216,7 @@ fn sdk_temporality(temporality: Temporality) -> opentelemetry_sdk::metrics::Temp
     }
 }
 
-fn otlp_exporter(pipeline: &Pipeline) -> Result<MetricExporter, String> {
-    let settings = &pipeline.settings;
-    let client = SurveyHttpClient::new(pipeline)?;
+fn otlp_exporter(settings: &Settings, client: SurveyHttpClient) -> Result<MetricExporter, String> {
     let mut builder = MetricExporter::builder()
         .with_http()
         .with_http_client(client)
@@ -308,28 +334,30 @@ impl PushMetricExporter for SurveyExporter {
         }
         let pipeline = &self.pipeline;
         let exported_events = self.generation.collected_events.load(Ordering::SeqCst);
-        let Some(inner) = &self.inner else {
-            pipeline.last_export.keep(metrics, ExportOutcome::Local);
-            let _ = pipeline.counters.export_finished(Instant::now(), Ok(()));
-            pipeline
-                .reset
-                .after_success(Instant::now(), self.generation.id(), exported_events);
-            return Ok(());
+        let (whole, result) = match &self.inner {
+            None => {
+                pipeline.last_export.keep(metrics, ExportOutcome::Local);
+                let (whole, _) = pipeline.counters.export_finished(Instant::now(), Ok(()));
+                (whole, Ok(()))
+            }
+            Some(inner) => {
+                pipeline.last_export.keep(metrics, ExportOutcome::Sending);
+                let result = inner.export(metrics).await;
+                let (whole, line) = pipeline.counters.export_finished(
+                    Instant::now(),
+                    result.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+                );
+                pipeline.last_export.finish(if whole {
+                    ExportOutcome::Sent
+                } else {
+                    ExportOutcome::Failed
+                });
+                if let Some(line) = line {
+                    line.log(&pipeline.settings.display_endpoint());
+                }
+                (whole, result)
+            }
         };
-        pipeline.last_export.keep(metrics, ExportOutcome::Sending);
-        let result = inner.export(metrics).await;
-        let (whole, line) = pipeline.counters.export_finished(
-            Instant::now(),
-            result.as_ref().map(|_| ()).map_err(|e| e.to_string()),
-        );
-        pipeline.last_export.finish(if whole {
-            ExportOutcome::Sent
-        } else {
-            ExportOutcome::Failed
-        });
-        if let Some(line) = line {
-            line.log(&pipeline.settings.display_endpoint());
-        }
         if whole {
             pipeline
                 .reset
@@ -357,8 +385,9 @@ impl PushMetricExporter for SurveyExporter {
 
 /// reqwest's blocking client with the resolved headers applied last, so the
 /// config wins over the `OTEL_EXPORTER_OTLP_*HEADERS` values that
-/// `opentelemetry-otlp` merges in by itself.
-#[derive(Debug)]
+/// `opentelemetry-otlp` merges in by itself. Clones share the client and
+/// its connections.
+#[derive(Debug, Clone)]
 struct SurveyHttpClient {
     client: reqwest::blocking::Client,
     headers: HeaderMap,
@@ -370,11 +399,14 @@ struct SurveyHttpClient {
 }
 
 impl SurveyHttpClient {
-    fn new(pipeline: &Pipeline) -> Result<Self, String> {
-        let settings = &pipeline.settings;
+    fn new(
+        settings: &Settings,
+        resolver: Option<Resolver>,
+        counters: Arc<ExportCounters>,
+    ) -> Result<Self, String> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let timeout = settings.timeout;
-        let resolver = HostResolver(pipeline.resolver.clone());
+        let resolver = HostResolver(resolver);
         // reqwest's blocking client must not be built on a Tokio thread.
         let client = std::thread::Builder::new()
             .name("survey-http-init".into())
@@ -397,7 +429,7 @@ impl SurveyHttpClient {
             headers: header_map(&settings.headers)?,
             force_identity: settings.compression == Compression::None,
             protocol: settings.protocol,
-            counters: pipeline.counters.clone(),
+            counters,
         })
     }
 }

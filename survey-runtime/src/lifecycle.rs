@@ -12,22 +12,21 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 use crate::config::{
     DisabledReason, EnvSource, ProcessEnv, Resolution, Settings, TelemetryConfig, TelemetryMode,
 };
-use crate::export::{self, Generation, Pipeline, Resolver, SeriesReset};
+use crate::export::{self, Generation, Pipeline, Resolver};
 use crate::hardware::HardwareFacts;
 use crate::privacy;
 use crate::queue::{Event, EventQueue};
 use crate::recorder::{HardwareSource, Instruments, Shared, Worker, WorkerParts};
 use crate::registry::Registry;
-use crate::sent::{LastExport, LastExportCell};
-use crate::status::{ExportCounters, Status};
+use crate::sent::LastExport;
+use crate::status::Status;
 
-/// What an instrumented call needs: the queue and the registry.
+/// What an instrumented call needs: the queue and the registry; and what
+/// [`status`] and [`last_export`] read.
 pub(crate) struct Active {
     pub(crate) queue: Arc<EventQueue>,
     pub(crate) registry: Arc<Registry>,
-    counters: Arc<ExportCounters>,
-    last_export: Arc<LastExportCell>,
-    endpoint: String,
+    pipeline: Arc<Pipeline>,
 }
 
 impl Active {
@@ -36,21 +35,25 @@ impl Active {
     }
 
     fn status(&self) -> Status {
-        let (failing_in_a_row, last_success_age, last_failure) =
-            self.counters.health(Instant::now());
+        let counters = &self.pipeline.counters;
+        let (failing_in_a_row, last_success_age, last_failure) = counters.health(Instant::now());
         Status {
             enabled: true,
             disabled_reason: None,
-            endpoint: Some(self.endpoint.clone()),
-            exports_ok: self.counters.exports_ok.load(Ordering::Relaxed),
-            exports_failed: self.counters.exports_failed.load(Ordering::Relaxed),
+            endpoint: Some(self.pipeline.settings.display_endpoint()),
+            exports_ok: counters.exports_ok.load(Ordering::Relaxed),
+            exports_failed: counters.exports_failed.load(Ordering::Relaxed),
             failing_in_a_row,
             last_success_age,
             last_failure,
             events_dropped: self.queue.dropped(),
-            events_recorded: self.counters.events_recorded.load(Ordering::Relaxed),
-            series_resets: self.counters.series_resets.load(Ordering::Relaxed),
+            events_recorded: counters.events_recorded.load(Ordering::Relaxed),
+            series_resets: counters.series_resets.load(Ordering::Relaxed),
         }
+    }
+
+    fn last_export(&self) -> Option<Arc<LastExport>> {
+        self.pipeline.last_export.get()
     }
 }
 
@@ -88,7 +91,7 @@ pub fn status() -> Status {
 /// the last collection, which nothing sends). `None` before the first
 /// export or while survey is disabled.
 pub fn last_export() -> Option<Arc<LastExport>> {
-    active().and_then(|active| active.last_export.get())
+    active().and_then(|active| active.last_export())
 }
 
 /// Starts survey from a `[telemetry]` table and the process environment.
@@ -197,22 +200,11 @@ impl Setup {
             return disabled(DisabledReason::AlreadyRunning);
         }
         let version = privacy::service_version(&self.service_version);
-        let series_reset = match settings.temporality {
-            // Delta series without new points are not exported anyway.
-            crate::config::Temporality::Cumulative => settings.series_reset,
-            _ => None,
+        let version_text = version.as_ref().map_or("unknown", |v| v.as_str());
+        let pipeline = match Pipeline::new(settings, version_text, self.resolver) {
+            Ok(pipeline) => Arc::new(pipeline),
+            Err(error) => return disabled(DisabledReason::ExporterFailed(error)),
         };
-        let pipeline = Arc::new(Pipeline {
-            service_version: version
-                .as_ref()
-                .map_or("unknown", |v| v.as_str())
-                .to_string(),
-            counters: Arc::new(ExportCounters::default()),
-            last_export: Arc::new(LastExportCell::default()),
-            resolver: self.resolver,
-            reset: Arc::new(SeriesReset::new(series_reset)),
-            settings,
-        });
         let settings = &pipeline.settings;
         let generation = Arc::new(Generation::default());
         let provider = match export::meter_provider(&pipeline, generation.clone()) {
@@ -248,9 +240,7 @@ impl Setup {
         let active = Arc::new(Active {
             queue,
             registry: shared.registry,
-            counters: pipeline.counters.clone(),
-            last_export: pipeline.last_export.clone(),
-            endpoint: settings.display_endpoint(),
+            pipeline: pipeline.clone(),
         });
         ACTIVE.store(Some(active.clone()));
         ENABLED.store(true, Ordering::Release);
@@ -260,7 +250,7 @@ impl Setup {
         match settings.mode {
             TelemetryMode::Export => tracing::info!(
                 target: "survey",
-                endpoint = %active.endpoint,
+                endpoint = %settings.display_endpoint(),
                 "survey enabled: exporting model lifecycle metrics over OTLP/HTTP"
             ),
             TelemetryMode::Local => tracing::info!(
@@ -360,7 +350,7 @@ impl SurveyGuard {
     pub fn last_export(&self) -> Option<Arc<LastExport>> {
         self.running
             .as_ref()
-            .and_then(|running| running.active.last_export.get())
+            .and_then(|running| running.active.last_export())
     }
 
     /// Records what is queued, makes a final export, and stops, all within

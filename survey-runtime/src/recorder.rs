@@ -343,7 +343,7 @@ impl Recorder {
             Err(error) => {
                 // Not again before the next period.
                 self.pipeline.reset.done(Instant::now());
-                tracing::warn!(target: "survey", "survey: cannot restart its series: {error}");
+                tracing::warn!(target: "survey", "cannot restart the series: {error}");
                 return;
             }
         };
@@ -367,7 +367,7 @@ impl Recorder {
         self.instances.clear();
         self.pipeline.reset.done(Instant::now());
         counters.series_resets.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(target: "survey", "survey: series restarted");
+        tracing::debug!(target: "survey", "series restarted");
     }
 }
 

@@ -119,6 +119,17 @@ pub enum Number {
     F64(f64),
 }
 
+impl Number {
+    /// The number as a float.
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Number::U64(n) => n as f64,
+            Number::I64(n) => n as f64,
+            Number::F64(n) => n,
+        }
+    }
+}
+
 impl std::fmt::Display for Number {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -190,13 +201,9 @@ pub(crate) fn rows(metrics: &ResourceMetrics) -> Vec<SentRow> {
                 bucket_counts: None,
             };
             match metric.data() {
-                AggregatedMetrics::U64(data) => {
-                    push(&mut out, data, row, Number::U64, |v| v as f64)
-                }
-                AggregatedMetrics::I64(data) => {
-                    push(&mut out, data, row, Number::I64, |v| v as f64)
-                }
-                AggregatedMetrics::F64(data) => push(&mut out, data, row, Number::F64, |v| v),
+                AggregatedMetrics::U64(data) => push(&mut out, data, row, Number::U64),
+                AggregatedMetrics::I64(data) => push(&mut out, data, row, Number::I64),
+                AggregatedMetrics::F64(data) => push(&mut out, data, row, Number::F64),
             }
         }
     }
@@ -208,7 +215,6 @@ fn push<T: Copy>(
     data: &MetricData<T>,
     row: impl Fn(MetricKind, BTreeMap<String, AttributeValue>) -> SentRow,
     number: impl Fn(T) -> Number,
-    float: impl Fn(T) -> f64,
 ) {
     match data {
         MetricData::Sum(sum) => {
@@ -234,7 +240,7 @@ fn push<T: Copy>(
             for point in histogram.data_points() {
                 let mut r = row(MetricKind::Histogram, attributes(point.attributes()));
                 r.count = Some(point.count());
-                r.sum = Some(float(point.sum()));
+                r.sum = Some(number(point.sum()).as_f64());
                 r.bounds = Some(point.bounds().collect());
                 r.bucket_counts = Some(point.bucket_counts().collect());
                 out.push(r);

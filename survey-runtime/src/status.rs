@@ -197,7 +197,7 @@ impl HealthLine {
         match self {
             HealthLine::Failing(problem) => tracing::warn!(
                 target: "survey",
-                "survey: exports to {endpoint} are failing: {problem}; \
+                "exports to {endpoint} are failing: {problem}; \
                  launches and unloads are not affected, counts are kept and sent once an export succeeds"
             ),
             HealthLine::StillFailing {
@@ -206,7 +206,7 @@ impl HealthLine {
                 for_how_long,
             } => tracing::warn!(
                 target: "survey",
-                "survey: exports to {endpoint} still failing: {count} in a row over {}; last: {problem}",
+                "exports to {endpoint} still failing: {count} in a row over {}; last: {problem}",
                 Age(*for_how_long)
             ),
             HealthLine::Recovered {
@@ -214,7 +214,7 @@ impl HealthLine {
                 for_how_long,
             } => tracing::info!(
                 target: "survey",
-                "survey: exports to {endpoint} succeed again after {count} failure(s) over {}",
+                "exports to {endpoint} succeed again after {count} failure(s) over {}",
                 Age(*for_how_long)
             ),
         }
@@ -229,6 +229,7 @@ struct Health {
     /// Since when exports fail, and how many in a row.
     failing_since: Option<Instant>,
     failing_in_a_row: u64,
+    /// The last reminder of this run of failures, if any.
     last_reminder: Option<Instant>,
 }
 
@@ -252,7 +253,6 @@ impl Health {
                 self.failing_in_a_row += 1;
                 let Some(since) = self.failing_since else {
                     self.failing_since = Some(now);
-                    self.last_reminder = Some(now);
                     return Some(HealthLine::Failing(problem));
                 };
                 let last = self.last_reminder.unwrap_or(since);

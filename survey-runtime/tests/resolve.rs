@@ -423,3 +423,55 @@ fn unknown_keys_and_wrong_types_are_deserialize_errors_naming_the_key() {
     let err = toml::from_str::<TelemetryConfig>("queue_size = \"big\"").unwrap_err();
     assert!(err.to_string().contains("queue_size"), "{err}");
 }
+
+#[test]
+fn local_mode_opts_in_and_reads_no_transport_setting() {
+    let transport_env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "no equals sign"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "-1"),
+    ];
+    // Each of these variables disables export mode, naming itself...
+    let good_endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318");
+    for (key, value) in transport_env {
+        let env = if key == good_endpoint.0 {
+            vec![(key, value)]
+        } else {
+            vec![good_endpoint, (key, value)]
+        };
+        assert_eq!(invalid_key("enabled = true", &env), key);
+    }
+    // ...and none is read in local mode, which needs no endpoint.
+    let s = settings("mode = \"local\"", None, &transport_env);
+    assert_eq!(s.mode, survey_runtime::TelemetryMode::Local);
+    assert_eq!(s.endpoint, "");
+    assert!(s.headers.is_empty());
+    assert_eq!(s.display_endpoint(), "local (nothing is sent)");
+    assert_eq!(
+        invalid_key("mode = \"offline\"", &[]),
+        "telemetry.mode",
+        "an unknown mode is named"
+    );
+}
+
+#[test]
+fn series_resets_default_to_an_hour_and_only_for_cumulative_series() {
+    let hour = Some(Duration::from_secs(3600));
+    assert_eq!(settings(ENDPOINT, None, &[]).series_reset, hour);
+    let every = |extra: &str, env: &[(&str, &str)]| {
+        settings(&format!("{ENDPOINT}\n{extra}"), None, env).series_reset
+    };
+    assert_eq!(
+        every("series_reset_secs = 600", &[]),
+        Some(Duration::from_secs(600))
+    );
+    assert_eq!(every("series_reset_secs = 0", &[]), None);
+    let delta = [("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")];
+    assert_eq!(every("", &delta), None, "delta series need no reset");
+    assert_eq!(
+        invalid_key(&format!("{ENDPOINT}\nseries_reset_secs = -5"), &[]),
+        "telemetry.series_reset_secs"
+    );
+}
