@@ -396,26 +396,25 @@ async fn local_mode_records_everything_and_sends_nothing() {
 }
 
 /// Each stream's last value, summed over streams, per model: the
-/// collector's counting rule for cumulative counters.
+/// collectors' counting rule for cumulative counters, with start times
+/// kept to the second as the ClickHouse exporter keeps them (the coarsest
+/// any collector tells streams apart by).
 fn counts(requests: &[Request], metric: &str) -> HashMap<String, f64> {
-    let mut last: HashMap<(String, u64), f64> = HashMap::new();
+    let mut last: HashMap<(String, String, u64), f64> = HashMap::new();
     for request in requests {
-        for point in request.points() {
-            if point.metric == metric {
-                let stream = (format!("{:?}", point.attributes), point.start);
-                let value = last.entry(stream).or_insert(0.0);
-                *value = value.max(point.value);
-            }
+        for point in request.points().into_iter().filter(|p| p.metric == metric) {
+            let model = point.attr("mesh_llm.model").unwrap_or_default().to_string();
+            let stream = (
+                model,
+                format!("{:?}", point.attributes),
+                point.start / 1_000_000_000,
+            );
+            let value = last.entry(stream).or_insert(0.0);
+            *value = value.max(point.value);
         }
     }
     let mut per_model: HashMap<String, f64> = HashMap::new();
-    for ((attributes, _), value) in last {
-        let model = attributes
-            .split("\"mesh_llm.model\": \"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap_or_default()
-            .to_string();
+    for ((model, _, _), value) in last {
         *per_model.entry(model).or_default() += value;
     }
     per_model

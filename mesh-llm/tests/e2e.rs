@@ -759,6 +759,40 @@ fn sigterm_during_a_slow_load_cancels_it_and_records_a_failed_launch() {
 }
 
 #[test]
+fn a_client_hanging_up_does_not_cancel_its_load() {
+    let dir = TestDir::new("client-hangs-up");
+    let receiver = Receiver::start();
+    let slow = write_model(
+        &dir,
+        "m/patient.gguf",
+        ModelFile {
+            load_ms: Some(1_500),
+            ..ModelFile::default()
+        },
+    );
+    let node = Node::start(&dir, &telemetry_for(&receiver, ""), NodeOptions::default());
+    node.wait_started();
+    let mut client = load_in_background(&node, &slow);
+    wait_logged(&node, "spawning");
+    client.kill().unwrap();
+    let _ = client.wait();
+    let status = node.wait_status(Duration::from_secs(20), |s| s.models.len() == 1);
+    assert_eq!(status.models[0].name, "patient");
+    let points = wait_until(
+        "the launch at the collector",
+        Duration::from_secs(20),
+        || {
+            let points = receiver.latest_points();
+            (total(&points, schema::LAUNCH_SUCCESS_TOTAL) == 1.0).then_some(points)
+        },
+    );
+    assert_eq!(total(&points, schema::LAUNCH_TOTAL), 1.0);
+    assert_eq!(total(&points, schema::LAUNCH_FAILURE_TOTAL), 0.0);
+    let (exit, _, _) = node.terminate();
+    assert!(exit.success());
+}
+
+#[test]
 fn sigterm_during_a_load_that_finishes_in_time_records_it_and_its_unload() {
     let dir = TestDir::new("shutdown-load-finishes");
     let receiver = Receiver::start();

@@ -169,12 +169,15 @@ async fn a_stranger_answering_the_health_check_is_not_taken_for_the_backend() {
     let port = stranger_answering();
     // A llama-server that, on the stranger's port, never binds at all: only
     // the stranger answers there.
+    // It writes its pid before it becomes `sleep`.
     let script = dir.join("llama-server");
+    let pid_file = dir.join("first-try.pid");
     std::fs::write(
         &script,
         format!(
             "#!/bin/sh\nfor a in \"$@\"; do [ \"$prev\" = --port ] && port=$a; prev=$a; done\n\
-             [ \"$port\" = {port} ] && exec sleep 30\nexec {STANDIN} \"$@\"\n"
+             [ \"$port\" = {port} ] && echo $$ > {} && exec sleep 30\nexec {STANDIN} \"$@\"\n",
+            pid_file.display()
         ),
     )
     .unwrap();
@@ -185,7 +188,15 @@ async fn a_stranger_answering_the_health_check_is_not_taken_for_the_backend() {
     assert_ne!(status.port, port);
     // The backend on the new port is ours and healthy; the first try's
     // process is gone.
-    assert!(processes_mentioning(&format!("--port {port}")).is_empty());
+    let first_try: u32 = std::fs::read_to_string(&pid_file)
+        .expect("the first try ran")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        !alive(first_try),
+        "the first try's process {first_try} is left"
+    );
     node.unload_all(Duration::from_millis(300)).await;
 }
 

@@ -332,7 +332,14 @@ fn prompts_and_completions_reach_neither_the_log_nor_the_export() {
     }
     let (status, _, _) = post(node.http, requests[3].0, &requests[3].1);
     assert_eq!(status, 404);
-    // Malformed, and a model name that is itself the canary.
+    // A model name that is itself the canary: refused, not logged.
+    let (status, _, _) = post(
+        node.http,
+        "/v1/completions",
+        &format!(r#"{{"model":"{CANARY}","prompt":"x"}}"#),
+    );
+    assert_eq!(status, 404);
+    // Malformed, and a model that is not a string.
     let (status, _, _) = post(node.http, "/v1/completions", &format!("{{{CANARY}"));
     assert_eq!(status, 400);
     let (status, _, _) = post(

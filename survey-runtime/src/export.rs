@@ -88,8 +88,11 @@ impl Pipeline {
 /// One meter provider's own state. A series reset retires a generation:
 /// its exporter starts no export after that (one already in flight ends as
 /// it would have), so shutting it down costs no request.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Generation {
+    /// The Unix second it was made in, just before its instruments: their
+    /// series start in this second or the next.
+    started: u64,
     retired: AtomicBool,
     /// Events recorded when this generation's last collection began: all of
     /// them are in what it exports next.
@@ -97,6 +100,22 @@ pub(crate) struct Generation {
 }
 
 impl Generation {
+    pub(crate) fn new() -> Generation {
+        Generation {
+            started: unix_secs(),
+            retired: AtomicBool::new(false),
+            collected_events: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a generation made now would have its series start in a
+    /// later second than any of this one's. Collectors that keep start
+    /// times to the second (the ClickHouse exporter) tell two streams of a
+    /// series apart only then.
+    pub(crate) fn second_has_passed(&self) -> bool {
+        unix_secs() > self.started + 1
+    }
+
     /// Called at the start of each collection (from a gauge callback).
     pub(crate) fn collecting(&self, events_recorded: u64) {
         self.collected_events
@@ -111,6 +130,12 @@ impl Generation {
     pub(crate) fn id(self: &Arc<Self>) -> usize {
         Arc::as_ptr(self) as usize
     }
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// When a series reset is due, and the wake-up of the recorder that does it.

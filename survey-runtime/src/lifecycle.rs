@@ -36,16 +36,16 @@ impl Active {
 
     fn status(&self) -> Status {
         let counters = &self.pipeline.counters;
-        let (failing_in_a_row, last_success_age, last_failure) = counters.health(Instant::now());
+        let health = counters.health(Instant::now());
         Status {
             enabled: true,
             disabled_reason: None,
             endpoint: Some(self.pipeline.settings.display_endpoint()),
-            exports_ok: counters.exports_ok.load(Ordering::Relaxed),
-            exports_failed: counters.exports_failed.load(Ordering::Relaxed),
-            failing_in_a_row,
-            last_success_age,
-            last_failure,
+            exports_ok: health.exports_ok,
+            exports_failed: health.exports_failed,
+            failing_in_a_row: health.failing_in_a_row,
+            last_success_age: health.last_success_age,
+            last_failure: health.last_failure,
             events_dropped: self.queue.dropped(),
             events_recorded: counters.events_recorded.load(Ordering::Relaxed),
             series_resets: counters.series_resets.load(Ordering::Relaxed),
@@ -206,7 +206,7 @@ impl Setup {
             Err(error) => return disabled(DisabledReason::ExporterFailed(error)),
         };
         let settings = &pipeline.settings;
-        let generation = Arc::new(Generation::default());
+        let generation = Arc::new(Generation::new());
         let provider = match export::meter_provider(&pipeline, generation.clone()) {
             Ok(provider) => provider,
             Err(error) => return disabled(DisabledReason::ExporterFailed(error)),

@@ -327,6 +327,7 @@ impl Recorder {
         let counters = &self.pipeline.counters;
         if generation != self.generation.id()
             || counters.events_recorded.load(Ordering::SeqCst) != exported_events
+            || !self.generation.second_has_passed()
         {
             return; // the next successful export asks again
         }
@@ -337,7 +338,7 @@ impl Recorder {
         if current.is_none() {
             return; // shutting down
         }
-        let next = Arc::new(Generation::default());
+        let next = Arc::new(Generation::new());
         let provider = match export::meter_provider(&self.pipeline, next.clone()) {
             Ok(provider) => provider,
             Err(error) => {

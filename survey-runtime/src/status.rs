@@ -4,7 +4,7 @@
 //! recover. Never one line per export.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use crate::config::DisabledReason;
@@ -222,8 +222,12 @@ impl HealthLine {
 }
 
 /// Export outcomes over time: what [`Status`] shows and what the log says.
+/// One lock holds it all, so a status never shows a success counted but
+/// the failures in a row not yet cleared.
 #[derive(Debug, Default)]
 struct Health {
+    exports_ok: u64,
+    exports_failed: u64,
     last_success: Option<Instant>,
     last_failure: Option<(ExportProblem, Instant)>,
     /// Since when exports fail, and how many in a row.
@@ -239,6 +243,7 @@ impl Health {
     fn record(&mut self, now: Instant, outcome: Result<(), ExportProblem>) -> Option<HealthLine> {
         match outcome {
             Ok(()) => {
+                self.exports_ok += 1;
                 self.last_success = Some(now);
                 let since = self.failing_since.take()?;
                 let count = std::mem::take(&mut self.failing_in_a_row);
@@ -249,6 +254,7 @@ impl Health {
                 })
             }
             Err(problem) => {
+                self.exports_failed += 1;
                 self.last_failure = Some((problem.clone(), now));
                 self.failing_in_a_row += 1;
                 let Some(since) = self.failing_since else {
@@ -273,8 +279,6 @@ impl Health {
 /// Counters updated by the exporter and the worker.
 #[derive(Debug, Default)]
 pub(crate) struct ExportCounters {
-    pub exports_ok: AtomicU64,
-    pub exports_failed: AtomicU64,
     pub events_recorded: AtomicU64,
     pub series_resets: AtomicU64,
     health: Mutex<Health>,
@@ -300,10 +304,6 @@ impl ExportCounters {
             (Err(message), None) => Err(ExportProblem::Other(message)),
         };
         let whole = outcome.is_ok();
-        match whole {
-            true => self.exports_ok.fetch_add(1, Ordering::Relaxed),
-            false => self.exports_failed.fetch_add(1, Ordering::Relaxed),
-        };
         let line = self
             .health
             .lock()
@@ -327,24 +327,37 @@ impl ExportCounters {
     }
 
     /// Export health for [`Status`], ages as of `now`.
-    pub(crate) fn health(&self, now: Instant) -> (u64, Option<Duration>, Option<LastFailure>) {
-        let Ok(health) = self.health.lock() else {
-            return (0, None, None);
-        };
-        (
-            health.failing_in_a_row,
-            health
+    pub(crate) fn health(&self, now: Instant) -> ExportHealth {
+        let health = self
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        ExportHealth {
+            exports_ok: health.exports_ok,
+            exports_failed: health.exports_failed,
+            failing_in_a_row: health.failing_in_a_row,
+            last_success_age: health
                 .last_success
                 .map(|at| now.saturating_duration_since(at)),
-            health
+            last_failure: health
                 .last_failure
                 .as_ref()
                 .map(|(problem, at)| LastFailure {
                     problem: problem.clone(),
                     age: now.saturating_duration_since(*at),
                 }),
-        )
+        }
     }
+}
+
+/// The export part of [`Status`], read under one lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ExportHealth {
+    pub exports_ok: u64,
+    pub exports_failed: u64,
+    pub failing_in_a_row: u64,
+    pub last_success_age: Option<Duration>,
+    pub last_failure: Option<LastFailure>,
 }
 
 #[cfg(test)]
@@ -460,24 +473,29 @@ mod tests {
         let start = Instant::now();
         counters.note_transport_problem(REFUSED);
         counters.export_finished(start, Err("x".into()));
-        let (in_a_row, success, failure) = counters.health(start + Duration::from_secs(5));
-        assert_eq!((in_a_row, success), (1, None));
+        let health = counters.health(start + Duration::from_secs(5));
         assert_eq!(
-            failure,
+            (health.failing_in_a_row, health.last_success_age),
+            (1, None)
+        );
+        assert_eq!(
+            health.last_failure,
             Some(LastFailure {
                 problem: REFUSED,
                 age: Duration::from_secs(5)
             })
         );
         counters.export_finished(start + Duration::from_secs(15), Ok(()));
-        let (in_a_row, success, failure) = counters.health(start + Duration::from_secs(20));
-        assert_eq!(in_a_row, 0);
-        assert_eq!(success, Some(Duration::from_secs(5)));
-        assert_eq!(failure.unwrap().age, Duration::from_secs(20));
+        let health = counters.health(start + Duration::from_secs(20));
+        assert_eq!(health.failing_in_a_row, 0);
+        assert_eq!(health.last_success_age, Some(Duration::from_secs(5)));
+        assert_eq!(health.last_failure.unwrap().age, Duration::from_secs(20));
         let mut status = Status::disabled(None);
         status.enabled = true;
-        status.last_success_age = success;
-        status.last_failure = counters.health(start + Duration::from_secs(20)).2;
+        status.last_success_age = health.last_success_age;
+        status.last_failure = counters
+            .health(start + Duration::from_secs(20))
+            .last_failure;
         let text = status.to_string();
         assert!(text.contains("last success 5 s ago"), "{text}");
         assert!(
@@ -502,11 +520,11 @@ mod tests {
             counters.export_finished(now, Ok(())),
             (true, Some(HealthLine::Recovered { .. }))
         ));
-        assert_eq!(counters.exports_ok.load(Ordering::Relaxed), 1);
-        assert_eq!(counters.exports_failed.load(Ordering::Relaxed), 1);
+        let health = counters.health(now);
+        assert_eq!((health.exports_ok, health.exports_failed), (1, 1));
         counters.export_finished(now, Err("serialization failed".into()));
         assert_eq!(
-            counters.health(now).2.unwrap().problem,
+            counters.health(now).last_failure.unwrap().problem,
             ExportProblem::Other("serialization failed".into())
         );
     }

@@ -458,7 +458,8 @@ async fn launch_on(
         source,
     })?;
 
-    match wait_healthy(&mut child, port, settings.health_timeout).await {
+    let client = settings.proxy.http_client();
+    match wait_healthy(&mut child, client, port, settings.health_timeout).await {
         Health::Ready => {
             let pid = child.id();
             let ours = tokio::task::spawn_blocking(move || listens_on(pid, port))
@@ -629,10 +630,14 @@ enum Health {
 
 /// Polls `GET /health` (503 while loading, 200 when ready) until `timeout`,
 /// watching for the process to exit.
-async fn wait_healthy(child: &mut Child, port: u16, timeout: Duration) -> Health {
+async fn wait_healthy(
+    child: &mut Child,
+    client: &reqwest::Client,
+    port: u16,
+    timeout: Duration,
+) -> Health {
     let deadline = Instant::now() + timeout;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let client = http::client();
     let health = http::url(addr, "/health");
     loop {
         if let Ok(Some(status)) = child.try_wait() {

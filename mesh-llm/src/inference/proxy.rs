@@ -300,6 +300,12 @@ impl Proxy {
         }
     }
 
+    /// The HTTP client the proxy forwards with; launches share it for their
+    /// health checks.
+    pub(crate) fn http_client(&self) -> &reqwest::Client {
+        &self.inner.client
+    }
+
     /// The names served, in order.
     pub fn models(&self) -> Vec<String> {
         self.read_routes()
@@ -519,8 +525,10 @@ impl Proxy {
                 tracing::debug!(%model, path, status = %response.status(), "proxied");
                 response
             }
+            // The name came from the request body: it is answered back to
+            // the client, never written to the log.
             Err(error @ ProxyError::UnknownModel(_)) => {
-                tracing::debug!(path, "inference request refused: {error}");
+                tracing::debug!(path, "inference request refused: model not served");
                 error.into_response()
             }
             Err(error) => {

@@ -197,9 +197,14 @@ impl Node {
         }
     }
 
-    /// Loads a model at run time (`runtime_load`).
+    /// Loads a model at run time (`runtime_load`). The load runs in a task
+    /// of its own: a caller that goes away (a client hanging up) does not
+    /// cancel it, which would kill the backend and record a failed launch.
     pub async fn load(&self, request: LoadRequest) -> Result<ModelStatus, NodeError> {
-        self.load_as(request, LaunchKind::RuntimeLoad).await
+        let node = self.clone();
+        tokio::spawn(async move { node.load_as(request, LaunchKind::RuntimeLoad).await })
+            .await
+            .map_err(|e| NodeError::Internal(format!("loading the model: {e}")))?
     }
 
     async fn load_as(
