@@ -759,6 +759,29 @@ fn sigterm_during_a_slow_load_cancels_it_and_records_a_failed_launch() {
 }
 
 #[test]
+fn a_machine_without_ca_certificates_runs_the_node() {
+    // The node speaks plain HTTP on loopback: it needs no CA store.
+    let dir = TestDir::new("no-ca");
+    let none = [
+        ("SSL_CERT_FILE", "/nonexistent/ca.pem"),
+        ("SSL_CERT_DIR", "/nonexistent"),
+    ];
+    let node = Node::start(
+        &dir,
+        "",
+        NodeOptions {
+            env: &none,
+            ..NodeOptions::default()
+        },
+    );
+    node.wait_started();
+    node.load(&qwen(&dir), &[]);
+    assert_eq!(node.status().models.len(), 1);
+    let (exit, _, stderr) = node.terminate();
+    assert!(exit.success(), "{stderr}");
+}
+
+#[test]
 fn a_client_hanging_up_does_not_cancel_its_load() {
     let dir = TestDir::new("client-hangs-up");
     let receiver = Receiver::start();
