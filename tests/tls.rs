@@ -18,11 +18,12 @@ struct Pki {
 }
 
 fn pki(name: &str) -> Pki {
-    pki_for(name, &["localhost", "127.0.0.1"])
+    pki_for(name, &["localhost", "127.0.0.1"], false)
 }
 
-/// Like [`pki`], with a server certificate for `names` only.
-fn pki_for(name: &str, names: &[&str]) -> Pki {
+/// Like [`pki`], with a server certificate for `names` only, valid in 2000
+/// alone if `expired`.
+fn pki_for(name: &str, names: &[&str], expired: bool) -> Pki {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -32,8 +33,12 @@ fn pki_for(name: &str, names: &[&str]) -> Pki {
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::from_params(&ca_params, &ca_key);
     let server_key = KeyPair::generate().unwrap();
-    let server_params =
+    let mut server_params =
         CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    if expired {
+        server_params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        server_params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+    }
     let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
     Pki {
         ca_pem: ca_cert.pem(),
@@ -108,7 +113,7 @@ async fn exports_over_https_only_to_a_trusted_collector() {
     drop(guard);
 
     // A trusted certificate for another name.
-    let elsewhere = pki_for("elsewhere", &["collector.example"]);
+    let elsewhere = pki_for("elsewhere", &["collector.example"], false);
     std::fs::write(&ca_file, &elsewhere.ca_pem).unwrap();
     let misnamed = Receiver::start_tls(elsewhere.server_chain, elsewhere.server_key).unwrap();
     let endpoint = format!("https://localhost:{}", misnamed.addr().port());
@@ -125,25 +130,7 @@ async fn exports_over_https_only_to_a_trusted_collector() {
     drop(guard);
 
     // A trusted certificate that has expired.
-    let mut expired = pki_for("expired", &["localhost"]);
-    {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "survey test CA expired");
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::from_params(&ca_params, &ca_key);
-        let server_key = KeyPair::generate().unwrap();
-        let mut server_params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        server_params.not_before = rcgen::date_time_ymd(2000, 1, 1);
-        server_params.not_after = rcgen::date_time_ymd(2001, 1, 1);
-        let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
-        expired.ca_pem = ca_cert.pem();
-        expired.server_chain = vec![server_cert.der().to_vec()];
-        expired.server_key = server_key.serialize_der();
-    }
+    let expired = pki_for("expired", &["localhost"], true);
     std::fs::write(&ca_file, &expired.ca_pem).unwrap();
     let stale = Receiver::start_tls(expired.server_chain, expired.server_key).unwrap();
     let endpoint = format!("https://localhost:{}", stale.addr().port());

@@ -10,16 +10,6 @@ use survey::schema;
 
 const FLUSH: Duration = Duration::from_secs(10);
 
-async fn one_launch() {
-    load(
-        &Spec::new(1, "/m/Qwen3-8B-Q4_K_M.gguf", 4096),
-        Duration::ZERO,
-        None,
-    )
-    .await
-    .unwrap();
-}
-
 #[tokio::test]
 async fn json_protocol_decodes_with_the_official_types() {
     let _serial = serial().await;

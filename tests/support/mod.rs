@@ -9,7 +9,9 @@ use std::time::Duration;
 use tokio::sync::{Mutex, MutexGuard};
 
 #[allow(unused_imports)]
-pub use survey_otlp_receiver::{Mode, Point, PointKind, Receiver, Request, of, one, total};
+pub use survey_otlp_receiver::{
+    Mode, Point, PointKind, Receiver, Request, of, one, sorted_lines, total,
+};
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
@@ -51,6 +53,11 @@ pub fn telemetry(toml_text: &str) -> survey::TelemetryConfig {
 /// Starts survey against `endpoint` with fixed hardware, an empty
 /// environment, and `extra` TOML lines in the `[telemetry]` table.
 pub fn start(endpoint: &str, extra: &str) -> survey::SurveyGuard {
+    started(setup(endpoint, extra))
+}
+
+/// The setup [`start`] starts, for a test that adds to it.
+pub fn setup(endpoint: &str, extra: &str) -> survey::Setup {
     let interval = if extra.contains("export_interval_secs") {
         ""
     } else {
@@ -59,13 +66,28 @@ pub fn start(endpoint: &str, extra: &str) -> survey::SurveyGuard {
     let config = telemetry(&format!(
         "enabled = true\nendpoint = \"{endpoint}\"\n{interval}{extra}"
     ));
-    let guard = survey::Setup::new(&config)
+    survey::Setup::new(&config)
         .env([("OTEL_UNUSED", "")])
         .service_version("9.8.7")
         .hardware(two_gpus())
-        .start();
+}
+
+/// Starts `setup`, asserting that survey runs.
+pub fn started(setup: survey::Setup) -> survey::SurveyGuard {
+    let guard = setup.start();
     assert!(guard.is_enabled(), "{}", guard.status());
     guard
+}
+
+/// One successful launch of a Qwen3 model, slot 1.
+pub async fn one_launch() {
+    load(
+        &Spec::new(1, "/m/Qwen3-8B-Q4_K_M.gguf", 4096),
+        Duration::ZERO,
+        None,
+    )
+    .await
+    .unwrap();
 }
 
 /// A model the host launches: a path on disk and a context size.

@@ -17,7 +17,7 @@ use mesh_llm::runtime::NodeStatus;
 mod node;
 pub use node::{Launch, Node, poll, signal, wait_until};
 
-pub use survey_otlp_receiver::{Mode, Point, Receiver, of, one, total};
+pub use survey_otlp_receiver::{Mode, Point, Receiver, of, one, sorted_lines, total};
 
 pub const MESH_LLM: &str = env!("CARGO_BIN_EXE_mesh-llm");
 pub const STANDIN: &str = env!("CARGO_BIN_EXE_llama-server-standin");

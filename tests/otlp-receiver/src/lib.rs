@@ -126,6 +126,52 @@ pub struct Point {
 }
 
 impl Point {
+    /// A row of survey's last export (`survey::last_export`) as a point,
+    /// to compare with what arrived; the row has no start time (0 here).
+    pub fn from_sent(row: &survey_runtime::SentRow) -> Point {
+        use survey_runtime::MetricKind;
+        Point {
+            metric: row.metric.clone(),
+            unit: row.unit.clone(),
+            kind: match row.kind {
+                MetricKind::Counter => PointKind::Counter,
+                MetricKind::UpDownCounter => PointKind::UpDownCounter,
+                MetricKind::Gauge => PointKind::Gauge,
+                MetricKind::Histogram => PointKind::Histogram,
+            },
+            attributes: row
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string()))
+                .collect(),
+            value: match (&row.value, row.count) {
+                (Some(value), None) => value.as_f64(),
+                (None, Some(count)) => count as f64,
+                other => panic!("a row has a value or a count, not {other:?}"),
+            },
+            sum: row.sum,
+            bounds: row.bounds.clone().unwrap_or_default(),
+            bucket_counts: row.bucket_counts.clone().unwrap_or_default(),
+            start: 0,
+        }
+    }
+
+    /// Everything but the start time, as one line: comparable across the
+    /// wire and [`Point::from_sent`], and sortable.
+    pub fn without_start(&self) -> String {
+        format!(
+            "{} {:?} {} {:?} {} {:?} {:?} {:?}",
+            self.metric,
+            self.kind,
+            self.unit,
+            self.attributes,
+            self.value,
+            self.sum,
+            self.bounds,
+            self.bucket_counts
+        )
+    }
+
     /// The attribute `key`, if present.
     pub fn attr(&self, key: &str) -> Option<&str> {
         self.attributes.get(key).map(String::as_str)
@@ -152,6 +198,14 @@ fn attributes(kvs: &[KeyValue]) -> BTreeMap<String, String> {
     kvs.iter()
         .map(|kv| (kv.key.clone(), attribute_text(kv)))
         .collect()
+}
+
+/// Survey's kept rows, or a request's points, as sorted lines without
+/// start times: equal exactly when they hold the same points.
+pub fn sorted_lines(points: impl IntoIterator<Item = Point>) -> Vec<String> {
+    let mut lines: Vec<String> = points.into_iter().map(|p| p.without_start()).collect();
+    lines.sort();
+    lines
 }
 
 /// Flattens an export request into points.
