@@ -29,14 +29,15 @@
 -- Differences from survey-collector, on input survey sends:
 --   * the exporter stores times in whole seconds (DateTime), so two
 --     restarts of survey within one process in the same second are one
---     stream here;
+--     stream here (survey's own series resets wait for a new second, so
+--     they are always new streams here too);
 --   * only cumulative sums and histograms are counted (survey sends no
 --     other); the collector's config drops delta points.
 -- On input survey does not send, the views drop what survey-collector
 -- rejects, as far as a row shows it (survey_accepts, survey_whole). A row
 -- cannot show: a whole number sent as a double, a start time after its
--- time within the same second, the scope's version, or an attribute
--- outside the allowlist (the collector's config drops those points).
+-- time within the same second, or an attribute outside the allowlist (the
+-- collector's config drops those points).
 CREATE DATABASE IF NOT EXISTS survey ON CLUSTER survey;
 
 -- The exporter's tables.
@@ -291,16 +292,19 @@ CREATE FUNCTION IF NOT EXISTS survey_unit ON CLUSTER survey AS (metric) ->
 
 -- Whether a row is a point survey-collector accepts, as far as a row
 -- shows: a metric of survey's of this `kind`, in its unit, from survey's
--- scope with nothing added, no schema URLs, no exemplars, no flags; a start
--- time (when `timed`: sums and histograms) after 1970 and no later than its
--- time; a time at most a day ahead of its arrival. The keys and values of
--- the attributes are the collector config's to check (a row shows them
--- after the fact, and an unsanitized value never reaches here).
+-- scope with nothing added and a version as survey's sanitizer writes it
+-- (or none), no schema URLs, no exemplars, no flags; a start time (when
+-- `timed`: sums and histograms) after 1970 and no later than its time; a
+-- time at most a day ahead of its arrival. The attribute values are not
+-- checked here: survey's sanitizers cannot run in SQL (see the collector
+-- config's list of what it does not check).
 CREATE FUNCTION IF NOT EXISTS survey_accepts ON CLUSTER survey AS
-    (kind, metric, unit, scope, scope_attributes, scope_schema_url, resource_schema_url,
-     exemplar_times, flags, start, time, timed) ->
+    (kind, metric, unit, scope, scope_version, scope_attributes, scope_schema_url,
+     resource_schema_url, exemplar_times, flags, start, time, timed) ->
     survey_kind(metric) = kind AND unit = survey_unit(metric)
     AND scope = 'survey' AND empty(scope_attributes) AND scope_schema_url = ''
+    AND (scope_version = ''
+         OR match(scope_version, '^[A-Za-z0-9+]([A-Za-z0-9._+-]{0,62}[A-Za-z0-9+])?$'))
     AND resource_schema_url = '' AND empty(exemplar_times) AND flags = 0
     AND toUnixTimestamp(time) > 0 AND start <= time
     AND (NOT timed OR toUnixTimestamp(start) > 0)
@@ -365,8 +369,8 @@ SELECT MetricName, StreamKey, Day,
        max(Value) AS Largest
 FROM survey.otel_metrics_sum_local
 WHERE AggregationTemporality = 2 AND IsMonotonic AND survey_whole(Value)
-  AND survey_accepts('counter', MetricName, MetricUnit, ScopeName, ScopeAttributes, ScopeSchemaUrl,
-                     ResourceSchemaUrl, Exemplars.TimeUnix, Flags, StartTimeUnix, TimeUnix, true)
+  AND survey_accepts('counter', MetricName, MetricUnit, ScopeName, ScopeVersion, ScopeAttributes,
+                     ScopeSchemaUrl, ResourceSchemaUrl, Exemplars.TimeUnix, Flags, StartTimeUnix, TimeUnix, true)
 GROUP BY MetricName, StreamKey, Day;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS survey.gauge_days_mv ON CLUSTER survey TO survey.stream_days_local AS
@@ -377,8 +381,8 @@ SELECT MetricName, StreamKey, Day,
        max(Value) AS Largest
 FROM survey.otel_metrics_gauge_local
 WHERE MetricName = 'mesh_llm_model_context_length' AND survey_whole(Value)
-  AND survey_accepts('gauge', MetricName, MetricUnit, ScopeName, ScopeAttributes, ScopeSchemaUrl,
-                     ResourceSchemaUrl, Exemplars.TimeUnix, Flags, StartTimeUnix, TimeUnix, false)
+  AND survey_accepts('gauge', MetricName, MetricUnit, ScopeName, ScopeVersion, ScopeAttributes,
+                     ScopeSchemaUrl, ResourceSchemaUrl, Exemplars.TimeUnix, Flags, StartTimeUnix, TimeUnix, false)
 GROUP BY MetricName, StreamKey, Day;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS survey.histogram_days_mv ON CLUSTER survey TO survey.histogram_days_local AS
@@ -389,12 +393,13 @@ SELECT MetricName, StreamKey, Day,
        argMaxState(BucketCounts, (Count, -toInt32(Day))) AS Buckets
 FROM survey.otel_metrics_histogram_local
 WHERE AggregationTemporality = 2
-  AND survey_accepts('histogram', MetricName, MetricUnit, ScopeName, ScopeAttributes,
-                     ScopeSchemaUrl, ResourceSchemaUrl, Exemplars.TimeUnix, Flags, StartTimeUnix,
+  AND survey_accepts('histogram', MetricName, MetricUnit, ScopeName, ScopeVersion,
+                     ScopeAttributes, ScopeSchemaUrl, ResourceSchemaUrl, Exemplars.TimeUnix, Flags, StartTimeUnix,
                      TimeUnix, true)
   AND ExplicitBounds = survey_bounds(MetricName)
   AND length(BucketCounts) = length(ExplicitBounds) + 1
-  AND arraySum(BucketCounts) = Count AND Count <= 9007199254740992
+  AND Count <= 9007199254740992 AND arrayAll(c -> c <= Count, BucketCounts)
+  AND arraySum(BucketCounts) = Count
   AND isFinite(Sum) AND Sum >= 0 AND isFinite(Min) AND isFinite(Max)
   AND (Min <= Max OR Max = 0)
 GROUP BY MetricName, StreamKey, Day;

@@ -194,6 +194,18 @@ fn each_metric(request: &mut ExportMetricsServiceRequest, mut f: impl FnMut(&mut
 /// from a node of its own: survey-collector rejects their points.
 fn dishonest(template: &ExportMetricsServiceRequest) -> Vec<ExportMetricsServiceRequest> {
     type Change = fn(&mut ExportMetricsServiceRequest);
+    /// Keeps the histograms alone, so that a change to them is all the
+    /// export holds.
+    fn only_histograms(r: &mut ExportMetricsServiceRequest) {
+        for sm in r
+            .resource_metrics
+            .iter_mut()
+            .flat_map(|rm| rm.scope_metrics.iter_mut())
+        {
+            sm.metrics
+                .retain(|m| matches!(m.data, Some(metric::Data::Histogram(_))));
+        }
+    }
     fn exemplar(time: u64) -> Exemplar {
         Exemplar {
             time_unix_nano: time,
@@ -277,6 +289,39 @@ fn dishonest(template: &ExportMetricsServiceRequest) -> Vec<ExportMetricsService
                     h.data_points.iter_mut().for_each(|p| p.sum = Some(-1.0))
                 }
                 _ => {}
+            })
+        }),
+        ("a scope version with path text", |r| {
+            r.resource_metrics[0].scope_metrics[0]
+                .scope
+                .as_mut()
+                .unwrap()
+                .version = "1.0/home/alice".into()
+        }),
+        (
+            "bucket counts whose sum wraps around to the count (histograms only)",
+            |r| {
+                only_histograms(r);
+                each_metric(r, |m| {
+                    if let Some(metric::Data::Histogram(h)) = &mut m.data {
+                        for p in &mut h.data_points {
+                            let first = p.bucket_counts[0];
+                            p.bucket_counts[0] = u64::MAX;
+                            p.bucket_counts[1] = p.bucket_counts[1] + first + 1;
+                        }
+                    }
+                })
+            },
+        ),
+        ("a histogram min above its max (histograms only)", |r| {
+            only_histograms(r);
+            each_metric(r, |m| {
+                if let Some(metric::Data::Histogram(h)) = &mut m.data {
+                    for p in &mut h.data_points {
+                        p.min = Some(5.0);
+                        p.max = Some(3.0);
+                    }
+                }
             })
         }),
         ("no start time", |r| retime(r, |start, _| *start = 0)),
