@@ -101,7 +101,7 @@ def question(s, key, since, until, min_launches):
     """The rows answering question `key` over [since, until)."""
     params = {"since": since, "until": until, "min_launches": min_launches}
     sql = (HERE / "queries" / f"{key}.sql").read_text()
-    sql = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    sql = code(sql)
     settings = ", ".join(f"{k} = {v}" for k, v in SETTINGS.items())
     sql = sql + (",\n" if "SETTINGS" in sql else "\nSETTINGS ") + settings
     out = s.query(sql, "JSONEachRow", params=params).bytes().decode()

@@ -21,7 +21,7 @@ pub enum Kind {
 #[derive(Default)]
 pub struct Args {
     pub kind: Option<(Span, Kind)>,
-    pub model: Option<(Span, Expr)>,
+    pub model: Option<Expr>,
 }
 
 impl Parse for Args {
@@ -48,7 +48,7 @@ impl Parse for Args {
                     return Err(syn::Error::new(key.span, "duplicate `model` argument"));
                 }
                 input.parse::<Token![=]>()?;
-                args.model = Some((key.span, input.parse()?));
+                args.model = Some(input.parse()?);
             } else {
                 return Err(lookahead.error());
             }
@@ -84,7 +84,7 @@ impl Args {
     }
 
     pub fn require_model(&mut self, attribute: &str) -> syn::Result<Expr> {
-        self.model.take().map(|(_, m)| m).ok_or_else(|| {
+        self.model.take().ok_or_else(|| {
             syn::Error::new(
                 Span::call_site(),
                 format!(

@@ -101,7 +101,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                             format!(
                                 "variant `{ident}` needs `#[survey(reason = \"...\")]` or \
                                  `#[survey(transparent)]`; valid reasons: {}",
-                                reason_list()
+                                values::list(values::FAILURE_REASONS)
                             ),
                         ));
                         continue;
@@ -153,7 +153,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                         format!(
                             "`#[derive(FailureReason)]` on a struct needs `#[survey(reason = \"...\")]` \
                              or `#[survey(transparent)]`; valid reasons: {}",
-                            reason_list()
+                            values::list(values::FAILURE_REASONS)
                         ),
                     ));
                 }
@@ -187,14 +187,6 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
             }
         }
     })
-}
-
-fn reason_list() -> String {
-    values::FAILURE_REASONS
-        .iter()
-        .map(|(text, _)| *text)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Reads the `#[survey(...)]` attributes of one item.

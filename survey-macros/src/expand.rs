@@ -64,21 +64,19 @@ fn or_item(
 }
 
 /// The expression of `model = ...` in the attribute's arguments, found even
-/// when other arguments are wrong (each `key = value` split at top-level
-/// commas).
+/// when other arguments are wrong: the arguments read as `key = value`
+/// pairs, with no check of keys or values.
 fn model_argument(args: &TokenStream) -> Option<Expr> {
-    use proc_macro2::TokenTree;
-    let tokens: Vec<TokenTree> = args.clone().into_iter().collect();
-    tokens
-        .split(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ','))
-        .find_map(|pair| match pair {
-            [TokenTree::Ident(key), TokenTree::Punct(eq), value @ ..]
-                if key == "model" && eq.as_char() == '=' =>
-            {
-                syn::parse2(value.iter().cloned().collect()).ok()
-            }
-            _ => None,
-        })
+    use syn::punctuated::Punctuated;
+    let pairs = syn::parse::Parser::parse2(
+        Punctuated::<syn::MetaNameValue, syn::Token![,]>::parse_terminated,
+        args.clone(),
+    )
+    .ok()?;
+    pairs
+        .into_iter()
+        .find(|pair| pair.path.is_ident("model"))
+        .map(|pair| pair.value)
 }
 
 const LAUNCH_RETURN: &str =
@@ -131,19 +129,7 @@ fn expand_launch(args: TokenStream, item: TokenStream) -> syn::Result<TokenStrea
     let start = quote_spanned!(model.span()=>
         ::survey::__private::LaunchGuard::start(#kind, &(#model))
     );
-    // Spanned at the declared type, so an outcome that is not a `Result`
-    // with a `FailureReason` error is reported there.
-    let finish = quote_spanned!(declared.span()=>
-        __survey_launch.finish(&__survey_result)
-    );
-    let stmts = body.stmts();
-    let wrapped = wrapped_body(&declared, stmts, true);
-    *stmts = parse_stmts(quote! {
-        let __survey_launch = #start;
-        let __survey_result = #wrapped;
-        #finish;
-        __survey_result
-    })?;
+    guard(body.stmts(), &declared, true, start)?;
     Ok(quote!(#function))
 }
 
@@ -165,18 +151,32 @@ fn expand_unload(args: TokenStream, item: TokenStream) -> syn::Result<TokenStrea
     let start = quote_spanned!(model.span()=>
         ::survey::__private::UnloadGuard::start(&(#model))
     );
+    guard(body.stmts(), &declared, is_async, start)?;
+    Ok(quote!(#function))
+}
+
+/// Replaces `stmts` with: the guard `start` makes, the wrapped body, the
+/// guard's `finish` with the body's result, and that result.
+fn guard(
+    stmts: &mut Vec<Stmt>,
+    declared: &Type,
+    is_async: bool,
+    start: TokenStream,
+) -> syn::Result<()> {
+    // Spanned at the declared type, so an outcome the guard cannot take (a
+    // launch not returning a `Result` with a `FailureReason` error) is
+    // reported there.
     let finish = quote_spanned!(declared.span()=>
-        __survey_unload.finish(&__survey_result)
+        __survey_guard.finish(&__survey_result)
     );
-    let stmts = body.stmts();
-    let wrapped = wrapped_body(&declared, stmts, is_async);
+    let wrapped = wrapped_body(declared, stmts, is_async);
     *stmts = parse_stmts(quote! {
-        let __survey_unload = #start;
+        let __survey_guard = #start;
         let __survey_result = #wrapped;
         #finish;
         __survey_result
     })?;
-    Ok(quote!(#function))
+    Ok(())
 }
 
 fn expand_exit(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {

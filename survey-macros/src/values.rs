@@ -29,21 +29,27 @@ pub const FAILURE_REASONS: &[(&str, &str)] = &[
     ("other", "Other"),
 ];
 
+/// The valid values of `table`, for error messages: `a, b, c`.
+pub fn list(table: &[(&str, &str)]) -> String {
+    table
+        .iter()
+        .map(|(text, _)| *text)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The variant for `lit`, or an error on `lit` listing the valid values.
 pub fn lookup(table: &[(&str, &str)], what: &str, lit: &LitStr) -> syn::Result<Ident> {
     let value = lit.value();
     match table.iter().find(|(text, _)| *text == value) {
         Some((_, variant)) => Ok(Ident::new(variant, lit.span())),
-        None => {
-            let expected: Vec<&str> = table.iter().map(|(text, _)| *text).collect();
-            Err(syn::Error::new(
-                lit.span(),
-                format!(
-                    "unknown {what} \"{value}\"; expected one of {}",
-                    expected.join(", ")
-                ),
-            ))
-        }
+        None => Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "unknown {what} \"{value}\"; expected one of {}",
+                list(table)
+            ),
+        )),
     }
 }
 

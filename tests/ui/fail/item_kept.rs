@@ -50,6 +50,16 @@ fn not_async(spec: &Spec) -> Result<(), LaunchError> {
     Err(LaunchError::Forgotten)
 }
 
+fn pick<A, B>(a: A, _b: B) -> A {
+    a
+}
+
+/// A `model` with commas of its own is found too: no unused `spec`.
+#[survey::launch(kind = "bogus", model = pick::<&Spec, u8>(spec, 0))]
+async fn commas(spec: &Spec) -> Result<(), LaunchError> {
+    Ok(())
+}
+
 /// Compiles although `LaunchError`'s derive failed.
 #[survey::launch(kind = "startup", model = spec)]
 async fn launch(spec: &Spec) -> Result<(), LaunchError> {
@@ -62,4 +72,5 @@ fn main() {
     let _ = Host.load(&Spec);
     let _ = not_async(&Spec);
     let _ = launch(&Spec);
+    let _ = commas(&Spec);
 }
