@@ -236,14 +236,14 @@ async fn wait_for_stop() {
 }
 
 fn report(args: ReportArgs) -> ExitCode {
-    if let (Some(since), Some(until)) = (args.since, args.until) {
-        if since >= until {
-            return usage_error(format!(
-                "--since {} must be before --until {} (until is exclusive)",
-                since.to_date(),
-                until.to_date()
-            ));
-        }
+    if let (Some(since), Some(until)) = (args.since, args.until)
+        && since >= until
+    {
+        return usage_error(format!(
+            "--since {} must be before --until {} (until is exclusive)",
+            since.to_date(),
+            until.to_date()
+        ));
     }
     let store = match Store::open_read_only(&args.db) {
         Ok(store) => store,

@@ -275,10 +275,10 @@ pub fn validate(request: &ExportMetricsServiceRequest, clock: Clock) -> Validate
                 }
             }
         }
-        if let Ok(resource) = resource {
-            if out.points.len() > accepted_before {
-                out.resources.push(resource);
-            }
+        if let Ok(resource) = resource
+            && out.points.len() > accepted_before
+        {
+            out.resources.push(resource);
         }
     }
     out
