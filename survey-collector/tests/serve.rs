@@ -52,14 +52,13 @@ fn spawn_serve(
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             use std::io::Write;
             let _ = writeln!(file, "{line}");
-            if !sent {
-                if let Some(addr) = line
+            if !sent
+                && let Some(addr) = line
                     .split_whitespace()
                     .find_map(|w| w.strip_prefix("addr="))
-                {
-                    let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
-                    sent = true;
-                }
+            {
+                let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
+                sent = true;
             }
         }
     });
