@@ -1,9 +1,10 @@
 //! What survey costs a node that is doing nothing, and what it sends:
 //!
-//! 1. **Wake-ups.** The voluntary context switches of each of survey's
-//!    threads (read from `/proc/self/task/*/status`, Linux only) over an
-//!    idle window, per second and per export, against the same window with
-//!    survey off. Idle, the recorder never wakes; the other threads wake
+//! 1. **Wake-ups.** The voluntary context switches of each thread
+//!    (read from `/proc/self/task/*/status`, Linux only) over an idle
+//!    window, per second and per export, against the same window measured
+//!    first with survey switched off (`enabled = false`, what an opted-out
+//!    node runs). Idle, the recorder never wakes; the other threads wake
 //!    for the periodic export only.
 //! 2. **Bytes on the wire.** The gzip body of one export from an idle node
 //!    with one model, then after 200 distinct models were loaded and
@@ -81,7 +82,8 @@ fn switches() -> BTreeMap<String, u64> {
 }
 
 /// Wake-ups per thread name over `WINDOW`, the main thread (which sleeps
-/// through it) left out.
+/// through it) and the bench's own receiver left out. A thread that ends
+/// within the window is not counted.
 fn idle_wakeups() -> BTreeMap<String, u64> {
     let main = std::fs::read_to_string("/proc/thread-self/comm").unwrap_or_default();
     let before = switches();
@@ -89,7 +91,7 @@ fn idle_wakeups() -> BTreeMap<String, u64> {
     let after = switches();
     after
         .into_iter()
-        .filter(|(name, _)| *name != main.trim())
+        .filter(|(name, _)| *name != main.trim() && !name.starts_with("otlp-receiver"))
         .map(|(name, n)| {
             let was = before.get(&name).copied().unwrap_or(0);
             (name, n.saturating_sub(was))
@@ -115,20 +117,23 @@ fn start(config: &survey::TelemetryConfig) -> survey::SurveyGuard {
 
 fn wakeups() {
     println!("## Wake-ups over {WINDOW:?} idle");
-    let off = idle_wakeups();
-    println!(
-        "survey off: {} threads besides the main one, {} wake-ups",
-        off.len(),
-        off.values().sum::<u64>()
-    );
-
     let receiver = Receiver::start();
+    // The baseline: survey switched off, as an opted-out node runs it.
+    let off_config: survey::TelemetryConfig = toml::from_str("enabled = false").expect("table");
+    let off_guard = survey::Setup::new(&off_config)
+        .hardware(survey::HardwareFacts::cpu_only())
+        .start();
+    assert!(!off_guard.is_enabled());
+    futures::executor::block_on(launch(&Spec { slot: 1 })).unwrap();
+    let off = idle_wakeups();
+    drop(off_guard);
+
     let guard = start(&config(
         &receiver.endpoint(),
         "export_interval_secs = 1\ntimeout_secs = 1",
     ));
-    futures::executor::block_on(launch(&Spec { slot: 1 })).unwrap();
-    // Let the first exports and the hardware probe settle.
+    futures::executor::block_on(launch(&Spec { slot: 2 })).unwrap();
+    // Let the first exports settle.
     std::thread::sleep(Duration::from_secs(2));
     let exports_before = guard.status().exports_ok;
     let on = idle_wakeups();
@@ -136,11 +141,7 @@ fn wakeups() {
     println!("survey on, one model loaded, an export every second ({exports} exports):");
     println!("| thread | wake-ups | per second | per export | with survey off |");
     println!("|---|---|---|---|---|");
-    // The receiver is the bench's own collector, not part of survey.
-    for (name, n) in on
-        .iter()
-        .filter(|(name, _)| !name.starts_with("otlp-receiver"))
-    {
+    for (name, n) in &on {
         println!(
             "| {name} | {n} | {:.2} | {:.2} | {} |",
             *n as f64 / WINDOW.as_secs_f64(),
@@ -148,12 +149,20 @@ fn wakeups() {
             off.get(name).map_or("-".to_string(), |n| n.to_string())
         );
     }
+    let (on_total, off_total): (u64, u64) = (on.values().sum(), off.values().sum());
+    println!(
+        "| all threads | {on_total} | {:.2} | {:.2} | {off_total} |",
+        on_total as f64 / WINDOW.as_secs_f64(),
+        on_total as f64 / exports.max(1) as f64,
+    );
     let recorder = on.get("survey-recorder").copied().unwrap_or(0);
     println!("recorder wake-ups while idle: {recorder}");
     drop(guard);
 }
 
-/// The size of the last request's body, once `exports` more have arrived.
+/// The body size of an export made now. The first flush exports (and may
+/// be followed by a series reset); the second exports what is current after
+/// it.
 fn bytes_of_next_export(receiver: &Receiver, guard: &survey::SurveyGuard) -> usize {
     assert!(guard.flush(Duration::from_secs(10)));
     assert!(guard.flush(Duration::from_secs(10)));
@@ -188,9 +197,19 @@ fn wire_bytes() {
             futures::executor::block_on(unload(&spec)).unwrap();
         }
         let after = bytes_of_next_export(&receiver, &guard);
-        // A reset is due half a second after the previous one.
-        std::thread::sleep(Duration::from_millis(600));
-        let settled = bytes_of_next_export(&receiver, &guard);
+        // A reset is due half a second after the previous one, in a later
+        // second than the series' start: flush until one has happened.
+        let settled = if reset.ends_with(" 0") {
+            after
+        } else {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while guard.status().series_resets == 0 {
+                assert!(Instant::now() < deadline, "no series reset");
+                std::thread::sleep(Duration::from_millis(200));
+                assert!(guard.flush(Duration::from_secs(10)));
+            }
+            bytes_of_next_export(&receiver, &guard)
+        };
         if reset.ends_with(" 0") {
             row("idle, one model loaded", idle);
             row("after 200 distinct models", after);
