@@ -1,6 +1,6 @@
 //! The control API on a real HTTP stack: bounded bodies, malformed
 //! requests answered 4xx with a JSON error, names percent-decoded, idle
-//! connections closed, and a stop that lets requests in flight finish.
+//! connections closed, and the client's report of an unreachable node.
 
 mod support;
 

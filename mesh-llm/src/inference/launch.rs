@@ -462,9 +462,13 @@ async fn launch_on(
     match wait_healthy(&mut child, client, port, settings.health_timeout).await {
         Health::Ready => {
             let pid = child.id();
-            let ours = tokio::task::spawn_blocking(move || listens_on(pid, port))
+            // Bounded: on a machine with very many processes the scan of
+            // /proc gives up and the answer counts as unknown.
+            let scan = tokio::task::spawn_blocking(move || listens_on(pid, port));
+            let ours = tokio::time::timeout(OWNERSHIP_SCAN, scan)
                 .await
                 .ok()
+                .and_then(Result::ok)
                 .flatten();
             if ours == Some(false) {
                 kill(&mut child).await;
@@ -627,6 +631,10 @@ enum Health {
     Exited(ExitStatus),
     TimedOut,
 }
+
+/// The longest the port-ownership check may scan `/proc` before it counts
+/// as unknown (the launch then goes on, as where `/proc` is missing).
+const OWNERSHIP_SCAN: Duration = Duration::from_secs(2);
 
 /// Polls `GET /health` (503 while loading, 200 when ready) until `timeout`,
 /// watching for the process to exit.

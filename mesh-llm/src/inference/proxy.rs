@@ -6,8 +6,9 @@
 //! | `POST /v1/chat/completions` | forwarded to the backend of the body's `model` |
 //! | `POST /v1/completions` | the same |
 //!
-//! Bodies pass through unchanged both ways, streamed (SSE answers arrive as
-//! the backend writes them). Nothing of a request or an answer is logged or
+//! Bodies pass through unchanged both ways. A request body is read whole
+//! (to find its `model`); an answer is streamed (SSE answers arrive as the
+//! backend writes them). Nothing of a request or an answer is logged or
 //! recorded: only the model name, the path and the status reach the log.
 //!
 //! A launch adds its model's route and checks it through this same
