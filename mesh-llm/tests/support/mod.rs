@@ -1,22 +1,19 @@
 //! Drives the real `mesh-llm` binary with the stand-in `llama-server` and a
 //! real OTLP/HTTP receiver.
 
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::ExitStatus;
+use std::time::Duration;
 
 use mesh_llm::gguf::{self, WriteValue};
-use mesh_llm::runtime::NodeStatus;
 
 mod node;
+// Each test crate uses some of these.
+#[allow(unused_imports)]
 pub use node::{Launch, Node, poll, signal, wait_until};
-
+#[allow(unused_imports)]
 pub use survey_otlp_receiver::{Mode, Point, Receiver, of, one, sorted_lines, total};
 
 pub const MESH_LLM: &str = env!("CARGO_BIN_EXE_mesh-llm");
