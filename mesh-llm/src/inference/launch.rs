@@ -607,18 +607,20 @@ fn listens_on(pid: Option<u32>, port: u16) -> Option<bool> {
 }
 
 /// Whether `process` is `ancestor` or one of its descendants.
+/// The parent of process `pid`, from `/proc/PID/stat` (`pid (comm) state
+/// ppid ...`, where comm may hold spaces and parentheses).
+pub(crate) fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn descends_from(mut process: u32, ancestor: u32) -> bool {
     for _ in 0..64 {
         if process == ancestor {
             return true;
         }
-        let parent = std::fs::read_to_string(format!("/proc/{process}/stat"))
-            .ok()
-            .and_then(|stat| {
-                let after = &stat[stat.rfind(')')? + 1..];
-                after.split_whitespace().nth(1)?.parse::<u32>().ok()
-            });
-        match parent {
+        match parent_of(process) {
             Some(parent) if parent > 1 => process = parent,
             _ => return false,
         }

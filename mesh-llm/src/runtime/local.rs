@@ -373,14 +373,7 @@ mod tests {
     /// Whether `pid` is a process this test process started and has not
     /// reaped (a zombie counts: its pid is still ours).
     fn is_our_child(pid: u32) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| {
-                // pid (comm) state ppid ...: comm may hold spaces.
-                let after = &stat[stat.rfind(')')? + 1..];
-                after.split_whitespace().nth(1)?.parse::<u32>().ok()
-            })
-            == Some(std::process::id())
+        crate::inference::launch::parent_of(pid) == Some(std::process::id())
     }
 
     /// A signaller that records what it delivers, and checks each target
