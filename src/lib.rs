@@ -101,6 +101,36 @@
 //! `mode = "local"` in the table runs survey without sending anything, so
 //! a person can read [`last_export`] before opting in.
 //!
+//! # Inference performance (opt-in)
+//!
+//! With `prompt_shape_metrics = true` in the table, a host that serves
+//! inference calls [`record_inference`] once per request it forwarded to a
+//! loaded model, with the numbers its backend reported:
+//!
+//! ```no_run
+//! # struct Running;
+//! # impl survey::SurveyModel for Running {
+//! #     fn survey_facts(&self) -> survey::ModelFacts { survey::ModelFacts::new(1u64, "m") }
+//! # }
+//! # let running = Running;
+//! use survey::{Inference, RequestOutcome, Throughput};
+//! // llama-server's `usage` and `timings` of one answer, and the time the
+//! // host saw the first token of a streamed answer.
+//! survey::record_inference(
+//!     &running,
+//!     Inference::new(RequestOutcome::Ok)
+//!         .prompt_tokens(67)
+//!         .output_tokens(16)
+//!         .prefill(Throughput::new(67, 2.19))
+//!         .decode(Throughput::new(16, 3.76))
+//!         .time_to_first_token(std::time::Duration::from_millis(12)),
+//! );
+//! ```
+//!
+//! The attributes are those of the instance's launch; only numbers are
+//! recorded, never anything of a prompt or an answer. With the switch off
+//! the call records nothing and costs a branch. See [`inference`].
+//!
 //! See the README for the configuration table, the environment variables,
 //! the schema and the privacy boundary.
 
@@ -109,10 +139,10 @@
 pub use survey_macros::{FailureReason, exit, launch, unload};
 pub use survey_runtime::{
     ContextBucket, DeviceFacts, DisabledReason, ExportProblem, FailureKind, FailureReason, GpuInfo,
-    HardwareFacts, InstanceKey, InvalidSetting, LastExport, LastFailure, LaunchKind, ModelFacts,
-    Resolution, SentRow, Settings, Setup, ShutdownReport, Status, SurveyGuard, SurveyModel,
-    TelemetryConfig, TelemetryMode, config, hardware, init, last_export, otel, privacy, schema,
-    sent, status,
+    HardwareFacts, Inference, InstanceKey, InvalidSetting, LastExport, LastFailure, LaunchKind,
+    ModelFacts, RequestOutcome, Resolution, SentRow, Settings, Setup, ShutdownReport, Status,
+    SurveyGuard, SurveyModel, TelemetryConfig, TelemetryMode, Throughput, config, hardware,
+    inference, init, last_export, otel, privacy, record_inference, schema, sent, status,
 };
 
 /// Records an unexpected exit of `model` without the `#[survey::exit]`

@@ -50,7 +50,9 @@ pub struct TelemetryConfig {
     pub export_interval_secs: Option<f64>,
     /// Capacity of the event queue (default 2048); the oldest event is dropped when full.
     pub queue_size: Option<usize>,
-    /// Reserved. No prompt-shape metrics exist; `true` is ignored with a warning.
+    /// `true` records the inference metrics (opt-in, default `false`): per
+    /// request, its outcome, token counts, speeds and time to first token,
+    /// as numbers only. No `OTEL_*` variable turns it on.
     pub prompt_shape_metrics: bool,
     /// Seconds one export may take, retries included (default 10, at most the interval).
     pub timeout_secs: Option<f64>,
@@ -220,6 +222,9 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// Least time between two restarts of the cumulative series; `None`: never.
     pub series_reset: Option<Duration>,
+    /// Whether the opt-in inference metrics are recorded
+    /// (`telemetry.prompt_shape_metrics`).
+    pub prompt_shape_metrics: bool,
 }
 
 impl Settings {
@@ -444,13 +449,7 @@ fn resolve(
             .into_string(),
     };
 
-    let mut warnings = Vec::new();
-    if config.prompt_shape_metrics {
-        warnings.push(
-            "telemetry.prompt_shape_metrics: this version has no prompt-shape metrics; the setting is ignored"
-                .to_string(),
-        );
-    }
+    let warnings = Vec::new();
 
     Ok((
         Settings {
@@ -467,6 +466,7 @@ fn resolve(
             service_name,
             shutdown_timeout,
             series_reset,
+            prompt_shape_metrics: config.prompt_shape_metrics,
         },
         warnings,
     ))

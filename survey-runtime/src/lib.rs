@@ -13,6 +13,7 @@
 //! | [`schema`] | metric names, units, boundaries, attribute keys and enums |
 //! | [`privacy`] | sanitizers for every exported string |
 //! | [`hardware`] | GPU/SoC facts, probed once with timeouts |
+//! | [`inference`] | opt-in inference performance: [`record_inference`] |
 //! | `registry` | the loaded-model set behind the gauges |
 //! | `queue` | the bounded, drop-oldest event queue |
 //! | `recorder` | the worker that records events into instruments |
@@ -28,6 +29,7 @@ pub mod config;
 mod export;
 mod failure;
 pub mod hardware;
+pub mod inference;
 mod lifecycle;
 mod model;
 pub mod privacy;
@@ -46,9 +48,10 @@ pub use config::{
 };
 pub use failure::FailureReason;
 pub use hardware::{GpuInfo, HardwareFacts};
+pub use inference::{Inference, Throughput, record_inference};
 pub use lifecycle::{Setup, ShutdownReport, SurveyGuard, init, last_export, status};
 pub use model::{DeviceFacts, InstanceKey, ModelFacts, SurveyModel};
-pub use schema::{ContextBucket, FailureKind, LaunchKind};
+pub use schema::{ContextBucket, FailureKind, LaunchKind, RequestOutcome};
 pub use sent::{AttributeValue, ExportOutcome, LastExport, MetricKind, Number, SentRow};
 pub use status::{ExportProblem, LastFailure, Status};
 

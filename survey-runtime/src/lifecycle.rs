@@ -14,6 +14,7 @@ use crate::config::{
 };
 use crate::export::{self, Generation, Pipeline, Resolver};
 use crate::hardware::HardwareFacts;
+use crate::inference::{self, InferenceCounters};
 use crate::privacy;
 use crate::queue::{Event, EventQueue};
 use crate::recorder::{HardwareSource, Instruments, Shared, Worker, WorkerParts};
@@ -27,11 +28,18 @@ pub(crate) struct Active {
     pub(crate) queue: Arc<EventQueue>,
     pub(crate) registry: Arc<Registry>,
     pipeline: Arc<Pipeline>,
+    /// `Some` when `prompt_shape_metrics` is on.
+    inference: Option<InferenceCounters>,
 }
 
 impl Active {
     pub(crate) fn push(&self, event: Event) {
         self.queue.push(event);
+    }
+
+    /// What inference records count, when they are taken.
+    pub(crate) fn inference(&self) -> Option<&InferenceCounters> {
+        self.inference.as_ref()
     }
 
     fn status(&self) -> Status {
@@ -49,6 +57,15 @@ impl Active {
             events_dropped: self.queue.dropped(),
             events_recorded: counters.events_recorded.load(Ordering::Relaxed),
             series_resets: counters.series_resets.load(Ordering::Relaxed),
+            prompt_shape_metrics: self.inference.is_some(),
+            inference_unloaded: self
+                .inference
+                .as_ref()
+                .map_or(0, |c| c.unloaded.load(Ordering::Relaxed)),
+            inference_values_rejected: self
+                .inference
+                .as_ref()
+                .map_or(0, |c| c.values_rejected.load(Ordering::Relaxed)),
         }
     }
 
@@ -217,7 +234,13 @@ impl Setup {
             service_version: version,
         };
         let meter = provider.meter(crate::schema::SCOPE_NAME);
-        let instruments = Instruments::new(&meter, &shared, &generation, &pipeline.counters);
+        let instruments = Instruments::new(
+            &meter,
+            &shared,
+            &generation,
+            &pipeline.counters,
+            settings.prompt_shape_metrics,
+        );
         let queue = Arc::new(EventQueue::new(settings.queue_size));
         let provider = Arc::new(Mutex::new(Some(provider)));
         let parts = WorkerParts {
@@ -237,13 +260,16 @@ impl Setup {
                 )));
             }
         };
+        let prompt_shape = settings.prompt_shape_metrics;
         let active = Arc::new(Active {
             queue,
             registry: shared.registry,
             pipeline: pipeline.clone(),
+            inference: prompt_shape.then(InferenceCounters::default),
         });
         ACTIVE.store(Some(active.clone()));
         ENABLED.store(true, Ordering::Release);
+        inference::RECORDING.store(prompt_shape, Ordering::Release);
         if let Ok(mut last) = LAST_DISABLED.lock() {
             *last = None;
         }
@@ -372,6 +398,7 @@ impl SurveyGuard {
         {
             let _serial = INIT.lock();
             if active().is_some_and(|a| Arc::ptr_eq(&a, &running.active)) {
+                inference::RECORDING.store(false, Ordering::Release);
                 ENABLED.store(false, Ordering::Release);
                 ACTIVE.store(None);
             }

@@ -1,6 +1,10 @@
 //! The bounded event queue between instrumented calls and the recording
 //! worker. Pushing never blocks: when the queue is full the oldest event is
 //! dropped and counted.
+//!
+//! Lifecycle events and inference records wait in two rings of the same
+//! capacity, so a burst of requests can never push a launch, an unload or
+//! an exit out of the queue.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -9,6 +13,7 @@ use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 
+use crate::inference::Measured;
 use crate::model::ModelFacts;
 use crate::schema::{FailureKind, LaunchKind};
 
@@ -35,6 +40,11 @@ pub(crate) enum Event {
         kind: Option<LaunchKind>,
         uptime: Option<Duration>,
     },
+    /// A loaded model answered (or failed) an inference request.
+    Inference {
+        facts: Arc<ModelFacts>,
+        measured: Measured,
+    },
 }
 
 impl Event {
@@ -43,7 +53,8 @@ impl Event {
         match self {
             Event::LaunchStarted { facts, .. }
             | Event::LaunchFinished { facts, .. }
-            | Event::Ended { facts, .. } => facts.instance(),
+            | Event::Ended { facts, .. }
+            | Event::Inference { facts, .. } => facts.instance(),
         }
     }
 }
@@ -61,6 +72,8 @@ pub(crate) enum Ending {
 #[derive(Debug)]
 pub(crate) struct EventQueue {
     events: ArrayQueue<Event>,
+    /// Inference records, apart from the lifecycle events.
+    inference: ArrayQueue<Event>,
     dropped: AtomicU64,
     worker: OnceLock<Thread>,
     /// The worker is (about to be) parked and needs a wake-up.
@@ -71,6 +84,7 @@ impl EventQueue {
     pub(crate) fn new(capacity: usize) -> EventQueue {
         EventQueue {
             events: ArrayQueue::new(capacity.max(1)),
+            inference: ArrayQueue::new(capacity.max(1)),
             dropped: AtomicU64::new(0),
             worker: OnceLock::new(),
             worker_idle: AtomicBool::new(false),
@@ -84,7 +98,11 @@ impl EventQueue {
 
     /// Adds `event`, dropping the oldest one if the queue is full. Never blocks.
     pub(crate) fn push(&self, event: Event) {
-        if self.events.force_push(event).is_some() {
+        let ring = match event {
+            Event::Inference { .. } => &self.inference,
+            _ => &self.events,
+        };
+        if ring.force_push(event).is_some() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
         if self.worker_idle.swap(false, Ordering::SeqCst)
@@ -101,14 +119,15 @@ impl EventQueue {
     /// is left waiting.
     pub(crate) fn wait_for_events(&self) {
         self.worker_idle.store(true, Ordering::SeqCst);
-        if self.events.is_empty() {
+        if self.events.is_empty() && self.inference.is_empty() {
             std::thread::park();
         }
         self.worker_idle.store(false, Ordering::SeqCst);
     }
 
+    /// The oldest lifecycle event, else the oldest inference record.
     pub(crate) fn pop(&self) -> Option<Event> {
-        self.events.pop()
+        self.events.pop().or_else(|| self.inference.pop())
     }
 
     pub(crate) fn dropped(&self) -> u64 {
@@ -117,7 +136,7 @@ impl EventQueue {
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.events.len()
+        self.events.len() + self.inference.len()
     }
 }
 
@@ -151,5 +170,26 @@ mod tests {
             .map(|e| instance(&e))
             .collect();
         assert_eq!(kept, [7, 8, 9]);
+    }
+
+    #[test]
+    fn inference_records_never_push_lifecycle_events_out() {
+        let queue = EventQueue::new(3);
+        queue.push(started(1));
+        for i in 0..10 {
+            queue.push(Event::Inference {
+                facts: Arc::new(ModelFacts::new(100 + i, "m")),
+                measured: crate::inference::Inference::new(crate::schema::RequestOutcome::Ok)
+                    .checked()
+                    .0,
+            });
+        }
+        queue.push(started(2));
+        assert_eq!(queue.dropped(), 7);
+        assert_eq!(queue.len(), 5);
+        let order: Vec<u64> = std::iter::from_fn(|| queue.pop())
+            .map(|e| e.instance().as_u64())
+            .collect();
+        assert_eq!(order, [1, 2, 107, 108, 109]);
     }
 }

@@ -17,14 +17,16 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 
 use crate::export::{self, Generation, Pipeline, SERIES_RESET_DUE_AT};
 use crate::hardware::{DeviceView, HardwareFacts};
+use crate::inference::Measured;
 use crate::model::{DeviceFacts, InstanceKey, ModelFacts};
 use crate::privacy::SafeValue;
 use crate::queue::{Ending, Event, EventQueue};
 use crate::registry::Registry;
-use crate::schema::{self, AttributeSet, FailureKind, LaunchKind};
+use crate::schema::{self, AttributeKey, AttributeSet, AttributeValue, FailureKind, LaunchKind};
 use crate::status::ExportCounters;
 
-/// The ten instruments of the schema.
+/// The instruments of the schema: the ten lifecycle metrics, and the
+/// inference metrics when `prompt_shape_metrics` is on.
 pub(crate) struct Instruments {
     launch: Counter<u64>,
     launch_success: Counter<u64>,
@@ -34,6 +36,18 @@ pub(crate) struct Instruments {
     launch_duration: Histogram<f64>,
     uptime: Histogram<f64>,
     _gauges: [ObservableGauge<u64>; 3],
+    /// Absent with the switch off: no inference metric can be exported.
+    inference: Option<InferenceInstruments>,
+}
+
+/// The opt-in inference instruments.
+struct InferenceInstruments {
+    requests: Counter<u64>,
+    prompt_tokens: Histogram<f64>,
+    output_tokens: Histogram<f64>,
+    prefill_speed: Histogram<f64>,
+    decode_speed: Histogram<f64>,
+    time_to_first_token: Histogram<f64>,
 }
 
 /// What the gauge callbacks and the worker share.
@@ -104,6 +118,7 @@ impl Instruments {
         shared: &Shared,
         generation: &Arc<Generation>,
         counters: &Arc<ExportCounters>,
+        prompt_shape: bool,
     ) -> Instruments {
         let spec = |name| schema::metric(name).expect("a schema metric");
         let counter = |name| {
@@ -181,6 +196,14 @@ impl Instruments {
             launch_duration: histogram(schema::LAUNCH_DURATION_MS),
             uptime: histogram(schema::UPTIME_S),
             _gauges: [loaded_models, model_loaded, context_length],
+            inference: prompt_shape.then(|| InferenceInstruments {
+                requests: counter(schema::INFERENCE_REQUESTS_TOTAL),
+                prompt_tokens: histogram(schema::INFERENCE_PROMPT_TOKENS),
+                output_tokens: histogram(schema::INFERENCE_OUTPUT_TOKENS),
+                prefill_speed: histogram(schema::INFERENCE_PREFILL_TOKENS_PER_S),
+                decode_speed: histogram(schema::INFERENCE_DECODE_TOKENS_PER_S),
+                time_to_first_token: histogram(schema::INFERENCE_TIME_TO_FIRST_TOKEN_MS),
+            }),
         }
     }
 
@@ -228,7 +251,45 @@ impl Instruments {
                     self.uptime.record(uptime.as_secs_f64(), &attributes);
                 }
             }
+            Event::Inference { facts, measured } => {
+                if let Some(inference) = &self.inference {
+                    inference.record(shared, &facts, &measured);
+                }
+            }
         }
+    }
+}
+
+impl InferenceInstruments {
+    /// One request: its count by outcome on the counter; its numbers on
+    /// the histograms (only requests answered in full carry any), with the
+    /// attributes of the instance's model, hardware and context bucket.
+    fn record(&self, shared: &Shared, facts: &ModelFacts, measured: &Measured) {
+        let Some(device) = shared.device(&facts.device) else {
+            return;
+        };
+        let mut attributes =
+            schema::model_attributes(facts, &device, None, None, shared.service_version.as_ref());
+        let histograms = [
+            (&self.prompt_tokens, measured.prompt_tokens),
+            (&self.output_tokens, measured.output_tokens),
+            (&self.prefill_speed, measured.prefill_tps),
+            (&self.decode_speed, measured.decode_tps),
+            (&self.time_to_first_token, measured.time_to_first_token_ms),
+        ];
+        if histograms.iter().any(|(_, value)| value.is_some()) {
+            let key_values = attributes.to_key_values();
+            for (histogram, value) in histograms {
+                if let Some(value) = value {
+                    histogram.record(value, &key_values);
+                }
+            }
+        }
+        attributes.set(
+            AttributeKey::RequestOutcome,
+            AttributeValue::Static(measured.outcome.as_str()),
+        );
+        self.requests.add(1, &attributes.to_key_values());
     }
 }
 
@@ -353,6 +414,7 @@ impl Recorder {
             &self.shared,
             &next,
             counters,
+            self.pipeline.settings.prompt_shape_metrics,
         );
         let old = current.replace(provider);
         drop(current);

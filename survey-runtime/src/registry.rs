@@ -68,6 +68,11 @@ impl Registry {
         self.loaded.load().contains_key(&key)
     }
 
+    /// The entry of `key`, if it is loaded.
+    pub(crate) fn get(&self, key: InstanceKey) -> Option<Arc<LoadedModel>> {
+        self.loaded.load().get(&key).cloned()
+    }
+
     /// The loaded set as of now.
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.loaded.load_full()

@@ -38,6 +38,15 @@ pub struct Status {
     /// Times the cumulative series were started anew
     /// (`telemetry.series_reset_secs`).
     pub series_resets: u64,
+    /// Whether the opt-in inference metrics are recorded
+    /// (`telemetry.prompt_shape_metrics`).
+    pub prompt_shape_metrics: bool,
+    /// Inference records dropped because their model was no longer loaded
+    /// when the request ended.
+    pub inference_unloaded: u64,
+    /// Inference values dropped for being out of bounds (not finite,
+    /// negative, or above the stated maxima).
+    pub inference_values_rejected: u64,
 }
 
 /// The last failed export.
@@ -112,6 +121,9 @@ impl Status {
             events_dropped: 0,
             events_recorded: 0,
             series_resets: 0,
+            prompt_shape_metrics: false,
+            inference_unloaded: 0,
+            inference_values_rejected: 0,
         }
     }
 }
@@ -133,6 +145,16 @@ impl std::fmt::Display for Status {
             self.events_recorded,
             self.events_dropped,
         )?;
+        if self.prompt_shape_metrics {
+            write!(f, ", inference metrics on")?;
+            if self.inference_unloaded + self.inference_values_rejected > 0 {
+                write!(
+                    f,
+                    " ({} records of unloaded models and {} values out of bounds dropped)",
+                    self.inference_unloaded, self.inference_values_rejected
+                )?;
+            }
+        }
         if let Some(age) = self.last_success_age {
             write!(f, ", last success {} ago", Age(age))?;
         }

@@ -372,18 +372,39 @@ fn errors_never_echo_secrets() {
 }
 
 #[test]
-fn prompt_shape_metrics_are_ignored_with_a_warning() {
+fn prompt_shape_metrics_are_off_unless_the_config_turns_them_on() {
+    // Off by default, whatever the environment says.
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+        (
+            "OTEL_SEMCONV_STABILITY_OPT_IN",
+            "gen_ai_latest_experimental",
+        ),
+        ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true"),
+        ("PROMPT_SHAPE_METRICS", "true"),
+    ];
+    assert!(!settings("enabled = true", None, &env).prompt_shape_metrics);
+    assert!(!settings(ENDPOINT, None, &[]).prompt_shape_metrics);
     match resolve(
         &format!("{ENDPOINT}\nprompt_shape_metrics = true"),
         None,
         &[],
     ) {
-        Resolution::Enabled { warnings, .. } => {
-            assert_eq!(warnings.len(), 1);
-            assert!(warnings[0].contains("telemetry.prompt_shape_metrics"));
+        Resolution::Enabled { settings, warnings } => {
+            assert!(settings.prompt_shape_metrics);
+            assert!(warnings.is_empty(), "{warnings:?}");
         }
         other => panic!("{other:?}"),
     }
+    // In local mode too: the switch only decides what is recorded.
+    let local = settings("mode = \"local\"\nprompt_shape_metrics = true", None, &[]);
+    assert!(local.prompt_shape_metrics);
+    // Not a boolean: the key is named.
+    let error = toml::from_str::<TelemetryConfig>("prompt_shape_metrics = \"yes\"").unwrap_err();
+    assert!(
+        error.to_string().contains("prompt_shape_metrics"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -407,6 +428,7 @@ endpoint = "https://otel.example.com/v1/metrics"
     assert_eq!(s.headers["authorization"], "Bearer TOKEN");
     assert_eq!(s.export_interval, Duration::from_secs(15));
     assert_eq!(s.queue_size, 2048);
+    assert!(!s.prompt_shape_metrics);
 }
 
 fn settings_of(c: &TelemetryConfig) -> Settings {

@@ -1,0 +1,191 @@
+//! Opt-in inference metrics (`prompt_shape_metrics`), recorded through
+//! `survey::record_inference`, as they arrive at a real OTLP/HTTP receiver.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use survey::schema;
+use survey::{Inference, RequestOutcome, Throughput};
+
+const FLUSH: Duration = Duration::from_secs(10);
+
+/// A request answered in full: 700 prompt tokens of which 200 were
+/// cached, 500 evaluated in 250 ms (2,000 tokens/s), 64 generated in
+/// 1.6 s (40 tokens/s), first token after 300 ms.
+fn answered(time_to_first_token: Option<Duration>) -> Inference {
+    let inference = Inference::new(RequestOutcome::Ok)
+        .prompt_tokens(700)
+        .output_tokens(64)
+        .prefill(Throughput::new(500, 250.0))
+        .decode(Throughput::new(64, 1600.0));
+    match time_to_first_token {
+        Some(time) => inference.time_to_first_token(time),
+        None => inference,
+    }
+}
+
+/// The inference metrics among `points`.
+fn inference_points(points: &[Point]) -> Vec<&Point> {
+    points
+        .iter()
+        .filter(|p| p.metric.starts_with("mesh_llm_inference_"))
+        .collect()
+}
+
+/// The one bucket of `bounds` holding `value`, as bucket counts of `n`.
+fn in_bucket(bounds: &[f64], value: f64, n: u64) -> Vec<u64> {
+    let mut counts = vec![0; bounds.len() + 1];
+    counts[bounds.iter().take_while(|b| value > **b).count()] = n;
+    counts
+}
+
+#[tokio::test]
+async fn with_the_switch_off_no_inference_metric_is_ever_exported() {
+    let _serial = serial().await;
+    let receiver = Receiver::start();
+    let guard = start(&receiver.endpoint(), "");
+    let spec = Spec::new(1, "/m/Qwen3-8B-Q4_K_M.gguf", 4096);
+    let running = load(&spec, Duration::ZERO, None).await.unwrap();
+    for outcome in RequestOutcome::ALL {
+        survey::record_inference(&running, Inference::new(*outcome));
+    }
+    survey::record_inference(&running, answered(Some(Duration::from_millis(300))));
+    assert!(guard.flush(FLUSH), "{}", guard.status());
+    let points = receiver.latest_points();
+    assert_eq!(total(&points, schema::LAUNCH_SUCCESS_TOTAL), 1.0);
+    assert!(inference_points(&points).is_empty(), "{points:#?}");
+    let status = guard.status();
+    assert!(!status.prompt_shape_metrics);
+    assert_eq!(status.inference_unloaded, 0);
+    // Only the launch's two events reached the recorder.
+    assert_eq!(status.events_recorded, 2);
+    guard.shutdown();
+}
+
+#[tokio::test]
+async fn with_the_switch_on_each_request_counts_by_outcome_and_answers_fill_the_histograms() {
+    let _serial = serial().await;
+    let receiver = Receiver::start();
+    let guard = start(&receiver.endpoint(), "prompt_shape_metrics = true");
+    assert!(guard.status().prompt_shape_metrics);
+    let spec = Spec::new(1, "/home/alice/m/Qwen3-8B-Q4_K_M.gguf", 32768);
+    let running = load(&spec, Duration::ZERO, None).await.unwrap();
+
+    // Three whole answers, two streamed ones, one request of each other outcome.
+    for _ in 0..3 {
+        survey::record_inference(&running, answered(None));
+    }
+    for _ in 0..2 {
+        survey::record_inference(&running, answered(Some(Duration::from_millis(300))));
+    }
+    for outcome in &RequestOutcome::ALL[1..] {
+        // Numbers of a request cut short never reach the histograms.
+        survey::record_inference(
+            &running,
+            Inference::new(*outcome)
+                .prompt_tokens(9)
+                .decode(Throughput::new(1, 1.0)),
+        );
+    }
+    assert!(guard.flush(FLUSH), "{}", guard.status());
+    let points = receiver.latest_points();
+
+    // The attributes are the launch's, without its kind.
+    let launch = one(&points, schema::LAUNCH_SUCCESS_TOTAL, &[]);
+    let mut expected = launch.attributes.clone();
+    expected.remove("mesh_llm.launch_kind");
+    assert_eq!(expected["mesh_llm.context_bucket"], "16k_32k");
+    assert_eq!(expected["mesh_llm.model"], "Qwen3-8B-Q4_K_M");
+
+    let requests = of(&points, schema::INFERENCE_REQUESTS_TOTAL);
+    assert_eq!(requests.len(), RequestOutcome::ALL.len(), "{requests:#?}");
+    for p in &requests {
+        assert_eq!((p.kind, p.unit.as_str()), (PointKind::Counter, "{request}"));
+        let mut attributes = p.attributes.clone();
+        let outcome = attributes.remove("mesh_llm.request_outcome").unwrap();
+        assert_eq!(attributes, expected);
+        let n = if outcome == "ok" { 5.0 } else { 1.0 };
+        assert_eq!(p.value, n, "{outcome}");
+    }
+
+    let histograms = [
+        (schema::INFERENCE_PROMPT_TOKENS, "{token}", 700.0, 5),
+        (schema::INFERENCE_OUTPUT_TOKENS, "{token}", 64.0, 5),
+        (
+            schema::INFERENCE_PREFILL_TOKENS_PER_S,
+            "{token}/s",
+            2000.0,
+            5,
+        ),
+        (schema::INFERENCE_DECODE_TOKENS_PER_S, "{token}/s", 40.0, 5),
+        (schema::INFERENCE_TIME_TO_FIRST_TOKEN_MS, "ms", 300.0, 2),
+    ];
+    for (metric, unit, value, n) in histograms {
+        let p = one(&points, metric, &[]);
+        let bounds = schema::metric(metric).unwrap().boundaries;
+        assert_eq!((p.kind, p.unit.as_str()), (PointKind::Histogram, unit));
+        assert_eq!(
+            p.attributes, expected,
+            "{metric}: no outcome, no launch kind"
+        );
+        assert_eq!(p.value, n as f64, "{metric}");
+        assert_eq!(p.sum, Some(value * n as f64), "{metric}");
+        assert_eq!(p.bounds, bounds, "{metric}");
+        assert_eq!(p.bucket_counts, in_bucket(bounds, value, n), "{metric}");
+    }
+    assert_eq!(
+        inference_points(&points).len(),
+        RequestOutcome::ALL.len() + 5
+    );
+    guard.shutdown();
+}
+
+#[tokio::test]
+async fn records_of_unloaded_models_and_values_out_of_bounds_are_dropped_and_counted() {
+    let _serial = serial().await;
+    let receiver = Receiver::start();
+    let guard = start(&receiver.endpoint(), "prompt_shape_metrics = true");
+    let spec = Spec::new(1, "/m/Qwen3-8B-Q4_K_M.gguf", 4096);
+    let running = load(&spec, Duration::ZERO, None).await.unwrap();
+    let gone = Running {
+        slot: 2,
+        path: "/m/other.gguf".into(),
+    };
+    survey::record_inference(&gone, answered(None));
+    survey::record_inference(
+        &running,
+        Inference::new(RequestOutcome::Ok)
+            .prompt_tokens(10)
+            .decode(Throughput::new(10, 0.0))
+            .prefill(Throughput::new(10, f64::NAN))
+            .time_to_first_token(Duration::from_secs(2 * 86_400)),
+    );
+    assert!(guard.flush(FLUSH), "{}", guard.status());
+    let status = guard.status();
+    assert_eq!(status.inference_unloaded, 1);
+    assert_eq!(status.inference_values_rejected, 3);
+    assert!(status.to_string().contains("1 records of unloaded models"));
+
+    let points = receiver.latest_points();
+    let ok = one(
+        &points,
+        schema::INFERENCE_REQUESTS_TOTAL,
+        &[("mesh_llm.request_outcome", "ok")],
+    );
+    assert_eq!(ok.value, 1.0, "the request counts; its bad values do not");
+    assert_eq!(
+        one(&points, schema::INFERENCE_PROMPT_TOKENS, &[]).value,
+        1.0
+    );
+    for metric in [
+        schema::INFERENCE_DECODE_TOKENS_PER_S,
+        schema::INFERENCE_PREFILL_TOKENS_PER_S,
+        schema::INFERENCE_TIME_TO_FIRST_TOKEN_MS,
+    ] {
+        assert!(of(&points, metric).is_empty(), "{metric}: {points:#?}");
+    }
+    assert_eq!(inference_points(&points).len(), 2);
+    guard.shutdown();
+}
