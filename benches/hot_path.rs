@@ -5,6 +5,14 @@
 //! - `disabled`: annotated, survey not started (one atomic load per call);
 //! - `enabled`: annotated, survey exporting to a local receiver.
 //!
+//! And the cost of one `survey::record_inference` call, against a call of
+//! a function that does nothing with the same arguments:
+//!
+//! - `bare`: the baseline;
+//! - `switch_off`: survey exporting, `prompt_shape_metrics = false`;
+//! - `switch_on`: survey exporting, `prompt_shape_metrics = true` (a
+//!   registry lookup and a push onto the bounded queue).
+//!
 //! Run with `cargo bench --bench hot_path`; the ratios print at the end.
 
 use std::hint::black_box;
@@ -107,10 +115,67 @@ fn lifecycle(c: &mut Criterion) {
     guard.shutdown();
 }
 
+/// The numbers of one answered request, as llama-server reports them.
+fn answered() -> survey::Inference {
+    survey::Inference::new(survey::RequestOutcome::Ok)
+        .prompt_tokens(black_box(700))
+        .output_tokens(64)
+        .prefill(survey::Throughput::new(500, 250.0))
+        .decode(survey::Throughput::new(64, 1600.0))
+}
+
+#[inline(never)]
+fn bare_record(spec: &Spec, inference: survey::Inference) {
+    black_box((spec.slot, inference));
+}
+
+/// Starts survey exporting to `receiver` once an hour, with the switch set
+/// as given, and the bench's model loaded.
+fn started(receiver: &survey_otlp_receiver::Receiver, prompt_shape: bool) -> survey::SurveyGuard {
+    let config: survey::TelemetryConfig = toml::from_str(&format!(
+        "enabled = true\nendpoint = \"{}\"\nexport_interval_secs = 3600\nqueue_size = 65536\n\
+         prompt_shape_metrics = {prompt_shape}",
+        receiver.endpoint()
+    ))
+    .unwrap();
+    let guard = survey::Setup::new(&config)
+        .hardware(survey::HardwareFacts::cpu_only())
+        .start();
+    assert!(guard.is_enabled());
+    futures::executor::block_on(launch(&Spec { slot: 1 })).unwrap();
+    guard
+}
+
+fn inference(c: &mut Criterion) {
+    let spec = Spec { slot: 1 };
+    let receiver = survey_otlp_receiver::Receiver::start();
+    let mut group = c.benchmark_group("record_inference");
+    group.bench_function("bare", |b| b.iter(|| bare_record(&spec, answered())));
+    let guard = started(&receiver, false);
+    group.bench_function("switch_off", |b| {
+        b.iter(|| survey::record_inference(&spec, answered()))
+    });
+    guard.shutdown();
+    let guard = started(&receiver, true);
+    group.bench_function("switch_on", |b| {
+        b.iter(|| survey::record_inference(&spec, answered()))
+    });
+    group.finish();
+    assert!(guard.flush(Duration::from_secs(10)));
+    let status = guard.status();
+    assert!(status.prompt_shape_metrics);
+    println!(
+        "switch_on run: {} events recorded, {} dropped",
+        status.events_recorded, status.events_dropped
+    );
+    guard.shutdown();
+}
+
 /// Mean time of one benchmark, from criterion's estimates of this run.
-fn mean_ns(id: &str) -> Option<f64> {
+fn mean_ns(group: &str, id: &str) -> Option<f64> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target/criterion/launch_unload")
+        .join("target/criterion")
+        .join(group)
         .join(id)
         .join("new/estimates.json");
     let text = std::fs::read_to_string(path).ok()?;
@@ -119,18 +184,28 @@ fn mean_ns(id: &str) -> Option<f64> {
 }
 
 fn report_ratios() {
-    let Some(bare) = mean_ns("bare") else {
-        return;
-    };
-    println!("\nlaunch + unload, ratio to the bare baseline of this run ({bare:.0} ns):");
-    for id in ["disabled", "enabled"] {
-        if let Some(mean) = mean_ns(id) {
-            println!("  {id:<9} {mean:>10.0} ns   x{:.2}", mean / bare);
+    let groups = [
+        ("launch_unload", "launch + unload", ["disabled", "enabled"]),
+        (
+            "record_inference",
+            "record_inference",
+            ["switch_off", "switch_on"],
+        ),
+    ];
+    for (group, what, ids) in groups {
+        let Some(bare) = mean_ns(group, "bare") else {
+            continue;
+        };
+        println!("\n{what}, ratio to the bare baseline of this run ({bare:.1} ns):");
+        for id in ids {
+            if let Some(mean) = mean_ns(group, id) {
+                println!("  {id:<10} {mean:>10.1} ns   x{:.2}", mean / bare);
+            }
         }
     }
 }
 
-criterion_group!(benches, lifecycle);
+criterion_group!(benches, lifecycle, inference);
 
 fn main() {
     benches();

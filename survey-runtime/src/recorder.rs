@@ -22,7 +22,7 @@ use crate::model::{DeviceFacts, InstanceKey, ModelFacts};
 use crate::privacy::SafeValue;
 use crate::queue::{Ending, Event, EventQueue};
 use crate::registry::Registry;
-use crate::schema::{self, AttributeKey, AttributeSet, AttributeValue, FailureKind, LaunchKind};
+use crate::schema::{self, AttributeSet, FailureKind, LaunchKind};
 use crate::status::ExportCounters;
 
 /// The instruments of the schema: the ten lifecycle metrics, and the
@@ -268,8 +268,7 @@ impl InferenceInstruments {
         let Some(device) = shared.device(&facts.device) else {
             return;
         };
-        let mut attributes =
-            schema::model_attributes(facts, &device, None, None, shared.service_version.as_ref());
+        let version = shared.service_version.as_ref();
         let histograms = [
             (&self.prompt_tokens, measured.prompt_tokens),
             (&self.output_tokens, measured.output_tokens),
@@ -278,17 +277,16 @@ impl InferenceInstruments {
             (&self.time_to_first_token, measured.time_to_first_token_ms),
         ];
         if histograms.iter().any(|(_, value)| value.is_some()) {
-            let key_values = attributes.to_key_values();
+            let attributes =
+                schema::inference_attributes(facts, &device, None, version).to_key_values();
             for (histogram, value) in histograms {
                 if let Some(value) = value {
-                    histogram.record(value, &key_values);
+                    histogram.record(value, &attributes);
                 }
             }
         }
-        attributes.set(
-            AttributeKey::RequestOutcome,
-            AttributeValue::Static(measured.outcome.as_str()),
-        );
+        let attributes =
+            schema::inference_attributes(facts, &device, Some(measured.outcome), version);
         self.requests.add(1, &attributes.to_key_values());
     }
 }

@@ -697,6 +697,23 @@ pub(crate) fn model_attributes(
     set
 }
 
+/// The attributes of an inference data point about a loaded instance: its
+/// model, hardware and context bucket as at its launch, without the launch
+/// kind; with `outcome` on the request counter only.
+pub(crate) fn inference_attributes(
+    facts: &ModelFacts,
+    device: &DeviceView,
+    outcome: Option<RequestOutcome>,
+    service_version: Option<&SafeValue>,
+) -> AttributeSet {
+    let mut set = model_attributes(facts, device, None, None, service_version);
+    set.set_opt(
+        AttributeKey::RequestOutcome,
+        outcome.map(|o| AttributeValue::Static(o.as_str())),
+    );
+    set
+}
+
 /// The attributes of a node-wide data point: hardware and version only.
 pub(crate) fn node_attributes(
     device: &DeviceView,
@@ -891,6 +908,16 @@ mod tests {
                             key.accepts(received(value)),
                             "{key} = {value:?} refused"
                         );
+                    }
+                }
+                for outcome in [None, Some(RequestOutcome::ClientCancelled)] {
+                    let set = inference_attributes(&facts, &device, outcome, version.as_ref());
+                    proptest::prop_assert_eq!(
+                        set.entries.iter().any(|(k, _)| *k == AttributeKey::RequestOutcome),
+                        outcome.is_some()
+                    );
+                    for (key, value) in &set.entries {
+                        proptest::prop_assert!(key.accepts(received(value)), "{key} = {value:?}");
                     }
                 }
                 let set = node_attributes(&device, version.as_ref());
