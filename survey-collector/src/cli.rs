@@ -18,7 +18,7 @@ use crate::store::Store;
 pub const TOKENS_ENV: &str = "SURVEY_COLLECTOR_TOKENS";
 
 /// Receives survey's OTLP/HTTP metric exports, stores them, and answers the
-/// six key questions.
+/// key questions.
 #[derive(Debug, Parser)]
 #[command(name = "survey-collector", version, about)]
 pub struct Cli {
@@ -32,7 +32,7 @@ pub struct Cli {
 pub enum Command {
     /// Receive exports on POST /v1/metrics and store them.
     Serve(ServeArgs),
-    /// Answer the six key questions from the database.
+    /// Answer the key questions from the database.
     Report(ReportArgs),
 }
 
@@ -68,7 +68,7 @@ pub struct ServeArgs {
 pub enum Format {
     /// Aligned tables, one per question.
     Table,
-    /// One JSON object with the six keys.
+    /// One JSON object with a key per question.
     Json,
     /// One CSV file per question (`--out DIR`, or `--question NAME`).
     Csv,
@@ -88,24 +88,35 @@ pub struct ReportArgs {
     /// Last day, exclusive (YYYY-MM-DD, UTC).
     #[arg(long, value_parser = parse_day)]
     pub until: Option<Day>,
-    /// Leave out rows backed by fewer launches.
-    #[arg(long, default_value_t = 0)]
+    /// Leave out rows backed by fewer launches (every question but
+    /// `fastest`).
+    #[arg(long, default_value_t = 0, value_name = "N")]
     pub min_launches: u64,
+    /// Leave out `fastest` rows backed by fewer inference requests (of any
+    /// outcome).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub min_requests: u64,
     /// Suppress rows backed by fewer distinct node processes (counted in a
     /// footnote); use at least 5 for anything published.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 1, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
     pub min_nodes: u64,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// Only this question (most_launched, failure_rate, reliable_hardware,
-    /// viable_context, unstable, slow_or_short).
-    #[arg(long, value_name = "NAME", value_parser = parse_question)]
+    /// Only this question: a key of [`QUESTIONS`](crate::report::QUESTIONS)
+    /// (its help lists them).
+    #[arg(long, value_name = "NAME", value_parser = parse_question, help = question_help())]
     pub question: Option<&'static str>,
     /// Write to this file (for csv without --question: this directory)
     /// instead of standard output.
     #[arg(long, value_name = "PATH")]
     pub out: Option<PathBuf>,
+}
+
+/// The help of `--question`: every question's key.
+fn question_help() -> String {
+    let keys: Vec<&str> = crate::report::QUESTIONS.iter().map(|q| q.key).collect();
+    format!("Only this question ({})", keys.join(", "))
 }
 
 fn parse_question(name: &str) -> Result<&'static str, String> {
@@ -262,6 +273,7 @@ fn report(args: ReportArgs) -> ExitCode {
         since: args.since,
         until: args.until,
         min_launches: args.min_launches,
+        min_requests: args.min_requests,
         min_nodes: args.min_nodes,
     };
     let mut report = match Report::build(&store, options) {
@@ -301,13 +313,21 @@ fn report(args: ReportArgs) -> ExitCode {
         eprintln!("error: {error}");
         return ExitCode::FAILURE;
     }
-    // Forms without room for a footnote say what was suppressed here.
-    if matches!(args.format, Format::Json | Format::Csv) && report.suppressed() > 0 {
-        eprintln!(
-            "note: {} rows backed by fewer than {} node processes are not shown",
-            report.suppressed(),
-            args.min_nodes
-        );
+    // Forms without room for a footnote say here what was suppressed, and
+    // why a question may have no row.
+    if matches!(args.format, Format::Json | Format::Csv) {
+        if report.suppressed() > 0 {
+            eprintln!(
+                "note: {} rows backed by fewer than {} node processes are not shown",
+                report.suppressed(),
+                args.min_nodes
+            );
+        }
+        for answer in report.answers.iter().filter(|a| a.rows.is_empty()) {
+            if let Some(why) = answer.question.no_data {
+                eprintln!("note: {}: {why}", answer.question.key);
+            }
+        }
     }
     ExitCode::SUCCESS
 }

@@ -205,7 +205,8 @@ pub struct Bucket {
 }
 
 /// The buckets of `counts` under explicit `bounds` (the first bucket starts
-/// at 0: survey's histograms hold durations).
+/// at 0: survey's histograms hold durations, token counts and speeds, none
+/// of them negative).
 pub fn buckets(bounds: &[f64], counts: &[u64]) -> Vec<Bucket> {
     counts
         .iter()

@@ -3,8 +3,9 @@
 //! Survey nodes export their model lifecycle metrics over OTLP/HTTP. This
 //! crate receives them (`POST /v1/metrics`, protobuf or JSON, gzip or not,
 //! optional TLS and bearer tokens), keeps exactly the data points an honest
-//! survey node sends, stores them in embedded SQLite, and answers the six
-//! key questions of the survey spec.
+//! survey node sends, stores them in embedded SQLite, and answers the key
+//! questions of the survey spec, and one more on inference speed from the
+//! opt-in inference metrics ([`report::QUESTIONS`]).
 //!
 //! | module | stage |
 //! |---|---|
@@ -15,7 +16,7 @@
 //! | [`writer`] | the one writer thread, group commit, bounded queue |
 //! | [`ingest`] | the HTTP endpoint: statuses, partial success |
 //! | [`server`] | listener, TLS, stop |
-//! | [`report`] | the counting rule and the six questions |
+//! | [`report`] | the counting rule and the questions |
 //! | [`render`] | the report as tables, JSON, CSV or an HTML page with charts |
 //! | [`functions`] | SQL functions the queries need |
 //! | [`cli`] | `serve` and `report` |

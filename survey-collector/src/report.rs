@@ -1,8 +1,9 @@
-//! Report: the six key questions, answered from the store.
+//! Report: the key questions ([`QUESTIONS`]), answered from the store.
 //!
 //! The counting rule is `sql/sqlite/counting.sql`; each question is one SQL
-//! file named like its JSON key. The JSON form is one object with the six
-//! keys, each a list of rows whose fields are the queries' column names.
+//! file named like its JSON key. The JSON form is one object with a key per
+//! question, each a list of rows whose fields are the queries' column
+//! names.
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Statement, ToSql};
@@ -10,47 +11,78 @@ use serde_json::Value as Json;
 
 use crate::store::{Store, StoreError, sqlite};
 
-/// One of the six key questions.
+/// One of the key questions.
 #[derive(Debug, Clone, Copy)]
 pub struct Question {
     /// Its key in the JSON report.
     pub key: &'static str,
     /// The question, as the spec asks it.
     pub title: &'static str,
+    /// Why no row may answer it, said in place of [`NO_DATA`] (and, in
+    /// the JSON and CSV forms, on standard error) when none does.
+    pub no_data: Option<&'static str>,
     sql: &'static str,
 }
 
-/// The six questions, in the spec's order.
-pub const QUESTIONS: [Question; 6] = [
+impl Question {
+    /// What the text forms say when no row answers it.
+    pub fn empty_text(&self) -> &'static str {
+        self.no_data.unwrap_or(NO_DATA)
+    }
+}
+
+/// What the text forms say of a question no row answers, unless the
+/// question says why ([`Question::no_data`]).
+pub const NO_DATA: &str = "No data in this window.";
+
+/// Why no row may answer `fastest`: its data is opt-in.
+pub const NO_INFERENCE_DATA: &str = "No inference data in this window: nodes record it only with \
+                                     [telemetry] prompt_shape_metrics = true.";
+
+/// The questions: the spec's six, in its order, then `fastest`, from the
+/// opt-in inference metrics.
+pub const QUESTIONS: &[Question] = &[
     Question {
         key: "most_launched",
         title: "Which models are most frequently launched?",
+        no_data: None,
         sql: include_str!("../sql/sqlite/most_launched.sql"),
     },
     Question {
         key: "failure_rate",
         title: "Which models have the highest launch failure rate?",
+        no_data: None,
         sql: include_str!("../sql/sqlite/failure_rate.sql"),
     },
     Question {
         key: "reliable_hardware",
         title: "Which hardware/model combinations are most reliable?",
+        no_data: None,
         sql: include_str!("../sql/sqlite/reliable_hardware.sql"),
     },
     Question {
         key: "viable_context",
         title: "Which context sizes are viable for each model/hardware combination?",
+        no_data: None,
         sql: include_str!("../sql/sqlite/viable_context.sql"),
     },
     Question {
         key: "unstable",
         title: "Which models have poor stability after successful launch?",
+        no_data: None,
         sql: include_str!("../sql/sqlite/unstable.sql"),
     },
     Question {
         key: "slow_or_short",
         title: "Which model/hardware combinations produce long launch times or short uptimes?",
+        no_data: None,
         sql: include_str!("../sql/sqlite/slow_or_short.sql"),
+    },
+    Question {
+        key: "fastest",
+        title: "Which model/hardware combinations serve fastest, at which context sizes?",
+        no_data: Some(NO_INFERENCE_DATA),
+        sql: include_str!("../sql/sqlite/fastest.sql"),
     },
 ];
 
@@ -128,8 +160,12 @@ pub struct ReportOptions {
     pub since: Option<Day>,
     /// Last day, exclusive (default: no end).
     pub until: Option<Day>,
-    /// Rows backed by fewer launches are left out (default 0: none).
+    /// Rows backed by fewer launches are left out (default 0: none); not
+    /// in `fastest`, which counts requests.
     pub min_launches: u64,
+    /// `fastest` rows backed by fewer inference requests are left out
+    /// (default 0: none).
+    pub min_requests: u64,
     /// Rows backed by fewer distinct node processes are suppressed and only
     /// counted (default 1: none), so a published report cannot single out
     /// one person's rare setup.
@@ -142,6 +178,7 @@ impl Default for ReportOptions {
             since: None,
             until: None,
             min_launches: 0,
+            min_requests: 0,
             min_nodes: 1,
         }
     }
@@ -220,28 +257,31 @@ impl Answer {
     }
 }
 
-/// The answers to the six questions.
+/// The answers to the questions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
     /// The options it was made with.
     pub options: ReportOptions,
-    /// Distinct node processes with any count in the window.
+    /// Distinct node processes with any count in the window (launches,
+    /// ends or inference requests).
     pub nodes: u64,
     /// One answer per question, in [`QUESTIONS`] order.
     pub answers: Vec<Answer>,
 }
 
 impl Report {
-    /// Runs the counting rule and the six questions on `store`.
+    /// Runs the counting rule and the questions on `store`.
     pub fn build(store: &Store, options: ReportOptions) -> Result<Report, StoreError> {
         let conn = store.connection();
         let since = options.since.map_or(i64::MIN, |d| d.0);
         let until = options.until.map_or(i64::MAX, |d| d.0);
         let min_launches = i64::try_from(options.min_launches).unwrap_or(i64::MAX);
-        let params: [(&str, &dyn ToSql); 3] = [
+        let min_requests = i64::try_from(options.min_requests).unwrap_or(i64::MAX);
+        let params: [(&str, &dyn ToSql); 4] = [
             (":since", &since),
             (":until", &until),
             (":min_launches", &min_launches),
+            (":min_requests", &min_requests),
         ];
         let failed = |what: &str| sqlite(format!("report: {what}"));
         // One snapshot for the whole report, while serve may be writing.
@@ -269,7 +309,7 @@ impl Report {
             .map_err(failed("nodes"))?;
         let mut answers = Vec::with_capacity(QUESTIONS.len());
         for question in QUESTIONS {
-            let mut answer = answer(conn, question, params).map_err(failed(question.key))?;
+            let mut answer = answer(conn, *question, params).map_err(failed(question.key))?;
             answer.suppress(options.min_nodes);
             answers.push(answer);
         }
@@ -296,8 +336,8 @@ impl Report {
         self.answers.iter().map(|a| a.suppressed).sum()
     }
 
-    /// The JSON form as a value: one object with the six keys, each a list
-    /// of rows.
+    /// The JSON form as a value: one object with a key per question, each
+    /// a list of rows.
     pub fn to_json(&self) -> Json {
         Json::Object(
             self.answers

@@ -1,6 +1,7 @@
 //! Store: accepted points into embedded SQLite (bundled, WAL mode).
 //!
-//! Tables are in `sql/sqlite/schema.sql` and `summaries.sql`. One
+//! Tables are in `sql/sqlite/schema.sql`, and the migrations after it
+//! (`summaries.sql`, `drop_whole_sum.sql`, `request_outcome.sql`). One
 //! transaction per batch, committed with `synchronous = FULL`, so a batch
 //! answered 200 is on disk. Per point: find or create its stream (and its
 //! series), keep the raw point if the stream's value changed, and fold it
@@ -26,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
         include_str!("../sql/sqlite/summarize.sql")
     ),
     include_str!("../sql/sqlite/drop_whole_sum.sql"),
+    include_str!("../sql/sqlite/request_outcome.sql"),
 ];
 
 /// The schema version this build writes and reads.
@@ -354,6 +356,7 @@ fn column(key: AttributeKey) -> &'static str {
         AttributeKey::ContextBucket => "ContextBucket",
         AttributeKey::ServiceVersion => "ServiceVersion",
         AttributeKey::FailureReason => "FailureReason",
+        AttributeKey::RequestOutcome => "RequestOutcome",
     }
 }
 
@@ -840,12 +843,123 @@ mod tests {
             .unwrap();
         drop(store);
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.version().unwrap(), 3);
+        assert_eq!(store.version().unwrap(), SCHEMA_VERSION);
         let gone = store
             .connection()
             .execute_batch("SELECT WholeSum FROM streams")
             .unwrap_err();
         assert!(gone.to_string().contains("no such column"), "{gone}");
+    }
+
+    /// The columns of index `name`, in order.
+    fn index_columns(store: &Store, name: &str) -> Vec<String> {
+        store
+            .connection()
+            .prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno")
+            .unwrap()
+            .query_map([name], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn version_4_types_the_request_outcome_and_keeps_what_was_there() {
+        let path = temp_db("upgrade-4");
+        drop(Store::open_with(&path, &MIGRATIONS[..3]).unwrap());
+        // Version 3 data: a launch counter with its series and summary.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "INSERT INTO resources (ResourceAttributes, ServiceName, Node) VALUES ('{}', 'mesh-llm', 'n');
+             INSERT INTO streams (StreamKey, MetricName, ResourceId, StartTimeUnix, Kind,
+                 AggregationTemporality, Node, Model)
+             VALUES (X'01', 'mesh_llm_model_launch_total', 1, 1, 'sum', 2, 'n1', 'm');
+             INSERT INTO rollup_daily (StreamId, Day, Value) VALUES (1, 10, 2), (1, 12, 5);",
+        )
+        .unwrap();
+        let err = conn
+            .execute_batch("SELECT RequestOutcome FROM streams")
+            .unwrap_err();
+        assert!(err.to_string().contains("no such column"), "{err}");
+        drop(conn);
+        let mut store = Store::open_with(&path, &MIGRATIONS[..3]).unwrap();
+        store.summarize_all().unwrap();
+        let before = index_columns(&store, "streams_for_report");
+        drop(store);
+
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(store.version().unwrap(), 4);
+        // The index the report scans gains the outcome, at its end.
+        let after = index_columns(&store, "streams_for_report");
+        assert_eq!(after[..before.len()], before[..]);
+        assert_eq!(after[before.len()..], ["RequestOutcome"]);
+        // What was stored still answers.
+        let report = crate::Report::build(&store, crate::ReportOptions::default()).unwrap();
+        let launched = report.answer("most_launched").unwrap();
+        assert_eq!(launched.rows, [vec![json!("m"), json!(5), json!(1)]]);
+        // An inference counter's outcome lands in its typed column, and
+        // the report counts it.
+        let request = |outcome: &str, value: f64| {
+            let attributes =
+                format!("{{\"mesh_llm.model\":\"m\",\"mesh_llm.request_outcome\":\"{outcome}\"}}");
+            Validated {
+                resources: vec![crate::validate::Resource {
+                    attributes: "{\"service.instance.id\":\"n2\"}".into(),
+                    service_name: String::new(),
+                    node: "n2".into(),
+                }],
+                points: vec![Point {
+                    resource: 0,
+                    metric: schema::metric(schema::INFERENCE_REQUESTS_TOTAL).unwrap(),
+                    scope_version: String::new(),
+                    attributes: Arc::new(Attributes {
+                        hash: crate::fast_hash::hash_bytes(attributes.as_bytes()),
+                        json: attributes,
+                        dimensions: vec![
+                            (AttributeKey::Model, Dimension::Text("m".into())),
+                            (
+                                AttributeKey::RequestOutcome,
+                                Dimension::Text(outcome.into()),
+                            ),
+                        ],
+                    }),
+                    start_time_unix: 1,
+                    time_unix: 11 * NANOS_PER_DAY,
+                    temporality: crate::validate::TEMPORALITY_CUMULATIVE,
+                    value: Value::Number(value),
+                }],
+                rejected: Default::default(),
+            }
+        };
+        store
+            .ingest(&[&request("ok", 3.0), &request("timeout", 1.0)])
+            .unwrap();
+        let outcomes: Vec<(String, String)> = store
+            .connection()
+            .prepare(
+                "SELECT MetricName, ifnull(RequestOutcome, '-') FROM streams ORDER BY StreamId",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let requests = schema::INFERENCE_REQUESTS_TOTAL.to_string();
+        assert_eq!(
+            outcomes,
+            [
+                (schema::LAUNCH_TOTAL.to_string(), "-".to_string()),
+                (requests.clone(), "ok".to_string()),
+                (requests, "timeout".to_string()),
+            ]
+        );
+        let report = crate::Report::build(&store, crate::ReportOptions::default()).unwrap();
+        let fastest = report.answer("fastest").unwrap();
+        assert_eq!(fastest.rows.len(), 1);
+        let row = &fastest.rows[0];
+        assert_eq!(fastest.get(row, "requests"), &json!(4));
+        assert_eq!(fastest.get(row, "ok"), &json!(3));
+        assert_eq!(report.nodes, 2);
     }
 
     #[test]

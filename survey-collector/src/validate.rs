@@ -1,14 +1,17 @@
 //! Validate: keep exactly the data points an honest survey node sends.
 //!
 //! The endpoint is public, so nothing is trusted. A data point is accepted
-//! only if its metric is one of survey's ten with the schema's data type,
-//! unit and histogram bounds; every attribute key is in the spec's allowlist
-//! and every value is one survey could have exported (the runtime's own
-//! checks, [`AttributeKey::accepts`]); its resource holds only survey's
-//! resource keys, its scope is survey's, and its numbers and times make
-//! sense. Anything else rejects the whole point: dropping just a key would
-//! merge two streams into one. Rejected points are counted, by reason, for
-//! the answer's `partial_success`; nothing of them is kept.
+//! only if its metric is one of survey's ([`schema::METRICS`]: the spec's
+//! lifecycle metrics and the opt-in inference metrics) with the schema's
+//! data type, unit and histogram bounds; every attribute key is in the
+//! spec's allowlist, is one survey puts on that metric, and every key
+//! survey always puts there is present ([`MetricKeys`]); every value is one
+//! survey could have exported (the runtime's own checks,
+//! [`AttributeKey::accepts`]); its resource holds only survey's resource
+//! keys, its scope is survey's, and its numbers and times make sense.
+//! Anything else rejects the whole point: dropping just a key would merge
+//! two streams into one. Rejected points are counted, by reason, for the
+//! answer's `partial_success`; nothing of them is kept.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -165,7 +168,7 @@ pub struct HistogramValue {
 pub enum Rejection {
     /// Past [`MAX_POINTS_PER_REQUEST`].
     OverLimit,
-    /// Not one of survey's ten metrics.
+    /// Not one of survey's metrics ([`schema::METRICS`]).
     UnknownMetric,
     /// A survey metric with another data type, unit, temporality or bounds.
     WrongShape,
@@ -173,7 +176,9 @@ pub enum Rejection {
     Resource,
     /// An instrumentation scope other than survey's.
     Scope,
-    /// An attribute key outside the spec's allowlist, or given twice.
+    /// An attribute key outside the spec's allowlist or one survey never
+    /// puts on that metric, a key given twice, or a key survey always puts
+    /// on that metric missing ([`MetricKeys`]).
     AttributeKey,
     /// An attribute value survey never exports.
     AttributeValue,
@@ -195,7 +200,9 @@ impl Rejection {
             Rejection::WrongShape => "wrong data type, unit, temporality or histogram bounds",
             Rejection::Resource => "resource attribute not allowed",
             Rejection::Scope => "instrumentation scope not survey's",
-            Rejection::AttributeKey => "attribute key not allowed or repeated",
+            Rejection::AttributeKey => {
+                "attribute key not allowed on the metric, repeated or missing"
+            }
             Rejection::AttributeValue => "attribute value not allowed",
             Rejection::Value => "missing, negative or inconsistent value",
             Rejection::Time => "missing or implausible timestamp",
@@ -237,6 +244,118 @@ impl Rejections {
             let _ = write!(out, "{sep}{n} {}", reason.describe());
         }
         out
+    }
+}
+
+/// The attribute keys survey puts on one metric's points: those they may
+/// carry, and those they always carry.
+///
+/// From the runtime's recorder: every metric about a model may carry the
+/// model's facts, its node's hardware and its context bucket;
+/// `mesh_llm_loaded_models` only the node's hardware and version. The
+/// lifecycle metrics of a model add its launch kind, and those of a failed
+/// launch (the failure counter, the launch duration) its failure reason.
+/// The inference metrics carry neither; the inference counter always
+/// carries the request's outcome, and no other metric does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricKeys {
+    allowed: u32,
+    required: u32,
+}
+
+impl MetricKeys {
+    /// The facts of a model on its node.
+    const MODEL: MetricKeys = MetricKeys::of(&[
+        AttributeKey::Model,
+        AttributeKey::Architecture,
+        AttributeKey::Quantization,
+        AttributeKey::GpuName,
+        AttributeKey::GpuStableId,
+        AttributeKey::BackendDevice,
+        AttributeKey::GpuCount,
+        AttributeKey::IsSoc,
+        AttributeKey::Backend,
+        AttributeKey::ContextBucket,
+        AttributeKey::ServiceVersion,
+    ]);
+
+    /// A node's hardware and version.
+    const NODE: MetricKeys = MetricKeys::of(&[
+        AttributeKey::GpuName,
+        AttributeKey::GpuStableId,
+        AttributeKey::BackendDevice,
+        AttributeKey::GpuCount,
+        AttributeKey::IsSoc,
+        AttributeKey::ServiceVersion,
+    ]);
+
+    const fn bit(key: AttributeKey) -> u32 {
+        1 << key as u32
+    }
+
+    /// `keys`, none of them required.
+    const fn of(keys: &[AttributeKey]) -> MetricKeys {
+        let mut allowed = 0;
+        let mut i = 0;
+        while i < keys.len() {
+            allowed |= MetricKeys::bit(keys[i]);
+            i += 1;
+        }
+        MetricKeys {
+            allowed,
+            required: 0,
+        }
+    }
+
+    /// These keys and `key`, which may be absent.
+    const fn with(self, key: AttributeKey) -> MetricKeys {
+        MetricKeys {
+            allowed: self.allowed | MetricKeys::bit(key),
+            ..self
+        }
+    }
+
+    /// These keys and `key`, which is always there.
+    const fn with_required(self, key: AttributeKey) -> MetricKeys {
+        MetricKeys {
+            allowed: self.allowed | MetricKeys::bit(key),
+            required: self.required | MetricKeys::bit(key),
+        }
+    }
+
+    /// The keys survey puts on the points of `metric`.
+    pub fn of_metric(metric: &MetricSpec) -> MetricKeys {
+        match metric.name {
+            schema::LOADED_MODELS => MetricKeys::NODE,
+            schema::INFERENCE_REQUESTS_TOTAL => {
+                MetricKeys::MODEL.with_required(AttributeKey::RequestOutcome)
+            }
+            _ if metric.prompt_shape => MetricKeys::MODEL,
+            schema::LAUNCH_FAILURE_TOTAL | schema::LAUNCH_DURATION_MS => MetricKeys::MODEL
+                .with(AttributeKey::LaunchKind)
+                .with(AttributeKey::FailureReason),
+            _ => MetricKeys::MODEL.with(AttributeKey::LaunchKind),
+        }
+    }
+
+    /// Whether points of the metric may carry `key`.
+    pub fn allows(self, key: AttributeKey) -> bool {
+        self.allowed & MetricKeys::bit(key) != 0
+    }
+
+    /// Whether points of the metric always carry `key`.
+    pub fn requires(self, key: AttributeKey) -> bool {
+        self.required & MetricKeys::bit(key) != 0
+    }
+
+    /// Whether `attributes` has only keys the metric may carry, and every
+    /// key it always carries.
+    pub fn admit(self, attributes: &Attributes) -> bool {
+        let present = attributes
+            .dimensions
+            .iter()
+            .fold(0, |keys, (key, _)| keys | MetricKeys::bit(*key));
+        present & !self.allowed == 0 && present & self.required == self.required
     }
 }
 
@@ -288,6 +407,13 @@ struct PointContext<'a> {
     resource: usize,
     scope_version: &'a str,
     clock: Clock,
+}
+
+/// What a point is checked against: its metric's schema entry and keys.
+#[derive(Clone, Copy)]
+struct Expected {
+    spec: &'static MetricSpec,
+    keys: MetricKeys,
 }
 
 /// The collector's clock and memory, for the checks on times.
@@ -375,18 +501,22 @@ fn validate_metric(metric: &Metric, considered: usize, cx: &PointContext<'_>, ou
     if !metric.metadata.is_empty() {
         return reject_all(out, Rejection::Extra);
     }
+    let expected = Expected {
+        spec,
+        keys: MetricKeys::of_metric(spec),
+    };
     match (&metric.data, spec.kind) {
         (Some(Data::Sum(sum)), MetricKind::Counter)
             if sum.is_monotonic && is_sum_temporality(sum.aggregation_temporality) =>
         {
             for p in sum.data_points.iter().take(considered) {
-                let point = number_point(p, spec, sum.aggregation_temporality, cx);
+                let point = number_point(p, expected, sum.aggregation_temporality, cx);
                 push(out, point);
             }
         }
         (Some(Data::Gauge(gauge)), MetricKind::Gauge) => {
             for p in gauge.data_points.iter().take(considered) {
-                let point = number_point(p, spec, TEMPORALITY_NONE, cx);
+                let point = number_point(p, expected, TEMPORALITY_NONE, cx);
                 push(out, point);
             }
         }
@@ -394,7 +524,7 @@ fn validate_metric(metric: &Metric, considered: usize, cx: &PointContext<'_>, ou
             if is_sum_temporality(h.aggregation_temporality) =>
         {
             for p in h.data_points.iter().take(considered) {
-                let point = histogram_point(p, spec, h.aggregation_temporality, cx);
+                let point = histogram_point(p, expected, h.aggregation_temporality, cx);
                 push(out, point);
             }
         }
@@ -415,7 +545,7 @@ fn is_sum_temporality(t: i32) -> bool {
 
 fn number_point(
     p: &NumberDataPoint,
-    spec: &'static MetricSpec,
+    expected: Expected,
     temporality: i32,
     cx: &PointContext<'_>,
 ) -> Result<Point, Rejection> {
@@ -431,7 +561,7 @@ fn number_point(
     let times = (p.start_time_unix_nano, p.time_unix_nano);
     point(
         cx,
-        spec,
+        expected,
         temporality,
         &p.attributes,
         times,
@@ -441,10 +571,11 @@ fn number_point(
 
 fn histogram_point(
     p: &HistogramDataPoint,
-    spec: &'static MetricSpec,
+    expected: Expected,
     temporality: i32,
     cx: &PointContext<'_>,
 ) -> Result<Point, Rejection> {
+    let spec = expected.spec;
     if !p.exemplars.is_empty() || p.flags != 0 {
         return Err(Rejection::Extra);
     }
@@ -475,19 +606,23 @@ fn histogram_point(
         bucket_counts: p.bucket_counts.clone(),
     });
     let times = (p.start_time_unix_nano, p.time_unix_nano);
-    point(cx, spec, temporality, &p.attributes, times, value)
+    point(cx, expected, temporality, &p.attributes, times, value)
 }
 
-/// The checks every point shares: attributes and times.
+/// The checks every point shares: attributes, the keys of its metric, and
+/// times.
 fn point(
     cx: &PointContext<'_>,
-    spec: &'static MetricSpec,
+    expected: Expected,
     temporality: i32,
     attributes: &[KeyValue],
     (start, time): (u64, u64),
     value: Value,
 ) -> Result<Point, Rejection> {
     let attributes = check_attributes(attributes)?;
+    if !expected.keys.admit(&attributes) {
+        return Err(Rejection::AttributeKey);
+    }
     let needs_start = temporality != TEMPORALITY_NONE;
     let (start_time_unix, time_unix) = check_times(start, time, needs_start, cx.clock.now)?;
     if temporality == TEMPORALITY_DELTA
@@ -497,7 +632,7 @@ fn point(
     }
     Ok(Point {
         resource: cx.resource,
-        metric: spec,
+        metric: expected.spec,
         scope_version: cx.scope_version.to_string(),
         attributes,
         start_time_unix,

@@ -742,3 +742,212 @@ async fn delta_histograms_out_of_order_across_days_and_retried_add_up_once() {
     assert_eq!(launches(&first_day, "a").0, 4);
     server.shutdown().await;
 }
+
+// ---------------------------------------------------------------------
+// The inference metrics (opt-in) follow the same rule: the requests
+// counter, one stream per outcome, and the speed histograms.
+
+const REQUESTS: &str = schema::INFERENCE_REQUESTS_TOTAL;
+const DECODE: &str = schema::INFERENCE_DECODE_TOKENS_PER_S;
+
+/// `requests`, `ok` and `nodes` of `model`'s `fastest` row; (0, 0, 0) if
+/// it has none.
+fn requests(report: &Json, model: &str) -> (i64, i64, i64) {
+    rows(report, "fastest")
+        .iter()
+        .find(|r| r["model"] == model)
+        .map_or((0, 0, 0), |r| {
+            (
+                r["requests"].as_i64().unwrap(),
+                r["ok"].as_i64().unwrap(),
+                r["nodes"].as_i64().unwrap(),
+            )
+        })
+}
+
+/// `field` of `model`'s `fastest` row.
+fn fastest(report: &Json, model: &str, field: &str) -> Json {
+    row(report, "fastest", &[("model", json!(model))])[field].clone()
+}
+
+/// A node's export of `model`'s requests so far: `ok` answered in full,
+/// `timeouts` timed out, and the decode speeds of those answered in full.
+fn served(
+    model: &str,
+    (start, time): (u64, u64),
+    ok: u64,
+    timeouts: u64,
+    speeds: &[f64],
+) -> Vec<opentelemetry_proto::tonic::metrics::v1::Metric> {
+    let mut metrics = vec![cumulative(
+        REQUESTS,
+        outcome_attrs(model, "ok"),
+        start,
+        time,
+        ok,
+    )];
+    if timeouts > 0 {
+        metrics.push(cumulative(
+            REQUESTS,
+            outcome_attrs(model, "timeout"),
+            start,
+            time,
+            timeouts,
+        ));
+    }
+    metrics.push(histogram(
+        DECODE,
+        inference_attrs(model),
+        start,
+        time,
+        speeds,
+    ));
+    metrics
+}
+
+#[tokio::test]
+async fn inference_first_points_count() {
+    let dir = TempDir::new("inference-first");
+    let server = collector(&dir).await;
+    let metrics = served(
+        "a",
+        (at(DAY, 1), at(DAY, 2)),
+        4,
+        1,
+        &[40.0, 40.0, 60.0, 60.0],
+    );
+    send_ok(&server, &request(&Node::new(1), metrics)).await;
+    let report = report_of(&dir);
+    // Both outcomes' streams count in full; `ok` only the first.
+    assert_eq!(requests(&report, "a"), (5, 4, 1));
+    // (30, 50]: 2, (50, 75]: 2. The 2nd of 4 ends the first bucket: 50;
+    // the p10, 0.4 of the way into it: 30 + 20 * 0.4 / 2 = 34.
+    assert_eq!(fastest(&report, "a", "decode_tps_p50"), json!(50.0));
+    assert_eq!(fastest(&report, "a", "decode_tps_p10"), json!(34.0));
+    // The node counts as one, in the report's title too.
+    let store = survey_collector::Store::open_read_only(&dir.db()).unwrap();
+    let built = survey_collector::Report::build(&store, everything()).unwrap();
+    assert_eq!(built.nodes, 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn inference_retries_and_repeats_count_once() {
+    let dir = TempDir::new("inference-retry");
+    let server = collector(&dir).await;
+    let node = Node::new(1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let start = now - 3_600_000_000_000;
+    let first = request(
+        &node,
+        served("a", (start, start + 15_000_000_000), 2, 1, &[40.0, 40.0]),
+    );
+    // A retried request, then exports that repeat unchanged values.
+    for _ in 0..3 {
+        send_ok(&server, &first).await;
+    }
+    for i in 2..6u64 {
+        let time = start + i * 15_000_000_000;
+        send_ok(
+            &server,
+            &request(&node, served("a", (start, time), 2, 1, &[40.0, 40.0])),
+        )
+        .await;
+    }
+    let report = report_of(&dir);
+    assert_eq!(requests(&report, "a"), (3, 2, 1));
+    assert_eq!(fastest(&report, "a", "decode_tps_p50"), json!(40.0));
+    // One raw point per stream: the two outcomes' and the histogram's.
+    assert_eq!(raw_rows(&dir, "otel_metrics_sum"), 2);
+    assert_eq!(raw_rows(&dir, "otel_metrics_histogram"), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_inference_restart_is_a_new_stream() {
+    let dir = TempDir::new("inference-restart");
+    let server = collector(&dir).await;
+    // A node that predates service.instance.id, before and after a
+    // restart: only the start times differ, and the counts start again.
+    let legacy = Node::legacy();
+    for (start, time) in [(at(DAY, 1), at(DAY, 2)), (at(DAY, 3), at(DAY, 4))] {
+        let metrics = served("a", (start, time), 2, 0, &[40.0, 60.0]);
+        send_ok(&server, &request(&legacy, metrics)).await;
+    }
+    // A current node restarts with a new id.
+    for (n, start, time) in [(7, at(DAY, 1), at(DAY, 2)), (8, at(DAY, 3), at(DAY, 4))] {
+        let metrics = served("b", (start, time), 2, 0, &[40.0, 60.0]);
+        send_ok(&server, &request(&Node::new(n), metrics)).await;
+    }
+    let report = report_of(&dir);
+    // 2 + 2, not max(2, 2); legacy processes are one node.
+    assert_eq!(requests(&report, "a"), (4, 4, 1));
+    assert_eq!(requests(&report, "b"), (4, 4, 2));
+    // Both processes' speeds: (30, 50]: 2, (50, 75]: 2.
+    for model in ["a", "b"] {
+        assert_eq!(fastest(&report, model, "decode_tps_p50"), json!(50.0));
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn identical_inference_nodes_are_two_streams() {
+    let dir = TempDir::new("inference-identical");
+    let server = collector(&dir).await;
+    for n in [1, 2] {
+        let metrics = served("a", (at(DAY, 1), at(DAY, 2)), 2, 0, &[40.0, 40.0]);
+        send_ok(&server, &request(&Node::new(n), metrics)).await;
+    }
+    let report = report_of(&dir);
+    assert_eq!(requests(&report, "a"), (4, 4, 2));
+    // Four speeds in (30, 50]: the p50 at its middle; the p10, rank 0.4
+    // of the 4 in it: 30 + 20 * 0.4 / 4 = 32.
+    assert_eq!(fastest(&report, "a", "decode_tps_p50"), json!(40.0));
+    assert_eq!(fastest(&report, "a", "decode_tps_p10"), json!(32.0));
+    assert_eq!(stream_rows(&dir), 4);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn inference_delta_points_add_up_and_a_retry_counts_once() {
+    let dir = TempDir::new("inference-delta");
+    let server = collector(&dir).await;
+    let node = Node::new(1);
+    let day = today() - 1;
+    let delta = |start, time, ok, speeds: &[f64]| {
+        let mut metrics = served("a", (start, time), ok, 0, speeds);
+        for m in &mut metrics {
+            match &mut m.data {
+                Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Sum(s)) => {
+                    s.aggregation_temporality = 1
+                }
+                Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Histogram(h)) => {
+                    h.aggregation_temporality = 1
+                }
+                _ => unreachable!(),
+            }
+        }
+        request(&node, metrics)
+    };
+    let first = delta(at(day, 1), at(day, 2), 1, &[40.0]);
+    send_ok(&server, &first).await;
+    send_ok(
+        &server,
+        &delta(at(day, 2), at(day + 1, 0), 3, &[60.0, 60.0, 60.0]),
+    )
+    .await;
+    send_ok(&server, &first).await; // retried
+    let all = report_of(&dir);
+    assert_eq!(requests(&all, "a"), (4, 4, 1));
+    // 40, 60, 60, 60: the 2nd of 4 is the first of three in (50, 75].
+    let p50 = 50.0 + 25.0 * (2.0 - 1.0) / 3.0;
+    let found = fastest(&all, "a", "decode_tps_p50").as_f64().unwrap();
+    assert!((found - p50).abs() < 1e-9, "{found} vs {p50}");
+    let first_day = report(&dir, window(None, Some(day + 1)));
+    assert_eq!(requests(&first_day, "a"), (1, 1, 1));
+    assert_eq!(fastest(&first_day, "a", "decode_tps_p50"), json!(40.0));
+    server.shutdown().await;
+}

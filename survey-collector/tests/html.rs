@@ -17,9 +17,10 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 use support::*;
 use survey_collector::render::html::{
-    BAR_HEIGHT, EXITS_COLOR, LAUNCH_TIME_COLOR, LAUNCHES_COLOR, UPTIME_COLOR, reason_color,
-    reliability_color, success_color,
+    BAR_HEIGHT, DECODE_COLOR, DECODE_TAIL_COLOR, EXITS_COLOR, LAUNCH_TIME_COLOR, LAUNCHES_COLOR,
+    UPTIME_COLOR, reason_color, reliability_color, success_color,
 };
+use survey_collector::report::NO_INFERENCE_DATA;
 use survey_runtime::schema::{self, FailureKind};
 
 /// The attributes of `model` on `gpu` (`None`: a CPU node).
@@ -115,6 +116,50 @@ impl History<'_> {
     }
 }
 
+/// One model's requests on one node (`prompt_shape_metrics = true`).
+struct Serving<'a> {
+    model: &'a str,
+    gpu: Option<&'a str>,
+    bucket: &'a str,
+    ok: u64,
+    backend_errors: u64,
+    decode: &'a [f64],
+}
+
+impl Serving<'_> {
+    fn metrics(&self) -> Vec<Metric> {
+        let (start, time) = (at(DAY, 0), at(DAY, 12));
+        let a = without_attr(
+            attrs(self.model, self.gpu, self.bucket, None),
+            "mesh_llm.launch_kind",
+        );
+        let mut metrics = Vec::new();
+        for (outcome, n) in [("ok", self.ok), ("backend_error", self.backend_errors)] {
+            if n > 0 {
+                let with_outcome =
+                    with_attr(a.clone(), kv_str("mesh_llm.request_outcome", outcome));
+                metrics.push(cumulative(
+                    schema::INFERENCE_REQUESTS_TOTAL,
+                    with_outcome,
+                    start,
+                    time,
+                    n,
+                ));
+            }
+        }
+        if !self.decode.is_empty() {
+            metrics.push(histogram(
+                schema::INFERENCE_DECODE_TOKENS_PER_S,
+                a,
+                start,
+                time,
+                self.decode,
+            ));
+        }
+        metrics
+    }
+}
+
 /// `$CHROMIUM`, or `chromium` on `PATH`.
 fn chromium() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("CHROMIUM") {
@@ -144,7 +189,7 @@ fn screenshot(chromium: &Path, dir: &Path, html: &Path) -> PathBuf {
         "--force-device-scale-factor=1".into(),
         "--force-color-profile=srgb".into(),
         "--hide-scrollbars".into(),
-        "--window-size=1000,2400".into(),
+        "--window-size=1000,3200".into(),
         format!("--screenshot={}", png.display()),
         format!("file://{}", html.display()),
     ];
@@ -341,6 +386,50 @@ async fn the_html_report_draws_the_data() {
         let answer = export(&server, &request(&Node::new(*node), history.metrics())).await;
         assert_eq!(answer.rejected(), 0, "{:?}", answer.response());
     }
+    let serving = [
+        // alpha: ten answers at 120 tokens/s, in (100, 150]: p50 125, p10
+        // 105.
+        (
+            1,
+            Serving {
+                model: "alpha",
+                gpu: a6000,
+                bucket: "<=8k",
+                ok: 10,
+                backend_errors: 0,
+                decode: &[120.0; 10],
+            },
+        ),
+        // beta on the CPU node: ten at 15 tokens/s, in (10, 20]: p50 15,
+        // p10 11.
+        (
+            3,
+            Serving {
+                model: "beta",
+                gpu: None,
+                bucket: "16k_32k",
+                ok: 10,
+                backend_errors: 1,
+                decode: &[15.0; 10],
+            },
+        ),
+        // gamma: no request answered in full, so no bar.
+        (
+            1,
+            Serving {
+                model: "gamma",
+                gpu: a6000,
+                bucket: ">128k",
+                ok: 0,
+                backend_errors: 2,
+                decode: &[],
+            },
+        ),
+    ];
+    for (node, serving) in &serving {
+        let answer = export(&server, &request(&Node::new(*node), serving.metrics())).await;
+        assert_eq!(answer.rejected(), 0, "{:?}", answer.response());
+    }
     server.shutdown().await;
 
     let html_path = dir.path().join("report.html");
@@ -429,4 +518,57 @@ async fn the_html_report_draws_the_data() {
     assert!(launch[0] > launch[1] && launch[1] > launch[2], "{launch:?}");
     let uptime = widths(&picture, UPTIME_COLOR);
     assert_eq!(uptime.len(), 2, "{uptime:?}");
+
+    // Fastest: a bar per combination that answered in full, to its decode
+    // p50, dark to its p10: alpha 125 (105), beta 15 (11); gamma none.
+    let tails = picture.bars(rgb(DECODE_TAIL_COLOR), BAR_HEIGHT as usize);
+    let rests = picture.bars(rgb(DECODE_COLOR), BAR_HEIGHT as usize);
+    assert_eq!((tails.len(), rests.len()), (2, 2), "{tails:?} {rests:?}");
+    for (tail, rest) in tails.iter().zip(&rests) {
+        assert_eq!(tail.0, rest.0, "one bar per row");
+        assert_eq!(tail.1 + tail.2, rest.1, "the p50 part follows the p10 part");
+    }
+    assert!(tails[0].0 < tails[1].0, "alpha above beta");
+    let whole = |i: usize| tails[i].2 + rests[i].2;
+    ratio(whole(0), whole(1), 125.0 / 15.0);
+    ratio(tails[0].2, tails[1].2, 105.0 / 11.0);
+    ratio(tails[0].2, whole(0), 105.0 / 125.0);
+    // The legend shows both parts.
+    for color in [DECODE_TAIL_COLOR, DECODE_COLOR] {
+        let swatches = picture
+            .bars(rgb(color), 12)
+            .iter()
+            .filter(|b| b.2 == 12 && b.3 == 12)
+            .count();
+        assert_eq!(swatches, 1, "{color}");
+    }
+    let fastest = &html[html.find("<section id=\"fastest\">").unwrap()..];
+    assert!(fastest.contains("no request answered in full"), "{fastest}");
+
+    // A window without inference data says so instead of drawing.
+    let empty_path = dir.path().join("empty.html");
+    let status = Command::new(env!("CARGO_BIN_EXE_survey-collector"))
+        .args([
+            "report",
+            "--format",
+            "html",
+            "--since",
+            "2030-01-01",
+            "--db",
+        ])
+        .arg(dir.db())
+        .arg("--out")
+        .arg(&empty_path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let empty = std::fs::read_to_string(&empty_path).unwrap();
+    let fastest = &empty[empty.find("<section id=\"fastest\">").unwrap()..];
+    let note = format!("<p class=\"note\">{NO_INFERENCE_DATA}</p>");
+    assert!(fastest.contains(&note), "{fastest}");
+    assert!(!fastest.contains("<svg"), "{fastest}");
+    let picture = Picture::load(&screenshot(&chromium, dir.path(), &empty_path));
+    for color in [DECODE_TAIL_COLOR, DECODE_COLOR] {
+        assert_eq!(picture.count(rgb(color)), 0, "{color}");
+    }
 }

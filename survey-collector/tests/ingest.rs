@@ -240,7 +240,8 @@ async fn partial_success_counts_the_rejected_points_and_says_why() {
     assert_eq!(
         partial.error_message,
         "5 data points rejected: 1 not a survey metric; 2 resource attribute not allowed; \
-         1 attribute key not allowed or repeated; 1 attribute value not allowed"
+         1 attribute key not allowed on the metric, repeated or missing; \
+         1 attribute value not allowed"
     );
     assert!(!partial.error_message.contains("CANARY"));
     let report = report(&dir, Default::default());

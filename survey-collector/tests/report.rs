@@ -1,6 +1,8 @@
 //! Real survey nodes (child processes with the real exporter) export to
-//! `survey-collector serve`; `survey-collector report` answers the six
-//! questions, checked field by field against the nodes' scripts.
+//! `survey-collector serve`; `survey-collector report` answers the spec's
+//! six questions, checked field by field against the nodes' scripts, and
+//! says in every form why the seventh, `fastest`, has no row (the nodes
+//! record no inference data).
 
 mod support;
 
@@ -9,6 +11,7 @@ use std::process::Command;
 use serde_json::{Value as Json, json};
 use support::node;
 use support::*;
+use survey_collector::report::{NO_INFERENCE_DATA, QUESTIONS};
 
 /// Runs a node's script when this binary is started as a child node.
 #[test]
@@ -41,7 +44,7 @@ fn collector_report(db: &std::path::Path, args: &[&str]) -> std::process::Output
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_report_answers_the_six_questions_from_real_exports() {
+async fn the_report_answers_every_question_from_real_exports() {
     let dir = TempDir::new("report");
     let server = collector(&dir).await;
     let endpoint = server.endpoint();
@@ -72,7 +75,22 @@ async fn the_report_answers_the_six_questions_from_real_exports() {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(keys.len(), 6, "{keys:?}");
+    assert_eq!(keys.len(), 7, "{keys:?}");
+    // A key per question, in the questions' order.
+    let text = String::from_utf8_lossy(&output.stdout);
+    let at: Vec<usize> = QUESTIONS
+        .iter()
+        .map(|q| text.find(&format!("\n  \"{}\": [", q.key)).unwrap())
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
+    // No node recorded inference data: `fastest` is an empty list, and
+    // the JSON form says why on standard error only.
+    assert_eq!(report["fastest"], json!([]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("note: fastest: {NO_INFERENCE_DATA}")),
+        "{stderr}"
+    );
 
     // 1. Most launched: launches desc, then model; nodes are processes.
     assert_eq!(
@@ -226,10 +244,18 @@ async fn the_report_answers_the_six_questions_from_real_exports() {
     let output = collector_report(&dir.db(), &[]);
     assert!(output.status.success());
     let table = String::from_utf8(output.stdout).unwrap();
-    for question in survey_collector::report::QUESTIONS {
+    for question in QUESTIONS {
         assert!(table.contains(question.title), "{table}");
     }
     assert!(table.contains("3 node processes"), "{table}");
+    // `fastest` says why it has no row instead of an empty table.
+    let fastest = &table[table.find(QUESTIONS[6].title).unwrap()..];
+    assert_eq!(
+        fastest.lines().nth(2),
+        Some(format!("({NO_INFERENCE_DATA})").as_str()),
+        "{table}"
+    );
+    assert!(!table.contains("(No data in this window.)"), "{table}");
     // phi-4's reliable_hardware row: gpu_name `cpu`, backend_device `cpu`.
     assert!(
         table.lines().any(|l| {
@@ -285,6 +311,15 @@ async fn the_report_answers_the_six_questions_from_real_exports() {
     let html = String::from_utf8(output.stdout).unwrap();
     assert!(!html.contains("phi-4"));
     assert!(html.contains("2 rows backed by fewer than 2 node processes not shown."));
+    let fastest = &html[html.find("<section id=\"fastest\">").unwrap()..];
+    assert!(
+        fastest.contains(
+            "<p class=\"note\">No inference data in this window: nodes record it only with \
+             [telemetry] prompt_shape_metrics = true.</p>"
+        ),
+        "{fastest}"
+    );
+    assert!(!fastest.contains("<svg"), "{fastest}");
 
     // CSV: one file per question; reasons spread over a column each.
     let csv_dir = dir.path().join("csv");
@@ -297,13 +332,24 @@ async fn the_report_answers_the_six_questions_from_real_exports() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    for question in survey_collector::report::QUESTIONS {
+    for question in QUESTIONS {
         assert!(
             csv_dir.join(format!("{}.csv", question.key)).is_file(),
             "{}",
             question.key
         );
     }
+    // An empty answer is a header alone; why is said on standard error.
+    assert_eq!(
+        std::fs::read_to_string(csv_dir.join("fastest.csv")).unwrap(),
+        "model,gpu_name,backend_device,context_bucket,requests,ok,decode_tps_p50,\
+         decode_tps_p10,prefill_tps_p50,ttft_p50_ms,ttft_p90_ms,nodes\r\n"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("note: fastest: {NO_INFERENCE_DATA}")),
+        "{stderr}"
+    );
     let failure = std::fs::read_to_string(csv_dir.join("failure_rate.csv")).unwrap();
     let lines: Vec<&str> = failure.lines().collect();
     assert_eq!(
@@ -368,12 +414,31 @@ fn report_arguments_are_checked() {
         "{stderr}"
     );
 
-    let output = collector_report(&dir.db(), &["--question", "fastest"]);
+    let output = collector_report(&dir.db(), &["--question", "fastest_model"]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("unknown question \"fastest\"") && stderr.contains("slow_or_short"),
+        stderr.contains("unknown question \"fastest_model\"")
+            && stderr.contains("slow_or_short, fastest"),
         "{stderr}"
+    );
+
+    let output = collector_report(&dir.db(), &["--min-requests", "some"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--min-requests"));
+
+    // --help lists every question and the inference option.
+    let output = Command::new(env!("CARGO_BIN_EXE_survey-collector"))
+        .args(["report", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for question in QUESTIONS {
+        assert!(help.contains(question.key), "{help}");
+    }
+    assert!(
+        help.contains("--min-requests <N>") && help.contains("inference requests"),
+        "{help}"
     );
 
     let output = collector_report(&dir.db(), &["--min-nodes", "0"]);
@@ -388,11 +453,11 @@ fn report_arguments_are_checked() {
         "{stderr}"
     );
 
-    // An empty database: six empty lists.
+    // An empty database: an empty list per question.
     let output = collector_report(&dir.db(), &["--format", "json"]);
     assert!(output.status.success());
     let empty: Json = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(empty.as_object().unwrap().len(), 6);
+    assert_eq!(empty.as_object().unwrap().len(), QUESTIONS.len());
     for (key, value) in empty.as_object().unwrap() {
         assert_eq!(value, &json!([]), "{key}");
     }

@@ -9,8 +9,8 @@ use opentelemetry_proto::tonic::metrics::v1::exemplar::Value as ExemplarValue;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumberValue;
 use opentelemetry_proto::tonic::metrics::v1::{Exemplar, Metric, metric::Data};
 use support::*;
-use survey_collector::validate::{Clock, Rejection, validate};
-use survey_runtime::schema;
+use survey_collector::validate::{Clock, Dimension, MetricKeys, Rejection, validate};
+use survey_runtime::schema::{self, AttributeKey};
 
 const NOW: Clock = Clock {
     now: (DAY + 1) * 86_400 * 1_000_000_000,
@@ -43,6 +43,56 @@ fn histogram_request() -> ExportMetricsServiceRequest {
     )
 }
 
+/// What a node with `prompt_shape_metrics = true` sends for its requests.
+fn inference_counter_request() -> ExportMetricsServiceRequest {
+    request(
+        &Node::new(1),
+        vec![cumulative(
+            schema::INFERENCE_REQUESTS_TOTAL,
+            outcome_attrs("Qwen3-8B", "ok"),
+            at(DAY, 1),
+            at(DAY, 2),
+            3,
+        )],
+    )
+}
+
+/// ... and for the speeds of its answers.
+fn inference_histogram_request() -> ExportMetricsServiceRequest {
+    request(
+        &Node::new(1),
+        vec![histogram(
+            schema::INFERENCE_DECODE_TOKENS_PER_S,
+            inference_attrs("Qwen3-8B"),
+            at(DAY, 1),
+            at(DAY, 2),
+            &[40.0, 60.0],
+        )],
+    )
+}
+
+/// What survey sends of the node's hardware and version alone.
+fn node_attrs() -> Vec<KeyValue> {
+    let node_keys = [
+        "mesh_llm.gpu_name",
+        "mesh_llm.gpu_stable_id",
+        "mesh_llm.backend_device",
+        "mesh_llm.gpu_count",
+        "mesh_llm.is_soc",
+        "mesh_llm.service_version",
+    ];
+    let mut attrs = model_attrs("Qwen3-8B");
+    attrs.retain(|kv| node_keys.contains(&kv.key.as_str()));
+    attrs
+}
+
+fn loaded_models_request() -> ExportMetricsServiceRequest {
+    request(
+        &Node::new(1),
+        vec![gauge(schema::LOADED_MODELS, node_attrs(), at(DAY, 2), 1)],
+    )
+}
+
 fn metric(r: &mut ExportMetricsServiceRequest) -> &mut Metric {
     &mut r.resource_metrics[0].scope_metrics[0].metrics[0]
 }
@@ -51,8 +101,13 @@ fn attrs(r: &mut ExportMetricsServiceRequest) -> &mut Vec<KeyValue> {
     match &mut metric(r).data {
         Some(Data::Sum(s)) => &mut s.data_points[0].attributes,
         Some(Data::Histogram(h)) => &mut h.data_points[0].attributes,
+        Some(Data::Gauge(g)) => &mut g.data_points[0].attributes,
         _ => unreachable!(),
     }
+}
+
+fn remove_attr(r: &mut ExportMetricsServiceRequest, key: &str) {
+    attrs(r).retain(|a| a.key != key);
 }
 
 fn set_attr(r: &mut ExportMetricsServiceRequest, kv: KeyValue) {
@@ -457,7 +512,15 @@ fn each_rule_rejects_the_whole_point() {
             number(r).time_unix_nano = u64::MAX
         }),
     ];
+    assert_each_rejected(cases);
+}
+
+/// Each case's base passes; mutated, its one point is rejected whole, for
+/// the case's reason.
+fn assert_each_rejected(cases: Vec<(&str, Rejection, Base, Mutation)>) {
     for (name, reason, base, mutate) in cases {
+        let valid = validate(&base(), NOW);
+        assert_eq!(valid.points.len(), 1, "{name}: base {:?}", valid.rejected);
         let mut request = base();
         mutate(&mut request);
         let validated = validate(&request, NOW);
@@ -471,6 +534,325 @@ fn each_rule_rejects_the_whole_point() {
             validated.rejected
         );
     }
+}
+
+#[test]
+fn every_metric_passes_with_the_keys_survey_puts_on_it() {
+    // The inference counter: the model's attributes without a launch kind,
+    // and its outcome, any of the five.
+    let counter = validate(&inference_counter_request(), NOW);
+    assert_eq!(counter.rejected.total(), 0, "{:?}", counter.rejected);
+    let dimensions = &counter.points[0].attributes.dimensions;
+    assert_eq!(dimensions.len(), 12);
+    assert!(
+        !dimensions
+            .iter()
+            .any(|(k, _)| *k == AttributeKey::LaunchKind)
+    );
+    assert_eq!(
+        dimensions.last(),
+        Some(&(
+            AttributeKey::RequestOutcome,
+            Dimension::Text("ok".to_string())
+        ))
+    );
+    for outcome in schema::RequestOutcome::ALL {
+        let mut r = inference_counter_request();
+        set_attr(&mut r, kv_str("mesh_llm.request_outcome", outcome.as_str()));
+        assert_eq!(validate(&r, NOW).points.len(), 1, "{outcome}");
+    }
+    // The inference histograms: the same attributes without the outcome,
+    // each with its own unit and bounds.
+    let inference: Vec<_> = schema::METRICS.iter().filter(|m| m.prompt_shape).collect();
+    assert_eq!(inference.len(), 6);
+    for spec in inference
+        .iter()
+        .filter(|m| m.kind == schema::MetricKind::Histogram)
+    {
+        let r = request(
+            &Node::new(1),
+            vec![histogram(
+                spec.name,
+                inference_attrs("Qwen3-8B"),
+                at(DAY, 1),
+                at(DAY, 2),
+                &[spec.boundaries[3]],
+            )],
+        );
+        let validated = validate(&r, NOW);
+        let point = &validated.points[0];
+        assert_eq!(validated.rejected.total(), 0, "{}", spec.name);
+        assert_eq!(
+            (point.metric.name, point.metric.unit),
+            (spec.name, spec.unit)
+        );
+        assert_eq!(point.attributes.dimensions.len(), 11);
+    }
+    // The lifecycle metrics: the launch's attributes; a failure reason on
+    // failed launches; the node's alone on the loaded-model count.
+    for spec in schema::METRICS.iter().filter(|m| !m.prompt_shape) {
+        let keys = MetricKeys::of_metric(spec);
+        assert_eq!(
+            keys.allows(AttributeKey::Model),
+            spec.name != schema::LOADED_MODELS
+        );
+        assert!(!keys.allows(AttributeKey::RequestOutcome), "{}", spec.name);
+        let attrs = if spec.name == schema::LOADED_MODELS {
+            node_attrs()
+        } else if keys.allows(AttributeKey::FailureReason) {
+            failure_attrs("Qwen3-8B", "spawn_failed")
+        } else {
+            model_attrs("Qwen3-8B")
+        };
+        let (start, time) = (at(DAY, 1), at(DAY, 2));
+        let metric = match spec.kind {
+            schema::MetricKind::Counter => cumulative(spec.name, attrs, start, time, 1),
+            schema::MetricKind::Gauge => gauge(spec.name, attrs, time, 1),
+            schema::MetricKind::Histogram => {
+                histogram(spec.name, attrs, start, time, &[spec.boundaries[0]])
+            }
+        };
+        let validated = validate(&request(&Node::new(1), vec![metric]), NOW);
+        assert_eq!(
+            validated.points.len(),
+            1,
+            "{}: {:?}",
+            spec.name,
+            validated.rejected
+        );
+    }
+    // Only the outcome is a key survey always sends.
+    let required: Vec<_> = schema::METRICS
+        .iter()
+        .filter(|m| {
+            AttributeKey::ALL
+                .iter()
+                .any(|k| MetricKeys::of_metric(m).requires(*k))
+        })
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(required, [schema::INFERENCE_REQUESTS_TOTAL]);
+}
+
+#[test]
+fn each_inference_rule_rejects_the_whole_point() {
+    let cases: Vec<(&str, Rejection, Base, Mutation)> = vec![
+        (
+            "counter with another unit",
+            Rejection::WrongShape,
+            inference_counter_request,
+            |r| metric(r).unit = "{requests}".into(),
+        ),
+        (
+            "speed in another unit",
+            Rejection::WrongShape,
+            inference_histogram_request,
+            |r| metric(r).unit = "tokens/s".into(),
+        ),
+        (
+            "speed with the token counts' bounds",
+            Rejection::WrongShape,
+            inference_histogram_request,
+            |r| {
+                let bounds = schema::TOKEN_BOUNDARIES.to_vec();
+                hist(r).bucket_counts = vec![0; bounds.len() + 1];
+                hist(r).bucket_counts[3] = 2;
+                hist(r).explicit_bounds = bounds;
+            },
+        ),
+        (
+            "speed with one bound moved",
+            Rejection::WrongShape,
+            inference_histogram_request,
+            |r| hist(r).explicit_bounds[6] = 60.0,
+        ),
+        (
+            "speed with a bound missing",
+            Rejection::WrongShape,
+            inference_histogram_request,
+            |r| {
+                hist(r).explicit_bounds.pop();
+                let last = hist(r).bucket_counts.pop().unwrap();
+                *hist(r).bucket_counts.last_mut().unwrap() += last;
+            },
+        ),
+        (
+            "counter as a gauge",
+            Rejection::WrongShape,
+            inference_counter_request,
+            |r| {
+                let Some(Data::Sum(sum)) = metric(r).data.take() else {
+                    unreachable!()
+                };
+                metric(r).data = Some(Data::Gauge(
+                    opentelemetry_proto::tonic::metrics::v1::Gauge {
+                        data_points: sum.data_points,
+                    },
+                ));
+            },
+        ),
+        (
+            "speed as a counter",
+            Rejection::WrongShape,
+            inference_histogram_request,
+            |r| {
+                *r = request(
+                    &Node::new(1),
+                    vec![cumulative(
+                        schema::INFERENCE_DECODE_TOKENS_PER_S,
+                        inference_attrs("Qwen3-8B"),
+                        at(DAY, 1),
+                        at(DAY, 2),
+                        40,
+                    )],
+                )
+            },
+        ),
+        (
+            "outcome survey never sends",
+            Rejection::AttributeValue,
+            inference_counter_request,
+            |r| set_attr(r, kv_str("mesh_llm.request_outcome", "cancelled")),
+        ),
+        (
+            "outcome in capitals",
+            Rejection::AttributeValue,
+            inference_counter_request,
+            |r| set_attr(r, kv_str("mesh_llm.request_outcome", "OK")),
+        ),
+        (
+            "outcome as a number",
+            Rejection::AttributeValue,
+            inference_counter_request,
+            |r| set_attr(r, kv_int("mesh_llm.request_outcome", 0)),
+        ),
+        (
+            "outcome twice",
+            Rejection::AttributeKey,
+            inference_counter_request,
+            |r| attrs(r).push(kv_str("mesh_llm.request_outcome", "timeout")),
+        ),
+        (
+            "counter without its outcome",
+            Rejection::AttributeKey,
+            inference_counter_request,
+            |r| remove_attr(r, "mesh_llm.request_outcome"),
+        ),
+        (
+            "outcome on a speed",
+            Rejection::AttributeKey,
+            inference_histogram_request,
+            |r| set_attr(r, kv_str("mesh_llm.request_outcome", "ok")),
+        ),
+        (
+            "outcome on a launch counter",
+            Rejection::AttributeKey,
+            counter_request,
+            |r| set_attr(r, kv_str("mesh_llm.request_outcome", "ok")),
+        ),
+        (
+            "outcome on an uptime",
+            Rejection::AttributeKey,
+            histogram_request,
+            |r| set_attr(r, kv_str("mesh_llm.request_outcome", "ok")),
+        ),
+        (
+            "launch kind on the inference counter",
+            Rejection::AttributeKey,
+            inference_counter_request,
+            |r| set_attr(r, kv_str("mesh_llm.launch_kind", "runtime_load")),
+        ),
+        (
+            "launch kind on a speed",
+            Rejection::AttributeKey,
+            inference_histogram_request,
+            |r| set_attr(r, kv_str("mesh_llm.launch_kind", "startup")),
+        ),
+        (
+            "failure reason on the inference counter",
+            Rejection::AttributeKey,
+            inference_counter_request,
+            |r| set_attr(r, kv_str("mesh_llm.failure_reason", "other")),
+        ),
+        (
+            "failure reason on a speed",
+            Rejection::AttributeKey,
+            inference_histogram_request,
+            |r| set_attr(r, kv_str("mesh_llm.failure_reason", "other")),
+        ),
+        (
+            "failure reason on a launch attempt",
+            Rejection::AttributeKey,
+            counter_request,
+            |r| set_attr(r, kv_str("mesh_llm.failure_reason", "spawn_failed")),
+        ),
+        (
+            "failure reason on an uptime",
+            Rejection::AttributeKey,
+            histogram_request,
+            |r| set_attr(r, kv_str("mesh_llm.failure_reason", "other")),
+        ),
+        (
+            "a model on the node's loaded-model count",
+            Rejection::AttributeKey,
+            loaded_models_request,
+            |r| set_attr(r, kv_str("mesh_llm.model", "Qwen3-8B")),
+        ),
+        (
+            "an unknown context bucket on a speed",
+            Rejection::AttributeValue,
+            inference_histogram_request,
+            |r| set_attr(r, kv_str("mesh_llm.context_bucket", "32k")),
+        ),
+        (
+            "a fractional request count",
+            Rejection::Value,
+            inference_counter_request,
+            |r| number(r).value = Some(NumberValue::AsDouble(2.5)),
+        ),
+        (
+            "a negative request count",
+            Rejection::Value,
+            inference_counter_request,
+            |r| number(r).value = Some(NumberValue::AsInt(-3)),
+        ),
+        (
+            "a negative sum of speeds",
+            Rejection::Value,
+            inference_histogram_request,
+            |r| hist(r).sum = Some(-100.0),
+        ),
+        (
+            "a NaN sum of speeds",
+            Rejection::Value,
+            inference_histogram_request,
+            |r| hist(r).sum = Some(f64::NAN),
+        ),
+        (
+            "an infinite largest speed",
+            Rejection::Value,
+            inference_histogram_request,
+            |r| hist(r).max = Some(f64::INFINITY),
+        ),
+        (
+            "speeds whose buckets disagree with their count",
+            Rejection::Value,
+            inference_histogram_request,
+            |r| hist(r).count = 3,
+        ),
+        (
+            "exemplars on a speed",
+            Rejection::Extra,
+            inference_histogram_request,
+            |r| {
+                hist(r).exemplars.push(Exemplar {
+                    value: Some(ExemplarValue::AsDouble(40.0)),
+                    ..Default::default()
+                })
+            },
+        ),
+    ];
+    assert_each_rejected(cases);
 }
 
 #[test]

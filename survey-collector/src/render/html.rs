@@ -39,6 +39,11 @@ pub const LAUNCH_TIME_COLOR: &str = "#f58518";
 pub const UPTIME_COLOR: &str = "#b279a2";
 /// Bars of exits per success.
 pub const EXITS_COLOR: &str = "#e45756";
+/// Bars of the decode speed, from its p10 to its p50.
+pub const DECODE_COLOR: &str = "#72b7b2";
+/// The decode speed's bars up to its p10: the speed 9 in 10 requests
+/// answered in full reached.
+pub const DECODE_TAIL_COLOR: &str = "#2a7f78";
 
 /// The colour of a failure reason in the stacked bars.
 pub fn reason_color(reason: FailureKind) -> &'static str {
@@ -144,10 +149,15 @@ pub fn render(report: &Report) -> String {
             "viable_context" => viable_context(answer),
             "unstable" => unstable(answer),
             "slow_or_short" => slow_or_short(answer),
+            "fastest" => fastest(answer),
             _ => String::new(),
         };
         if answer.rows.is_empty() {
-            out.push_str("<p class=\"note\">No data in this window.</p>\n");
+            let _ = writeln!(
+                out,
+                "<p class=\"note\">{}</p>",
+                escape(answer.question.empty_text())
+            );
         } else {
             out.push_str(&chart);
         }
@@ -783,6 +793,79 @@ fn slow_or_short(answer: &Answer) -> String {
     out
 }
 
+/// Tokens per second as `42.5 tok/s` (whole from 100 up).
+fn speed(tps: f64) -> String {
+    format!("{} tok/s", tokens(tps))
+}
+
+/// A number of tokens (per second) as `42.5`, whole from 100 up.
+fn tokens(n: f64) -> String {
+    if n < 100.0 {
+        format!("{n:.1}")
+    } else {
+        format!("{n:.0}")
+    }
+}
+
+fn fastest(answer: &Answer) -> String {
+    let rows: Vec<&Vec<Json>> = answer.rows.iter().take(MAX_ROWS).collect();
+    // A row's label: model, GPU (or the device of a node without one),
+    // context bucket.
+    let labels: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            let hardware = match answer.get(row, "gpu_name") {
+                Json::Null => cell("backend_device", answer.get(row, "backend_device")),
+                gpu => cell("gpu_name", gpu),
+            };
+            format!(
+                "{} \u{b7} {hardware} \u{b7} {}",
+                cell("model", answer.get(row, "model")),
+                cell("context_bucket", answer.get(row, "context_bucket"))
+            )
+        })
+        .collect();
+    // Decode speed on a linear scale: the bar runs to the p50, its dark
+    // part to the p10.
+    let max = rows
+        .iter()
+        .filter_map(|r| number(answer.get(r, "decode_tps_p50")))
+        .fold(0.0, f64::max);
+    let (axis, top) = Axis::linear(
+        max,
+        "decode speed of requests answered in full, tokens/s: p10 (dark), p50 (bar's end)",
+        |v| format!("{v}"),
+    );
+    let mut marks = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let p50 = number(answer.get(row, "decode_tps_p50"));
+        let p10 = number(answer.get(row, "decode_tps_p10"));
+        let whole = p50.map_or(0, |v| pixels(v / top));
+        let tail = p10.map_or(0, |v| pixels(v / top)).min(whole);
+        marks.push_str(&bar(i, PLOT_LEFT + 1, tail, DECODE_TAIL_COLOR, None));
+        marks.push_str(&bar(
+            i,
+            PLOT_LEFT + 1 + tail,
+            whole - tail,
+            DECODE_COLOR,
+            None,
+        ));
+        let text = match (p50, p10) {
+            (Some(p50), Some(p10)) => format!("{}, p10 {}", speed(p50), tokens(p10)),
+            _ => "no request answered in full".to_string(),
+        };
+        marks.push_str(&bar(i, PLOT_LEFT + 1 + whole, 0, "none", Some(&text)));
+    }
+    let entries = [
+        (
+            DECODE_TAIL_COLOR,
+            "p10: 9 in 10 requests at least this fast".to_string(),
+        ),
+        (DECODE_COLOR, "p50".to_string()),
+    ];
+    bar_chart(&labels, &axis, &legend(&entries), &marks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -807,6 +890,8 @@ mod tests {
         let (axis, _, _) = Axis::log(&[(10.0, "a"), (100.0, "b"), (1000.0, "c")], "t");
         assert_eq!(axis.ticks[1].0, 0.5);
         assert_eq!(duration(850.0), "850 ms");
+        assert_eq!(speed(42.26), "42.3 tok/s");
+        assert_eq!(speed(1234.4), "1234 tok/s");
         assert_eq!(duration(90_000.0), "1.5 min");
         assert_eq!(fit("abcdef", 4), "abc\u{2026}");
         assert_eq!(

@@ -34,7 +34,8 @@ pub fn footnote(report: &Report, answer: &Answer) -> Option<String> {
 }
 
 /// A value as text: `cpu` for a missing GPU name, `-` for other missing
-/// values, rates with 3 decimals, times whole, reasons as `reason=n`.
+/// values, rates with 3 decimals, speeds (`_tps_`) with 1, times whole,
+/// reasons as `reason=n`.
 pub fn cell(column: &str, value: &Json) -> String {
     match value {
         Json::Null if column == "gpu_name" => "cpu".to_string(),
@@ -44,6 +45,8 @@ pub fn cell(column: &str, value: &Json) -> String {
             Some(f) if !n.is_i64() && !n.is_u64() => {
                 if column.ends_with("_ms") || column.ends_with("_s") {
                     format!("{f:.0}")
+                } else if column.contains("_tps_") {
+                    format!("{f:.1}")
                 } else {
                     format!("{f:.3}")
                 }

@@ -15,6 +15,13 @@ pub fn render(report: &Report) -> String {
             report.options.min_launches
         );
     }
+    if report.options.min_requests > 0 {
+        let _ = write!(
+            out,
+            "; inference rows with at least {} requests",
+            report.options.min_requests
+        );
+    }
     if report.options.min_nodes > 1 {
         let _ = write!(
             out,
@@ -86,7 +93,7 @@ fn table(answer: &Answer) -> String {
     out.push_str(&line(&mut answer.columns.iter().map(String::as_str)));
     out.push('\n');
     if cells.is_empty() {
-        out.push_str("(no data in this window)\n");
+        let _ = writeln!(out, "({})", answer.question.empty_text());
     }
     for row in &cells {
         out.push_str(&line(&mut row.iter().map(String::as_str)));

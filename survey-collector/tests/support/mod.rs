@@ -323,6 +323,35 @@ pub fn failure_attrs(model: &str, reason: &str) -> Vec<KeyValue> {
     attrs
 }
 
+/// The attributes survey puts on the inference histograms of `model` on an
+/// RTX 4090 node: the launch's, without its kind.
+pub fn inference_attrs(model: &str) -> Vec<KeyValue> {
+    let mut attrs = model_attrs(model);
+    attrs.retain(|kv| kv.key != "mesh_llm.launch_kind");
+    attrs
+}
+
+/// `inference_attrs` plus a request outcome: the attributes of the
+/// inference counter.
+pub fn outcome_attrs(model: &str, outcome: &str) -> Vec<KeyValue> {
+    let mut attrs = inference_attrs(model);
+    attrs.push(kv_str("mesh_llm.request_outcome", outcome));
+    attrs
+}
+
+/// `attrs` with `kv` in place of its key's value (added if absent).
+pub fn with_attr(mut attrs: Vec<KeyValue>, kv: KeyValue) -> Vec<KeyValue> {
+    attrs.retain(|a| a.key != kv.key);
+    attrs.push(kv);
+    attrs
+}
+
+/// `attrs` without `key`.
+pub fn without_attr(mut attrs: Vec<KeyValue>, key: &str) -> Vec<KeyValue> {
+    attrs.retain(|a| a.key != key);
+    attrs
+}
+
 /// A cumulative (2) or delta (1) counter point.
 pub fn counter(
     name: &str,

@@ -129,10 +129,14 @@ pub fn run_child() {
 /// - `cpu`: Qwen3-8B-Q4_K_M at 8192 fails with `spawn_failed`, then
 ///   launches, stays loaded over an export and is unloaded; phi-4 at 200000
 ///   fails with `known_kv_cache_crash`.
+///
+/// And the inference fleet (with `prompt_shape_metrics = true`), see
+/// [`inference_script`]: `inference-gpu` on an RTX 4090, `inference-cpu`
+/// on a CPU node.
 async fn run_script(script: &str, endpoint: &str) {
     let hardware = match script {
-        "gpu" => rtx_4090(),
-        "cpu" => survey::HardwareFacts::cpu_only(),
+        "gpu" | "inference-gpu" => rtx_4090(),
+        "cpu" | "inference-cpu" => survey::HardwareFacts::cpu_only(),
         other => panic!("unknown script {other}"),
     };
     let extra = std::env::var(TELEMETRY_ENV).unwrap_or_default();
@@ -148,6 +152,9 @@ async fn run_script(script: &str, endpoint: &str) {
     assert!(guard.is_enabled(), "{}", guard.status());
     let flush = || assert!(guard.flush(Duration::from_secs(30)), "{}", guard.status());
     match script {
+        "inference-gpu" | "inference-cpu" => {
+            inference_script(script == "inference-gpu", &flush).await;
+        }
         "gpu" => {
             let qwen = Spec {
                 slot: 1,
@@ -194,4 +201,58 @@ async fn run_script(script: &str, endpoint: &str) {
     }
     flush();
     guard.shutdown();
+}
+
+/// Decode time of the inference scripts' 64 generated tokens, in ms, on
+/// the CPU node then the GPU node: 8 and 40 tokens/s.
+pub const DECODE_MS: [f64; 2] = [8_000.0, 1_600.0];
+/// Prompt processing time of their 500 prompt tokens, in ms, on the CPU
+/// node then the GPU node: 125 and 2,000 tokens/s.
+pub const PREFILL_MS: [f64; 2] = [4_000.0, 250.0];
+/// Time to the first token of their streamed answers.
+pub const FIRST_TOKEN: Duration = Duration::from_millis(300);
+
+/// A node that serves: every metric survey has, with the switch on.
+/// Llama-3.2-1B at 4096 fails with `health_timeout`; Qwen3-8B-Q4_K_M at
+/// 32768 launches and answers 5 requests: 3 in full (2 streamed, first
+/// token after [`FIRST_TOKEN`]; 700 prompt tokens, 500 of them processed
+/// in [`PREFILL_MS`], 64 generated in [`DECODE_MS`]), 1 `backend_error`,
+/// 1 `client_cancelled`; it is loaded over an export (the gauges), then
+/// crashes, launches again and is unloaded.
+async fn inference_script(gpu: bool, flush: &dyn Fn()) {
+    use survey::{Inference, RequestOutcome, Throughput};
+    let qwen = Spec {
+        slot: 1,
+        path: "/home/someone/models/Qwen3-8B-Q4_K_M.gguf".into(),
+        ctx: 32768,
+    };
+    let llama = Spec {
+        slot: 2,
+        path: "/srv/llm/Llama-3.2-1B.gguf".into(),
+        ctx: 4096,
+    };
+    launch(&llama, Duration::ZERO, Some(LaunchError::HealthTimeout))
+        .await
+        .unwrap_err();
+    let running = launch(&qwen, Duration::ZERO, None).await.unwrap();
+    let i = usize::from(gpu);
+    for streamed in [true, true, false] {
+        let answered = Inference::new(RequestOutcome::Ok)
+            .prompt_tokens(700)
+            .output_tokens(64)
+            .prefill(Throughput::new(500, PREFILL_MS[i]))
+            .decode(Throughput::new(64, DECODE_MS[i]));
+        let answered = if streamed {
+            answered.time_to_first_token(FIRST_TOKEN)
+        } else {
+            answered
+        };
+        survey::record_inference(&running, answered);
+    }
+    survey::record_inference(&running, Inference::new(RequestOutcome::BackendError));
+    survey::record_inference(&running, Inference::new(RequestOutcome::ClientCancelled));
+    flush();
+    crashed(&running);
+    let again = launch(&qwen, Duration::ZERO, None).await.unwrap();
+    unload(again).await.unwrap();
 }
