@@ -1,6 +1,8 @@
-//! See survey work: a real mesh-llm node with survey enabled, a local OTLP
-//! receiver, and the stand-in `llama-server`; a startup, a failed launch, a
-//! runtime load, an unload and a backend crash; then what the receiver got.
+//! See survey work: a real mesh-llm node with survey enabled (the opt-in
+//! inference metrics too), a local OTLP receiver, and the stand-in
+//! `llama-server`; a startup, a failed launch, a runtime load, a whole and
+//! a streamed chat completion, an unload and a backend crash; then what the
+//! receiver got.
 //!
 //! ```sh
 //! cargo run -p mesh-llm --example demo
@@ -66,6 +68,8 @@ fn demo() -> Result<(), String> {
                 ("general.architecture", WriteValue::Str(arch)),
                 (mesh_llm::standin::MODE_KEY, WriteValue::Str(mode)),
                 (mesh_llm::standin::LOAD_MS_KEY, WriteValue::U32(400)),
+                // 25 ms a word: 40 tokens/s decoding, as a consumer GPU.
+                (mesh_llm::standin::TOKEN_MS_KEY, WriteValue::U32(25)),
             ];
             if let Some(ft) = file_type {
                 pairs.push(("general.file_type", WriteValue::U32(ft)));
@@ -103,6 +107,7 @@ enabled = true
 [telemetry]
 endpoint = "{}"
 export_interval_secs = 1
+prompt_shape_metrics = true
 "#,
             qwen.display(),
             gemma.display(),
@@ -158,7 +163,10 @@ export_interval_secs = 1
             .map_err(|e| e.to_string())?;
         println!("   loaded on port {} (pid {})", status.port, status.pid);
         call("a chat completion for Llama-3.2-1B through the node's inference API");
-        let answer = chat(node.http, &status.name).await?;
+        let answer = chat(node.http, &status.name, false).await?;
+        println!("   answered: {answer:?}");
+        call("the same, streamed: the node measures the time to its first token");
+        let answer = chat(node.http, &status.name, true).await?;
         println!("   answered: {answer:?}");
         call("unload of gemma-3-4b-it");
         client
@@ -251,6 +259,21 @@ export_interval_secs = 1
             ],
         ))
     );
+    println!("\n== inference metrics in the final export (opt-in: prompt_shape_metrics = true)");
+    print!(
+        "{}",
+        render_table(&only(
+            &last,
+            &[
+                schema::INFERENCE_REQUESTS_TOTAL,
+                schema::INFERENCE_PROMPT_TOKENS,
+                schema::INFERENCE_OUTPUT_TOKENS,
+                schema::INFERENCE_PREFILL_TOKENS_PER_S,
+                schema::INFERENCE_DECODE_TOKENS_PER_S,
+                schema::INFERENCE_TIME_TO_FIRST_TOKEN_MS,
+            ],
+        ))
+    );
     let requests = receiver.requests();
     let paths: std::collections::BTreeSet<String> = requests
         .iter()
@@ -264,9 +287,9 @@ export_interval_secs = 1
     Ok(())
 }
 
-/// One chat completion through the node's OpenAI-compatible API; the
-/// answer's text.
-async fn chat(http: std::net::SocketAddr, model: &str) -> Result<String, String> {
+/// One chat completion through the node's OpenAI-compatible API, whole
+/// or streamed; the answer's text.
+async fn chat(http: std::net::SocketAddr, model: &str, stream: bool) -> Result<String, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -276,6 +299,7 @@ async fn chat(http: std::net::SocketAddr, model: &str) -> Result<String, String>
         "model": model,
         "messages": [{"role": "user", "content": "Say something."}],
         "max_tokens": 9,
+        "stream": stream,
     });
     let response = client
         .post(format!("http://{http}/v1/chat/completions"))
@@ -289,6 +313,20 @@ async fn chat(http: std::net::SocketAddr, model: &str) -> Result<String, String>
     let text = response.text().await.map_err(|e| e.to_string())?;
     if !status.is_success() {
         return Err(format!("the inference API answered {status}: {text}"));
+    }
+    if stream {
+        // SSE: the text is the chunks' `delta.content`, up to `[DONE]`.
+        let mut answer = String::new();
+        for data in text.split("\n\n").filter_map(|e| e.strip_prefix("data: ")) {
+            if data == "[DONE]" {
+                return Ok(answer);
+            }
+            let chunk: serde_json::Value = serde_json::from_str(data).map_err(|e| e.to_string())?;
+            if let Some(content) = chunk["choices"][0]["delta"]["content"].as_str() {
+                answer.push_str(content);
+            }
+        }
+        return Err(format!("the stream ended without [DONE]: {text}"));
     }
     let answer: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
     answer["choices"][0]["message"]["content"]

@@ -5,7 +5,7 @@
 //! | `GET /status` | loaded models, unexpected exits, survey status |
 //! | `POST /models` with a [`LoadRequest`] | runtime load |
 //! | `DELETE /models/NAME` | unload |
-//! | `GET /survey/export` | the content of survey's last export (`survey show`) |
+//! | `GET /survey/export` | the content of survey's last export, and whether the opt-in inference metrics are on (`survey show`) |
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -33,6 +33,18 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:3131";
 pub struct Unloaded {
     /// The name or path that was unloaded.
     pub unloaded: String,
+}
+
+/// The answer of `GET /survey/export`: survey's last export, and whether
+/// the opt-in inference metrics are recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SurveyExport {
+    /// Whether survey records the opt-in inference metrics
+    /// (`[telemetry] prompt_shape_metrics`).
+    pub prompt_shape_metrics: bool,
+    /// The last export.
+    #[serde(flatten)]
+    pub export: survey::LastExport,
 }
 
 /// An error body.
@@ -74,7 +86,13 @@ async fn status(State(node): State<Node>) -> Response {
 
 async fn survey_export() -> Response {
     match survey::last_export() {
-        Some(export) => json(StatusCode::OK, &*export),
+        Some(export) => json(
+            StatusCode::OK,
+            &SurveyExport {
+                prompt_shape_metrics: survey::status().prompt_shape_metrics,
+                export: (*export).clone(),
+            },
+        ),
         None => {
             let status = survey::status();
             let why = if status.enabled {
@@ -180,8 +198,9 @@ impl Client {
         .await
     }
 
-    /// The content of survey's last export.
-    pub async fn survey_export(&self) -> Result<survey::LastExport, ClientError> {
+    /// The content of survey's last export, and whether the opt-in
+    /// inference metrics are on.
+    pub async fn survey_export(&self) -> Result<SurveyExport, ClientError> {
         self.call(
             reqwest::Method::GET,
             "/survey/export",

@@ -73,8 +73,10 @@ pub enum SurveyCommand {
     /// Show exactly what the last export held (with `[telemetry] mode =
     /// "local"`: what would be sent; nothing is).
     Show {
-        /// Print the rows as JSON: metric, kind, unit, attributes, and
-        /// value, or count, sum, bounds and bucket_counts.
+        /// Print it as JSON: `prompt_shape_metrics` (whether the opt-in
+        /// inference metrics are on), `collected_at_unix_secs`, `outcome`,
+        /// `resource`, and `rows`, each with metric, kind, unit,
+        /// attributes, and value, or count, sum, bounds and bucket_counts.
         #[arg(long)]
         json: bool,
     },
@@ -216,7 +218,7 @@ fn run(cli: Cli) -> ExitCode {
                 if json {
                     println!(
                         "{}",
-                        serde_json::to_string_pretty(&export.rows).unwrap_or_default()
+                        serde_json::to_string_pretty(&export).unwrap_or_default()
                     );
                 } else {
                     print!("{}", render_export(&export));
@@ -242,19 +244,27 @@ fn absolute(path: PathBuf) -> PathBuf {
     std::path::absolute(&path).unwrap_or(path)
 }
 
-/// Survey's last export as a table: when and what became of it, the
-/// resource, then one line per data point: its model (when it has one),
-/// its value and its other attributes exactly as sent.
-pub fn render_export(export: &survey::LastExport) -> String {
+/// Survey's last export as a table: when and what became of it, whether
+/// the opt-in inference metrics are on, the resource, then one line per
+/// data point: its model (when it has one), its value and its other
+/// attributes exactly as sent.
+pub fn render_export(shown: &crate::api::SurveyExport) -> String {
     const MODEL: &str = "mesh_llm.model";
+    let export = &shown.export;
     let age = std::time::SystemTime::now()
         .duration_since(std::time::SystemTime::UNIX_EPOCH)
         .map_or(0, |now| now.as_secs())
         .saturating_sub(export.collected_at_unix_secs);
     let mut out = format!(
-        "last export: collected {age} s ago, {}, {} data points\nresource: {}\n",
+        "last export: collected {age} s ago, {}, {} data points\n\
+         inference metrics (telemetry.prompt_shape_metrics): {}\nresource: {}\n",
         export.outcome,
         export.rows.len(),
+        if shown.prompt_shape_metrics {
+            "on"
+        } else {
+            "off"
+        },
         pairs(&export.resource)
     );
     let line = |metric: &str, kind: &str, unit: &str, value: &str, model: &str, rest: &str| {
@@ -417,6 +427,8 @@ async fn serve(args: ServeArgs, api_addr: SocketAddr) -> Result<(), (ExitCode, S
     // The survey plugin: a telemetry problem disables it, never the node.
     let plugins = Plugins::from_entries(&config.plugin);
     let survey = plugins.start_survey(&config.telemetry);
+    // The opt-in inference metrics: the proxy reads answers only when on.
+    proxy.measure_inference(survey.status().prompt_shape_metrics);
 
     let listener = TcpListener::bind(api_addr).await.map_err(|e| {
         (

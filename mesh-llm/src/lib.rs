@@ -10,6 +10,7 @@
 //! | [`plugin`] | built-in plugin registration (`survey`) |
 //! | [`inference::launch`] | spawn `llama-server`, wait for `/health`, check the route, classify failures |
 //! | [`inference::proxy`] | the OpenAI-compatible inference API, routed by model |
+//! | [`inference::meter`] | what the proxy measures of each request, for survey's opt-in inference metrics |
 //! | [`runtime`] | loaded models, runtime load/unload, unexpected exits |
 //! | [`runtime::local`] | one backend process: watch, stop |
 //! | [`api`] | the local control API and its client |
@@ -20,7 +21,13 @@
 //!
 //! The survey annotations sit on [`inference::launch::launch`],
 //! [`runtime::local::LocalBackend::stop`] and the runtime's unexpected-exit
-//! handler; no other telemetry code is in the node.
+//! handler. The one other telemetry call is the proxy's
+//! `survey::record_inference`, once per forwarded request, made only when
+//! `[telemetry] prompt_shape_metrics = true` (off by default): its outcome,
+//! and for an answer in full the token counts and speeds llama-server
+//! reports and the time to the first token. Nothing derived from a
+//! prompt's or an answer's text is computed, kept or logged; the reader
+//! keeps numbers only ([`inference::meter`]).
 
 #![warn(missing_docs)]
 

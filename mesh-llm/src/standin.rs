@@ -10,7 +10,7 @@
 //! 16) words of a fixed sentence, whatever the prompt.
 //!
 //! Its behaviour comes from the model file (GGUF keys `standin.mode`,
-//! `standin.load_ms` and `standin.token_ms`, the pause before each streamed
+//! `standin.load_ms` and `standin.token_ms`, the pause before each
 //! word), else from `MESH_LLM_STANDIN_MODE` / `MESH_LLM_STANDIN_LOAD_MS` /
 //! `MESH_LLM_STANDIN_TOKEN_MS`:
 //!
@@ -23,6 +23,47 @@
 //! | `crash-after:MS` | becomes healthy, then aborts MS milliseconds later |
 //! | `ignore-sigterm` | healthy, but ignores SIGTERM (needs SIGKILL) |
 //! | `models-fail` | healthy, but `GET /v1/models` answers 500 |
+//! | `completions-fail:STATUS` | healthy, but every completion is answered STATUS (an error body) |
+//! | `break-after:N` | healthy, but every completion breaks off after N words (the connection drops mid-answer) |
+//! | `echo` | healthy, and the answer's words are the prompt's (chat: the messages' text, in order), for privacy tests |
+//!
+//! A backend that goes silent is a model with a long `standin.token_ms`.
+//!
+//! **Measurements**, as llama-server reports them: every answer carries
+//! `usage` and `timings` where llama-server puts them: in a whole answer;
+//! streamed, on the last chunk before `data: [DONE]` (the chunk with
+//! `finish_reason`, or, when the request asked for
+//! `stream_options.include_usage`, the chunk after it with empty `choices`,
+//! the only one carrying `usage` in a streamed chat; a streamed completion
+//! carries `usage` on its final chunk always). The numbers follow from
+//! the prompt's size and `token_ms` alone, so that tests can predict them
+//! ([`Timings::new`]):
+//!
+//! - `prompt_tokens` = `prompt_n` = the request body's bytes / 4 (at
+//!   least 1); `cache_n` = 0 (the stand-in caches nothing);
+//! - `completion_tokens` = `predicted_n` = the words answered;
+//! - `predicted_ms` = `predicted_n` x `token_ms`, `prompt_ms` =
+//!   `prompt_n` x `token_ms` / [`PREFILL_SPEEDUP`]: decoding at
+//!   1,000 / `token_ms` tokens/s and prompt processing at 20,000 /
+//!   `token_ms`, whatever the prompt's size. With `token_ms` = 0 the
+//!   timings are computed with [`ZERO_TOKEN_MS`] (4,000 and 80,000
+//!   tokens/s): a phase of tokens never reports 0 ms, which gives no
+//!   speed.
+//!
+//! The stand-in also takes that time: it waits `prompt_ms` (computed with
+//! the real `token_ms`, so 0 at 0) before its first word, then `token_ms`
+//! before each word, whole answers included.
+//!
+//! **Connections**, as llama-server (cpp-httplib) handles them: answers say
+//! `Keep-Alive: timeout=5, max=100` and no `Connection: close`; after a
+//! streamed answer (chunked SSE, through `data: [DONE]` and the last chunk)
+//! the stand-in closes the connection anyway, while after a whole answer it
+//! stays open. Error answers (status 400 and above) say `Connection:
+//! close` and close. The close after a stream comes when the client's next
+//! bytes arrive, or 200 ms after the last chunk: a client that pools the
+//! connection and writes its next request to it loses that request every
+//! time, where against llama-server it loses only the races with the close
+//! (4 in 20 in a test with a real one).
 //!
 //! It exits on its own when its parent goes away.
 
@@ -33,17 +74,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
+use futures::StreamExt;
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::gguf;
-use crate::http;
+use crate::http::{self, CloseAfterAnswer};
 
 /// GGUF key holding the mode.
 pub const MODE_KEY: &str = "standin.mode";
@@ -83,6 +126,12 @@ pub enum Mode {
     IgnoreSigterm,
     /// Healthy, but `GET /v1/models` fails.
     ModelsFail,
+    /// Healthy, but every completion is answered with this error status.
+    CompletionsFail(StatusCode),
+    /// Healthy, but every completion breaks off after this many words.
+    BreakAfter(usize),
+    /// Healthy, answering with the prompt's words.
+    Echo,
 }
 
 impl std::str::FromStr for Mode {
@@ -111,9 +160,20 @@ impl std::str::FromStr for Mode {
             "crash-after" => Mode::CrashAfter(Duration::from_millis(number("MS")?)),
             "ignore-sigterm" => Mode::IgnoreSigterm,
             "models-fail" => Mode::ModelsFail,
+            "completions-fail" => Mode::CompletionsFail(
+                u16::try_from(number("STATUS")?)
+                    .ok()
+                    .and_then(|code| StatusCode::from_u16(code).ok())
+                    .filter(|status| status.as_u16() >= 400)
+                    .ok_or_else(|| format!("mode {name}: STATUS must be an error status"))?,
+            ),
+            "break-after" => Mode::BreakAfter(
+                usize::try_from(number("N")?).map_err(|_| "N too large".to_string())?,
+            ),
+            "echo" => Mode::Echo,
             _ => {
                 return Err(format!(
-                    "unknown mode {text:?}; expected healthy, never-healthy, exit-before-healthy[:CODE], kv-crash, crash-after:MS, ignore-sigterm, models-fail"
+                    "unknown mode {text:?}; expected healthy, never-healthy, exit-before-healthy[:CODE], kv-crash, crash-after:MS, ignore-sigterm, models-fail, completions-fail:STATUS, break-after:N, echo"
                 ));
             }
         })
@@ -306,7 +366,8 @@ async fn run(args: Args, mode: Mode, load: Duration, token: Duration) -> ExitCod
         max_body: http::MAX_INFERENCE_BODY,
         drain: Duration::ZERO,
     };
-    tokio::spawn(http::serve(listener, app, limits, serving));
+    // Closable: a streamed answer closes its connection, as llama-server's do.
+    tokio::spawn(http::serve_closable(listener, app, limits, serving));
     tokio::spawn(exit_when_orphaned());
 
     match mode {
@@ -394,9 +455,15 @@ impl Api {
     }
 }
 
+/// An error answer as llama-server gives it: its JSON body, and
+/// `Connection: close`.
 fn error(status: StatusCode, message: &str, kind: &str) -> Response {
     let body = json!({"error": {"code": status.as_u16(), "message": message, "type": kind}});
-    http::json(status, &body)
+    let mut response = http::json(status, &body);
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 fn now_secs() -> u64 {
@@ -430,19 +497,229 @@ async fn models(State(api): State<Api>) -> Response {
     http::json(StatusCode::OK, &body)
 }
 
-async fn chat_completions(State(api): State<Api>, body: Bytes) -> Response {
-    complete(api, Flavour::Chat, body).await
+/// How much faster than generation the stand-in processes a prompt, per
+/// token.
+pub const PREFILL_SPEEDUP: f64 = 20.0;
+
+/// The time a token takes in the stand-in's `timings` when `token_ms` is 0,
+/// in milliseconds.
+pub const ZERO_TOKEN_MS: f64 = 0.25;
+
+/// The prompt tokens the stand-in counts for a request body of `bytes`
+/// bytes: a quarter of its size, at least 1 (nothing of the prompt is kept).
+pub fn prompt_tokens(bytes: usize) -> u64 {
+    (bytes as u64 / 4).max(1)
 }
 
-async fn completions(State(api): State<Api>, body: Bytes) -> Response {
-    complete(api, Flavour::Text, body).await
+/// llama-server's `usage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Tokens generated.
+    pub completion_tokens: u64,
+    /// Tokens of the prompt, cached ones included.
+    pub prompt_tokens: u64,
+    /// The two together.
+    pub total_tokens: u64,
 }
 
-/// Answers a completion with `max_tokens` words of [`WORDS`], whole or
-/// streamed as SSE.
-async fn complete(api: Api, flavour: Flavour, body: Bytes) -> Response {
+impl Usage {
+    fn new(prompt_tokens: u64, completion_tokens: u64) -> Usage {
+        Usage {
+            completion_tokens,
+            prompt_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+        }
+    }
+}
+
+/// llama-server's `timings`, in its key order.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Timings {
+    /// Prompt tokens found in the cache (always 0 here).
+    pub cache_n: u64,
+    /// Prompt tokens evaluated.
+    pub prompt_n: u64,
+    /// Time evaluating them.
+    pub prompt_ms: f64,
+    /// `prompt_ms / prompt_n`.
+    pub prompt_per_token_ms: f64,
+    /// `prompt_n` per second.
+    pub prompt_per_second: f64,
+    /// Tokens generated.
+    pub predicted_n: u64,
+    /// Time generating them.
+    pub predicted_ms: f64,
+    /// `predicted_ms / predicted_n`.
+    pub predicted_per_token_ms: f64,
+    /// `predicted_n` per second.
+    pub predicted_per_second: f64,
+}
+
+impl Timings {
+    /// The timings the stand-in reports for `predicted_n` tokens generated
+    /// after a prompt of `prompt_n` tokens, with `token_ms` (see the
+    /// module's doc).
+    pub fn new(prompt_n: u64, predicted_n: u64, token_ms: u64) -> Timings {
+        let per_token = if token_ms == 0 {
+            ZERO_TOKEN_MS
+        } else {
+            token_ms as f64
+        };
+        let prompt_ms = prompt_n as f64 * per_token / PREFILL_SPEEDUP;
+        let predicted_ms = predicted_n as f64 * per_token;
+        let per = |ms: f64, n: u64| if n == 0 { 0.0 } else { ms / n as f64 };
+        let speed = |ms: f64, n: u64| if ms > 0.0 { 1e3 / ms * n as f64 } else { 0.0 };
+        Timings {
+            cache_n: 0,
+            prompt_n,
+            prompt_ms,
+            prompt_per_token_ms: per(prompt_ms, prompt_n),
+            prompt_per_second: speed(prompt_ms, prompt_n),
+            predicted_n,
+            predicted_ms,
+            predicted_per_token_ms: per(predicted_ms, predicted_n),
+            predicted_per_second: speed(predicted_ms, predicted_n),
+        }
+    }
+}
+
+/// A whole answer, in llama-server's key order.
+#[derive(Serialize)]
+struct Whole<'a> {
+    choices: [Value; 1],
+    created: u64,
+    model: &'a str,
+    system_fingerprint: &'a str,
+    object: &'static str,
+    usage: Usage,
+    id: &'a str,
+    timings: Timings,
+}
+
+/// One streamed chunk, in llama-server's key order.
+#[derive(Serialize)]
+struct Chunk<'a> {
+    choices: Vec<Value>,
+    created: u64,
+    id: &'a str,
+    model: &'a str,
+    system_fingerprint: &'a str,
+    object: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Usage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timings: Option<Timings>,
+}
+
+/// What every chunk of one streamed answer repeats.
+struct Stream {
+    flavour: Flavour,
+    created: u64,
+    id: String,
+    model: String,
+    fingerprint: String,
+}
+
+impl Stream {
+    /// `data: {chunk}\n\n`.
+    fn event(&self, choices: Vec<Value>, usage: Option<Usage>, timings: Option<Timings>) -> Bytes {
+        let chunk = Chunk {
+            choices,
+            created: self.created,
+            id: &self.id,
+            model: &self.model,
+            system_fingerprint: &self.fingerprint,
+            object: match self.flavour {
+                Flavour::Chat => "chat.completion.chunk",
+                Flavour::Text => "text_completion",
+            },
+            usage,
+            timings,
+        };
+        let json = serde_json::to_string(&chunk).unwrap_or_default();
+        Bytes::from(format!("data: {json}\n\n"))
+    }
+}
+
+/// The words of the prompt (echo mode): a completion's `prompt`, or the
+/// text of a chat's messages, in order.
+fn prompt_words(flavour: Flavour, request: &Value) -> Vec<String> {
+    let mut texts = Vec::new();
+    let mut text_of = |value: &Value| match value {
+        Value::String(text) => texts.push(text.clone()),
+        Value::Array(parts) => texts.extend(
+            parts
+                .iter()
+                .filter_map(|p| p.as_str().or_else(|| p.get("text")?.as_str()))
+                .map(str::to_string),
+        ),
+        _ => {}
+    };
+    match flavour {
+        Flavour::Chat => {
+            for message in request
+                .get("messages")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(content) = message.get("content") {
+                    text_of(content);
+                }
+            }
+        }
+        Flavour::Text => {
+            if let Some(prompt) = request.get("prompt") {
+                text_of(prompt);
+            }
+        }
+    }
+    texts
+        .iter()
+        .flat_map(|t| t.split_whitespace())
+        .map(str::to_string)
+        .collect()
+}
+
+async fn chat_completions(
+    State(api): State<Api>,
+    Extension(close): Extension<CloseAfterAnswer>,
+    body: Bytes,
+) -> Response {
+    complete(api, Flavour::Chat, body, close).await
+}
+
+async fn completions(
+    State(api): State<Api>,
+    Extension(close): Extension<CloseAfterAnswer>,
+    body: Bytes,
+) -> Response {
+    complete(api, Flavour::Text, body, close).await
+}
+
+/// `Keep-Alive: timeout=5, max=100`, as cpp-httplib answers.
+fn keep_alive(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::HeaderName::from_static("keep-alive"),
+        HeaderValue::from_static("timeout=5, max=100"),
+    );
+    response
+}
+
+/// Answers a completion with `max_tokens` words of [`WORDS`] (or of the
+/// prompt, in echo mode), whole or streamed as SSE, with llama-server's
+/// `usage` and `timings`.
+async fn complete(api: Api, flavour: Flavour, body: Bytes, close: CloseAfterAnswer) -> Response {
     if let Some(loading) = api.loading() {
         return loading;
+    }
+    if let Mode::CompletionsFail(status) = api.0.mode {
+        let kind = if status.is_server_error() {
+            "server_error"
+        } else {
+            "invalid_request_error"
+        };
+        return error(status, "the stand-in fails every completion", kind);
     }
     let request: Value = match serde_json::from_slice(&body) {
         Ok(request @ Value::Object(_)) => request,
@@ -461,29 +738,43 @@ async fn complete(api: Api, flavour: Flavour, body: Bytes) -> Response {
     let count = limit.unwrap_or(16).clamp(1, 4096) as usize;
     let finish = if limit.is_some() { "length" } else { "stop" };
     let stream = request.get("stream").and_then(Value::as_bool) == Some(true);
+    let include_usage = request
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true);
     let model = request
         .get("model")
         .and_then(Value::as_str)
         .unwrap_or("gpt-3.5-turbo")
         .to_string();
+    let words: Arc<Vec<String>> = Arc::new(match api.0.mode {
+        Mode::Echo => prompt_words(flavour, &request),
+        _ => Vec::new(),
+    });
+    let breaks_after = match api.0.mode {
+        Mode::BreakAfter(n) => Some(n.min(count)),
+        _ => None,
+    };
+    drop(request);
     // A rough token count, as a size: nothing of the prompt is kept.
-    let prompt_tokens = body.len() / 4;
+    let prompt_n = prompt_tokens(body.len());
+    drop(body);
+    let token = api.0.token;
+    let usage = Usage::new(prompt_n, count as u64);
+    let timings = Timings::new(prompt_n, count as u64, token.as_millis() as u64);
+    let prefill = token.mul_f64(prompt_n as f64 / PREFILL_SPEEDUP);
     let n = api.0.next_id.fetch_add(1, Ordering::Relaxed);
-    let (id, object, chunk_object) = match flavour {
-        Flavour::Chat => (
-            format!("chatcmpl-standin-{n}"),
-            "chat.completion",
-            "chat.completion.chunk",
-        ),
-        Flavour::Text => (
-            format!("cmpl-standin-{n}"),
-            "text_completion",
-            "text_completion",
-        ),
+    let id = match flavour {
+        Flavour::Chat => format!("chatcmpl-standin-{n}"),
+        Flavour::Text => format!("cmpl-standin-{n}"),
     };
     let created = now_secs();
-    let word = |i: usize| {
-        let word = WORDS[i % WORDS.len()];
+    let word = move |i: usize| {
+        let word = if words.is_empty() {
+            WORDS[i % WORDS.len()]
+        } else {
+            words[i % words.len()].as_str()
+        };
         if i == 0 {
             word.to_string()
         } else {
@@ -491,8 +782,8 @@ async fn complete(api: Api, flavour: Flavour, body: Bytes) -> Response {
         }
     };
     if !stream {
-        tokio::time::sleep(api.0.token * count as u32).await;
-        let text: String = (0..count).map(word).collect();
+        tokio::time::sleep(prefill + token * count as u32).await;
+        let text: String = (0..count).map(&word).collect();
         let choice = match flavour {
             Flavour::Chat => json!({
                 "finish_reason": finish, "index": 0,
@@ -502,45 +793,90 @@ async fn complete(api: Api, flavour: Flavour, body: Bytes) -> Response {
                 "text": text, "index": 0, "logprobs": null, "finish_reason": finish,
             }),
         };
-        let body = json!({
-            "choices": [choice],
-            "created": created,
-            "model": model,
-            "system_fingerprint": api.0.fingerprint,
-            "object": object,
-            "usage": {
-                "completion_tokens": count,
-                "prompt_tokens": prompt_tokens,
-                "total_tokens": count + prompt_tokens,
+        let whole = Whole {
+            choices: [choice],
+            created,
+            model: &model,
+            system_fingerprint: &api.0.fingerprint,
+            object: match flavour {
+                Flavour::Chat => "chat.completion",
+                Flavour::Text => "text_completion",
             },
-            "id": id,
-        });
-        return http::json(StatusCode::OK, &body);
+            usage,
+            id: &id,
+            timings,
+        };
+        let body = serde_json::to_vec(&whole).unwrap_or_default();
+        if let Some(after) = breaks_after {
+            // The whole answer's first bytes, then (once they are out) the
+            // connection drops.
+            let cut = body.len() * after / count.max(1);
+            let partial = Bytes::from(body[..cut].to_vec());
+            let broken = futures::stream::iter([Some(partial), None]).then(|part| async move {
+                match part {
+                    Some(partial) => Ok(partial),
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Err(std::io::Error::other("the stand-in breaks off"))
+                    }
+                }
+            });
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                Body::from_stream(broken),
+            )
+                .into_response();
+        }
+        return keep_alive(
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response(),
+        );
     }
-    let token = api.0.token;
-    let fingerprint = api.0.fingerprint.clone();
-    let chunk = move |choice: Value| {
-        let body = json!({
-            "choices": [choice],
-            "created": created,
-            "id": id,
-            "model": model,
-            "system_fingerprint": fingerprint,
-            "object": chunk_object,
-        });
-        Bytes::from(format!("data: {body}\n\n"))
+    let stream = Stream {
+        flavour,
+        created,
+        id,
+        model,
+        fingerprint: api.0.fingerprint.clone(),
     };
-    // Words, then the finishing chunk, then `[DONE]`.
-    let events = futures::stream::unfold(0usize, move |i| {
-        let chunk = chunk.clone();
-        async move {
-            let event = if i < count {
-                tokio::time::sleep(token).await;
+    // The words (the first after the prompt's time, a chat's first with
+    // the role chunk before it), the finishing chunk, the usage chunk
+    // when asked for, then `[DONE]`; then the connection closes.
+    enum Step {
+        Word(usize),
+        Finish,
+        UsageChunk,
+        Done,
+        Closed,
+    }
+    let events = futures::stream::unfold(Step::Word(0), move |step| {
+        let event = |bytes: Bytes| Some(Ok::<_, std::io::Error>(bytes));
+        let (pause, item, next) = match step {
+            // Once what came before is out, the connection drops.
+            Step::Word(i) if breaks_after == Some(i) => (
+                Duration::from_millis(20),
+                Some(Err(std::io::Error::other("the stand-in breaks off"))),
+                Step::Closed,
+            ),
+            Step::Word(i) => {
+                let pause = if i == 0 { prefill + token } else { token };
+                let mut bytes = Vec::new();
+                if i == 0 && flavour == Flavour::Chat {
+                    bytes.extend_from_slice(&stream.event(
+                        vec![json!({
+                            "finish_reason": null, "index": 0,
+                            "delta": {"role": "assistant", "content": null},
+                        })],
+                        None,
+                        None,
+                    ));
+                }
                 let choice = match flavour {
-                    Flavour::Chat if i == 0 => json!({
-                        "finish_reason": null, "index": 0,
-                        "delta": {"role": "assistant", "content": word(i)},
-                    }),
                     Flavour::Chat => json!({
                         "finish_reason": null, "index": 0, "delta": {"content": word(i)},
                     }),
@@ -548,29 +884,68 @@ async fn complete(api: Api, flavour: Flavour, body: Bytes) -> Response {
                         "text": word(i), "index": 0, "logprobs": null, "finish_reason": null,
                     }),
                 };
-                chunk(choice)
-            } else if i == count {
-                let choice = match flavour {
-                    Flavour::Chat => json!({"finish_reason": finish, "index": 0, "delta": {}}),
-                    Flavour::Text => json!({
-                        "text": "", "index": 0, "logprobs": null, "finish_reason": finish,
-                    }),
+                bytes.extend_from_slice(&stream.event(vec![choice], None, None));
+                let next = if i + 1 < count || breaks_after == Some(i + 1) {
+                    Step::Word(i + 1)
+                } else {
+                    Step::Finish
                 };
-                chunk(choice)
-            } else if i == count + 1 {
-                Bytes::from_static(b"data: [DONE]\n\n")
-            } else {
-                return None;
-            };
-            Some((Ok::<_, std::convert::Infallible>(event), i + 1))
+                (pause, event(Bytes::from(bytes)), next)
+            }
+            Step::Finish => {
+                let (bytes, next) = match flavour {
+                    Flavour::Chat if include_usage => {
+                        let choice = json!({"finish_reason": finish, "index": 0, "delta": {}});
+                        (stream.event(vec![choice], None, None), Step::UsageChunk)
+                    }
+                    Flavour::Chat => {
+                        let choice = json!({"finish_reason": finish, "index": 0, "delta": {}});
+                        (stream.event(vec![choice], None, Some(timings)), Step::Done)
+                    }
+                    Flavour::Text => {
+                        let choice = json!({
+                            "text": "", "index": 0, "logprobs": null, "finish_reason": finish,
+                        });
+                        (
+                            stream.event(vec![choice], Some(usage), Some(timings)),
+                            Step::Done,
+                        )
+                    }
+                };
+                (Duration::ZERO, event(bytes), next)
+            }
+            Step::UsageChunk => (
+                Duration::ZERO,
+                event(stream.event(Vec::new(), Some(usage), Some(timings))),
+                Step::Done,
+            ),
+            Step::Done => (
+                Duration::ZERO,
+                event(Bytes::from_static(b"data: [DONE]\n\n")),
+                Step::Closed,
+            ),
+            Step::Closed => {
+                // After the last chunk: llama-server closes the connection
+                // (the headers, long sent, said nothing of it).
+                close.close();
+                (Duration::ZERO, None, Step::Closed)
+            }
+        };
+        async move {
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+            item.map(|item| (item, next))
         }
     });
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/event-stream")],
-        Body::from_stream(events),
+    keep_alive(
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/event-stream")],
+            Body::from_stream(events),
+        )
+            .into_response(),
     )
-        .into_response()
 }
 
 /// Exits when the parent process goes away, so a stand-in never outlives the
@@ -607,12 +982,53 @@ mod tests {
             Ok(Mode::CrashAfter(Duration::from_millis(1500)))
         );
         assert!("crash-after".parse::<Mode>().is_err());
+        assert_eq!(
+            "completions-fail:503".parse::<Mode>(),
+            Ok(Mode::CompletionsFail(StatusCode::SERVICE_UNAVAILABLE))
+        );
+        assert!("completions-fail:200".parse::<Mode>().is_err());
+        assert_eq!("break-after:3".parse::<Mode>(), Ok(Mode::BreakAfter(3)));
+        assert_eq!("echo".parse::<Mode>(), Ok(Mode::Echo));
         assert!(
             "sometimes"
                 .parse::<Mode>()
                 .unwrap_err()
                 .contains("expected healthy")
         );
+    }
+
+    #[test]
+    fn timings_follow_from_the_prompt_and_token_ms_and_never_take_0_ms() {
+        let t = Timings::new(40, 16, 10);
+        assert_eq!((t.prompt_ms, t.predicted_ms), (20.0, 160.0));
+        assert_eq!(
+            (t.prompt_per_second, t.predicted_per_second),
+            (2000.0, 100.0)
+        );
+        assert_eq!((t.cache_n, t.prompt_n, t.predicted_n), (0, 40, 16));
+        // At 0 ms a token: 4,000 tokens/s decoding, 80,000 prefill.
+        let t = Timings::new(40, 16, 0);
+        assert_eq!((t.prompt_ms, t.predicted_ms), (0.5, 4.0));
+        assert_eq!(
+            (t.prompt_per_second, t.predicted_per_second),
+            (80_000.0, 4_000.0)
+        );
+        assert_eq!(prompt_tokens(3), 1);
+        assert_eq!(prompt_tokens(400), 100);
+    }
+
+    #[test]
+    fn echo_answers_with_the_prompt_words() {
+        let chat = json!({"messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "hello there"}]},
+        ]});
+        assert_eq!(
+            prompt_words(Flavour::Chat, &chat),
+            ["be", "brief", "hello", "there"]
+        );
+        let text = json!({"prompt": "once upon"});
+        assert_eq!(prompt_words(Flavour::Text, &text), ["once", "upon"]);
     }
 
     #[test]

@@ -25,30 +25,7 @@ fn sentence(count: usize) -> String {
 }
 
 fn client() -> reqwest::blocking::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::blocking::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
-}
-
-/// POSTs `body` to `path` on `http`: status, content type, body.
-fn post(http: SocketAddr, path: &str, body: &str) -> (u16, String, String) {
-    let response = client()
-        .post(format!("http://{http}{path}"))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .unwrap();
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    (status, content_type, response.text().unwrap())
+    http_client()
 }
 
 fn get_models(http: SocketAddr) -> Vec<String> {
@@ -84,23 +61,6 @@ fn chat_text(chunks: &[serde_json::Value]) -> String {
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
         .collect()
-}
-
-/// The `data:` payloads of an SSE body.
-fn sse_events(body: &str) -> Vec<String> {
-    body.split("\n\n")
-        .filter_map(|event| event.strip_prefix("data: "))
-        .map(str::to_string)
-        .collect()
-}
-
-fn port_of(node: &Node, name: &str) -> u16 {
-    node.status()
-        .models
-        .iter()
-        .find(|m| m.name == name)
-        .unwrap_or_else(|| panic!("{name} not loaded"))
-        .port
 }
 
 /// A node serving one model, `name`, written from `file`, exporting to
@@ -517,4 +477,178 @@ fn a_backend_silent_past_the_inference_timeout_is_cut() {
     assert!(start.elapsed() < Duration::from_secs(3));
     // The node and the model are fine.
     assert_eq!(get_models(node.http), ["silent"]);
+}
+
+/// An answer read off a raw connection: its head's lines (names
+/// lowercased) and its body as sent (chunked encoding left in).
+struct RawAnswer {
+    head: Vec<String>,
+    body: Vec<u8>,
+}
+
+impl RawAnswer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.iter().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            (n == name).then(|| v.trim())
+        })
+    }
+}
+
+/// Writes a POST of `body` to `path` on `stream`, HTTP/1.1, no
+/// `Connection` header.
+fn raw_post(stream: &mut std::net::TcpStream, path: &str, body: &str) {
+    use std::io::Write;
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+}
+
+/// Reads one answer's head off `reader`, then its body: `Content-Length`
+/// bytes, or (chunked) through the last chunk.
+fn raw_answer(reader: &mut std::io::BufReader<std::net::TcpStream>) -> RawAnswer {
+    use std::io::BufRead;
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let line = line.trim_end().to_string();
+        if line.is_empty() {
+            break;
+        }
+        head.push(match line.split_once(':') {
+            Some((name, value)) => format!("{}:{value}", name.to_ascii_lowercase()),
+            None => line,
+        });
+    }
+    let mut answer = RawAnswer {
+        head,
+        body: Vec::new(),
+    };
+    if let Some(length) = answer.header("content-length") {
+        let mut body = vec![0; length.parse().unwrap()];
+        reader.read_exact(&mut body).unwrap();
+        answer.body = body;
+    } else {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).unwrap();
+            answer.body.extend_from_slice(size.as_bytes());
+            let n = usize::from_str_radix(size.trim(), 16).unwrap();
+            let mut chunk = vec![0; n + 2];
+            reader.read_exact(&mut chunk).unwrap();
+            answer.body.extend_from_slice(&chunk);
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    answer
+}
+
+/// Whether the peer closed `reader`'s connection (EOF within 5 s).
+fn closed(reader: &mut std::io::BufReader<std::net::TcpStream>) -> bool {
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).is_ok() && rest.is_empty()
+}
+
+#[test]
+fn the_stand_in_closes_the_connection_after_a_streamed_answer_as_llama_server_does() {
+    let dir = TestDir::new("serve-wire");
+    let receiver = Receiver::start();
+    let node = one_model_node(
+        &dir,
+        &receiver,
+        "wire",
+        ModelFile::default(),
+        "",
+        NodeOptions::default(),
+    );
+    let backend = SocketAddr::from(([127, 0, 0, 1], port_of(&node, "wire")));
+    let connect = || {
+        let stream = std::net::TcpStream::connect(backend).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        (stream, reader)
+    };
+    let whole = r#"{"model":"wire","messages":[{"role":"user","content":"hi"}],"max_tokens":3}"#;
+    let streamed = r#"{"model":"wire","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+
+    // Whole answers: the connection stays open for the next request.
+    let (mut stream, mut reader) = connect();
+    for _ in 0..3 {
+        raw_post(&mut stream, "/v1/chat/completions", whole);
+        let answer = raw_answer(&mut reader);
+        assert_eq!(answer.head[0], "HTTP/1.1 200 OK");
+        assert_eq!(answer.header("keep-alive"), Some("timeout=5, max=100"));
+        assert_eq!(answer.header("connection"), None);
+        let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+        assert_eq!(json["usage"]["completion_tokens"], 3);
+        assert_eq!(json["timings"]["predicted_n"], 3);
+    }
+    // A streamed answer on the same connection: its headers say keep-alive
+    // and nothing of a close, then the stand-in closes.
+    raw_post(&mut stream, "/v1/chat/completions", streamed);
+    let answer = raw_answer(&mut reader);
+    assert_eq!(answer.header("content-type"), Some("text/event-stream"));
+    assert_eq!(answer.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(answer.header("keep-alive"), Some("timeout=5, max=100"));
+    assert_eq!(answer.header("connection"), None, "{:?}", answer.head);
+    assert!(
+        answer.body.ends_with(b"data: [DONE]\n\n\r\n0\r\n\r\n"),
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert!(
+        closed(&mut reader),
+        "the connection stayed open after a stream"
+    );
+
+    // Error answers say `Connection: close`, and close.
+    let (mut stream, mut reader) = connect();
+    raw_post(&mut stream, "/v1/chat/completions", "{not json");
+    let answer = raw_answer(&mut reader);
+    assert_eq!(answer.head[0], "HTTP/1.1 400 Bad Request");
+    assert_eq!(answer.header("connection"), Some("close"));
+    assert!(closed(&mut reader));
+}
+
+#[test]
+fn mixed_traffic_through_the_node_is_answered_in_full_every_time() {
+    let dir = TestDir::new("serve-mixed");
+    let receiver = Receiver::start();
+    let node = one_model_node(
+        &dir,
+        &receiver,
+        "mixed",
+        ModelFile::default(),
+        "",
+        NodeOptions::default(),
+    );
+    // One client, its connection to the node kept alive; back to back, a
+    // streamed answer then a whole one, 25 times, chat and completions.
+    let client = http_client();
+    for pair in 0..25 {
+        let path = if pair % 2 == 0 {
+            "/v1/chat/completions"
+        } else {
+            "/v1/completions"
+        };
+        let streamed = r#"{"model":"mixed","stream":true,"prompt":"p","messages":[{"role":"user","content":"m"}],"max_tokens":4}"#;
+        let (status, content_type, body) = post_with(&client, node.http, path, streamed);
+        assert_eq!(status, 200, "pair {pair}, streamed: {body}");
+        assert_eq!(content_type, "text/event-stream");
+        assert_eq!(sse_events(&body).last().map(String::as_str), Some("[DONE]"));
+        let whole = r#"{"model":"mixed","prompt":"p","messages":[{"role":"user","content":"m"}],"max_tokens":4}"#;
+        let (status, _, body) = post_with(&client, node.http, path, whole);
+        assert_eq!(status, 200, "pair {pair}, whole: {body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(answer["usage"]["completion_tokens"], 4, "{body}");
+    }
+    let log = node.stderr();
+    assert!(!log.contains("did not answer"), "{log}");
 }

@@ -22,11 +22,16 @@ fn qwen(dir: &TestDir) -> std::path::PathBuf {
 }
 
 /// `mesh-llm survey show --json`, or `None` while the node has no export.
-fn show_json(node: &Node) -> Option<Vec<survey::SentRow>> {
+fn show(node: &Node) -> Option<mesh_llm::api::SurveyExport> {
     let out = node.cli(&["survey", "show", "--json"]);
     out.status
         .success()
         .then(|| serde_json::from_slice(&out.stdout).expect("survey show --json"))
+}
+
+/// The rows of `mesh-llm survey show --json`.
+fn show_json(node: &Node) -> Option<Vec<survey::SentRow>> {
+    show(node).map(|shown| shown.export.rows)
 }
 
 #[test]
@@ -70,10 +75,16 @@ fn survey_show_prints_what_the_collector_decoded() {
         );
     }
 
+    // The opt-in inference metrics: off unless configured.
+    assert!(!show(&node).unwrap().prompt_shape_metrics);
     let out = node.cli(&["survey", "show"]);
     assert!(out.status.success());
     let table = String::from_utf8(out.stdout).unwrap();
     assert!(table.starts_with("last export: collected "), "{table}");
+    assert!(
+        table.contains("\ninference metrics (telemetry.prompt_shape_metrics): off\n"),
+        "{table}"
+    );
     assert!(table.contains(", sent, "), "{table}");
     assert!(table.contains("service.instance.id="), "{table}");
     for metric in [

@@ -537,7 +537,7 @@ struct RouteGuard<'a> {
 
 impl<'a> RouteGuard<'a> {
     fn add(proxy: &'a Proxy, spec: &'a LaunchSpec, port: u16) -> RouteGuard<'a> {
-        proxy.add_route(&spec.name, spec.instance, port);
+        proxy.add_route(&spec.name, spec.survey_facts(), port);
         RouteGuard {
             proxy,
             name: &spec.name,

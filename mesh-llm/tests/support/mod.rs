@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
@@ -197,4 +198,60 @@ pub fn library_node(
         },
         || "survey: off".to_string(),
     )
+}
+
+/// A blocking HTTP client for the node's inference API (60 s per request).
+pub fn http_client() -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// POSTs `body` to `path` on `http`: status, content type, body.
+pub fn post(http: SocketAddr, path: &str, body: &str) -> (u16, String, String) {
+    post_with(&http_client(), http, path, body)
+}
+
+/// [`post`] with `client` (its connections kept alive between calls).
+pub fn post_with(
+    client: &reqwest::blocking::Client,
+    http: SocketAddr,
+    path: &str,
+    body: &str,
+) -> (u16, String, String) {
+    let response = client
+        .post(format!("http://{http}{path}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    (status, content_type, response.text().unwrap())
+}
+
+/// The `data:` payloads of an SSE body.
+pub fn sse_events(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter_map(|event| event.strip_prefix("data: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The port of the backend serving `name` on `node`.
+pub fn port_of(node: &Node, name: &str) -> u16 {
+    node.status()
+        .models
+        .iter()
+        .find(|m| m.name == name)
+        .unwrap_or_else(|| panic!("{name} not loaded"))
+        .port
 }
