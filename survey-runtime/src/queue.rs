@@ -4,7 +4,11 @@
 //!
 //! Lifecycle events and inference records wait in two rings of the same
 //! capacity, so a burst of requests can never push a launch, an unload or
-//! an exit out of the queue.
+//! an exit out of the queue. A lifecycle event wakes the worker at once;
+//! inference records wake it only from its long sleep, and while it naps
+//! after recording some ([`EventQueue::nap`]) they gather, so a node
+//! serving a thousand requests a second wakes survey's worker a few
+//! dozen times a second, not a thousand.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -78,6 +82,9 @@ pub(crate) struct EventQueue {
     worker: OnceLock<Thread>,
     /// The worker is (about to be) parked and needs a wake-up.
     worker_idle: AtomicBool,
+    /// The worker naps after recording inference records: further ones
+    /// wait for the nap's end without waking it.
+    napping: AtomicBool,
 }
 
 impl EventQueue {
@@ -88,6 +95,7 @@ impl EventQueue {
             dropped: AtomicU64::new(0),
             worker: OnceLock::new(),
             worker_idle: AtomicBool::new(false),
+            napping: AtomicBool::new(false),
         }
     }
 
@@ -98,12 +106,17 @@ impl EventQueue {
 
     /// Adds `event`, dropping the oldest one if the queue is full. Never blocks.
     pub(crate) fn push(&self, event: Event) {
-        let ring = match event {
-            Event::Inference { .. } => &self.inference,
-            _ => &self.events,
+        let inference = matches!(event, Event::Inference { .. });
+        let ring = if inference {
+            &self.inference
+        } else {
+            &self.events
         };
         if ring.force_push(event).is_some() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        if inference && self.napping.load(Ordering::SeqCst) {
+            return; // recorded at the nap's end
         }
         if self.worker_idle.swap(false, Ordering::SeqCst)
             && let Some(worker) = self.worker.get()
@@ -123,6 +136,19 @@ impl EventQueue {
             std::thread::park();
         }
         self.worker_idle.store(false, Ordering::SeqCst);
+    }
+
+    /// Parks the worker for at most `time`, or until a lifecycle event or
+    /// a command arrives; inference records pushed meanwhile wait for the
+    /// nap's end. The same protocol as [`EventQueue::wait_for_events`].
+    pub(crate) fn nap(&self, time: Duration) {
+        self.napping.store(true, Ordering::SeqCst);
+        self.worker_idle.store(true, Ordering::SeqCst);
+        if self.events.is_empty() {
+            std::thread::park_timeout(time);
+        }
+        self.worker_idle.store(false, Ordering::SeqCst);
+        self.napping.store(false, Ordering::SeqCst);
     }
 
     /// The oldest lifecycle event, else the oldest inference record.
@@ -172,17 +198,57 @@ mod tests {
         assert_eq!(kept, [7, 8, 9]);
     }
 
+    fn inference(instance: u64) -> Event {
+        Event::Inference {
+            facts: Arc::new(ModelFacts::new(instance, "m")),
+            measured: crate::inference::Inference::new(crate::schema::RequestOutcome::Ok)
+                .checked()
+                .0,
+        }
+    }
+
+    #[test]
+    fn a_napping_worker_is_woken_by_lifecycle_events_only() {
+        let queue = Arc::new(EventQueue::new(16));
+        let (asleep_tx, asleep) = std::sync::mpsc::channel();
+        let (woke_tx, woke) = std::sync::mpsc::channel();
+        let worker = {
+            let queue = queue.clone();
+            std::thread::spawn(move || {
+                queue.set_worker(std::thread::current());
+                asleep_tx.send(()).unwrap();
+                let start = std::time::Instant::now();
+                queue.nap(Duration::from_secs(30));
+                woke_tx.send(start.elapsed()).unwrap();
+            })
+        };
+        asleep.recv().unwrap();
+        // Wait until it naps: the idle flag is up.
+        while !queue.napping.load(Ordering::SeqCst) || !queue.worker_idle.load(Ordering::SeqCst)
+        {
+            std::thread::yield_now();
+        }
+        for i in 0..5 {
+            queue.push(inference(i));
+        }
+        assert!(
+            queue.worker_idle.load(Ordering::SeqCst),
+            "an inference record took the wake-up"
+        );
+        assert!(woke.try_recv().is_err());
+        queue.push(started(9));
+        let slept = woke.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(slept < Duration::from_secs(30), "{slept:?}");
+        worker.join().unwrap();
+        assert_eq!(queue.len(), 6);
+    }
+
     #[test]
     fn inference_records_never_push_lifecycle_events_out() {
         let queue = EventQueue::new(3);
         queue.push(started(1));
         for i in 0..10 {
-            queue.push(Event::Inference {
-                facts: Arc::new(ModelFacts::new(100 + i, "m")),
-                measured: crate::inference::Inference::new(crate::schema::RequestOutcome::Ok)
-                    .checked()
-                    .0,
-            });
+            queue.push(inference(100 + i));
         }
         queue.push(started(2));
         assert_eq!(queue.dropped(), 7);

@@ -4,12 +4,12 @@
 //! Sanitizing and attribute building happen here, on survey's own thread,
 //! never on the thread of an instrumented call.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{JoinHandle, Thread};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider, ObservableGauge};
@@ -22,7 +22,7 @@ use crate::model::{DeviceFacts, InstanceKey, ModelFacts};
 use crate::privacy::SafeValue;
 use crate::queue::{Ending, Event, EventQueue};
 use crate::registry::Registry;
-use crate::schema::{self, AttributeSet, FailureKind, LaunchKind};
+use crate::schema::{self, AttributeSet, FailureKind, LaunchKind, RequestOutcome};
 use crate::status::ExportCounters;
 
 /// The instruments of the schema: the ten lifecycle metrics, and the
@@ -42,6 +42,7 @@ pub(crate) struct Instruments {
 
 /// The opt-in inference instruments.
 struct InferenceInstruments {
+    attributes: AttributeCache,
     requests: Counter<u64>,
     prompt_tokens: Histogram<f64>,
     output_tokens: Histogram<f64>,
@@ -197,6 +198,7 @@ impl Instruments {
             uptime: histogram(schema::UPTIME_S),
             _gauges: [loaded_models, model_loaded, context_length],
             inference: prompt_shape.then(|| InferenceInstruments {
+                attributes: AttributeCache::default(),
                 requests: counter(schema::INFERENCE_REQUESTS_TOTAL),
                 prompt_tokens: histogram(schema::INFERENCE_PROMPT_TOKENS),
                 output_tokens: histogram(schema::INFERENCE_OUTPUT_TOKENS),
@@ -210,7 +212,7 @@ impl Instruments {
     /// Records one event, with the attributes of its model on this node's
     /// hardware; drops it if the hardware facts are not known yet (the
     /// worker learns them before it records anything).
-    fn record(&self, shared: &Shared, event: Event) {
+    fn record(&mut self, shared: &Shared, event: Event) {
         match event {
             Event::LaunchStarted { facts, kind } => {
                 if let Some(attributes) = shared.attributes(&facts, Some(kind), None) {
@@ -252,7 +254,7 @@ impl Instruments {
                 }
             }
             Event::Inference { facts, measured } => {
-                if let Some(inference) = &self.inference {
+                if let Some(inference) = &mut self.inference {
                     inference.record(shared, &facts, &measured);
                 }
             }
@@ -264,11 +266,10 @@ impl InferenceInstruments {
     /// One request: its count by outcome on the counter; its numbers on
     /// the histograms (only requests answered in full carry any), with the
     /// attributes of the instance's model, hardware and context bucket.
-    fn record(&self, shared: &Shared, facts: &ModelFacts, measured: &Measured) {
-        let Some(device) = shared.device(&facts.device) else {
+    fn record(&mut self, shared: &Shared, facts: &Arc<ModelFacts>, measured: &Measured) {
+        let Some(attributes) = self.attributes.of(shared, facts) else {
             return;
         };
-        let version = shared.service_version.as_ref();
         let histograms = [
             (&self.prompt_tokens, measured.prompt_tokens),
             (&self.output_tokens, measured.output_tokens),
@@ -276,20 +277,72 @@ impl InferenceInstruments {
             (&self.decode_speed, measured.decode_tps),
             (&self.time_to_first_token, measured.time_to_first_token_ms),
         ];
-        if histograms.iter().any(|(_, value)| value.is_some()) {
-            let attributes =
-                schema::inference_attributes(facts, &device, None, version).to_key_values();
-            for (histogram, value) in histograms {
-                if let Some(value) = value {
-                    histogram.record(value, &attributes);
-                }
+        for (histogram, value) in histograms {
+            if let Some(value) = value {
+                histogram.record(value, &attributes.histograms);
             }
         }
-        let attributes =
-            schema::inference_attributes(facts, &device, Some(measured.outcome), version);
-        self.requests.add(1, &attributes.to_key_values());
+        self.requests
+            .add(1, &attributes.requests[measured.outcome as usize]);
     }
 }
+
+/// The inference attributes of one loaded instance, built once from its
+/// facts: what a busy node's recorder would otherwise sanitize and build
+/// again for every request.
+struct InstanceAttributes {
+    /// The facts they were built from (a new launch brings new facts).
+    facts: Arc<ModelFacts>,
+    histograms: Vec<KeyValue>,
+    /// The counter's, one per [`RequestOutcome`], in its order.
+    requests: Vec<Vec<KeyValue>>,
+}
+
+/// [`InstanceAttributes`] of the instances recently served, at most
+/// [`AttributeCache::CAPACITY`] (emptied when full; a series reset starts
+/// a new one with the new instruments).
+#[derive(Default)]
+struct AttributeCache {
+    instances: HashMap<InstanceKey, Arc<InstanceAttributes>>,
+}
+
+impl AttributeCache {
+    const CAPACITY: usize = 256;
+
+    /// The attributes of `facts`' instance; `None` before the hardware
+    /// facts are known.
+    fn of(&mut self, shared: &Shared, facts: &Arc<ModelFacts>) -> Option<Arc<InstanceAttributes>> {
+        let key = facts.instance();
+        if let Some(cached) = self.instances.get(&key)
+            && Arc::ptr_eq(&cached.facts, facts)
+        {
+            return Some(cached.clone());
+        }
+        let device = shared.device(&facts.device)?;
+        let version = shared.service_version.as_ref();
+        let built = Arc::new(InstanceAttributes {
+            facts: facts.clone(),
+            histograms: schema::inference_attributes(facts, &device, None, version).to_key_values(),
+            requests: RequestOutcome::ALL
+                .iter()
+                .map(|outcome| {
+                    schema::inference_attributes(facts, &device, Some(*outcome), version)
+                        .to_key_values()
+                })
+                .collect(),
+        });
+        if self.instances.len() >= AttributeCache::CAPACITY {
+            self.instances.clear();
+        }
+        self.instances.insert(key, built.clone());
+        Some(built)
+    }
+}
+
+/// How long the worker naps after recording inference records, gathering
+/// more: at most this delay before a request is recorded, at most this
+/// many wake-ups a second (20) however many requests a node serves.
+const INFERENCE_NAP: Duration = Duration::from_millis(50);
 
 /// Where the node's hardware facts come from.
 pub(crate) enum HardwareSource {
@@ -331,7 +384,7 @@ struct Recorder {
 impl Recorder {
     fn run(mut self, commands: mpsc::Receiver<Command>) {
         loop {
-            self.record_queued();
+            let served = self.record_queued();
             match commands.try_recv() {
                 Ok(Command::Drain(reply)) => {
                     self.record_queued();
@@ -345,6 +398,9 @@ impl Recorder {
                     self.record_queued();
                     return;
                 }
+                // Requests are being served: naps, so that inference
+                // records gather instead of waking the worker one by one.
+                Err(mpsc::TryRecvError::Empty) if served => self.queue.nap(INFERENCE_NAP),
                 // Parks until an event or a command arrives: no timeout,
                 // so an idle node's recorder never wakes.
                 Err(mpsc::TryRecvError::Empty) => self.queue.wait_for_events(),
@@ -352,13 +408,16 @@ impl Recorder {
         }
     }
 
-    fn record_queued(&mut self) {
+    /// Records every queued event; whether any was an inference record.
+    fn record_queued(&mut self) -> bool {
         let mut recorded = false;
+        let mut inference = false;
         let tracking = self.pipeline.reset.enabled();
         while let Some(event) = self.queue.pop() {
             if tracking {
                 self.instances.insert(event.instance());
             }
+            inference |= matches!(event, Event::Inference { .. });
             self.instruments.record(&self.shared, event);
             self.pipeline
                 .counters
@@ -376,6 +435,7 @@ impl Recorder {
                 Ordering::SeqCst,
             );
         }
+        inference
     }
 
     /// Replaces the meter provider with a new one, so every series starts

@@ -781,8 +781,10 @@ mod tests {
         for reason in FailureKind::ALL {
             assert_eq!(reason.as_str().parse::<FailureKind>(), Ok(*reason));
         }
-        for outcome in RequestOutcome::ALL {
+        for (i, outcome) in RequestOutcome::ALL.iter().enumerate() {
             assert_eq!(outcome.as_str().parse::<RequestOutcome>(), Ok(*outcome));
+            // The recorder indexes its per-outcome attributes so.
+            assert_eq!(*outcome as usize, i);
         }
         let outcomes: Vec<_> = RequestOutcome::ALL.iter().map(|o| o.as_str()).collect();
         assert_eq!(
