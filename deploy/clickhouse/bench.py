@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""The six queries over generated rollups (a benchmark; not run in CI).
+"""The queries over generated rollups (a benchmark; not run in CI).
 
     deploy/clickhouse/venv.sh target/chdb-venv
     target/chdb-venv/bin/python deploy/clickhouse/bench.py [--nodes 10000] [--days 30]
+                                                           [--requests 20]
 
 Fills survey.stream_days and survey.histogram_days (schema.sql, in chdb) as
 the materialized views would leave them for a fleet like survey-collector's
@@ -10,8 +11,12 @@ report benchmark: each node has 20 models, each with launch, success and
 unload counters, launch-time and uptime histograms and a context gauge;
 each day it launches 3 of its models and unloads them (one rollup row per
 stream per day with a change, and the gauge each day for 2 loaded models).
-Prints rows and bytes per node-day and each query's time, all days and the
-last 7 days, as the median of a few runs.
+With --requests N (default 20; 0 for none), every node also has the
+inference metrics on (prompt_shape_metrics = true), and each launch serves
+N requests, of which one in 20 fails: the request counter by outcome and
+the five inference histograms of each launched model change that day.
+Prints rows and bytes per node-day and each query's time (every query of
+queries/), all days and the last 7 days, as the median of a few runs.
 """
 
 import argparse
@@ -24,7 +29,17 @@ MODELS = 20
 BUCKETS = ["<=8k", "8k_16k", "16k_32k", "32k_64k", "64k_128k", ">128k"]
 
 
-def generate(s, nodes, days):
+INFERENCE = [
+    # (metric, the bucket its values fall in)
+    ("mesh_llm_inference_prompt_tokens", 7),
+    ("mesh_llm_inference_output_tokens", 5),
+    ("mesh_llm_inference_prefill_tokens_per_s", 8),
+    ("mesh_llm_inference_decode_tokens_per_s", 8),
+    ("mesh_llm_inference_time_to_first_token_ms", 6),
+]
+
+
+def generate(s, nodes, days, requests):
     first = f"today() - {days}"
     launches = f"""
         WITH launches AS (
@@ -76,6 +91,37 @@ def generate(s, nodes, days):
         FROM (SELECT number AS n FROM numbers({nodes})) AS nodes
         CROSS JOIN (SELECT number AS d FROM numbers({days})) AS days
         ARRAY JOIN [n % {MODELS}, (n + 1) % {MODELS}] AS m""")
+    if requests:
+        failed = max(requests // 20, 1)
+        s.query(f"""
+            INSERT INTO survey.stream_days
+                (MetricName, StreamKey, Day, Node, Model, GpuName, BackendDevice, GpuCount,
+                 ContextBucket, FailureReason, RequestOutcome, Largest)
+            {launches}
+            SELECT 'mesh_llm_inference_requests_total', sipHash128('requests', outcome, n, m),
+                   {first} + d, {dims}, NULL, outcome, toFloat64(max(c) * per_launch)
+            FROM counted
+            ARRAY JOIN ['ok', 'backend_error'] AS outcome,
+                       [{requests - failed}, {failed}] AS per_launch
+            GROUP BY outcome, per_launch, n, m, d""")
+        metrics = [metric for metric, _ in INFERENCE]
+        buckets = [bucket for _, bucket in INFERENCE]
+        s.query(f"""
+            INSERT INTO survey.histogram_days
+                (MetricName, StreamKey, Day, Node, Model, GpuName, BackendDevice, ContextBucket,
+                 FailureReason, LargestCount, Buckets)
+            {launches}
+            SELECT metric, sipHash128(metric, n, m), {first} + d,
+                   toString(n), concat('model-', toString(m)), 'NVIDIA GeForce RTX 4090', 'cuda',
+                   {BUCKETS}[m % {len(BUCKETS)} + 1], NULL,
+                   toUInt64(max(c) * {requests - failed}),
+                   argMaxState(arrayMap(i -> if(i = bucket, toUInt64(c * {requests - failed}),
+                                                toUInt64(0)),
+                                        range(1, length(survey_bounds(metric)) + 2)),
+                               (toUInt64(c * {requests - failed}), -toInt32({first} + d)))
+            FROM counted
+            ARRAY JOIN {metrics} AS metric, {buckets} AS bucket
+            GROUP BY metric, n, m, d""")
     s.query("OPTIMIZE TABLE survey.stream_days FINAL")
     s.query("OPTIMIZE TABLE survey.histogram_days FINAL")
 
@@ -89,10 +135,12 @@ def main():
     parser.add_argument("--nodes", type=int, default=10_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=20,
+                        help="inference requests per launch (0: no inference data)")
     args = parser.parse_args()
     s = report.session()
     started = time.monotonic()
-    generate(s, args.nodes, args.days)
+    generate(s, args.nodes, args.days, args.requests)
     generated = time.monotonic() - started
     node_days = args.nodes * args.days
     rows = one_number(s, "SELECT (SELECT count() FROM survey.stream_days) "
@@ -106,6 +154,9 @@ def main():
     launched = sum(r["launches"] for r in report.report(s, report.FIRST_DAY, report.LAST_DAY, 0)
                    ["most_launched"])
     assert launched == args.nodes * args.days * 3, launched
+    served = sum(r["requests"] for r in report.report(s, report.FIRST_DAY, report.LAST_DAY, 0)
+                 ["fastest"])
+    assert served == args.nodes * args.days * 3 * args.requests, served
     windows = {
         "all days": (report.FIRST_DAY, report.LAST_DAY),
         "last 7 days": (s.query("SELECT today() - 7", "TSV").bytes().decode().strip(),
@@ -124,7 +175,8 @@ def main():
                 total += spent
             totals.append(total)
         each = ", ".join(f"{key} {statistics.median(t) * 1000:.0f} ms" for key, t in times.items())
-        print(f"six queries, {name}: {statistics.median(totals):.2f} s ({each})")
+        print(f"{len(report.QUESTIONS)} queries, {name}: {statistics.median(totals):.2f} s "
+              f"({each})")
 
 
 if __name__ == "__main__":

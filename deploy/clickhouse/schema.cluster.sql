@@ -8,9 +8,10 @@
 -- tables copy each insert; the Distributed ones must not as well).
 
 -- survey on ClickHouse, single server: the tables the OpenTelemetry
--- Collector's clickhouse exporter writes, and what makes the six questions
--- cheap at scale. Apply with `clickhouse-client --multiquery < schema.sql`
--- before starting the collector (its config sets `create_schema: false`).
+-- Collector's clickhouse exporter writes, and what makes the questions
+-- (queries/*.sql) cheap at scale. Apply with
+-- `clickhouse-client --multiquery < schema.sql` before starting the
+-- collector (its config sets `create_schema: false`).
 -- `cluster.py` turns this file into the cluster form (`schema.cluster.sql`).
 --
 -- The counting rule is the one of survey-collector
@@ -34,10 +35,14 @@
 --   * only cumulative sums and histograms are counted (survey sends no
 --     other); the collector's config drops delta points.
 -- On input survey does not send, the views drop what survey-collector
--- rejects, as far as a row shows it (survey_accepts, survey_whole). A row
--- cannot show: a whole number sent as a double, a start time after its
--- time within the same second, or an attribute outside the allowlist (the
--- collector's config drops those points).
+-- rejects, as far as a row shows it (survey_accepts, survey_whole): other
+-- metrics, kinds, units and bounds, attribute keys survey does not put on
+-- the metric, values outside survey's closed enums. A row cannot show: a
+-- whole number sent as a double, a start time after its time within the
+-- same second, whether an attribute was a string, a number or a flag, or
+-- whether a text value is what survey's sanitizers write (the collector's
+-- config checks the types of the enums; nothing here runs the
+-- sanitizers).
 CREATE DATABASE IF NOT EXISTS survey ON CLUSTER survey;
 
 -- The exporter's tables.
@@ -174,8 +179,9 @@ CREATE TABLE IF NOT EXISTS survey.otel_metrics_histogram_local ON CLUSTER survey
 
 -- Typed columns, computed on insert from the exporter's maps: the report's
 -- dimensions, the node (service.instance.id, or the whole resource of a
--- sender without one), the stream's key and its UTC day. An absent
--- attribute is NULL, as in survey-collector.
+-- sender without one), the stream's key and its UTC day; on sums, the
+-- request outcome of the inference counter. An absent attribute is NULL,
+-- as in survey-collector.
 ALTER TABLE survey.otel_metrics_sum_local ON CLUSTER survey
     ADD COLUMN IF NOT EXISTS Node String MATERIALIZED
         if(ResourceAttributes['service.instance.id'] != '',
@@ -189,6 +195,8 @@ ALTER TABLE survey.otel_metrics_sum_local ON CLUSTER survey
         nullIf(Attributes['mesh_llm.context_bucket'], ''),
     ADD COLUMN IF NOT EXISTS FailureReason Nullable(String) MATERIALIZED
         nullIf(Attributes['mesh_llm.failure_reason'], ''),
+    ADD COLUMN IF NOT EXISTS RequestOutcome Nullable(String) MATERIALIZED
+        nullIf(Attributes['mesh_llm.request_outcome'], ''),
     ADD COLUMN IF NOT EXISTS StreamKey FixedString(16) MATERIALIZED
         sipHash128(MetricName, mapSort(ResourceAttributes), mapSort(Attributes), StartTimeUnix),
     ADD COLUMN IF NOT EXISTS Day Date MATERIALIZED toDate(TimeUnix, 'UTC');
@@ -257,51 +265,158 @@ CREATE FUNCTION IF NOT EXISTS survey_quantile_in ON CLUSTER survey AS (rank, bou
          + (bounds[i] - if(i = 1, 0, bounds[i - 1]))
            * ((rank - toFloat64(arraySum(arraySlice(counts, 1, i - 1)))) / counts[i]));
 
--- survey's bucket bounds (survey-runtime/src/schema.rs).
-CREATE FUNCTION IF NOT EXISTS survey_bounds ON CLUSTER survey AS (metric) ->
-    multiIf(metric = 'mesh_llm_model_launch_duration_ms',
-            [100., 250., 500., 1000., 2500., 5000., 10000., 20000., 30000., 60000., 120000., 300000.,
-             600000.],
-            metric = 'mesh_llm_model_uptime_s',
-            [10., 30., 60., 300., 900., 1800., 3600., 7200., 21600., 43200., 86400., 172800., 345600.,
-             604800.],
-            CAST([], 'Array(Float64)'));
+-- survey's metrics (survey-runtime/src/schema.rs, METRICS), one entry
+-- each: name, kind, unit, bucket bounds (histograms; [] otherwise) and the
+-- set of attribute keys its points carry (survey_key_sets). The next
+-- metric is one entry here; survey-fleet/tests/clickhouse.rs checks the
+-- list against survey's schema.
+CREATE FUNCTION IF NOT EXISTS survey_metrics ON CLUSTER survey AS () -> [
+    ('mesh_llm_model_launch_total', 'counter', '{launch}', CAST([], 'Array(Float64)'), 'launch'),
+    ('mesh_llm_model_launch_success_total', 'counter', '{launch}', [], 'launch'),
+    ('mesh_llm_model_launch_failure_total', 'counter', '{launch}', [], 'failed_launch'),
+    ('mesh_llm_model_unload_total', 'counter', '{unload}', [], 'launch'),
+    ('mesh_llm_model_exit_unexpected_total', 'counter', '{exit}', [], 'launch'),
+    ('mesh_llm_loaded_models', 'gauge', '{model}', [], 'node'),
+    ('mesh_llm_model_loaded', 'gauge', '{instance}', [], 'launch'),
+    ('mesh_llm_model_context_length', 'gauge', '{token}', [], 'launch'),
+    ('mesh_llm_model_launch_duration_ms', 'histogram', 'ms',
+     [100., 250., 500., 1000., 2500., 5000., 10000., 20000., 30000., 60000., 120000., 300000.,
+      600000.],
+     'failed_launch'),
+    ('mesh_llm_model_uptime_s', 'histogram', 's',
+     [10., 30., 60., 300., 900., 1800., 3600., 7200., 21600., 43200., 86400., 172800., 345600.,
+      604800.],
+     'launch'),
+    ('mesh_llm_inference_requests_total', 'counter', '{request}', [], 'request'),
+    ('mesh_llm_inference_prompt_tokens', 'histogram', '{token}',
+     [1., 4., 16., 64., 256., 1024., 2048., 4096., 8192., 16384., 32768., 65536., 131072.,
+      262144.],
+     'model'),
+    ('mesh_llm_inference_output_tokens', 'histogram', '{token}',
+     [1., 4., 16., 64., 256., 1024., 2048., 4096., 8192., 16384., 32768., 65536., 131072.,
+      262144.],
+     'model'),
+    ('mesh_llm_inference_prefill_tokens_per_s', 'histogram', '{token}/s',
+     [10., 25., 50., 100., 250., 500., 1000., 2500., 5000., 10000., 25000., 50000., 100000.],
+     'model'),
+    ('mesh_llm_inference_decode_tokens_per_s', 'histogram', '{token}/s',
+     [1., 2., 5., 10., 20., 30., 50., 75., 100., 150., 200., 300., 500., 1000., 2000., 3000.,
+      5000.],
+     'model'),
+    ('mesh_llm_inference_time_to_first_token_ms', 'histogram', 'ms',
+     [5., 10., 25., 50., 100., 250., 500., 1000., 2500., 5000., 10000., 30000., 60000., 180000.,
+      600000.],
+     'model')];
 
--- survey's kind and unit of each metric (survey-runtime/src/schema.rs);
--- '' for any other metric.
+-- The position of `metric` in survey_metrics(); 0 for any other metric.
+-- (A lookup in constant arrays: the views call these for every row they
+-- take, and a lambda over the list per row would cost 20 times more.)
+CREATE FUNCTION IF NOT EXISTS survey_metric_index ON CLUSTER survey AS (metric) ->
+    transform(metric, arrayMap(m -> m.1, survey_metrics()),
+              range(1, length(survey_metrics()) + 1), 0);
+
+-- survey's kind, unit and bucket bounds of each metric; '' and [] for any
+-- other metric (an array's element 0 is its type's default).
 CREATE FUNCTION IF NOT EXISTS survey_kind ON CLUSTER survey AS (metric) ->
-    multiIf(metric IN ('mesh_llm_model_launch_total', 'mesh_llm_model_launch_success_total',
-                       'mesh_llm_model_launch_failure_total', 'mesh_llm_model_unload_total',
-                       'mesh_llm_model_exit_unexpected_total'), 'counter',
-            metric IN ('mesh_llm_loaded_models', 'mesh_llm_model_loaded',
-                       'mesh_llm_model_context_length'), 'gauge',
-            metric IN ('mesh_llm_model_launch_duration_ms', 'mesh_llm_model_uptime_s'), 'histogram',
-            '');
+    arrayMap(m -> m.2, survey_metrics())[survey_metric_index(metric)];
 
 CREATE FUNCTION IF NOT EXISTS survey_unit ON CLUSTER survey AS (metric) ->
-    multiIf(metric IN ('mesh_llm_model_launch_total', 'mesh_llm_model_launch_success_total',
-                       'mesh_llm_model_launch_failure_total'), '{launch}',
-            metric = 'mesh_llm_model_unload_total', '{unload}',
-            metric = 'mesh_llm_model_exit_unexpected_total', '{exit}',
-            metric = 'mesh_llm_loaded_models', '{model}',
-            metric = 'mesh_llm_model_loaded', '{instance}',
-            metric = 'mesh_llm_model_context_length', '{token}',
-            metric = 'mesh_llm_model_launch_duration_ms', 'ms',
-            metric = 'mesh_llm_model_uptime_s', 's',
-            '');
+    arrayMap(m -> m.3, survey_metrics())[survey_metric_index(metric)];
+
+CREATE FUNCTION IF NOT EXISTS survey_bounds ON CLUSTER survey AS (metric) ->
+    arrayMap(m -> m.4, survey_metrics())[survey_metric_index(metric)];
+
+-- survey's attribute keys (survey-runtime/src/schema.rs, AttributeKey),
+-- each with the values of its closed enum; [] for the keys whose values
+-- come from survey's sanitizers (or are numbers and flags), which SQL
+-- cannot run.
+CREATE FUNCTION IF NOT EXISTS survey_attributes ON CLUSTER survey AS () -> [
+    ('mesh_llm.model', CAST([], 'Array(String)')),
+    ('mesh_llm.architecture', []),
+    ('mesh_llm.quantization', []),
+    ('mesh_llm.launch_kind',
+     ['startup', 'runtime_load', 'multi_model', 'moe_fallback', 'moe_shard']),
+    ('mesh_llm.gpu_name', []),
+    ('mesh_llm.gpu_stable_id', []),
+    ('mesh_llm.backend_device', []),
+    ('mesh_llm.gpu_count', []),
+    ('mesh_llm.is_soc', []),
+    ('mesh_llm.backend', []),
+    ('mesh_llm.context_bucket', ['<=8k', '8k_16k', '16k_32k', '32k_64k', '64k_128k', '>128k']),
+    ('mesh_llm.service_version', []),
+    ('mesh_llm.failure_reason',
+     ['spawn_failed', 'health_timeout', 'exited_before_healthy', 'backend_proxy_failed',
+      'capacity_rejected', 'known_kv_cache_crash', 'mmproj_missing', 'other']),
+    ('mesh_llm.request_outcome',
+     ['ok', 'backend_error', 'timeout', 'client_cancelled', 'shutdown'])];
+
+-- The attribute keys survey puts on a metric's points, by the metric's key
+-- set (survey-collector's MetricKeys): those they may carry, and those
+-- they always carry. A model's facts on its node; the node's own gauge
+-- its hardware and version only; the lifecycle metrics of a model add its
+-- launch kind, those of a failed launch its failure reason; the
+-- inference metrics neither, and the request counter always its outcome.
+CREATE FUNCTION IF NOT EXISTS survey_node_keys ON CLUSTER survey AS () ->
+    ['mesh_llm.gpu_name', 'mesh_llm.gpu_stable_id', 'mesh_llm.backend_device', 'mesh_llm.gpu_count',
+     'mesh_llm.is_soc', 'mesh_llm.service_version'];
+
+CREATE FUNCTION IF NOT EXISTS survey_model_keys ON CLUSTER survey AS () ->
+    arrayConcat(['mesh_llm.model', 'mesh_llm.architecture', 'mesh_llm.quantization',
+                 'mesh_llm.backend', 'mesh_llm.context_bucket'], survey_node_keys());
+
+CREATE FUNCTION IF NOT EXISTS survey_key_sets ON CLUSTER survey AS () -> [
+    ('node', survey_node_keys(), CAST([], 'Array(String)')),
+    ('model', survey_model_keys(), []),
+    ('launch', arrayConcat(survey_model_keys(), ['mesh_llm.launch_kind']), []),
+    ('failed_launch',
+     arrayConcat(survey_model_keys(), ['mesh_llm.launch_kind', 'mesh_llm.failure_reason']), []),
+    ('request', arrayConcat(survey_model_keys(), ['mesh_llm.request_outcome']),
+     ['mesh_llm.request_outcome'])];
+
+-- The position of `metric`'s key set in survey_key_sets(); 0 for any
+-- other metric.
+CREATE FUNCTION IF NOT EXISTS survey_key_set_index ON CLUSTER survey AS (metric) ->
+    transform(arrayMap(m -> m.5, survey_metrics())[survey_metric_index(metric)],
+              arrayMap(s -> s.1, survey_key_sets()), range(1, length(survey_key_sets()) + 1), 0);
+
+-- The keys the points of `metric` may carry, and those they always carry
+-- ([] for any other metric).
+CREATE FUNCTION IF NOT EXISTS survey_allowed_keys ON CLUSTER survey AS (metric) ->
+    arrayMap(s -> s.2, survey_key_sets())[survey_key_set_index(metric)];
+
+CREATE FUNCTION IF NOT EXISTS survey_required_keys ON CLUSTER survey AS (metric) ->
+    arrayMap(s -> s.3, survey_key_sets())[survey_key_set_index(metric)];
+
+-- The values of `key`'s closed enum; [] for any other key.
+CREATE FUNCTION IF NOT EXISTS survey_values ON CLUSTER survey AS (key) ->
+    arrayMap(a -> a.2, survey_attributes())[
+        transform(key, arrayMap(a -> a.1, survey_attributes()),
+                  range(1, length(survey_attributes()) + 1), 0)];
+
+-- Whether `attributes` (a point's map) could be survey's on `metric`, as
+-- far as a row shows: each key once, only keys survey puts on the metric,
+-- every key it always puts there, and the value of each closed enum one
+-- of the enum's. (Which values survey's sanitizers return, and whether a
+-- value was sent as a string, a number or a flag, a row does not show.)
+CREATE FUNCTION IF NOT EXISTS survey_accepts_attributes ON CLUSTER survey AS (metric, attributes) ->
+    length(arrayDistinct(mapKeys(attributes))) = length(mapKeys(attributes))
+    AND hasAll(survey_allowed_keys(metric), mapKeys(attributes))
+    AND hasAll(mapKeys(attributes), survey_required_keys(metric))
+    AND arrayAll((k, v) -> empty(survey_values(k)) OR has(survey_values(k), v),
+                 mapKeys(attributes), mapValues(attributes));
 
 -- Whether a row is a point survey-collector accepts, as far as a row
--- shows: a metric of survey's of this `kind`, in its unit, from survey's
--- scope with nothing added and a version as survey's sanitizer writes it
--- (or none), no schema URLs, no exemplars, no flags; a start time (when
--- `timed`: sums and histograms) after 1970 and no later than its time; a
--- time at most a day ahead of its arrival. The attribute values are not
--- checked here: survey's sanitizers cannot run in SQL (see the collector
--- config's list of what it does not check).
+-- shows: a metric of survey's of this `kind`, in its unit, with its
+-- attributes (survey_accepts_attributes), from survey's scope with nothing
+-- added and a version as survey's sanitizer writes it (or none), no
+-- schema URLs, no exemplars, no flags; a start time (when `timed`: sums
+-- and histograms) after 1970 and no later than its time; a time at most a
+-- day ahead of its arrival.
 CREATE FUNCTION IF NOT EXISTS survey_accepts ON CLUSTER survey AS
-    (kind, metric, unit, scope, scope_version, scope_attributes, scope_schema_url,
+    (kind, metric, unit, attributes, scope, scope_version, scope_attributes, scope_schema_url,
      resource_schema_url, exemplar_times, flags, start, time, timed) ->
     survey_kind(metric) = kind AND unit = survey_unit(metric)
+    AND survey_accepts_attributes(metric, attributes)
     AND scope = 'survey' AND empty(scope_attributes) AND scope_schema_url = ''
     AND (scope_version = ''
          OR match(scope_version, '^[A-Za-z0-9+]([A-Za-z0-9._+-]{0,62}[A-Za-z0-9+])?$'))
@@ -315,8 +430,9 @@ CREATE FUNCTION IF NOT EXISTS survey_accepts ON CLUSTER survey AS
 CREATE FUNCTION IF NOT EXISTS survey_whole ON CLUSTER survey AS (v) ->
     v >= 0 AND v <= 9007199254740992 AND v = floor(v);
 
--- Per stream and UTC day: the largest value of a cumulative counter, or of
--- the context gauge. The dimensions depend on the stream alone.
+-- Per stream and UTC day: the largest value of a cumulative counter (the
+-- lifecycle's and the inference requests'), or of the context gauge. The
+-- dimensions depend on the stream alone.
 CREATE TABLE IF NOT EXISTS survey.stream_days_local ON CLUSTER survey (
     MetricName LowCardinality(String),
     StreamKey FixedString(16),
@@ -328,6 +444,7 @@ CREATE TABLE IF NOT EXISTS survey.stream_days_local ON CLUSTER survey (
     GpuCount SimpleAggregateFunction(any, Nullable(Int64)),
     ContextBucket SimpleAggregateFunction(any, Nullable(String)),
     FailureReason SimpleAggregateFunction(any, Nullable(String)),
+    RequestOutcome SimpleAggregateFunction(any, Nullable(String)),
     Largest SimpleAggregateFunction(max, Float64)
 ) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/survey/stream_days_local', '{replica}')
     PARTITION BY toYYYYMM(Day)
@@ -346,6 +463,8 @@ CREATE TABLE IF NOT EXISTS survey.histogram_days_local ON CLUSTER survey (
     Node SimpleAggregateFunction(any, String),
     Model SimpleAggregateFunction(any, Nullable(String)),
     GpuName SimpleAggregateFunction(any, Nullable(String)),
+    BackendDevice SimpleAggregateFunction(any, Nullable(String)),
+    ContextBucket SimpleAggregateFunction(any, Nullable(String)),
     FailureReason SimpleAggregateFunction(any, Nullable(String)),
     LargestCount SimpleAggregateFunction(max, UInt64),
     Buckets AggregateFunction(argMax, Array(UInt64), Tuple(UInt64, Int32))
@@ -366,11 +485,12 @@ SELECT MetricName, StreamKey, Day,
        any(Node) AS Node, any(Model) AS Model, any(GpuName) AS GpuName,
        any(BackendDevice) AS BackendDevice, any(GpuCount) AS GpuCount,
        any(ContextBucket) AS ContextBucket, any(FailureReason) AS FailureReason,
-       max(Value) AS Largest
+       any(RequestOutcome) AS RequestOutcome, max(Value) AS Largest
 FROM survey.otel_metrics_sum_local
 WHERE AggregationTemporality = 2 AND IsMonotonic AND survey_whole(Value)
-  AND survey_accepts('counter', MetricName, MetricUnit, ScopeName, ScopeVersion, ScopeAttributes,
-                     ScopeSchemaUrl, ResourceSchemaUrl, Exemplars.TimeUnix, Flags, StartTimeUnix, TimeUnix, true)
+  AND survey_accepts('counter', MetricName, MetricUnit, Attributes, ScopeName, ScopeVersion,
+                     ScopeAttributes, ScopeSchemaUrl, ResourceSchemaUrl, Exemplars.TimeUnix, Flags,
+                     StartTimeUnix, TimeUnix, true)
 GROUP BY MetricName, StreamKey, Day;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS survey.gauge_days_mv ON CLUSTER survey TO survey.stream_days_local AS
@@ -378,22 +498,24 @@ SELECT MetricName, StreamKey, Day,
        any(Node) AS Node, any(Model) AS Model, any(GpuName) AS GpuName,
        any(BackendDevice) AS BackendDevice, any(GpuCount) AS GpuCount,
        any(ContextBucket) AS ContextBucket, any(FailureReason) AS FailureReason,
-       max(Value) AS Largest
+       CAST(NULL, 'Nullable(String)') AS RequestOutcome, max(Value) AS Largest
 FROM survey.otel_metrics_gauge_local
 WHERE MetricName = 'mesh_llm_model_context_length' AND survey_whole(Value)
-  AND survey_accepts('gauge', MetricName, MetricUnit, ScopeName, ScopeVersion, ScopeAttributes,
-                     ScopeSchemaUrl, ResourceSchemaUrl, Exemplars.TimeUnix, Flags, StartTimeUnix, TimeUnix, false)
+  AND survey_accepts('gauge', MetricName, MetricUnit, Attributes, ScopeName, ScopeVersion,
+                     ScopeAttributes, ScopeSchemaUrl, ResourceSchemaUrl, Exemplars.TimeUnix, Flags,
+                     StartTimeUnix, TimeUnix, false)
 GROUP BY MetricName, StreamKey, Day;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS survey.histogram_days_mv ON CLUSTER survey TO survey.histogram_days_local AS
 SELECT MetricName, StreamKey, Day,
        any(Node) AS Node, any(Model) AS Model, any(GpuName) AS GpuName,
+       any(BackendDevice) AS BackendDevice, any(ContextBucket) AS ContextBucket,
        any(FailureReason) AS FailureReason,
        max(Count) AS LargestCount,
        argMaxState(BucketCounts, (Count, -toInt32(Day))) AS Buckets
 FROM survey.otel_metrics_histogram_local
 WHERE AggregationTemporality = 2
-  AND survey_accepts('histogram', MetricName, MetricUnit, ScopeName, ScopeVersion,
+  AND survey_accepts('histogram', MetricName, MetricUnit, Attributes, ScopeName, ScopeVersion,
                      ScopeAttributes, ScopeSchemaUrl, ResourceSchemaUrl, Exemplars.TimeUnix, Flags, StartTimeUnix,
                      TimeUnix, true)
   AND ExplicitBounds = survey_bounds(MetricName)
@@ -412,11 +534,13 @@ WITH streams AS (
            any(Node) AS Node, any(Model) AS Model, any(GpuName) AS GpuName,
            any(BackendDevice) AS BackendDevice, any(GpuCount) AS GpuCount,
            any(ContextBucket) AS ContextBucket, any(FailureReason) AS FailureReason,
+           any(RequestOutcome) AS RequestOutcome,
            max(Largest) - maxIf(Largest, Day < {since:Date}) AS N
     FROM survey.stream_days
     WHERE MetricName IN ('mesh_llm_model_launch_total', 'mesh_llm_model_launch_success_total',
                          'mesh_llm_model_launch_failure_total', 'mesh_llm_model_unload_total',
-                         'mesh_llm_model_exit_unexpected_total')
+                         'mesh_llm_model_exit_unexpected_total',
+                         'mesh_llm_inference_requests_total')
       AND Day < {until:Date}
     GROUP BY MetricName, StreamKey
 )
@@ -425,7 +549,9 @@ SELECT Node, Model, GpuName, BackendDevice, GpuCount, ContextBucket, FailureReas
        sumIf(N, MetricName = 'mesh_llm_model_launch_success_total') AS Successes,
        sumIf(N, MetricName = 'mesh_llm_model_launch_failure_total') AS Failures,
        sumIf(N, MetricName = 'mesh_llm_model_unload_total') AS Unloads,
-       sumIf(N, MetricName = 'mesh_llm_model_exit_unexpected_total') AS Exits
+       sumIf(N, MetricName = 'mesh_llm_model_exit_unexpected_total') AS Exits,
+       sumIf(N, MetricName = 'mesh_llm_inference_requests_total') AS Requests,
+       sumIf(N, MetricName = 'mesh_llm_inference_requests_total' AND RequestOutcome = 'ok') AS Ok
 FROM streams
 WHERE N > 0
 GROUP BY Node, Model, GpuName, BackendDevice, GpuCount, ContextBucket, FailureReason;
@@ -438,13 +564,14 @@ WHERE MetricName = 'mesh_llm_model_context_length'
   AND Day >= {since:Date} AND Day < {until:Date}
 GROUP BY Node, Model, GpuName, ContextBucket;
 
--- The window's bucket counts per metric and dimensions: per stream, the
--- bucket counts at its largest count before the end minus those before
--- the start.
+-- The window's bucket counts per metric and dimensions (model, GPU,
+-- device, context bucket, failure reason): per stream, the bucket counts
+-- at its largest count before the end minus those before the start.
 CREATE VIEW IF NOT EXISTS survey.histograms ON CLUSTER survey AS
 WITH streams AS (
     SELECT MetricName, StreamKey,
-           any(Model) AS Model, any(GpuName) AS GpuName, any(FailureReason) AS FailureReason,
+           any(Model) AS Model, any(GpuName) AS GpuName, any(BackendDevice) AS BackendDevice,
+           any(ContextBucket) AS ContextBucket, any(FailureReason) AS FailureReason,
            maxIf(LargestCount, Day < {since:Date}) AS StartCount,
            max(LargestCount) AS EndCount,
            argMaxMergeIf(Buckets, Day < {since:Date}) AS StartBuckets,
@@ -453,11 +580,11 @@ WITH streams AS (
     WHERE Day < {until:Date}
     GROUP BY MetricName, StreamKey
 )
-SELECT MetricName, Model, GpuName, FailureReason,
+SELECT MetricName, Model, GpuName, BackendDevice, ContextBucket, FailureReason,
        sumForEach(arrayMap((e, i) -> if(i > length(StartBuckets), e,
                                         if(StartBuckets[i] < e, toUInt64(e - StartBuckets[i]),
                                            toUInt64(0))),
                            EndBuckets, arrayEnumerate(EndBuckets))) AS Buckets
 FROM streams
 WHERE EndCount > StartCount
-GROUP BY MetricName, Model, GpuName, FailureReason;
+GROUP BY MetricName, Model, GpuName, BackendDevice, ContextBucket, FailureReason;

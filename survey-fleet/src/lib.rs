@@ -5,7 +5,9 @@
 //! id and hardware, launch models drawn from a seeded ground truth
 //! ([`truth`]): failure probabilities and reasons per model × hardware ×
 //! context size, crash probabilities after launch, launch-time and uptime
-//! distributions. Survey's simulated clock (the `simulated-clock` feature)
+//! distributions, and the requests each loaded model serves (how they end,
+//! decode and prompt speeds per model × hardware × context size, token
+//! counts), recorded with the inference metrics on. Survey's simulated clock (the `simulated-clock` feature)
 //! lets minutes of launching and days of uptime pass in an instant, so every
 //! duration lands in its real histogram bucket. The nodes export through the
 //! real OTLP/HTTP exporter to a real `survey-collector`, and each says what

@@ -1,15 +1,17 @@
 //! One simulated node: a real survey exporter in its own process (its own
 //! `service.instance.id`), with the hardware of its kind, launching what
-//! the truth draws. Time passes on survey's simulated clock: a launch takes
-//! its drawn time and a model stays up for its drawn uptime, in an instant.
+//! the truth draws, and serving requests with each model it loaded, with
+//! the inference metrics on (`prompt_shape_metrics = true`). Time passes on
+//! survey's simulated clock: a launch takes its drawn time and a model
+//! stays up for its drawn uptime, in an instant.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use survey::{ContextBucket, FailureKind, LaunchKind};
+use survey::{ContextBucket, FailureKind, Inference, LaunchKind, RequestOutcome, Throughput};
 
 use crate::rng::Rng;
-use crate::truth::{self, Draw};
+use crate::truth::{self, Draw, RequestDraw};
 
 /// What one launch really was: the ground truth the report is checked
 /// against.
@@ -37,6 +39,72 @@ pub struct Launch {
     pub crashed: Option<bool>,
     /// For a success: how long it stayed loaded.
     pub uptime_s: Option<f64>,
+    /// For a success: the requests it served while loaded.
+    pub requests: Vec<Request>,
+}
+
+/// One request a loaded model served, as it really was: the numbers
+/// survey recorded for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// `mesh_llm.request_outcome`.
+    pub outcome: String,
+    /// Answered as a stream.
+    pub streamed: bool,
+    /// Answered in full: its prompt tokens.
+    pub prompt_tokens: Option<u64>,
+    /// Answered in full: tokens generated.
+    pub output_tokens: Option<u64>,
+    /// Answered in full: prompt processing speed, tokens/s, as survey
+    /// computes it from the tokens and the time.
+    pub prefill_tps: Option<f64>,
+    /// Answered in full: decode speed, tokens/s, likewise.
+    pub decode_tps: Option<f64>,
+    /// Answered in full as a stream: time to first token, ms.
+    pub ttft_ms: Option<f64>,
+}
+
+/// Tokens per second as survey computes them from a [`Throughput`].
+fn per_second(tokens: u64, millis: f64) -> f64 {
+    tokens as f64 * 1000.0 / millis
+}
+
+/// Serves `draw` with `running`: records it as a host would, and returns
+/// what was recorded.
+fn serve(running: &Running, draw: &RequestDraw) -> Request {
+    let mut request = Request {
+        outcome: draw.outcome.as_str().to_string(),
+        streamed: draw.streamed,
+        prompt_tokens: None,
+        output_tokens: None,
+        prefill_tps: None,
+        decode_tps: None,
+        ttft_ms: None,
+    };
+    let (prompt, output) = (draw.prompt_tokens, draw.output_tokens);
+    let prefill_ms = prompt as f64 * 1000.0 / draw.prefill_tps;
+    let decode_ms = output as f64 * 1000.0 / draw.decode_tps;
+    // The numbers a backend measured go along whatever the outcome; survey
+    // keeps those of requests answered in full only.
+    let mut inference = Inference::new(draw.outcome)
+        .prompt_tokens(prompt)
+        .output_tokens(output)
+        .prefill(Throughput::new(prompt, prefill_ms))
+        .decode(Throughput::new(output, decode_ms));
+    let first_token_ms = draw.overhead_ms + prefill_ms + 1000.0 / draw.decode_tps;
+    let first_token = Duration::from_nanos((first_token_ms * 1e6).round() as u64);
+    if draw.streamed {
+        inference = inference.time_to_first_token(first_token);
+    }
+    survey::record_inference(running, inference);
+    if draw.outcome == RequestOutcome::Ok {
+        request.prompt_tokens = Some(prompt);
+        request.output_tokens = Some(output);
+        request.prefill_tps = Some(per_second(prompt, prefill_ms));
+        request.decode_tps = Some(per_second(output, decode_ms));
+        request.ttft_ms = draw.streamed.then(|| first_token.as_nanos() as f64 / 1e6);
+    }
+    request
 }
 
 struct Spec<'a> {
@@ -99,6 +167,9 @@ pub async fn run(
 ) -> Result<Vec<Launch>, String> {
     let hardware = truth::hardware_of(index);
     let mut rng = Rng::new(seed, index as u64);
+    // Requests are drawn from a stream of their own, so the launches are
+    // those of the same seed without them.
+    let mut served = Rng::new(seed, (1 << 32) | index as u64);
     let facts = survey::HardwareFacts {
         backend_device: hardware.device.to_string(),
         gpus: (0..hardware.gpu_count)
@@ -110,7 +181,8 @@ pub async fn run(
         is_soc: hardware.is_soc,
     };
     let config: survey::TelemetryConfig = toml::from_str(&format!(
-        "enabled = true\nendpoint = \"{endpoint}\"\nexport_interval_secs = 3600\ntimeout_secs = 10\n"
+        "enabled = true\nendpoint = \"{endpoint}\"\nexport_interval_secs = 3600\ntimeout_secs = 10\n\
+         prompt_shape_metrics = true\n"
     ))
     .map_err(|e| e.to_string())?;
     let guard = survey::Setup::new(&config)
@@ -142,7 +214,11 @@ pub async fn run(
             LaunchKind::RuntimeLoad
         };
         let outcome = launch(kind, &spec).await;
+        let mut requests = Vec::new();
         if let Ok(running) = outcome {
+            for request in truth::draw_requests(&mut served, draw.model, hardware, draw.context) {
+                requests.push(serve(&running, &request));
+            }
             // Exported while loaded: its exact context is seen.
             flush()?;
             survey::__private::advance_clock(Duration::from_secs_f64(draw.uptime_s));
@@ -165,9 +241,21 @@ pub async fn run(
             launch_ms: draw.launch_ms,
             crashed: success.then_some(draw.crashes),
             uptime_s: success.then_some(draw.uptime_s),
+            requests,
         });
     }
     flush()?;
+    // The truth is what survey recorded: nothing dropped on the way.
+    let status = guard.status();
+    if !status.prompt_shape_metrics
+        || status.events_dropped > 0
+        || status.inference_unloaded > 0
+        || status.inference_values_rejected > 0
+    {
+        return Err(format!(
+            "node {index}: not everything was recorded: {status}"
+        ));
+    }
     guard.shutdown();
     Ok(record)
 }

@@ -1,11 +1,13 @@
-//! The scale-out path gives the same answers: a fleet's exports, captured,
-//! go both to `survey-collector serve` and, mapped to the rows the
-//! OpenTelemetry Collector's clickhouse exporter writes, into a real
-//! ClickHouse engine (chdb) holding `deploy/clickhouse/schema.sql`; the six
-//! queries of `deploy/clickhouse/queries/` must return what
-//! `survey-collector report --format json` returns, for several windows:
-//! the same rows in the same order, integers equal, floats equal to 1e-9
-//! relative.
+//! The scale-out path gives the same answers: a fleet's exports (lifecycle
+//! and inference metrics), captured, go both to `survey-collector serve`
+//! and, mapped to the rows the OpenTelemetry Collector's clickhouse
+//! exporter writes, into a real ClickHouse engine (chdb) holding
+//! `deploy/clickhouse/schema.sql`; the queries of
+//! `deploy/clickhouse/queries/`, one per question of survey-collector's
+//! report, must return what `survey-collector report --format json`
+//! returns, for several windows: the same rows in the same order, integers
+//! equal, floats equal to 1e-9 relative. The views must hold exactly the
+//! streams survey-collector stored, node by node and metric by metric.
 //!
 //! The exports are replayed with what a real fleet does to a collector:
 //! values repeated export after export, retried requests, requests out of
@@ -16,8 +18,16 @@
 //! of its own, that survey-collector rejects (another scope, scope
 //! attributes, schema URLs, another unit, exemplars, flags, fractional or
 //! negative values, no start time, a start after the time, a time days
-//! ahead, a counter not monotonic, a gauge sent as a counter): ClickHouse
-//! must not count them either.
+//! ahead, a counter not monotonic, a gauge sent as a counter; and of the
+//! inference metrics: a request outcome survey has none of, a request
+//! without one, an outcome or a launch kind on the inference histograms,
+//! other bounds or another unit on them): ClickHouse must not count them
+//! either.
+//!
+//! The SQL's and the Collector config's lists of metrics, kinds, units,
+//! bounds, attribute keys (per metric) and enum values are checked against
+//! survey's schema, and the query files against survey-collector's
+//! questions.
 //!
 //! chdb comes from the Python package registry, pinned in
 //! `deploy/clickhouse/requirements.txt`, in a virtual environment under
@@ -37,9 +47,16 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use prost::Message;
 use serde_json::Value as Json;
+use survey::schema::{
+    self, AttributeKey, ContextBucket, FailureKind, LaunchKind, METRICS, MetricKind,
+    RequestOutcome, ResourceKey,
+};
+use survey_collector::report::QUESTIONS;
+use survey_collector::validate::MetricKeys;
 use survey_collector::{Day, Report, ReportOptions, ServeConfig, Server, Store};
 use survey_fleet::exporter_rows;
 use survey_fleet::fleet::{self, Fleet};
+use survey_fleet::node::Launch;
 
 const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 /// The instance id of the node identical to node 0.
@@ -190,6 +207,51 @@ fn each_metric(request: &mut ExportMetricsServiceRequest, mut f: impl FnMut(&mut
         .for_each(&mut f);
 }
 
+/// Keeps the metrics whose name `keep` takes, alone, so that a change to
+/// them is all the export holds.
+fn only(request: &mut ExportMetricsServiceRequest, keep: impl Fn(&str) -> bool) {
+    for sm in request
+        .resource_metrics
+        .iter_mut()
+        .flat_map(|rm| rm.scope_metrics.iter_mut())
+    {
+        sm.metrics.retain(|m| keep(&m.name));
+    }
+}
+
+/// Applies `f` to every data point's attributes of `request`.
+fn each_attributes(
+    request: &mut ExportMetricsServiceRequest,
+    mut f: impl FnMut(&mut Vec<KeyValue>),
+) {
+    each_metric(request, |m| match &mut m.data {
+        Some(metric::Data::Sum(sum)) => sum
+            .data_points
+            .iter_mut()
+            .for_each(|p| f(&mut p.attributes)),
+        Some(metric::Data::Gauge(g)) => g.data_points.iter_mut().for_each(|p| f(&mut p.attributes)),
+        Some(metric::Data::Histogram(h)) => {
+            h.data_points.iter_mut().for_each(|p| f(&mut p.attributes))
+        }
+        _ => {}
+    });
+}
+
+/// A string attribute.
+fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..KeyValue::default()
+    }
+}
+
+fn is_inference_histogram(name: &str) -> bool {
+    schema::metric(name).is_some_and(|m| m.prompt_shape && m.kind == MetricKind::Histogram)
+}
+
 /// Copies of `template` that survey never sends, each changed one way and
 /// from a node of its own: survey-collector rejects their points.
 fn dishonest(template: &ExportMetricsServiceRequest) -> Vec<ExportMetricsServiceRequest> {
@@ -226,13 +288,7 @@ fn dishonest(template: &ExportMetricsServiceRequest) -> Vec<ExportMetricsService
                 .scope
                 .as_mut()
                 .unwrap();
-            scope.attributes.push(KeyValue {
-                key: "k".into(),
-                value: Some(AnyValue {
-                    value: Some(any_value::Value::StringValue("v".into())),
-                }),
-                ..KeyValue::default()
-            });
+            scope.attributes.push(kv("k", "v"));
         }),
         ("a scope schema URL", |r| {
             r.resource_metrics[0].scope_metrics[0].schema_url = "s".into()
@@ -364,6 +420,64 @@ fn dishonest(template: &ExportMetricsServiceRequest) -> Vec<ExportMetricsService
                 }
             })
         }),
+        (
+            "a request outcome survey has none of (the request counter only)",
+            |r| {
+                only(r, |name| name == schema::INFERENCE_REQUESTS_TOTAL);
+                each_attributes(r, |attributes| {
+                    for a in attributes
+                        .iter_mut()
+                        .filter(|a| a.key == "mesh_llm.request_outcome")
+                    {
+                        *a = kv("mesh_llm.request_outcome", "cancelled");
+                    }
+                })
+            },
+        ),
+        (
+            "requests without their outcome (the request counter only)",
+            |r| {
+                only(r, |name| name == schema::INFERENCE_REQUESTS_TOTAL);
+                each_attributes(r, |attributes| {
+                    attributes.retain(|a| a.key != "mesh_llm.request_outcome")
+                })
+            },
+        ),
+        ("an outcome on the inference histograms (they only)", |r| {
+            only(r, is_inference_histogram);
+            each_attributes(r, |attributes| {
+                attributes.push(kv("mesh_llm.request_outcome", "ok"))
+            })
+        }),
+        (
+            "a launch kind on the inference histograms (they only)",
+            |r| {
+                only(r, is_inference_histogram);
+                each_attributes(r, |attributes| {
+                    attributes.push(kv("mesh_llm.launch_kind", "startup"))
+                })
+            },
+        ),
+        (
+            "other bucket bounds on the decode histogram (it only)",
+            |r| {
+                only(r, |name| name == schema::INFERENCE_DECODE_TOKENS_PER_S);
+                each_metric(r, |m| {
+                    if let Some(metric::Data::Histogram(h)) = &mut m.data {
+                        h.data_points
+                            .iter_mut()
+                            .for_each(|p| p.explicit_bounds[0] = 0.5);
+                    }
+                })
+            },
+        ),
+        ("another unit on the speed histograms (they only)", |r| {
+            only(r, |name| {
+                name == schema::INFERENCE_DECODE_TOKENS_PER_S
+                    || name == schema::INFERENCE_PREFILL_TOKENS_PER_S
+            });
+            each_metric(r, |m| m.unit = "tokens/s".into())
+        }),
     ];
     changes
         .into_iter()
@@ -396,6 +510,89 @@ fn same(a: &Json, b: &Json) -> bool {
         }
         _ => a == b,
     }
+}
+
+/// The requests of every outcome `requests` (one node's exports) count
+/// by the counting rule: each stream's largest value, summed.
+fn requests_counted(requests: &[&ExportMetricsServiceRequest]) -> f64 {
+    let mut streams: BTreeMap<(u64, String), f64> = BTreeMap::new();
+    for request in requests {
+        for sm in request
+            .resource_metrics
+            .iter()
+            .flat_map(|rm| rm.scope_metrics.iter())
+        {
+            for m in sm
+                .metrics
+                .iter()
+                .filter(|m| m.name == schema::INFERENCE_REQUESTS_TOTAL)
+            {
+                let Some(metric::Data::Sum(sum)) = &m.data else {
+                    continue;
+                };
+                for p in &sum.data_points {
+                    let value = match p.value {
+                        Some(number_data_point::Value::AsInt(v)) => v as f64,
+                        Some(number_data_point::Value::AsDouble(v)) => v,
+                        None => 0.0,
+                    };
+                    let key = (p.start_time_unix_nano, format!("{:?}", p.attributes));
+                    let largest = streams.entry(key).or_default();
+                    *largest = largest.max(value);
+                }
+            }
+        }
+    }
+    streams.values().sum()
+}
+
+/// What the exporter's rows carry of survey's metrics: every metric of the
+/// schema, in the table of its kind, with its unit and bounds, and the
+/// request outcome on the request counter only.
+fn check_exporter_rows(batches: &[exporter_rows::Batch]) {
+    let mut seen = BTreeMap::new();
+    for batch in batches {
+        for row in &batch.rows {
+            let name = row["MetricName"].as_str().unwrap();
+            let spec = schema::metric(name).unwrap_or_else(|| panic!("{name}"));
+            let table = match spec.kind {
+                MetricKind::Counter => "otel_metrics_sum",
+                MetricKind::Gauge => "otel_metrics_gauge",
+                MetricKind::Histogram => "otel_metrics_histogram",
+            };
+            assert_eq!(batch.table, table, "{name}");
+            assert_eq!(row["MetricUnit"], spec.unit, "{name}");
+            let outcome = &row["Attributes"]["mesh_llm.request_outcome"];
+            if spec.name == schema::INFERENCE_REQUESTS_TOTAL {
+                let outcome = outcome.as_str().unwrap();
+                assert!(
+                    RequestOutcome::ALL.iter().any(|o| o.as_str() == outcome),
+                    "{outcome}"
+                );
+                assert_eq!(row["IsMonotonic"], true);
+                assert_eq!(row["AggregationTemporality"], 2);
+            } else {
+                assert!(outcome.is_null(), "{name}: {row}");
+            }
+            if spec.kind == MetricKind::Histogram {
+                let bounds: Vec<f64> =
+                    serde_json::from_value(row["ExplicitBounds"].clone()).unwrap();
+                assert_eq!(bounds, spec.boundaries, "{name}");
+                let counts: Vec<u64> = serde_json::from_value(row["BucketCounts"].clone()).unwrap();
+                assert_eq!(counts.len(), bounds.len() + 1, "{name}");
+                assert_eq!(
+                    counts.iter().sum::<u64>(),
+                    row["Count"].as_u64().unwrap(),
+                    "{name}"
+                );
+            }
+            *seen.entry(name.to_string()).or_insert(0) += 1;
+        }
+    }
+    let names: Vec<&str> = seen.keys().map(String::as_str).collect();
+    let mut expected: Vec<&str> = METRICS.iter().map(|m| m.name).collect();
+    expected.sort();
+    assert_eq!(names, expected, "metrics among the exporter's rows");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -431,6 +628,20 @@ async fn clickhouse_answers_equal_the_collector_s() {
         .map(|r| r.decoded.expect("every export decodes"))
         .collect();
     receiver.stop();
+    // The requests each node served, as its exports count them (the twin
+    // repeats the first node's, the restart the second's).
+    let mut by_node: BTreeMap<String, Vec<&ExportMetricsServiceRequest>> = BTreeMap::new();
+    for request in &captured {
+        by_node
+            .entry(instance_id(request))
+            .or_default()
+            .push(request);
+    }
+    let served: Vec<f64> = by_node.values().map(|r| requests_counted(r)).collect();
+    let truth: usize = launches.iter().map(|l: &Launch| l.requests.len()).sum();
+    assert_eq!(served.iter().sum::<f64>(), truth as f64);
+    assert!(truth > 50, "{truth} requests served");
+    let repeated = served[0] + served[1];
     let sends = replayed(captured);
     // The export with the most points, as the template of dishonest ones
     // (its start n days back, its time today).
@@ -477,11 +688,14 @@ async fn clickhouse_answers_equal_the_collector_s() {
     server.shutdown().await;
 
     // Into ClickHouse, as the exporter writes them.
+    let honest_batches: Vec<exporter_rows::Batch> =
+        sends.iter().flat_map(exporter_rows::batches).collect();
+    check_exporter_rows(&honest_batches);
     let batches_path = dir.join("batches.jsonl");
-    let lines: Vec<String> = sends
+    let lines: Vec<String> = honest_batches
         .iter()
-        .chain(&lies)
-        .flat_map(exporter_rows::batches)
+        .cloned()
+        .chain(lies.iter().flat_map(exporter_rows::batches))
         .map(|b| b.to_line())
         .collect();
     std::fs::write(&batches_path, lines.join("\n")).unwrap();
@@ -491,24 +705,29 @@ async fn clickhouse_answers_equal_the_collector_s() {
         .unwrap()
         .as_secs()
         / 86_400) as i64;
-    // (since, until, min_launches, min_nodes)
+    // Requests a fastest row needs, in windows that give none.
+    const MIN_REQUESTS: u64 = 3;
+    // (since, until, min_launches, min_nodes, min_requests)
     let windows = [
-        (None, None, 0, 1),
-        (Some(today - 6), Some(today - 2), 0, 1),
-        (Some(today - 4), None, 3, 1),
-        (None, Some(today - 3), 0, 1),
-        (Some(today), None, 0, 1),
-        (None, None, 0, 3),
+        (None, None, 0, 1, Some(0)),
+        (Some(today - 6), Some(today - 2), 0, 1, None),
+        (Some(today - 4), None, 3, 1, Some(6)),
+        (None, Some(today - 3), 0, 1, Some(0)),
+        (Some(today), None, 0, 1, None),
+        (None, None, 0, 3, Some(2)),
     ];
     let mut command = Command::new(&python);
     command
         .arg(workspace().join("deploy/clickhouse/report.py"))
         .arg("--batches")
-        .arg(&batches_path);
-    for (since, until, min_launches, min_nodes) in windows {
+        .arg(&batches_path)
+        .arg(format!("--min-requests={MIN_REQUESTS}"))
+        .arg("--streams");
+    for (since, until, min_launches, min_nodes, min_requests) in windows {
         let date = |d: Option<i64>| d.map(|d| Day(d).to_date()).unwrap_or_default();
+        let min_requests = min_requests.map(|n| format!(":{n}")).unwrap_or_default();
         command.arg(format!(
-            "--window={}:{}:{min_launches}:{min_nodes}",
+            "--window={}:{}:{min_launches}:{min_nodes}{min_requests}",
             date(since),
             date(until)
         ));
@@ -519,27 +738,44 @@ async fn clickhouse_answers_equal_the_collector_s() {
         "report.py failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let clickhouse: Vec<Json> = String::from_utf8(output.stdout)
+    let mut clickhouse: Vec<Json> = String::from_utf8(output.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    let counted = clickhouse.pop().unwrap();
     assert_eq!(clickhouse.len(), windows.len());
 
     let store = Store::open_read_only(&dir.join("survey.db")).unwrap();
+    let questions: Vec<&str> = QUESTIONS.iter().map(|q| q.key).collect();
     let mut compared_rows = 0;
+    let mut compared_fastest = 0;
     let mut suppressed = 0;
-    for ((since, until, min_launches, min_nodes), ch) in windows.iter().zip(&clickhouse) {
+    let mut left_out = 0;
+    for ((since, until, min_launches, min_nodes, min_requests), ch) in
+        windows.iter().zip(&clickhouse)
+    {
         let options = ReportOptions {
             since: since.map(Day),
             until: until.map(Day),
             min_launches: *min_launches,
+            min_requests: min_requests.unwrap_or(MIN_REQUESTS),
             min_nodes: *min_nodes,
         };
         let report = Report::build(&store, options).unwrap();
         suppressed += report.suppressed();
         let embedded = report.to_json();
-        for key in embedded.as_object().unwrap().keys() {
+        // Every question, on both sides.
+        let keys = |answers: &Json| {
+            let mut keys: Vec<String> = answers.as_object().unwrap().keys().cloned().collect();
+            keys.sort();
+            keys
+        };
+        let mut expected: Vec<String> = questions.iter().map(|k| k.to_string()).collect();
+        expected.sort();
+        assert_eq!(keys(&embedded), expected);
+        assert_eq!(keys(ch), expected);
+        for key in &questions {
             let (e, c) = (&embedded[key], &ch[key]);
             assert!(
                 same(e, c),
@@ -547,40 +783,98 @@ async fn clickhouse_answers_equal_the_collector_s() {
             );
             compared_rows += e.as_array().unwrap().len();
         }
+        compared_fastest += embedded["fastest"].as_array().unwrap().len();
+        if options.min_requests > 0 {
+            let all = Report::build(
+                &store,
+                ReportOptions {
+                    min_requests: 0,
+                    ..options
+                },
+            )
+            .unwrap();
+            left_out += all.answer("fastest").unwrap().rows.len()
+                - report.answer("fastest").unwrap().rows.len();
+        }
     }
     // The comparison had something to compare, and the twin and the
-    // restart counted: two nodes' 10 launches each count twice.
-    assert!(compared_rows > 50, "{compared_rows} rows compared");
+    // restart counted: two nodes' 10 launches each count twice, and their
+    // requests.
+    assert!(compared_rows > 100, "{compared_rows} rows compared");
+    assert!(
+        compared_fastest > 30,
+        "{compared_fastest} fastest rows compared"
+    );
     assert!(suppressed > 0, "no window suppressed a row");
+    assert!(
+        left_out > 0,
+        "no window left a fastest row out for its requests"
+    );
     let all = Report::build(&store, ReportOptions::default())
         .unwrap()
         .to_json();
-    let counted: i64 = all["most_launched"]
-        .as_array()
+    let total = |key: &str, column: &str| -> i64 {
+        all[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[column].as_i64().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        total("most_launched", "launches"),
+        launches.len() as i64 + 2 * fleet.launches as i64
+    );
+    assert_eq!(total("fastest", "requests") as f64, truth as f64 + repeated);
+
+    // The views hold the streams survey-collector stored, no more, no
+    // fewer: of every node (the dishonest ones' refused points in none),
+    // of every metric they roll up.
+    let stored: Vec<Json> = store
+        .connection()
+        .prepare(
+            "SELECT Node, MetricName, count(*) FROM streams
+             WHERE Kind IN ('sum', 'histogram') OR MetricName = ?1
+             GROUP BY Node, MetricName ORDER BY Node, MetricName",
+        )
         .unwrap()
+        .query_map([schema::MODEL_CONTEXT_LENGTH], |r| {
+            Ok(serde_json::json!([
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?
+            ]))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let counted = counted["streams"].as_array().unwrap();
+    let only_in = |a: &[Json], b: &[Json]| -> Vec<Json> {
+        a.iter().filter(|s| !b.contains(s)).cloned().collect()
+    };
+    assert!(
+        counted == &stored,
+        "[node, metric, streams]\nonly in ClickHouse's views: {:?}\nonly in survey-collector: {:?}",
+        only_in(counted, &stored),
+        only_in(&stored, counted)
+    );
+    let dishonest_streams = stored
         .iter()
-        .map(|r| r["launches"].as_i64().unwrap())
-        .sum();
-    assert_eq!(counted, launches.len() as i64 + 2 * fleet.launches as i64);
+        .filter(|s| s[0].as_str().unwrap().starts_with("d1540e57-"))
+        .count();
+    assert!(
+        dishonest_streams > 0,
+        "no dishonest export kept an honest point"
+    );
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn the_kinds_and_units_in_sql_are_survey_s() {
-    let query = survey::schema::METRICS
-        .iter()
-        .map(|m| {
-            format!(
-                "SELECT '{0}', survey_kind('{0}'), survey_unit('{0}')",
-                m.name
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" UNION ALL ");
+/// The rows of `sql` run on schema.sql in chdb, as JSON objects.
+fn chdb_rows(sql: &str) -> Vec<Json> {
     let script = format!(
         "import sys; sys.path.insert(0, {dir:?}); import report; \
-         print(report.session().query(\"{query} FORMAT TSV\").bytes().decode())",
+         sys.stdout.write(report.session().query({sql:?}, 'JSONEachRow').bytes().decode())",
         dir = workspace().join("deploy/clickhouse").to_str().unwrap()
     );
     let output = Command::new(chdb_python())
@@ -593,18 +887,340 @@ fn the_kinds_and_units_in_sql_are_survey_s() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let said = String::from_utf8(output.stdout).unwrap();
-    let mut rows: Vec<&str> = said.lines().filter(|l| !l.is_empty()).collect();
-    rows.sort();
-    let mut expected: Vec<String> = survey::schema::METRICS
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The values of `key`'s closed enum; `None` for a key whose values come
+/// from a sanitizer, or are numbers or flags.
+fn enum_values(key: AttributeKey) -> Option<Vec<&'static str>> {
+    let values: Vec<&'static str> = match key {
+        AttributeKey::LaunchKind => LaunchKind::ALL.iter().map(|v| v.as_str()).collect(),
+        AttributeKey::ContextBucket => ContextBucket::ALL.iter().map(|v| v.as_str()).collect(),
+        AttributeKey::FailureReason => FailureKind::ALL.iter().map(|v| v.as_str()).collect(),
+        AttributeKey::RequestOutcome => RequestOutcome::ALL.iter().map(|v| v.as_str()).collect(),
+        AttributeKey::Model
+        | AttributeKey::Architecture
+        | AttributeKey::Quantization
+        | AttributeKey::GpuName
+        | AttributeKey::GpuStableId
+        | AttributeKey::BackendDevice
+        | AttributeKey::GpuCount
+        | AttributeKey::IsSoc
+        | AttributeKey::Backend
+        | AttributeKey::ServiceVersion => return None,
+    };
+    // Exactly what the schema accepts under the key.
+    for value in &values {
+        assert!(
+            key.accepts(schema::ReceivedValue::Str(value)),
+            "{key} = {value}"
+        );
+    }
+    assert!(
+        !key.accepts(schema::ReceivedValue::Str("not_a_value")),
+        "{key}"
+    );
+    Some(values)
+}
+
+fn kind_name(kind: MetricKind) -> &'static str {
+    match kind {
+        MetricKind::Counter => "counter",
+        MetricKind::Gauge => "gauge",
+        MetricKind::Histogram => "histogram",
+    }
+}
+
+/// The keys survey puts on `metric`'s points, and those always there, in
+/// schema order.
+fn keys_of(metric: &schema::MetricSpec) -> (Vec<&'static str>, Vec<&'static str>) {
+    let keys = MetricKeys::of_metric(metric);
+    let pick = |f: &dyn Fn(AttributeKey) -> bool| {
+        AttributeKey::ALL
+            .iter()
+            .filter(|k| f(**k))
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+    };
+    (pick(&|k| keys.allows(k)), pick(&|k| keys.requires(k)))
+}
+
+fn strings(value: &Json) -> Vec<&str> {
+    value
+        .as_array()
+        .unwrap()
         .iter()
-        .map(|m| {
-            let kind = format!("{:?}", m.kind).to_lowercase();
-            format!("{}\t{kind}\t{}", m.name, m.unit)
-        })
+        .map(|v| v.as_str().unwrap())
+        .collect()
+}
+
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
+}
+
+/// schema.sql's functions list survey's schema exactly: each metric with
+/// its kind, unit, bucket bounds and attribute keys (those its points may
+/// carry and those they always carry, as survey-collector admits them),
+/// nothing else; each attribute key with the values of its closed enum.
+#[test]
+fn the_sql_lists_survey_s_schema_exactly() {
+    let rows = chdb_rows(
+        "SELECT m.1 AS name, m.2 AS kind, m.3 AS unit, m.4 AS bounds,
+                survey_kind(m.1) AS survey_kind, survey_unit(m.1) AS survey_unit,
+                survey_bounds(m.1) AS survey_bounds,
+                survey_allowed_keys(m.1) AS allowed, survey_required_keys(m.1) AS required
+         FROM (SELECT arrayJoin(survey_metrics()) AS m)
+         UNION ALL
+         SELECT 'mesh_llm_other', '', '', [], survey_kind('mesh_llm_other'),
+                survey_unit('mesh_llm_other'), survey_bounds('mesh_llm_other'),
+                survey_allowed_keys('mesh_llm_other'), survey_required_keys('mesh_llm_other')",
+    );
+    let mut listed = BTreeMap::new();
+    for row in &rows {
+        let name = row["name"].as_str().unwrap();
+        assert!(listed.insert(name, row).is_none(), "{name} twice");
+        // The functions the views use read the list.
+        for (function, field) in [
+            ("survey_kind", "kind"),
+            ("survey_unit", "unit"),
+            ("survey_bounds", "bounds"),
+        ] {
+            assert_eq!(row[function], row[field], "{name}");
+        }
+    }
+    let other = listed.remove("mesh_llm_other").unwrap();
+    assert_eq!(
+        (
+            &other["survey_kind"],
+            &other["survey_bounds"],
+            &other["allowed"]
+        ),
+        (&Json::from(""), &Json::Array(vec![]), &Json::Array(vec![]))
+    );
+    assert_eq!(
+        listed.keys().copied().collect::<Vec<_>>(),
+        sorted(METRICS.iter().map(|m| m.name).collect())
+    );
+    for metric in METRICS {
+        let row = listed[metric.name];
+        let name = metric.name;
+        assert_eq!(row["kind"], kind_name(metric.kind), "{name}");
+        assert_eq!(row["unit"], metric.unit, "{name}");
+        let bounds: Vec<f64> = serde_json::from_value(row["bounds"].clone()).unwrap();
+        assert_eq!(bounds, metric.boundaries, "{name}");
+        let (allowed, required) = keys_of(metric);
+        assert_eq!(sorted(strings(&row["allowed"])), sorted(allowed), "{name}");
+        assert_eq!(
+            sorted(strings(&row["required"])),
+            sorted(required),
+            "{name}"
+        );
+    }
+
+    let attributes = chdb_rows(
+        "SELECT a.1 AS key, a.2 AS values FROM (SELECT arrayJoin(survey_attributes()) AS a)",
+    );
+    let keys: Vec<&str> = attributes
+        .iter()
+        .map(|a| a["key"].as_str().unwrap())
         .collect();
-    expected.sort();
-    assert_eq!(rows, expected);
+    let expected: Vec<&str> = AttributeKey::ALL.iter().map(|k| k.as_str()).collect();
+    assert_eq!(keys, expected);
+    for (key, row) in AttributeKey::ALL.iter().zip(&attributes) {
+        let values = strings(&row["values"]);
+        assert_eq!(values, enum_values(*key).unwrap_or_default(), "{key}");
+    }
+}
+
+/// The filter list of the Collector config, each condition on one line.
+fn config_conditions(config: &str) -> Vec<String> {
+    let filter = &config[config.find("\n  filter/survey_drop:").unwrap()..];
+    let list = &filter[filter.find("metric_conditions:").unwrap()..];
+    let mut items: Vec<String> = Vec::new();
+    for line in list.lines().skip(1) {
+        let indent = line.len() - line.trim_start().len();
+        let text = line.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        if indent <= 4 {
+            break;
+        }
+        if let Some(item) = line.strip_prefix("      - ") {
+            let item = item.trim();
+            let item = item.strip_prefix(">-").unwrap_or(item);
+            let item = item.trim_matches('\'');
+            items.push(item.to_string());
+        } else {
+            let last = items.last_mut().expect("a condition's continuation");
+            last.push(' ');
+            last.push_str(text);
+        }
+    }
+    items
+        .into_iter()
+        .map(|i| i.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// Every string in `text` after `prefix` up to the next `"`.
+fn quoted_after<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+    text.match_indices(prefix)
+        .map(|(i, _)| {
+            let rest = &text[i + prefix.len()..];
+            &rest[..rest.find('"').unwrap()]
+        })
+        .collect()
+}
+
+/// The Collector config's lists are survey's schema exactly: its metrics
+/// with their data types and units; the attribute keys, which of them each
+/// metric may carry and which it always carries; the values of the closed
+/// enums; the resource keys.
+#[test]
+fn the_collector_config_lists_survey_s_schema_exactly() {
+    let config = std::fs::read_to_string(workspace().join("deploy/otelcol/config.yaml")).unwrap();
+
+    // Attribute and resource keys, in the marking processor.
+    let keep = |cache: &str| {
+        let from = config.find(&format!("keep_keys({cache}, [")).unwrap();
+        let list = &config[from..from + config[from..].find("])").unwrap()];
+        list.split('"').skip(1).step_by(2).collect::<Vec<_>>()
+    };
+    let expected: Vec<&str> = AttributeKey::ALL.iter().map(|k| k.as_str()).collect();
+    assert_eq!(keep("datapoint.cache"), expected);
+    let expected: Vec<&str> = ResourceKey::ALL.iter().map(|k| k.as_str()).collect();
+    assert_eq!(keep("resource.cache"), expected);
+
+    let conditions = config_conditions(&config);
+    assert!(conditions.len() > 15, "{conditions:#?}");
+    let mut metrics = Vec::new();
+    let mut never: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut only_on: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut always: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut values: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for c in &conditions {
+        let keys = quoted_after(c, "datapoint.attributes[\"");
+        let names = quoted_after(c, "metric.name == \"");
+        if c.starts_with("not (") && c.contains("metric.unit == ") {
+            // One entry per metric: name, unit, type.
+            for entry in c.split("(metric.name == ").skip(1) {
+                let name = &entry[1..entry[1..].find('"').unwrap() + 1];
+                let unit = quoted_after(entry, "metric.unit == \"")[0];
+                let kind = if entry.contains("METRIC_DATA_TYPE_SUM and metric.is_monotonic == true")
+                {
+                    "counter"
+                } else if entry.contains("METRIC_DATA_TYPE_GAUGE") {
+                    "gauge"
+                } else if entry.contains("METRIC_DATA_TYPE_HISTOGRAM") {
+                    "histogram"
+                } else {
+                    panic!("no data type in {entry}")
+                };
+                metrics.push((name, kind, unit));
+            }
+        } else if keys.is_empty() || keys == ["survey.reject"] {
+            // Not about attribute keys or values.
+            assert!(
+                !c.contains("mesh_llm"),
+                "a condition not understood here: {c}"
+            );
+        } else if c.contains("IsMatch(") {
+            let pattern = &c[c.find("\"^(").unwrap() + 3..c.find(")$\"").unwrap()];
+            assert!(
+                values
+                    .insert(keys[0], pattern.split('|').collect())
+                    .is_none()
+            );
+            assert!(keys.iter().all(|k| *k == keys[0]), "{c}");
+            assert!(c.contains(&format!("IsString(datapoint.attributes[\"{}\"])", keys[0])));
+        } else if c.starts_with("metric.name == \"") && c.contains("!= nil") {
+            for key in keys {
+                never.entry(key).or_default().extend(&names);
+            }
+        } else if c.contains("\"] != nil and not (metric.name == ") {
+            assert_eq!(keys.len(), 1, "{c}");
+            assert!(only_on.insert(keys[0], names).is_none(), "{c}");
+        } else if c.contains("\"] == nil and metric.name == ") {
+            assert_eq!(keys.len(), 1, "{c}");
+            always.entry(keys[0]).or_default().extend(names);
+        } else {
+            panic!("a condition not understood here: {c}");
+        }
+    }
+    let expected: Vec<(&str, &str, &str)> = METRICS
+        .iter()
+        .map(|m| (m.name, kind_name(m.kind), m.unit))
+        .collect();
+    assert_eq!(sorted(metrics), sorted(expected));
+
+    // Which keys each metric takes.
+    for metric in METRICS {
+        let (allowed, required) = keys_of(metric);
+        for key in AttributeKey::ALL.iter().map(|k| k.as_str()) {
+            let name = &metric.name;
+            let takes = !never.get(key).is_some_and(|n| n.contains(name))
+                && only_on.get(key).is_none_or(|n| n.contains(name));
+            assert_eq!(takes, allowed.contains(&key), "{key} on {name}");
+            let needs = always.get(key).is_some_and(|n| n.contains(name));
+            assert_eq!(needs, required.contains(&key), "{key} always on {name}");
+        }
+    }
+    // The closed enums' values.
+    let expected: BTreeMap<&str, Vec<&str>> = AttributeKey::ALL
+        .iter()
+        .filter_map(|k| Some((k.as_str(), enum_values(*k)?)))
+        .collect();
+    assert_eq!(values, expected);
+}
+
+/// The ClickHouse queries are survey-collector's questions, one file each,
+/// named like its key, headed by its title; report.py answers them all.
+#[test]
+fn the_queries_are_the_collector_s_questions() {
+    let dir = workspace().join("deploy/clickhouse/queries");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    let expected: Vec<String> =
+        sorted(QUESTIONS.iter().map(|q| format!("{}.sql", q.key)).collect());
+    assert_eq!(files, expected);
+    for question in QUESTIONS {
+        let sql = std::fs::read_to_string(dir.join(format!("{}.sql", question.key))).unwrap();
+        assert_eq!(
+            sql.lines().next(),
+            Some(format!("-- {}", question.title).as_str()),
+            "{}",
+            question.key
+        );
+    }
+    let script = format!(
+        "import json, sys; sys.path.insert(0, {dir:?}); import report; \
+         print(json.dumps(report.QUESTIONS))",
+        dir = workspace().join("deploy/clickhouse").to_str().unwrap()
+    );
+    let output = Command::new(chdb_python())
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answered: Vec<String> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        answered,
+        sorted(QUESTIONS.iter().map(|q| q.key.to_string()).collect())
+    );
 }
 
 #[test]
@@ -623,27 +1239,4 @@ fn the_cluster_schema_is_generated_from_the_single_server_one_and_parses() {
     let said = String::from_utf8_lossy(&output.stdout);
     let parsed: usize = said.split_whitespace().next().unwrap().parse().unwrap();
     assert!(parsed >= 20, "{said}");
-}
-
-#[test]
-fn the_bucket_bounds_in_sql_are_survey_s() {
-    let schema = std::fs::read_to_string(workspace().join("deploy/clickhouse/schema.sql")).unwrap();
-    let function = &schema[schema
-        .find("CREATE FUNCTION IF NOT EXISTS survey_bounds")
-        .unwrap()..];
-    for (metric, bounds) in [
-        (
-            survey::schema::LAUNCH_DURATION_MS,
-            &survey::schema::LAUNCH_DURATION_BOUNDARIES_MS[..],
-        ),
-        (
-            survey::schema::UPTIME_S,
-            &survey::schema::UPTIME_BOUNDARIES_S[..],
-        ),
-    ] {
-        let after = &function[function.find(&format!("'{metric}'")).unwrap()..];
-        let list = &after[after.find('[').unwrap() + 1..after.find(']').unwrap()];
-        let parsed: Vec<f64> = list.split(',').map(|n| n.trim().parse().unwrap()).collect();
-        assert_eq!(parsed, bounds, "{metric}");
-    }
 }
