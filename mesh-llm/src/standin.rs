@@ -42,13 +42,16 @@
 //! - `prompt_tokens` = `prompt_n` = the request body's bytes / 4 (at
 //!   least 1); `cache_n` = 0 (the stand-in caches nothing);
 //! - `completion_tokens` = `predicted_n` = the words answered;
-//! - `predicted_ms` = `predicted_n` x `token_ms`, `prompt_ms` =
-//!   `prompt_n` x `token_ms` / [`PREFILL_SPEEDUP`]: decoding at
-//!   1,000 / `token_ms` tokens/s and prompt processing at 20,000 /
-//!   `token_ms`, whatever the prompt's size. With `token_ms` = 0 the
-//!   timings are computed with [`ZERO_TOKEN_MS`] (4,000 and 80,000
-//!   tokens/s): a phase of tokens never reports 0 ms, which gives no
-//!   speed.
+//! - `predicted_ms` = (`predicted_n` - 1) x `token_ms`: llama-server
+//!   starts its generation clock when the first token is sampled (the
+//!   prompt's pass produced it), so its `predicted_ms` spans the steps
+//!   after the first; `prompt_ms` = `prompt_n` x `token_ms` /
+//!   [`PREFILL_SPEEDUP`]: decoding at 1,000 / `token_ms` tokens/s and
+//!   prompt processing at 20,000 / `token_ms`, whatever the prompt's size.
+//!   With `token_ms` = 0 the timings are computed with [`ZERO_TOKEN_MS`]
+//!   (4,000 and 80,000 tokens/s): a phase of tokens never reports 0 ms,
+//!   which gives no speed. The `*_per_second` fields are llama-server's
+//!   own (`predicted_n` over `predicted_ms`, the first token included).
 //!
 //! The stand-in also takes that time: it waits `prompt_ms` (computed with
 //! the real `token_ms`, so 0 at 0) before its first word, then `token_ms`
@@ -566,7 +569,7 @@ impl Timings {
             token_ms as f64
         };
         let prompt_ms = prompt_n as f64 * per_token / PREFILL_SPEEDUP;
-        let predicted_ms = predicted_n as f64 * per_token;
+        let predicted_ms = predicted_n.saturating_sub(1) as f64 * per_token;
         let per = |ms: f64, n: u64| if n == 0 { 0.0 } else { ms / n as f64 };
         let speed = |ms: f64, n: u64| if ms > 0.0 { 1e3 / ms * n as f64 } else { 0.0 };
         Timings {
@@ -999,20 +1002,21 @@ mod tests {
 
     #[test]
     fn timings_follow_from_the_prompt_and_token_ms_and_never_take_0_ms() {
-        let t = Timings::new(40, 16, 10);
+        // 17 tokens: the clock runs over the 16 steps after the first,
+        // 100 tokens/s; llama-server's own figure counts the first too.
+        let t = Timings::new(40, 17, 10);
         assert_eq!((t.prompt_ms, t.predicted_ms), (20.0, 160.0));
         assert_eq!(
             (t.prompt_per_second, t.predicted_per_second),
-            (2000.0, 100.0)
+            (2000.0, 106.25)
         );
-        assert_eq!((t.cache_n, t.prompt_n, t.predicted_n), (0, 40, 16));
+        assert_eq!((t.cache_n, t.prompt_n, t.predicted_n), (0, 40, 17));
         // At 0 ms a token: 4,000 tokens/s decoding, 80,000 prefill.
-        let t = Timings::new(40, 16, 0);
+        let t = Timings::new(40, 17, 0);
         assert_eq!((t.prompt_ms, t.predicted_ms), (0.5, 4.0));
-        assert_eq!(
-            (t.prompt_per_second, t.predicted_per_second),
-            (80_000.0, 4_000.0)
-        );
+        assert_eq!(t.prompt_per_second, 80_000.0);
+        // One token: no generation step timed.
+        assert_eq!(Timings::new(40, 1, 10).predicted_ms, 0.0);
         assert_eq!(prompt_tokens(3), 1);
         assert_eq!(prompt_tokens(400), 100);
     }

@@ -60,9 +60,10 @@ impl Expected {
             schema::INFERENCE_PREFILL_TOKENS_PER_S,
             timings.prompt_n as f64 * 1000.0 / timings.prompt_ms,
         );
+        // llama-server's clock times the steps after the first token.
         self.add(
             schema::INFERENCE_DECODE_TOKENS_PER_S,
-            timings.predicted_n as f64 * 1000.0 / timings.predicted_ms,
+            (timings.predicted_n - 1) as f64 * 1000.0 / timings.predicted_ms,
         );
     }
 }

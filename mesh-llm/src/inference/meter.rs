@@ -12,7 +12,7 @@
 //! | prompt tokens | `usage.prompt_tokens`, else `timings.cache_n + timings.prompt_n` |
 //! | output tokens | `usage.completion_tokens`, else `timings.predicted_n` |
 //! | prefill speed | `timings.prompt_n` / `timings.prompt_ms` (cached tokens excluded) |
-//! | decode speed | `timings.predicted_n` / `timings.predicted_ms` |
+//! | decode speed | (`timings.predicted_n` - 1) / `timings.predicted_ms`: llama-server starts its generation clock at the first token, which the prompt's pass produced, so `predicted_ms` spans the steps after it; a one-token answer has no decode speed (llama-server's own `predicted_per_second` counts the first token and reads fast on short answers) |
 //! | time to first token | the node's clock, streamed answers only: from the moment the handler has the request (its body read whole) to the first SSE event carrying generated text (a non-empty `delta.content`, `delta.reasoning_content` or `delta.tool_calls` of a chat, `text` of a completion) read from the backend |
 //!
 //! A number the backend does not send stays absent: nothing is invented
@@ -214,10 +214,12 @@ impl Seen {
         }
         let usage = self.usage.unwrap_or_default();
         let timings = self.timings.unwrap_or_default();
-        let prompt = usage
-            .prompt_tokens
-            .count()
-            .or_else(|| Some(timings.cache_n.count()? + timings.prompt_n.count()?));
+        let prompt = usage.prompt_tokens.count().or_else(|| {
+            timings
+                .cache_n
+                .count()?
+                .checked_add(timings.prompt_n.count()?)
+        });
         if let Some(tokens) = prompt {
             inference = inference.prompt_tokens(tokens);
         }
@@ -231,9 +233,13 @@ impl Seen {
         if let (Some(tokens), Some(millis)) = (timings.prompt_n.count(), timings.prompt_ms.0) {
             inference = inference.prefill(Throughput::new(tokens, millis));
         }
-        if let (Some(tokens), Some(millis)) = (timings.predicted_n.count(), timings.predicted_ms.0)
+        if let (Some(generated), Some(millis)) =
+            (timings.predicted_n.count(), timings.predicted_ms.0)
         {
-            inference = inference.decode(Throughput::new(tokens, millis));
+            // The steps `predicted_ms` measured: those after the first
+            // token (none for a one-token answer: no speed).
+            let steps = generated.saturating_sub(1);
+            inference = inference.decode(Throughput::new(steps, millis));
         }
         if let Some(time) = self.first_token {
             inference = inference.time_to_first_token(time);
@@ -604,10 +610,31 @@ mod tests {
                 assert_eq!(inference.prompt_tokens, Some(67), "{include_usage} {size}");
                 assert_eq!(inference.output_tokens, Some(16));
                 assert_eq!(inference.prefill, Some(Throughput::new(47, 23.5)));
-                assert_eq!(inference.decode, Some(Throughput::new(16, 400.0)));
+                assert_eq!(inference.decode, Some(Throughput::new(15, 400.0)));
                 assert!(inference.time_to_first_token.is_some());
             }
         }
+    }
+
+    #[test]
+    fn decode_speed_counts_the_steps_llama_server_timed() {
+        // A one-token answer: llama-server's generation clock timed no
+        // step (its own predicted_per_second reads 200,000 tokens/s).
+        let one = r#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":1},"timings":{"cache_n":0,"prompt_n":9,"prompt_ms":30.0,"predicted_n":1,"predicted_ms":0.005,"predicted_per_second":200000.0}}"#;
+        let (mut meter, records) = new_meter();
+        meter.answer_begins(false);
+        meter.read(one.as_bytes());
+        meter.answer_ended();
+        let inference = only(&records);
+        assert_eq!(inference.output_tokens, Some(1));
+        assert_eq!(inference.decode, Some(Throughput::new(0, 0.005)));
+        // Counts beyond u64 give no prompt size, and no panic.
+        let huge = r#"{"choices":[],"timings":{"cache_n":18446744073709551615,"prompt_n":2}}"#;
+        let (mut meter, records) = new_meter();
+        meter.answer_begins(false);
+        meter.read(huge.as_bytes());
+        meter.answer_ended();
+        assert_eq!(only(&records).prompt_tokens, None);
     }
 
     #[test]
@@ -751,52 +778,5 @@ mod tests {
             br#"{"delta":{"content":"the \"usage\" and \"timings\""}}"#
         ));
         assert!(!names_numbers(br#"{"usage_x":1}"#));
-    }
-}
-
-#[cfg(test)]
-mod cost {
-    use super::*;
-
-    /// Not a test: the meter's own cost per answer (`cargo test --release
-    /// -p mesh-llm --lib cost -- --ignored --nocapture`).
-    #[test]
-    #[ignore]
-    fn cost_per_answer() {
-        let record: Record = Arc::new(|_: &ModelFacts, i| {
-            std::hint::black_box(i);
-        });
-        let model = Arc::new(ModelFacts::new(1u64, "m"));
-        let whole = r#"{"choices":[{"finish_reason":"length","index":0,"message":{"role":"assistant","content":"The stand-in answers every prompt with this same sentence. The stand-in answers every prompt with this"}}],"created":1,"model":"bench","system_fingerprint":"b0-standin-1","object":"chat.completion","usage":{"completion_tokens":16,"prompt_tokens":30,"total_tokens":46},"id":"chatcmpl-standin-1","timings":{"cache_n":0,"prompt_n":30,"prompt_ms":0.375,"prompt_per_token_ms":0.0125,"prompt_per_second":80000.0,"predicted_n":16,"predicted_ms":4.0,"predicted_per_token_ms":0.25,"predicted_per_second":4000.0}}"#;
-        let mut sse = String::new();
-        let head = r#""created":1,"id":"chatcmpl-standin-1","model":"bench","system_fingerprint":"b0-standin-1","object":"chat.completion.chunk""#;
-        sse.push_str(&format!("data: {{\"choices\":[{{\"delta\":{{\"content\":null,\"role\":\"assistant\"}},\"finish_reason\":null,\"index\":0}}],{head}}}\n\n"));
-        for _ in 0..16 {
-            sse.push_str(&format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\" word\"}},\"finish_reason\":null,\"index\":0}}],{head}}}\n\n"));
-        }
-        sse.push_str(&format!("data: {{\"choices\":[{{\"delta\":{{}},\"finish_reason\":\"length\",\"index\":0}}],{head}}}\n\n"));
-        sse.push_str(&format!("data: {{\"choices\":[],{head},\"usage\":{{\"completion_tokens\":16,\"prompt_tokens\":30,\"total_tokens\":46}},\"timings\":{{\"cache_n\":0,\"prompt_n\":30,\"prompt_ms\":0.375,\"predicted_n\":16,\"predicted_ms\":4.0}}}}\n\n"));
-        sse.push_str("data: [DONE]\n\n");
-        for (what, body, events) in [("whole", whole, false), ("streamed", sse.as_str(), true)] {
-            // The best of 10 runs: a shared machine's load only adds.
-            let n = 10_000;
-            let best = (0..10)
-                .map(|_| {
-                    let start = Instant::now();
-                    for _ in 0..n {
-                        let mut meter = Meter::new(model.clone(), record.clone(), Instant::now());
-                        meter.answer_begins(events);
-                        // As llama-server writes: an event a piece.
-                        for piece in body.split_inclusive("\n\n") {
-                            meter.read(piece.as_bytes());
-                        }
-                        meter.answer_ended();
-                    }
-                    start.elapsed() / n
-                })
-                .min()
-                .unwrap();
-            println!("{what}: {best:?} per answer of {} bytes", body.len());
-        }
     }
 }

@@ -1049,7 +1049,7 @@ mod tests {
             assert_eq!(*instance, 7);
             assert_eq!(inference.outcome, RequestOutcome::Ok);
             assert_eq!(inference.prefill, Some(survey::Throughput::new(8, 4.0)));
-            assert_eq!(inference.decode, Some(survey::Throughput::new(2, 20.0)));
+            assert_eq!(inference.decode, Some(survey::Throughput::new(1, 20.0)));
             assert_eq!(inference.output_tokens, Some(2));
             // The stream has no usage: the prompt is cache_n + prompt_n.
             assert_eq!(inference.prompt_tokens, Some(8));
