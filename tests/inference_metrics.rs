@@ -189,3 +189,77 @@ async fn records_of_unloaded_models_and_values_out_of_bounds_are_dropped_and_cou
     assert_eq!(inference_points(&points).len(), 2);
     guard.shutdown();
 }
+
+/// The count of `metric` under the counting rule: each stream's (start
+/// time, attributes) largest value over every request, summed.
+fn counted(requests: &[Request], metric: &str) -> f64 {
+    let mut last: std::collections::HashMap<String, f64> = Default::default();
+    for request in requests {
+        for p in request.points().into_iter().filter(|p| p.metric == metric) {
+            let stream = format!("{} {:?}", p.start, p.attributes);
+            let value = last.entry(stream).or_default();
+            *value = value.max(p.value);
+        }
+    }
+    last.values().sum()
+}
+
+#[tokio::test]
+async fn a_node_serving_all_the_time_still_resets_its_series_and_loses_no_request() {
+    let _serial = serial().await;
+    let receiver = Receiver::start();
+    let guard = start(
+        &receiver.endpoint(),
+        "export_interval_secs = 0.1\nseries_reset_secs = 0.3\nprompt_shape_metrics = true",
+    );
+    let gone = load(&Spec::new(1, "/m/gone.gguf", 4096), Duration::ZERO, None)
+        .await
+        .unwrap();
+    let stays = load(&Spec::new(2, "/m/stays.gguf", 4096), Duration::ZERO, None)
+        .await
+        .unwrap();
+    unload(gone).await.unwrap();
+    // A request ends every millisecond, exports in flight included.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut served = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                survey::record_inference(&stays, answered(None));
+                served += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            served
+        })
+    };
+    wait_until(
+        "a series reset while serving",
+        Duration::from_secs(20),
+        || (guard.status().series_resets >= 1).then_some(()),
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let served = traffic.join().unwrap();
+    assert!(guard.flush(FLUSH), "{}", guard.status());
+    let requests = receiver.requests();
+    // The ended model left the exports; every request counts, once.
+    let latest = requests.last().unwrap().points();
+    assert!(
+        latest
+            .iter()
+            .all(|p| p.attr("mesh_llm.model") != Some("gone")),
+        "{latest:#?}"
+    );
+    assert_eq!(
+        counted(&requests, schema::INFERENCE_REQUESTS_TOTAL),
+        served as f64
+    );
+    assert_eq!(
+        counted(&requests, schema::INFERENCE_DECODE_TOKENS_PER_S),
+        served as f64
+    );
+    let status = guard.status();
+    assert_eq!(status.events_dropped, 0, "{status}");
+    guard.shutdown();
+}

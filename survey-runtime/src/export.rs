@@ -172,20 +172,27 @@ impl SeriesReset {
         self.every.is_some()
     }
 
-    /// After a whole success of `generation` that held every event up to
-    /// `exported_events`: asks the recorder for a reset if one is due.
-    fn after_success(&self, now: Instant, generation: usize, exported_events: u64) {
+    /// Whether a reset is due at `now`: resets are on, series of instances
+    /// no longer loaded are being exported, and the period has passed (or
+    /// too many instances have series).
+    pub(crate) fn due(&self, now: Instant) -> bool {
         let Some(every) = self.every else {
-            return;
+            return false;
         };
         if !self.ended_series.load(Ordering::SeqCst) {
-            return;
+            return false;
         }
         let waited = self
             .last
             .lock()
             .map_or(Duration::ZERO, |last| now.saturating_duration_since(*last));
-        if (waited >= every || self.crowded.load(Ordering::SeqCst))
+        waited >= every || self.crowded.load(Ordering::SeqCst)
+    }
+
+    /// After a whole success of `generation` that held every event up to
+    /// `exported_events`: asks the recorder for a reset if one is due.
+    fn after_success(&self, now: Instant, generation: usize, exported_events: u64) {
+        if self.due(now)
             && let Some(request) = self.request.get()
         {
             request(generation, exported_events);

@@ -151,9 +151,22 @@ impl EventQueue {
         self.napping.store(false, Ordering::SeqCst);
     }
 
-    /// The oldest lifecycle event, else the oldest inference record.
-    pub(crate) fn pop(&self) -> Option<Event> {
-        self.events.pop().or_else(|| self.inference.pop())
+    /// The oldest lifecycle event, else (unless `hold_inference`) the
+    /// oldest inference record.
+    pub(crate) fn pop(&self, hold_inference: bool) -> Option<Event> {
+        self.events
+            .pop()
+            .or_else(|| (!hold_inference).then(|| self.inference.pop()).flatten())
+    }
+
+    /// Inference records waiting.
+    pub(crate) fn inference_waiting(&self) -> usize {
+        self.inference.len()
+    }
+
+    /// Inference records the queue holds at most.
+    pub(crate) fn inference_capacity(&self) -> usize {
+        self.inference.capacity()
     }
 
     pub(crate) fn dropped(&self) -> u64 {
@@ -192,7 +205,7 @@ mod tests {
         }
         assert_eq!(queue.dropped(), 7);
         assert_eq!(queue.len(), 3);
-        let kept: Vec<u64> = std::iter::from_fn(|| queue.pop())
+        let kept: Vec<u64> = std::iter::from_fn(|| queue.pop(false))
             .map(|e| instance(&e))
             .collect();
         assert_eq!(kept, [7, 8, 9]);
@@ -224,8 +237,7 @@ mod tests {
         };
         asleep.recv().unwrap();
         // Wait until it naps: the idle flag is up.
-        while !queue.napping.load(Ordering::SeqCst) || !queue.worker_idle.load(Ordering::SeqCst)
-        {
+        while !queue.napping.load(Ordering::SeqCst) || !queue.worker_idle.load(Ordering::SeqCst) {
             std::thread::yield_now();
         }
         for i in 0..5 {
@@ -253,9 +265,13 @@ mod tests {
         queue.push(started(2));
         assert_eq!(queue.dropped(), 7);
         assert_eq!(queue.len(), 5);
-        let order: Vec<u64> = std::iter::from_fn(|| queue.pop())
+        assert_eq!(queue.pop(true).map(|e| e.instance().as_u64()), Some(1));
+        assert_eq!(queue.pop(true).map(|e| e.instance().as_u64()), Some(2));
+        assert!(queue.pop(true).is_none(), "inference records are held");
+        assert_eq!(queue.inference_waiting(), 3);
+        let order: Vec<u64> = std::iter::from_fn(|| queue.pop(false))
             .map(|e| e.instance().as_u64())
             .collect();
-        assert_eq!(order, [1, 2, 107, 108, 109]);
+        assert_eq!(order, [107, 108, 109]);
     }
 }

@@ -408,12 +408,21 @@ impl Recorder {
         }
     }
 
-    /// Records every queued event; whether any was an inference record.
+    /// Records every queued event, but for inference records while a
+    /// series reset is due; whether requests are being served (inference
+    /// records recorded, or held).
+    ///
+    /// A reset happens only when the successful export before it held
+    /// every event recorded so far; on a busy node requests end all the
+    /// time, so while a reset is due their records wait in their ring
+    /// (at most until it is half full) and go to the new series after it.
     fn record_queued(&mut self) -> bool {
+        let hold = self.pipeline.reset.due(Instant::now())
+            && self.queue.inference_waiting() < self.queue.inference_capacity() / 2;
         let mut recorded = false;
         let mut inference = false;
         let tracking = self.pipeline.reset.enabled();
-        while let Some(event) = self.queue.pop() {
+        while let Some(event) = self.queue.pop(hold) {
             if tracking {
                 self.instances.insert(event.instance());
             }
@@ -435,7 +444,7 @@ impl Recorder {
                 Ordering::SeqCst,
             );
         }
-        inference
+        inference || (hold && self.queue.inference_waiting() > 0)
     }
 
     /// Replaces the meter provider with a new one, so every series starts
