@@ -88,15 +88,7 @@ fn lifecycle(c: &mut Criterion) {
     });
 
     let receiver = survey_otlp_receiver::Receiver::start();
-    let config: survey::TelemetryConfig = toml::from_str(&format!(
-        "enabled = true\nendpoint = \"{}\"\nexport_interval_secs = 3600\nqueue_size = 65536",
-        receiver.endpoint()
-    ))
-    .unwrap();
-    let guard = survey::Setup::new(&config)
-        .hardware(survey::HardwareFacts::cpu_only())
-        .start();
-    assert!(guard.is_enabled());
+    let guard = start(&receiver, false);
     group.bench_function("enabled", |b| {
         b.iter(|| {
             futures::executor::block_on(async {
@@ -129,9 +121,9 @@ fn bare_record(spec: &Spec, inference: survey::Inference) {
     black_box((spec.slot, inference));
 }
 
-/// Starts survey exporting to `receiver` once an hour, with the switch set
-/// as given, and the bench's model loaded.
-fn started(receiver: &survey_otlp_receiver::Receiver, prompt_shape: bool) -> survey::SurveyGuard {
+/// Starts survey exporting to `receiver` once an hour, with
+/// `prompt_shape_metrics` as given.
+fn start(receiver: &survey_otlp_receiver::Receiver, prompt_shape: bool) -> survey::SurveyGuard {
     let config: survey::TelemetryConfig = toml::from_str(&format!(
         "enabled = true\nendpoint = \"{}\"\nexport_interval_secs = 3600\nqueue_size = 65536\n\
          prompt_shape_metrics = {prompt_shape}",
@@ -142,6 +134,12 @@ fn started(receiver: &survey_otlp_receiver::Receiver, prompt_shape: bool) -> sur
         .hardware(survey::HardwareFacts::cpu_only())
         .start();
     assert!(guard.is_enabled());
+    guard
+}
+
+/// [`start`], with the bench's model loaded.
+fn started(receiver: &survey_otlp_receiver::Receiver, prompt_shape: bool) -> survey::SurveyGuard {
+    let guard = start(receiver, prompt_shape);
     futures::executor::block_on(launch(&Spec { slot: 1 })).unwrap();
     guard
 }

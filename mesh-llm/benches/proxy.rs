@@ -16,7 +16,12 @@
 //! kept-alive connection (as every request of the bench).
 //!
 //! Each node there is a real `mesh-llm serve` with one stand-in backend,
-//! started, measured and stopped before the next starts.
+//! started, measured and stopped before the next starts. Then each
+//! collector state again, paired with a node with survey off (both
+//! running, rounds of requests to each in turn, as below), for a machine
+//! whose speed drifts during the run: the median of the rounds' ratios,
+//! and the CPU time each node process spent per request (its exports
+//! included).
 //!
 //! `inference/*`: the opt-in inference metrics (`prompt_shape_metrics`),
 //! on against off: two nodes, both running through this part, both
@@ -161,6 +166,21 @@ fn proxy(c: &mut Criterion) {
         let _ = node.terminate();
     }
     group.finish();
+    if wanted("proxy/paired") {
+        let (off, _off_dir) = start_node("survey_off", &receiver, blackholed);
+        let off_url = format!("http://{}/v1/chat/completions", off.http);
+        let mut paired = Vec::new();
+        for mode in &MODES[1..] {
+            let (node, _dir) = start_node(mode, &receiver, blackholed);
+            std::thread::sleep(Duration::from_secs(3));
+            let url = format!("http://{}/v1/chat/completions", node.http);
+            let nodes = [(off_url.as_str(), off.pid()), (url.as_str(), node.pid())];
+            paired.push((*mode, pair(&client, nodes, WHOLE)));
+            let _ = node.terminate();
+        }
+        let _ = off.terminate();
+        *PAIRED_STATES.lock().unwrap() = paired;
+    }
 
     if !wanted("inference/") {
         return;
@@ -216,6 +236,24 @@ struct Paired {
 }
 
 static PAIRED: std::sync::Mutex<Vec<(&str, Paired)>> = std::sync::Mutex::new(Vec::new());
+
+/// The paired measurement of each collector state against survey off.
+static PAIRED_STATES: std::sync::Mutex<Vec<(&str, Paired)>> = std::sync::Mutex::new(Vec::new());
+
+/// One line of a paired measurement.
+fn paired_line(what: &str, p: &Paired) -> String {
+    format!(
+        "  {what:<20} off {:>6.0} us   on {:>6.0} us   on/off x{:.3} (quartiles x{:.3} to x{:.3})   node CPU per request: off {:.0} us, on {:.0} us (x{:.3})",
+        p.off_us,
+        p.on_us,
+        p.ratio,
+        p.ratio_q1,
+        p.ratio_q3,
+        p.off_cpu_us,
+        p.on_cpu_us,
+        p.on_cpu_us / p.off_cpu_us
+    )
+}
 
 /// CPU time the process `pid` has run, all its threads together, in
 /// nanoseconds (`/proc/PID/task/*/schedstat`).
@@ -311,6 +349,15 @@ fn report_ratios() {
             }
         }
     }
+    let states = PAIRED_STATES.lock().unwrap();
+    if !states.is_empty() {
+        println!(
+            "paired with survey off (\"on\": the collector state): {ROUNDS} rounds of {PER_ROUND} requests to each node in turn, the median round:"
+        );
+        for (mode, p) in states.iter() {
+            println!("{}", paired_line(mode, p));
+        }
+    }
     if !wanted("inference/") {
         return;
     }
@@ -339,17 +386,7 @@ fn report_ratios() {
         "paired: {ROUNDS} rounds of {PER_ROUND} requests to each node in turn, the median round:"
     );
     for (kind, p) in PAIRED.lock().unwrap().iter() {
-        println!(
-            "  {kind:<9} off {:>6.0} us   on {:>6.0} us   on/off x{:.3} (quartiles x{:.3} to x{:.3})   node CPU per request: off {:.0} us, on {:.0} us (x{:.3})",
-            p.off_us,
-            p.on_us,
-            p.ratio,
-            p.ratio_q1,
-            p.ratio_q3,
-            p.off_cpu_us,
-            p.on_cpu_us,
-            p.on_cpu_us / p.off_cpu_us
-        );
+        println!("{}", paired_line(kind, p));
     }
 }
 

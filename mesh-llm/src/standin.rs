@@ -785,7 +785,11 @@ async fn complete(api: Api, flavour: Flavour, body: Bytes, close: CloseAfterAnsw
         }
     };
     if !stream {
-        tokio::time::sleep(prefill + token * count as u32).await;
+        let took = prefill + token * count as u32;
+        // Not even a timer tick at `token_ms` = 0, as streamed answers.
+        if !took.is_zero() {
+            tokio::time::sleep(took).await;
+        }
         let text: String = (0..count).map(&word).collect();
         let choice = match flavour {
             Flavour::Chat => json!({

@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -291,48 +290,6 @@ fn with_the_switch_on_every_answer_counts_and_lands_in_the_buckets_its_timings_i
     assert!(node.status().survey.contains("inference metrics on"));
 }
 
-/// Starts a streamed chat of `words` words for `model` in a thread: a
-/// receiver told when its first bytes arrived, and the thread, which
-/// returns the body read and whether it ended cleanly. With `hang_up`, the
-/// client drops the connection after the first bytes.
-fn stream_in_background(
-    http: SocketAddr,
-    model: &str,
-    words: usize,
-    hang_up: bool,
-) -> (
-    std::sync::mpsc::Receiver<()>,
-    std::thread::JoinHandle<(String, bool)>,
-) {
-    let (first, first_rx) = std::sync::mpsc::channel();
-    let body = chat(model, words as u64, true, true);
-    let reader = std::thread::spawn(move || {
-        let mut response = http_client()
-            .post(format!("http://{http}/v1/chat/completions"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 200);
-        let mut text = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            match response.read(&mut buf) {
-                Ok(0) => return (String::from_utf8_lossy(&text).into_owned(), true),
-                Ok(n) => {
-                    text.extend_from_slice(&buf[..n]);
-                    let _ = first.send(());
-                    if hang_up {
-                        return (String::from_utf8_lossy(&text).into_owned(), false);
-                    }
-                }
-                Err(_) => return (String::from_utf8_lossy(&text).into_owned(), false),
-            }
-        }
-    });
-    (first_rx, reader)
-}
-
 #[test]
 fn each_outcome_is_counted_and_only_answers_in_full_reach_the_histograms() {
     let dir = TestDir::new("inference-outcomes");
@@ -375,7 +332,8 @@ fn each_outcome_is_counted_and_only_answers_in_full_reach_the_histograms() {
         },
     );
     // A stream to another model runs through all of it: 4 s of words.
-    let (steady_began, steady) = stream_in_background(node.http, "steady", 40, false);
+    let (steady_began, steady) =
+        stream_in_background(node.http, chat("steady", 40, true, true), false);
     steady_began
         .recv_timeout(WAIT)
         .expect("the steady stream began");
@@ -390,7 +348,8 @@ fn each_outcome_is_counted_and_only_answers_in_full_reach_the_histograms() {
         assert_eq!(status, 500, "{body}");
     }
     // backend_error: broken off mid-answer, streamed and whole.
-    let (began, breaking) = stream_in_background(node.http, "breaking", 10, false);
+    let (began, breaking) =
+        stream_in_background(node.http, chat("breaking", 10, true, true), false);
     began.recv_timeout(WAIT).expect("the breaking stream began");
     let (body, clean) = breaking.join().unwrap();
     assert!(!clean && !body.contains("[DONE]"), "{body}");
@@ -409,11 +368,11 @@ fn each_outcome_is_counted_and_only_answers_in_full_reach_the_histograms() {
         &completion("silent", 2, false),
     );
     assert_eq!(status, 504);
-    let (_, cut) = stream_in_background(node.http, "silent", 3, false);
+    let (_, cut) = stream_in_background(node.http, chat("silent", 3, true, true), false);
     let (body, clean) = cut.join().unwrap();
     assert!(!clean && !body.contains("[DONE]"), "{body}");
     // client_cancelled: the client hangs up mid-stream.
-    let (began, hung_up) = stream_in_background(node.http, "talker", 300, true);
+    let (began, hung_up) = stream_in_background(node.http, chat("talker", 300, true, true), true);
     began.recv_timeout(WAIT).expect("the talker began");
     hung_up.join().unwrap();
 
@@ -427,7 +386,7 @@ fn each_outcome_is_counted_and_only_answers_in_full_reach_the_histograms() {
     });
 
     // shutdown: a stream in flight is cut when the grace runs out.
-    let (began, last) = stream_in_background(node.http, "talker", 300, false);
+    let (began, last) = stream_in_background(node.http, chat("talker", 300, true, true), false);
     began.recv_timeout(WAIT).expect("the last stream began");
     let (status, _, log) = node.terminate();
     assert!(status.success(), "{log}");

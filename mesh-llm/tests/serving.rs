@@ -325,46 +325,11 @@ fn prompts_and_completions_reach_neither_the_log_nor_the_export() {
     }
 }
 
-/// Starts a streamed chat request of `words` words in a thread; returns
-/// the body read until the stream ended, and whether it ended cleanly.
-fn stream_in_background(
-    http: SocketAddr,
-    model: &str,
-    words: usize,
-) -> (
-    std::sync::mpsc::Receiver<()>,
-    std::thread::JoinHandle<(String, bool)>,
-) {
-    let (first, first_rx) = std::sync::mpsc::channel();
-    let body = format!(
+/// A streamed chat request body of `words` words for `model`.
+fn streamed_chat(model: &str, words: usize) -> String {
+    format!(
         r#"{{"model":"{model}","stream":true,"max_tokens":{words},"messages":[{{"role":"user","content":"hi"}}]}}"#
-    );
-    let reader = std::thread::spawn(move || {
-        let mut response = client()
-            .post(format!("http://{http}/v1/chat/completions"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 200);
-        let mut text = Vec::new();
-        let mut buf = [0u8; 4096];
-        let mut signalled = false;
-        loop {
-            match response.read(&mut buf) {
-                Ok(0) => return (String::from_utf8_lossy(&text).into_owned(), true),
-                Ok(n) => {
-                    text.extend_from_slice(&buf[..n]);
-                    if !signalled {
-                        let _ = first.send(());
-                        signalled = true;
-                    }
-                }
-                Err(_) => return (String::from_utf8_lossy(&text).into_owned(), false),
-            }
-        }
-    });
-    (first_rx, reader)
+    )
 }
 
 /// A node serving `name`, a model whose backend streams a word per 100 ms.
@@ -391,7 +356,8 @@ fn sigterm_lets_a_stream_in_flight_finish_within_the_unload_grace() {
         &["--unload-grace-secs", "5", "--shutdown-timeout-secs", "15"],
     );
     // 15 words at 100 ms: 1.5 s of answer, inside the grace.
-    let (first, reader) = stream_in_background(node.http, "finishes-talking", 15);
+    let (first, reader) =
+        stream_in_background(node.http, streamed_chat("finishes-talking", 15), false);
     first.recv_timeout(WAIT).expect("the stream began");
     let (status, _, log) = node.terminate();
     assert!(status.success(), "{log}");
@@ -415,7 +381,8 @@ fn sigterm_cuts_a_stream_that_outlasts_the_unload_grace_and_keeps_the_bound() {
         &["--unload-grace-secs", "1", "--shutdown-timeout-secs", "6"],
     );
     // 300 words at 100 ms: 30 s of answer, far past the grace.
-    let (first, reader) = stream_in_background(node.http, "cut-off-talker", 300);
+    let (first, reader) =
+        stream_in_background(node.http, streamed_chat("cut-off-talker", 300), false);
     first.recv_timeout(WAIT).expect("the stream began");
     let start = Instant::now();
     let (status, took, log) = node.terminate();

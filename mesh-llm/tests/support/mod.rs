@@ -238,6 +238,51 @@ pub fn post_with(
     (status, content_type, response.text().unwrap())
 }
 
+/// Posts a streamed chat `body` to the node's inference API from a
+/// thread: a receiver told once when the first bytes arrive, and the
+/// thread, which returns the body read and whether it ended cleanly. With
+/// `hang_up`, the client drops the connection after the first bytes.
+pub fn stream_in_background(
+    http: SocketAddr,
+    body: String,
+    hang_up: bool,
+) -> (
+    std::sync::mpsc::Receiver<()>,
+    std::thread::JoinHandle<(String, bool)>,
+) {
+    use std::io::Read;
+    let (first, first_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut response = http_client()
+            .post(format!("http://{http}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let mut text = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut signalled = false;
+        loop {
+            match response.read(&mut buf) {
+                Ok(0) => return (String::from_utf8_lossy(&text).into_owned(), true),
+                Ok(n) => {
+                    text.extend_from_slice(&buf[..n]);
+                    if !signalled {
+                        let _ = first.send(());
+                        signalled = true;
+                    }
+                    if hang_up {
+                        return (String::from_utf8_lossy(&text).into_owned(), false);
+                    }
+                }
+                Err(_) => return (String::from_utf8_lossy(&text).into_owned(), false),
+            }
+        }
+    });
+    (first_rx, reader)
+}
+
 /// The `data:` payloads of an SSE body.
 pub fn sse_events(body: &str) -> Vec<String> {
     body.split("\n\n")
