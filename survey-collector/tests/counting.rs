@@ -45,6 +45,18 @@ async fn send_ok(
     assert_eq!(answer.rejected(), 0, "{:?}", answer.response());
 }
 
+/// An hour, in nanoseconds.
+const HOUR_NS: u64 = 3_600_000_000_000;
+
+/// Now, in nanoseconds since the Unix epoch: for points recent enough to be
+/// inside the retention period.
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
 #[tokio::test]
 async fn first_point_counts() {
     // A lag-delta counts a series' first point as 0; for sparse data that
@@ -72,11 +84,8 @@ async fn a_repeated_cumulative_value_counts_once_and_is_stored_once() {
     let server = collector(&dir).await;
     let node = Node::new(1);
     // Recent times, so the raw points are inside the retention period.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let start = now - 3_600_000_000_000;
+    let now = now_ns();
+    let start = now - HOUR_NS;
     for i in 0..10u64 {
         let time = start + (i + 1) * 15_000_000_000;
         send_ok(
@@ -487,11 +496,8 @@ async fn a_point_from_the_future_does_not_defeat_change_detection() {
     let dir = TempDir::new("future");
     let server = collector(&dir).await;
     let node = Node::new(1);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let hour = 3_600_000_000_000;
+    let now = now_ns();
+    let hour = HOUR_NS;
     let start = now - 2 * hour;
     // A clock 20 hours ahead sent one point; the node's later exports, at
     // real times, repeat an unchanged value.
@@ -836,11 +842,7 @@ async fn inference_retries_and_repeats_count_once() {
     let dir = TempDir::new("inference-retry");
     let server = collector(&dir).await;
     let node = Node::new(1);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let start = now - 3_600_000_000_000;
+    let start = now_ns() - HOUR_NS;
     let first = request(
         &node,
         served("a", (start, start + 15_000_000_000), 2, 1, &[40.0, 40.0]),
