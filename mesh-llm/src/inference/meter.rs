@@ -26,9 +26,14 @@
 //! answer, the event being received (at most [`MAX_EVENT`] bytes; a longer
 //! one is skipped), dropped once dispatched. Until the first token is seen
 //! each event is parsed for it (the generated text is checked for being
-//! non-empty, never copied); after that only events whose bytes name a
-//! `"usage"` or `"timings"` key are parsed. Across events only numbers
-//! are kept: the latest `usage` and `timings` seen. Nothing read is logged.
+//! non-empty, never copied) and for numbers. After it, nothing is parsed
+//! while the answer streams: the last two events are kept (each at most
+//! [`MAX_EVENT`] bytes, the older one dropped as a new one ends), and at
+//! `data: [DONE]` those that name a `"usage"` or `"timings"` key are
+//! parsed: llama-server and other OpenAI-compatible servers send their
+//! numbers on the last one or two events (the `finish_reason` chunk, and
+//! the `include_usage` chunk). Across events only numbers are kept: the
+//! latest `usage` and `timings` seen. Nothing read is logged.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,6 +88,9 @@ struct Seen {
     first_token: Option<Duration>,
     /// Answered in full: `data: [DONE]` seen, or a whole body ended.
     complete: bool,
+    /// After the first token: the data of the last two events, older
+    /// first, read at `[DONE]`.
+    last_events: [Vec<u8>; 2],
 }
 
 impl Meter {
@@ -98,6 +106,7 @@ impl Meter {
                 timings: None,
                 first_token: None,
                 complete: false,
+                last_events: Default::default(),
             },
             recorded: false,
         }
@@ -126,14 +135,14 @@ impl Meter {
                 }
             }
             Reader::Events(scanner) => {
-                // Past the first token, a piece of whole events that names
-                // no number and no `[DONE]` is passed by unread: the
-                // common case (llama-server writes an event a piece).
+                // Past the first token, a piece that is one whole event
+                // (llama-server writes an event a piece) is kept as it is,
+                // without the scanner's line splitting.
                 if seen.first_token.is_some()
                     && scanner.is_between_events()
-                    && bytes.ends_with(b"\n\n")
-                    && !may_matter(bytes)
+                    && let Some(data) = one_event(bytes)
                 {
+                    seen.event(data);
                     return;
                 }
                 scanner.feed(bytes, |event| seen.event(event));
@@ -181,20 +190,34 @@ impl Drop for Meter {
 }
 
 impl Seen {
-    /// One SSE event's data.
+    /// One SSE event's data: before the first token, parsed for it and for
+    /// numbers; after it, kept among the last two, read at `[DONE]`.
     fn event(&mut self, data: &[u8]) {
         if data == b"[DONE]" {
             self.complete = true;
+            for kept in std::mem::take(&mut self.last_events) {
+                if names_numbers(&kept) {
+                    self.parse(&kept);
+                }
+            }
             return;
         }
-        let wants_first = self.first_token.is_none();
-        if !wants_first && !names_numbers(data) {
+        if self.first_token.is_some() {
+            let [older, newer] = &mut self.last_events;
+            std::mem::swap(older, newer);
+            newer.clear();
+            newer.extend_from_slice(data);
             return;
         }
+        self.parse(data);
+    }
+
+    /// Reads an event's JSON: the first token, `usage`, `timings`.
+    fn parse(&mut self, data: &[u8]) {
         let Ok(chunk) = serde_json::from_slice::<Chunk>(data) else {
             return;
         };
-        if wants_first && chunk.choices.iter().any(Choice::generated) {
+        if self.first_token.is_none() && chunk.choices.iter().any(Choice::generated) {
             self.first_token = Some(self.accepted.elapsed());
         }
         if chunk.usage.is_some() {
@@ -255,22 +278,17 @@ impl Seen {
 /// UTF-8 are no JSON: never parsed.
 fn names_numbers(data: &[u8]) -> bool {
     // As text: `str::contains` searches a short needle with SIMD.
-    std::str::from_utf8(data).is_ok_and(names_numbers_in)
+    std::str::from_utf8(data)
+        .is_ok_and(|text| text.contains("\"usage\"") || text.contains("\"timings\""))
 }
 
-fn names_numbers_in(text: &str) -> bool {
-    text.contains("\"usage\"") || text.contains("\"timings\"")
-}
-
-/// Whether a piece of an SSE answer may hold anything read past the first
-/// token: a number, or the `[DONE]` that ends it (generated text that
-/// matches costs a full read).
-fn may_matter(bytes: &[u8]) -> bool {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => text.contains("[DONE]") || names_numbers_in(text),
-        // Not UTF-8 as a whole (a character split across pieces): read.
-        Err(_) => true,
-    }
+/// The data of a piece that is exactly one event of one `data: ` line
+/// (`data: ...` and a blank line, no other line break), at most
+/// [`MAX_EVENT`] bytes; `None` for any other piece, which the scanner
+/// reads.
+fn one_event(piece: &[u8]) -> Option<&[u8]> {
+    let data = piece.strip_prefix(b"data: ")?.strip_suffix(b"\n\n")?;
+    (data.len() <= MAX_EVENT && memchr::memchr(b'\n', data).is_none()).then_some(data)
 }
 
 /// Splits an SSE stream into events' data, whatever the pieces it arrives
