@@ -4,7 +4,6 @@
 //! health, the control API's client).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{StatusCode, header};
@@ -13,7 +12,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 /// Largest request body the control API accepts.
 pub const MAX_BODY: usize = 1 << 20;
@@ -46,131 +45,24 @@ pub async fn serve(
     limits: Limits,
     stop: watch::Receiver<bool>,
 ) {
-    serve_with(listener, app, limits, stop, false).await
+    serve_with(listener, app, limits, stop, |stream, app, stop| {
+        connection(stream, app, stop, std::future::pending())
+    })
+    .await
 }
 
-/// Lets a handler close the connection its request came on once the
-/// answer is written, without saying so in the answer's headers, as
-/// llama-server does after a streamed answer. Found in the request's
-/// extensions of a server started with [`serve_closable`].
-///
-/// The close comes when the client's next bytes arrive, or [`LINGER`]
-/// after the answer's end, whichever is first: a client that writes its
-/// next request to the connection loses it every time, as it does when it
-/// loses the race against llama-server's close (which, on a real machine,
-/// it does only sometimes).
-#[derive(Debug, Clone)]
-pub struct CloseAfterAnswer(Arc<Closing>);
-
-/// How long a connection closed by [`CloseAfterAnswer`] waits for a
-/// client's next bytes before it closes anyway.
-pub const LINGER: Duration = Duration::from_millis(200);
-
-#[derive(Debug, Default)]
-struct Closing {
-    now: Notify,
-    /// Set by [`CloseAfterAnswer::close`]: the connection's shutdown
-    /// lingers.
-    linger: std::sync::atomic::AtomicBool,
-}
-
-impl CloseAfterAnswer {
-    /// Closes the connection once the answer in progress is written (at
-    /// once if it is written already). Call it once the answer's headers
-    /// are out (from its body), or they say `Connection: close`.
-    pub fn close(&self) {
-        self.0
-            .linger
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        self.0.now.notify_one();
-    }
-}
-
-/// A connection whose shutdown lingers once [`CloseAfterAnswer::close`]
-/// asked for it (see there).
-struct Lingering {
-    stream: tokio::net::TcpStream,
-    closing: Arc<Closing>,
-    linger: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl tokio::io::AsyncRead for Lingering {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for Lingering {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        use std::future::Future;
-        if self
-            .closing
-            .linger
-            .load(std::sync::atomic::Ordering::SeqCst)
-        {
-            let linger = self
-                .linger
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(LINGER)));
-            let lingered = linger.as_mut().poll(cx).is_ready();
-            if !lingered && self.stream.poll_read_ready(cx).is_pending() {
-                return std::task::Poll::Pending;
-            }
-        }
-        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
-/// [`serve`], with a [`CloseAfterAnswer`] in every request's extensions.
-pub async fn serve_closable(
-    listener: TcpListener,
-    app: axum::Router,
-    limits: Limits,
-    stop: watch::Receiver<bool>,
-) {
-    serve_with(listener, app, limits, stop, true).await
-}
-
-async fn serve_with(
+/// [`serve`], each accepted connection handed to `connect` (with the app,
+/// its body limit applied, and the stop) to be served.
+pub(crate) async fn serve_with<F, C>(
     listener: TcpListener,
     app: axum::Router,
     limits: Limits,
     mut stop: watch::Receiver<bool>,
-    closable: bool,
-) {
+    connect: F,
+) where
+    F: Fn(tokio::net::TcpStream, axum::Router, watch::Receiver<bool>) -> C,
+    C: std::future::Future<Output = ()> + Send + 'static,
+{
     let app = app.layer(axum::extract::DefaultBodyLimit::max(limits.max_body));
     let mut pause = Duration::from_millis(10);
     let mut connections = tokio::task::JoinSet::new();
@@ -205,31 +97,17 @@ async fn serve_with(
             }
         };
         let _ = stream.set_nodelay(true);
-        let stop = stop.clone();
-        if closable {
-            let closing = Arc::new(Closing::default());
-            let app = app
-                .clone()
-                .layer(axum::Extension(CloseAfterAnswer(closing.clone())));
-            let stream = Lingering {
-                stream,
-                closing: closing.clone(),
-                linger: None,
-            };
-            connections.spawn(connection(stream, app, stop, Some(closing)));
-        } else {
-            connections.spawn(connection(stream, app.clone(), stop, None));
-        }
+        connections.spawn(connect(stream, app.clone(), stop.clone()));
     }
 }
 
-/// Serves one connection until it ends, or the stop (the answer in
-/// progress is finished), or a [`CloseAfterAnswer`].
-async fn connection<I>(
+/// Serves one connection until it ends, or the stop, or `close` (for
+/// both, the answer in progress is finished first).
+pub(crate) async fn connection<I>(
     io: I,
     app: axum::Router,
     mut stop: watch::Receiver<bool>,
-    closing: Option<Arc<Closing>>,
+    close: impl std::future::Future<Output = ()>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -240,12 +118,6 @@ async fn connection<I>(
         .max_buf_size(64 * 1024);
     let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
     tokio::pin!(conn);
-    let close = async {
-        match &closing {
-            Some(closing) => closing.now.notified().await,
-            None => std::future::pending().await,
-        }
-    };
     tokio::select! {
         _ = conn.as_mut() => {}
         _ = stopped(&mut stop) => {

@@ -89,7 +89,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::gguf;
-use crate::http::{self, CloseAfterAnswer};
+use crate::http;
 
 /// GGUF key holding the mode.
 pub const MODE_KEY: &str = "standin.mode";
@@ -370,7 +370,7 @@ async fn run(args: Args, mode: Mode, load: Duration, token: Duration) -> ExitCod
         drain: Duration::ZERO,
     };
     // Closable: a streamed answer closes its connection, as llama-server's do.
-    tokio::spawn(http::serve_closable(listener, app, limits, serving));
+    tokio::spawn(serve_closable(listener, app, limits, serving));
     tokio::spawn(exit_when_orphaned());
 
     match mode {
@@ -967,6 +967,137 @@ async fn exit_when_orphaned() {
             std::process::exit(0);
         }
     }
+}
+
+/// Lets a handler close the connection its request came on once the
+/// answer is written, without saying so in the answer's headers, as
+/// llama-server does after a streamed answer. Found in the request's
+/// extensions of a server started with [`serve_closable`].
+///
+/// The close comes when the client's next bytes arrive, or [`LINGER`]
+/// after the answer's end, whichever is first: a client that writes its
+/// next request to the connection loses it every time, as it does when it
+/// loses the race against llama-server's close (which, on a real machine,
+/// it does only sometimes).
+#[derive(Debug, Clone)]
+pub struct CloseAfterAnswer(Arc<Closing>);
+
+/// How long a connection closed by [`CloseAfterAnswer`] waits for a
+/// client's next bytes before it closes anyway.
+pub const LINGER: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Default)]
+struct Closing {
+    now: tokio::sync::Notify,
+    /// Set by [`CloseAfterAnswer::close`]: the connection's shutdown
+    /// lingers.
+    linger: std::sync::atomic::AtomicBool,
+}
+
+impl CloseAfterAnswer {
+    /// Closes the connection once the answer in progress is written (at
+    /// once if it is written already). Call it once the answer's headers
+    /// are out (from its body), or they say `Connection: close`.
+    pub fn close(&self) {
+        self.0
+            .linger
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.0.now.notify_one();
+    }
+}
+
+/// A connection whose shutdown lingers once [`CloseAfterAnswer::close`]
+/// asked for it (see there).
+struct Lingering {
+    stream: tokio::net::TcpStream,
+    closing: Arc<Closing>,
+    linger: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl tokio::io::AsyncRead for Lingering {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Lingering {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::future::Future;
+        if self
+            .closing
+            .linger
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            let linger = self
+                .linger
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(LINGER)));
+            let lingered = linger.as_mut().poll(cx).is_ready();
+            if !lingered && self.stream.poll_read_ready(cx).is_pending() {
+                return std::task::Poll::Pending;
+            }
+        }
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// [`http::serve`], with a [`CloseAfterAnswer`] in every request's
+/// extensions.
+async fn serve_closable(
+    listener: TcpListener,
+    app: Router,
+    limits: http::Limits,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    http::serve_with(listener, app, limits, stop, |stream, app, stop| {
+        let closing = Arc::new(Closing::default());
+        let app = app.layer(Extension(CloseAfterAnswer(closing.clone())));
+        let stream = Lingering {
+            stream,
+            closing: closing.clone(),
+            linger: None,
+        };
+        http::connection(
+            stream,
+            app,
+            stop,
+            async move { closing.now.notified().await },
+        )
+    })
+    .await
 }
 
 #[cfg(test)]
