@@ -972,7 +972,7 @@ async fn exit_when_orphaned() {
 /// Lets a handler close the connection its request came on once the
 /// answer is written, without saying so in the answer's headers, as
 /// llama-server does after a streamed answer. Found in the request's
-/// extensions of a server started with [`serve_closable`].
+/// extensions of the stand-in's requests.
 ///
 /// The close comes when the client's next bytes arrive, or [`LINGER`]
 /// after the answer's end, whichever is first: a client that writes its
