@@ -263,3 +263,39 @@ async fn a_node_serving_all_the_time_still_resets_its_series_and_loses_no_reques
     assert_eq!(status.events_dropped, 0, "{status}");
     guard.shutdown();
 }
+
+#[tokio::test]
+async fn a_flush_and_the_shutdown_record_requests_held_for_a_due_series_reset() {
+    let _serial = serial().await;
+    let receiver = Receiver::start();
+    // No periodic export: the reset stays due, so requests are held.
+    let guard = start(
+        &receiver.endpoint(),
+        "export_interval_secs = 3600\nseries_reset_secs = 0.2\nprompt_shape_metrics = true",
+    );
+    let gone = load(&Spec::new(1, "/m/gone.gguf", 4096), Duration::ZERO, None)
+        .await
+        .unwrap();
+    let stays = load(&Spec::new(2, "/m/stays.gguf", 4096), Duration::ZERO, None)
+        .await
+        .unwrap();
+    unload(gone).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..5 {
+        survey::record_inference(&stays, answered(None));
+    }
+    assert!(guard.flush(FLUSH), "{}", guard.status());
+    assert_eq!(
+        counted(&receiver.requests(), schema::INFERENCE_REQUESTS_TOTAL),
+        5.0
+    );
+    for _ in 0..3 {
+        survey::record_inference(&stays, answered(None));
+    }
+    let report = guard.shutdown();
+    assert!(report.drained && report.flushed, "{report:?}");
+    assert_eq!(
+        counted(&receiver.requests(), schema::INFERENCE_REQUESTS_TOTAL),
+        8.0
+    );
+}

@@ -303,7 +303,7 @@ struct InstanceAttributes {
 /// a new one with the new instruments).
 #[derive(Default)]
 struct AttributeCache {
-    instances: HashMap<InstanceKey, Arc<InstanceAttributes>>,
+    instances: HashMap<InstanceKey, InstanceAttributes>,
 }
 
 impl AttributeCache {
@@ -311,16 +311,18 @@ impl AttributeCache {
 
     /// The attributes of `facts`' instance; `None` before the hardware
     /// facts are known.
-    fn of(&mut self, shared: &Shared, facts: &Arc<ModelFacts>) -> Option<Arc<InstanceAttributes>> {
+    fn of(&mut self, shared: &Shared, facts: &Arc<ModelFacts>) -> Option<&InstanceAttributes> {
         let key = facts.instance();
-        if let Some(cached) = self.instances.get(&key)
-            && Arc::ptr_eq(&cached.facts, facts)
-        {
-            return Some(cached.clone());
+        let fresh = self
+            .instances
+            .get(&key)
+            .is_some_and(|cached| Arc::ptr_eq(&cached.facts, facts));
+        if fresh {
+            return self.instances.get(&key);
         }
         let device = shared.device(&facts.device)?;
         let version = shared.service_version.as_ref();
-        let built = Arc::new(InstanceAttributes {
+        let built = InstanceAttributes {
             facts: facts.clone(),
             histograms: schema::inference_attributes(facts, &device, None, version).to_key_values(),
             requests: RequestOutcome::ALL
@@ -330,13 +332,22 @@ impl AttributeCache {
                         .to_key_values()
                 })
                 .collect(),
-        });
+        };
         if self.instances.len() >= AttributeCache::CAPACITY {
             self.instances.clear();
         }
-        self.instances.insert(key, built.clone());
-        Some(built)
+        Some(self.instances.entry(key).insert_entry(built).into_mut())
     }
+}
+
+/// Whether [`Recorder::record_queued`] may leave inference records
+/// queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// While a series reset is due (and their ring is less than half full).
+    WhileResetDue,
+    /// Never: a flush or a stop.
+    Nothing,
 }
 
 /// How long the worker naps after recording inference records, gathering
@@ -384,10 +395,11 @@ struct Recorder {
 impl Recorder {
     fn run(mut self, commands: mpsc::Receiver<Command>) {
         loop {
-            let served = self.record_queued();
+            let served = self.record_queued(Hold::WhileResetDue);
             match commands.try_recv() {
+                // A flush and a stop record everything, held records too.
                 Ok(Command::Drain(reply)) => {
-                    self.record_queued();
+                    self.record_queued(Hold::Nothing);
                     let _ = reply.send(());
                 }
                 Ok(Command::ResetSeries {
@@ -395,7 +407,7 @@ impl Recorder {
                     exported_events,
                 }) => self.reset_series(generation, exported_events),
                 Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => {
-                    self.record_queued();
+                    self.record_queued(Hold::Nothing);
                     return;
                 }
                 // Requests are being served: naps, so that inference
@@ -416,8 +428,9 @@ impl Recorder {
     /// every event recorded so far; on a busy node requests end all the
     /// time, so while a reset is due their records wait in their ring
     /// (at most until it is half full) and go to the new series after it.
-    fn record_queued(&mut self) -> bool {
-        let hold = self.pipeline.reset.due(Instant::now())
+    fn record_queued(&mut self, hold: Hold) -> bool {
+        let hold = hold == Hold::WhileResetDue
+            && self.pipeline.reset.due(Instant::now())
             && self.queue.inference_waiting() < self.queue.inference_capacity() / 2;
         let mut recorded = false;
         let mut inference = false;
