@@ -288,6 +288,8 @@ fn names_numbers(data: &[u8]) -> bool {
 /// reads.
 fn one_event(piece: &[u8]) -> Option<&[u8]> {
     let data = piece.strip_prefix(b"data: ")?.strip_suffix(b"\n\n")?;
+    // A line may end in `\r\n`, as the scanner reads it.
+    let data = data.strip_suffix(b"\r").unwrap_or(data);
     (data.len() <= MAX_EVENT && memchr::memchr(b'\n', data).is_none()).then_some(data)
 }
 
@@ -653,6 +655,29 @@ mod tests {
         meter.read(huge.as_bytes());
         meter.answer_ended();
         assert_eq!(only(&records).prompt_tokens, None);
+    }
+
+    #[test]
+    fn past_the_first_token_whole_event_pieces_are_read_at_done_crlf_too() {
+        // Pieces of one event each, one line ending in `\r\n`: the numbers
+        // on the last events count, and `[DONE]` ends the answer.
+        let (mut meter, records) = new_meter();
+        meter.answer_begins(true);
+        for piece in [
+            "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\" there\"}}]}\r\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}\n\n",
+            "data: [DONE]\r\n\n",
+        ] {
+            meter.read(piece.as_bytes());
+        }
+        meter.answer_ended();
+        let inference = only(&records);
+        assert_eq!(inference.outcome, RequestOutcome::Ok);
+        assert_eq!(
+            (inference.prompt_tokens, inference.output_tokens),
+            (Some(5), Some(2))
+        );
     }
 
     #[test]
