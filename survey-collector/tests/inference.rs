@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 use serde_json::{Value as Json, json};
@@ -93,16 +91,6 @@ fn fastest_row(
         "ttft_p90_ms": ttft.map(|t| t.1),
         "nodes": nodes,
     })
-}
-
-fn collector_report(db: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_survey-collector"))
-        .arg("report")
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 const RTX: &str = "NVIDIA GeForce RTX 4090";

@@ -33,16 +33,6 @@ fn close(a: &Json, b: f64) -> bool {
     a.as_f64().is_some_and(|a| (a - b).abs() < 1e-9)
 }
 
-fn collector_report(db: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_survey-collector"))
-        .arg("report")
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_report_answers_every_question_from_real_exports() {
     let dir = TempDir::new("report");

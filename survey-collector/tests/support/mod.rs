@@ -512,3 +512,14 @@ pub async fn raw_status(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> 
         .unwrap_or(0);
     (status, text)
 }
+
+/// Runs `survey-collector report --db DB ARGS...` and waits for it.
+pub fn collector_report(db: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_survey-collector"))
+        .arg("report")
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .unwrap()
+}
