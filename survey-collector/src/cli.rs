@@ -324,8 +324,8 @@ fn report(args: ReportArgs) -> ExitCode {
             );
         }
         for answer in report.answers.iter().filter(|a| a.rows.is_empty()) {
-            if let Some(why) = answer.question.no_data {
-                eprintln!("note: {}: {why}", answer.question.key);
+            if answer.no_source_data {
+                eprintln!("note: {}: {}", answer.question.key, answer.empty_text());
             }
         }
     }

@@ -18,21 +18,15 @@ pub struct Question {
     pub key: &'static str,
     /// The question, as the spec asks it.
     pub title: &'static str,
-    /// Why no row may answer it, said in place of [`NO_DATA`] (and, in
-    /// the JSON and CSV forms, on standard error) when none does.
+    /// Why no row may answer it when the window holds none of the data it
+    /// reads (opt-in data), said in place of [`NO_DATA`] (and, in the JSON
+    /// and CSV forms, on standard error) in that case only.
     pub no_data: Option<&'static str>,
     sql: &'static str,
 }
 
-impl Question {
-    /// What the text forms say when no row answers it.
-    pub fn empty_text(&self) -> &'static str {
-        self.no_data.unwrap_or(NO_DATA)
-    }
-}
-
 /// What the text forms say of a question no row answers, unless the
-/// question says why ([`Question::no_data`]).
+/// window holds none of its opt-in data ([`Question::no_data`]).
 pub const NO_DATA: &str = "No data in this window.";
 
 /// Why no row may answer `fastest`: its data is opt-in.
@@ -208,6 +202,20 @@ pub struct Answer {
     pub rows: Vec<Vec<Json>>,
     /// Rows left out for being backed by fewer than `min_nodes` nodes.
     pub suppressed: u64,
+    /// The window holds none of the opt-in data the question reads: its
+    /// [`Question::no_data`] says why there is no row.
+    pub no_source_data: bool,
+}
+
+impl Answer {
+    /// What the text forms say when no row answers it: why, when the
+    /// window holds none of its opt-in data, else [`NO_DATA`].
+    pub fn empty_text(&self) -> &'static str {
+        self.question
+            .no_data
+            .filter(|_| self.no_source_data)
+            .unwrap_or(NO_DATA)
+    }
 }
 
 impl PartialEq for Question {
@@ -307,9 +315,18 @@ impl Report {
                 row.get(0)
             })
             .map_err(failed("nodes"))?;
+        // The opt-in inference data: any request counted in the window.
+        let inference: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM lifecycle WHERE requests > 0)",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(failed("inference data"))?;
         let mut answers = Vec::with_capacity(QUESTIONS.len());
         for question in QUESTIONS {
             let mut answer = answer(conn, *question, params).map_err(failed(question.key))?;
+            answer.no_source_data = question.no_data.is_some() && !inference;
             answer.suppress(options.min_nodes);
             answers.push(answer);
         }
@@ -389,6 +406,7 @@ fn answer(
         columns,
         rows,
         suppressed: 0,
+        no_source_data: false,
     })
 }
 

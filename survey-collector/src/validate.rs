@@ -4,8 +4,11 @@
 //! only if its metric is one of survey's ([`schema::METRICS`]: the spec's
 //! lifecycle metrics and the opt-in inference metrics) with the schema's
 //! data type, unit and histogram bounds; every attribute key is in the
-//! spec's allowlist, is one survey puts on that metric, and every key
-//! survey always puts there is present ([`MetricKeys`]); every value is one
+//! spec's allowlist and is one survey puts on that metric, and the
+//! inference counter's points carry their request outcome ([`MetricKeys`]:
+//! the one required key, since it splits the counter's streams; a point
+//! without another key survey always sends, such as `gpu_count`, is not
+//! refused for it); every value is one
 //! survey could have exported (the runtime's own checks,
 //! [`AttributeKey::accepts`]); its resource holds only survey's resource
 //! keys, its scope is survey's, and its numbers and times make sense.
@@ -177,8 +180,8 @@ pub enum Rejection {
     /// An instrumentation scope other than survey's.
     Scope,
     /// An attribute key outside the spec's allowlist or one survey never
-    /// puts on that metric, a key given twice, or a key survey always puts
-    /// on that metric missing ([`MetricKeys`]).
+    /// puts on that metric, a key given twice, or the inference counter's
+    /// request outcome missing ([`MetricKeys`]).
     AttributeKey,
     /// An attribute value survey never exports.
     AttributeValue,
@@ -248,7 +251,8 @@ impl Rejections {
 }
 
 /// The attribute keys survey puts on one metric's points: those they may
-/// carry, and those they always carry.
+/// carry, and those a point must carry (only the inference counter's
+/// request outcome, which splits its streams by outcome).
 ///
 /// From the runtime's recorder: every metric about a model may carry the
 /// model's facts, its node's hardware and its context bucket;

@@ -520,7 +520,8 @@ async fn the_html_report_draws_the_data() {
     assert_eq!(uptime.len(), 2, "{uptime:?}");
 
     // Fastest: a bar per combination that answered in full, to its decode
-    // p50, dark to its p10: alpha 125 (105), beta 15 (11); gamma none.
+    // p50, dark to its p10, on a log scale from 1 token/s: alpha 125
+    // (105), beta 15 (11); gamma none.
     let tails = picture.bars(rgb(DECODE_TAIL_COLOR), BAR_HEIGHT as usize);
     let rests = picture.bars(rgb(DECODE_COLOR), BAR_HEIGHT as usize);
     assert_eq!((tails.len(), rests.len()), (2, 2), "{tails:?} {rests:?}");
@@ -530,9 +531,10 @@ async fn the_html_report_draws_the_data() {
     }
     assert!(tails[0].0 < tails[1].0, "alpha above beta");
     let whole = |i: usize| tails[i].2 + rests[i].2;
-    ratio(whole(0), whole(1), 125.0 / 15.0);
-    ratio(tails[0].2, tails[1].2, 105.0 / 11.0);
-    ratio(tails[0].2, whole(0), 105.0 / 125.0);
+    let log = f64::log10;
+    ratio(whole(0), whole(1), log(125.0) / log(15.0));
+    ratio(tails[0].2, tails[1].2, log(105.0) / log(11.0));
+    ratio(tails[0].2, whole(0), log(105.0) / log(125.0));
     // The legend shows both parts.
     for color in [DECODE_TAIL_COLOR, DECODE_COLOR] {
         let swatches = picture

@@ -504,6 +504,17 @@ async fn fastest_answers_exactly_in_its_order_with_its_options() {
     assert_rows(&at_least(9), &[expected[1].clone()]);
     assert_rows(&at_least(10), &[]);
     assert_rows(&at_least(0), &expected);
+    // Rows left out by the minimums are not a lack of inference data.
+    for args in [["--min-requests", "10"], ["--min-nodes", "9"]] {
+        let output = collector_report(&dir.db(), &["--question", "fastest", args[0], args[1]]);
+        assert!(output.status.success());
+        let table = String::from_utf8(output.stdout).unwrap();
+        assert!(table.contains("(No data in this window.)"), "{table}");
+        assert!(!table.contains("prompt_shape_metrics"), "{table}");
+        let output = collector_report(&dir.db(), &["--format", "json", args[0], args[1]]);
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(!stderr.contains("prompt_shape_metrics"), "{stderr}");
+    }
     // --min-launches is not about requests.
     let launches = report(
         &dir,

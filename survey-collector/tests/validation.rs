@@ -621,7 +621,8 @@ fn every_metric_passes_with_the_keys_survey_puts_on_it() {
             validated.rejected
         );
     }
-    // Only the outcome is a key survey always sends.
+    // Only the outcome is a required key (it splits the counter's streams;
+    // other keys survey always sends are allowed, not required).
     let required: Vec<_> = schema::METRICS
         .iter()
         .filter(|m| {

@@ -82,6 +82,7 @@ mod tests {
                 vec![json!("say \"hi\""), json!(0), json!(null), json!({})],
             ],
             suppressed: 0,
+            no_source_data: false,
         };
         let csv = render(&answer);
         let lines: Vec<&str> = csv.split("\r\n").collect();

@@ -153,11 +153,7 @@ pub fn render(report: &Report) -> String {
             _ => String::new(),
         };
         if answer.rows.is_empty() {
-            let _ = writeln!(
-                out,
-                "<p class=\"note\">{}</p>",
-                escape(answer.question.empty_text())
-            );
+            let _ = writeln!(out, "<p class=\"note\">{}</p>", escape(answer.empty_text()));
         } else {
             out.push_str(&chart);
         }
@@ -825,23 +821,26 @@ fn fastest(answer: &Answer) -> String {
             )
         })
         .collect();
-    // Decode speed on a linear scale: the bar runs to the p50, its dark
-    // part to the p10.
-    let max = rows
-        .iter()
-        .filter_map(|r| number(answer.get(r, "decode_tps_p50")))
-        .fold(0.0, f64::max);
-    let (axis, top) = Axis::linear(
-        max,
-        "decode speed of requests answered in full, tokens/s: p10 (dark), p50 (bar's end)",
-        |v| format!("{v}"),
+    // Decode speed on a log scale (a CPU's few tokens a second beside a
+    // datacenter GPU's thousands): the bar runs to the p50, its dark part
+    // to the p10.
+    let (axis, lo, hi) = Axis::log(
+        &[
+            (1.0, "1"),
+            (10.0, "10"),
+            (100.0, "100"),
+            (1_000.0, "1k"),
+            (10_000.0, "10k"),
+        ],
+        "decode speed of requests answered in full, tokens/s: p10 (dark), p50 (bar's end); log scale",
     );
+    let at = |tps: f64| pixels((tps.max(1.0).log10() - lo) / (hi - lo));
     let mut marks = String::new();
     for (i, row) in rows.iter().enumerate() {
         let p50 = number(answer.get(row, "decode_tps_p50"));
         let p10 = number(answer.get(row, "decode_tps_p10"));
-        let whole = p50.map_or(0, |v| pixels(v / top));
-        let tail = p10.map_or(0, |v| pixels(v / top)).min(whole);
+        let whole = p50.map_or(0, at);
+        let tail = p10.map_or(0, at).min(whole);
         marks.push_str(&bar(i, PLOT_LEFT + 1, tail, DECODE_TAIL_COLOR, None));
         marks.push_str(&bar(
             i,
@@ -852,6 +851,10 @@ fn fastest(answer: &Answer) -> String {
         ));
         let text = match (p50, p10) {
             (Some(p50), Some(p10)) => format!("{}, p10 {}", speed(p50), tokens(p10)),
+            // Answered in full by a backend that reports no timings.
+            _ if number(answer.get(row, "ok")).is_some_and(|ok| ok > 0.0) => {
+                "no decode timings reported".to_string()
+            }
             _ => "no request answered in full".to_string(),
         };
         marks.push_str(&bar(i, PLOT_LEFT + 1 + whole, 0, "none", Some(&text)));

@@ -11,7 +11,7 @@ pub fn render(report: &Report) -> String {
     if report.options.min_launches > 0 {
         let _ = write!(
             out,
-            "; rows with at least {} launches",
+            "; launch rows with at least {} launches",
             report.options.min_launches
         );
     }
@@ -93,7 +93,7 @@ fn table(answer: &Answer) -> String {
     out.push_str(&line(&mut answer.columns.iter().map(String::as_str)));
     out.push('\n');
     if cells.is_empty() {
-        let _ = writeln!(out, "({})", answer.question.empty_text());
+        let _ = writeln!(out, "({})", answer.empty_text());
     }
     for row in &cells {
         out.push_str(&line(&mut row.iter().map(String::as_str)));
