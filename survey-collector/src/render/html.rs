@@ -18,6 +18,9 @@ use crate::report::{Answer, Report};
 pub const CHART_WIDTH: u32 = 960;
 /// Left edge of the plot area of bar charts (labels are left of it).
 pub const PLOT_LEFT: u32 = 280;
+/// The longest row label drawn left of the plot (longer ones are cut):
+/// what fits in [`PLOT_LEFT`] at the page's font.
+const LABEL_CHARS: usize = 40;
 /// Width of the plot area of bar charts (value labels go right of it).
 pub const PLOT_WIDTH: u32 = 480;
 /// Height of one bar; rows are [`ROW_HEIGHT`] apart.
@@ -351,7 +354,7 @@ fn bar_chart(labels: &[String], axis: &Axis, legend: &str, marks: &str) -> Strin
             svg,
             "<text x=\"{}\" y=\"{y}\" text-anchor=\"end\">{}</text>",
             PLOT_LEFT - 8,
-            escape(&fit(text, 44))
+            escape(&fit(text, LABEL_CHARS))
         );
     }
     let _ = writeln!(svg, "<g transform=\"translate(0,{top})\">\n{marks}</g>");
@@ -805,8 +808,8 @@ fn tokens(n: f64) -> String {
 
 fn fastest(answer: &Answer) -> String {
     let rows: Vec<&Vec<Json>> = answer.rows.iter().take(MAX_ROWS).collect();
-    // A row's label: model, GPU (or the device of a node without one),
-    // context bucket.
+    // A row's label: model and GPU (or the device of a node without one);
+    // the context bucket goes beside the bar, where no cut hides it.
     let labels: Vec<String> = rows
         .iter()
         .map(|row| {
@@ -815,9 +818,8 @@ fn fastest(answer: &Answer) -> String {
                 gpu => cell("gpu_name", gpu),
             };
             format!(
-                "{} \u{b7} {hardware} \u{b7} {}",
-                cell("model", answer.get(row, "model")),
-                cell("context_bucket", answer.get(row, "context_bucket"))
+                "{} \u{b7} {hardware}",
+                cell("model", answer.get(row, "model"))
             )
         })
         .collect();
@@ -849,6 +851,7 @@ fn fastest(answer: &Answer) -> String {
             DECODE_COLOR,
             None,
         ));
+        let context = cell("context_bucket", answer.get(row, "context_bucket"));
         let text = match (p50, p10) {
             (Some(p50), Some(p10)) => format!("{}, p10 {}", speed(p50), tokens(p10)),
             // Answered in full by a backend that reports no timings.
@@ -857,6 +860,7 @@ fn fastest(answer: &Answer) -> String {
             }
             _ => "no request answered in full".to_string(),
         };
+        let text = format!("{text} \u{b7} context {context}");
         marks.push_str(&bar(i, PLOT_LEFT + 1 + whole, 0, "none", Some(&text)));
     }
     let entries = [
