@@ -331,9 +331,9 @@ fn each_outcome_is_counted_and_only_answers_in_full_reach_the_histograms() {
             ..NodeOptions::default()
         },
     );
-    // A stream to another model runs through all of it: 4 s of words.
+    // A stream to another model runs through all of it: 8 s of words.
     let (steady_began, steady) =
-        stream_in_background(node.http, chat("steady", 40, true, true), false);
+        stream_in_background(node.http, chat("steady", 80, true, true), false);
     steady_began
         .recv_timeout(WAIT)
         .expect("the steady stream began");
@@ -375,6 +375,10 @@ fn each_outcome_is_counted_and_only_answers_in_full_reach_the_histograms() {
     let (began, hung_up) = stream_in_background(node.http, chat("talker", 300, true, true), true);
     began.recv_timeout(WAIT).expect("the talker began");
     hung_up.join().unwrap();
+    assert!(
+        !steady.is_finished(),
+        "the steady stream ran through every outcome above"
+    );
 
     // The concurrent stream ended in full.
     let (body, clean) = steady.join().unwrap();
