@@ -564,14 +564,21 @@ WHERE MetricName = 'mesh_llm_model_context_length'
   AND Day >= {since:Date} AND Day < {until:Date}
 GROUP BY Node, Model, GpuName, ContextBucket;
 
--- The window's bucket counts per metric and dimensions (model, GPU,
--- device, context bucket, failure reason): per stream, the bucket counts
--- at its largest count before the end minus those before the start.
+-- The window's bucket counts per metric and dimensions: model, GPU and
+-- failure reason; for the inference metrics (named mesh_llm_inference_*),
+-- device and context bucket too (NULL for the others, whose questions do
+-- not ask: a longer key costs every report; as survey-collector's
+-- counting.sql). Per stream, the bucket counts at its largest count
+-- before the end minus those before the start.
 CREATE VIEW IF NOT EXISTS survey.histograms ON CLUSTER survey AS
 WITH streams AS (
     SELECT MetricName, StreamKey,
-           any(Model) AS Model, any(GpuName) AS GpuName, any(BackendDevice) AS BackendDevice,
-           any(ContextBucket) AS ContextBucket, any(FailureReason) AS FailureReason,
+           any(Model) AS Model, any(GpuName) AS GpuName,
+           if(startsWith(MetricName, 'mesh_llm_inference_'), any(BackendDevice), NULL)
+               AS BackendDevice,
+           if(startsWith(MetricName, 'mesh_llm_inference_'), any(ContextBucket), NULL)
+               AS ContextBucket,
+           any(FailureReason) AS FailureReason,
            maxIf(LargestCount, Day < {since:Date}) AS StartCount,
            max(LargestCount) AS EndCount,
            argMaxMergeIf(Buckets, Day < {since:Date}) AS StartBuckets,

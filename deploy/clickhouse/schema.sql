@@ -496,8 +496,10 @@ WHERE AggregationTemporality = 2
                      TimeUnix, true)
   -- survey's bucket bounds, counts that add up, and a sum, min and max as
   -- survey-collector accepts them (an absent min or max is stored as 0).
-  -- No bucket above the count: with at most 15 buckets and a count below
-  -- 2^53 their sum cannot wrap around, as arraySum over UInt64 would.
+  -- No bucket above the count: with at most 18 buckets (the decode
+  -- histogram's, the most of survey's bounds) and a count of at most 2^53,
+  -- their sum is at most 18 * 2^53 < 2^64 and cannot wrap around, as
+  -- arraySum over UInt64 otherwise could.
   AND ExplicitBounds = survey_bounds(MetricName)
   AND length(BucketCounts) = length(ExplicitBounds) + 1
   AND Count <= 9007199254740992 AND arrayAll(c -> c <= Count, BucketCounts)
@@ -550,14 +552,21 @@ WHERE MetricName = 'mesh_llm_model_context_length'
   AND Day >= {since:Date} AND Day < {until:Date}
 GROUP BY Node, Model, GpuName, ContextBucket;
 
--- The window's bucket counts per metric and dimensions (model, GPU,
--- device, context bucket, failure reason): per stream, the bucket counts
--- at its largest count before the end minus those before the start.
+-- The window's bucket counts per metric and dimensions: model, GPU and
+-- failure reason; for the inference metrics (named mesh_llm_inference_*),
+-- device and context bucket too (NULL for the others, whose questions do
+-- not ask: a longer key costs every report; as survey-collector's
+-- counting.sql). Per stream, the bucket counts at its largest count
+-- before the end minus those before the start.
 CREATE VIEW IF NOT EXISTS survey.histograms AS
 WITH streams AS (
     SELECT MetricName, StreamKey,
-           any(Model) AS Model, any(GpuName) AS GpuName, any(BackendDevice) AS BackendDevice,
-           any(ContextBucket) AS ContextBucket, any(FailureReason) AS FailureReason,
+           any(Model) AS Model, any(GpuName) AS GpuName,
+           if(startsWith(MetricName, 'mesh_llm_inference_'), any(BackendDevice), NULL)
+               AS BackendDevice,
+           if(startsWith(MetricName, 'mesh_llm_inference_'), any(ContextBucket), NULL)
+               AS ContextBucket,
+           any(FailureReason) AS FailureReason,
            maxIf(LargestCount, Day < {since:Date}) AS StartCount,
            max(LargestCount) AS EndCount,
            argMaxMergeIf(Buckets, Day < {since:Date}) AS StartBuckets,

@@ -49,12 +49,6 @@ pub struct Launch {
 pub struct Request {
     /// `mesh_llm.request_outcome`.
     pub outcome: String,
-    /// Answered as a stream.
-    pub streamed: bool,
-    /// Answered in full: its prompt tokens.
-    pub prompt_tokens: Option<u64>,
-    /// Answered in full: tokens generated.
-    pub output_tokens: Option<u64>,
     /// Answered in full: prompt processing speed, tokens/s, as survey
     /// computes it from the tokens and the time.
     pub prefill_tps: Option<f64>,
@@ -64,7 +58,12 @@ pub struct Request {
     pub ttft_ms: Option<f64>,
 }
 
-/// Tokens per second as survey computes them from a [`Throughput`].
+/// Tokens per second as survey computes them from a [`Throughput`]: this
+/// mirrors survey-runtime's rule (the private `Throughput::per_second` of
+/// survey-runtime/src/inference.rs; its checks for no tokens or no time
+/// are left out, as no draw has either), so that the truth is the very
+/// number survey recorded: the drawn speed, through the time and back,
+/// may be a rounding off it.
 fn per_second(tokens: u64, millis: f64) -> f64 {
     tokens as f64 * 1000.0 / millis
 }
@@ -74,9 +73,6 @@ fn per_second(tokens: u64, millis: f64) -> f64 {
 fn serve(running: &Running, draw: &RequestDraw) -> Request {
     let mut request = Request {
         outcome: draw.outcome.as_str().to_string(),
-        streamed: draw.streamed,
-        prompt_tokens: None,
-        output_tokens: None,
         prefill_tps: None,
         decode_tps: None,
         ttft_ms: None,
@@ -98,8 +94,6 @@ fn serve(running: &Running, draw: &RequestDraw) -> Request {
     }
     survey::record_inference(running, inference);
     if draw.outcome == RequestOutcome::Ok {
-        request.prompt_tokens = Some(prompt);
-        request.output_tokens = Some(output);
         request.prefill_tps = Some(per_second(prompt, prefill_ms));
         request.decode_tps = Some(per_second(output, decode_ms));
         request.ttft_ms = draw.streamed.then(|| first_token.as_nanos() as f64 / 1e6);

@@ -18,20 +18,28 @@
 //! of its own, that survey-collector rejects (another scope, scope
 //! attributes, schema URLs, another unit, exemplars, flags, fractional or
 //! negative values, no start time, a start after the time, a time days
-//! ahead, a counter not monotonic, a gauge sent as a counter; and of the
+//! ahead, a counter not monotonic, a gauge sent as a counter; an attribute
+//! key outside survey's, a failure reason on the launch counter, a launch
+//! kind, context bucket or failure reason survey has none of; and of the
 //! inference metrics: a request outcome survey has none of, a request
 //! without one, an outcome or a launch kind on the inference histograms,
 //! other bounds or another unit on them): ClickHouse must not count them
 //! either.
 //!
-//! The SQL's and the Collector config's lists of metrics, kinds, units,
-//! bounds, attribute keys (per metric) and enum values are checked against
-//! survey's schema, and the query files against survey-collector's
-//! questions.
+//! The SQL's lists (metrics with their kinds, units, bucket bounds and
+//! attribute keys; the closed enums' values) are checked against survey's
+//! schema, through the functions the views call. The Collector config is
+//! read as text, and the lists in it checked likewise: the metrics' names,
+//! units and data types, the attribute and resource keys, the keys each
+//! metric may and must carry, the closed enums' patterns; not what its
+//! OTTL does with them, which nothing here runs. The query files are
+//! checked against survey-collector's questions.
 //!
 //! chdb comes from the Python package registry, pinned in
 //! `deploy/clickhouse/requirements.txt`, in a virtual environment under
 //! `target/` that `deploy/clickhouse/venv.sh` creates on first use.
+
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,7 +51,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
-    Exemplar, Metric, Sum, exemplar, metric, number_data_point,
+    Exemplar, Gauge, Metric, Sum, exemplar, metric, number_data_point,
 };
 use prost::Message;
 use serde_json::Value as Json;
@@ -107,31 +115,61 @@ fn instance_id(request: &ExportMetricsServiceRequest) -> String {
         .expect("every export carries service.instance.id")
 }
 
-/// Applies `f` to every data point's (start, time) of `request`.
-fn retime(request: &mut ExportMetricsServiceRequest, f: impl Fn(&mut u64, &mut u64)) {
-    for sm in request
+/// Applies `f` to every metric of `request`.
+fn each_metric(request: &mut ExportMetricsServiceRequest, mut f: impl FnMut(&mut Metric)) {
+    request
         .resource_metrics
         .iter_mut()
         .flat_map(|rm| rm.scope_metrics.iter_mut())
-    {
-        for metric in &mut sm.metrics {
-            match &mut metric.data {
-                Some(metric::Data::Sum(sum)) => sum
-                    .data_points
-                    .iter_mut()
-                    .for_each(|p| f(&mut p.start_time_unix_nano, &mut p.time_unix_nano)),
-                Some(metric::Data::Gauge(gauge)) => gauge
-                    .data_points
-                    .iter_mut()
-                    .for_each(|p| f(&mut p.start_time_unix_nano, &mut p.time_unix_nano)),
-                Some(metric::Data::Histogram(histogram)) => histogram
-                    .data_points
-                    .iter_mut()
-                    .for_each(|p| f(&mut p.start_time_unix_nano, &mut p.time_unix_nano)),
-                _ => {}
+        .flat_map(|sm| sm.metrics.iter_mut())
+        .for_each(&mut f);
+}
+
+/// The fields every data point of survey's kinds has (sums, gauges and
+/// histograms), to change.
+struct Point<'a> {
+    start: &'a mut u64,
+    time: &'a mut u64,
+    attributes: &'a mut Vec<KeyValue>,
+    exemplars: &'a mut Vec<Exemplar>,
+    flags: &'a mut u32,
+}
+
+/// Applies `f` to every data point of `request`.
+fn each_point(request: &mut ExportMetricsServiceRequest, mut f: impl FnMut(Point<'_>)) {
+    each_metric(request, |m| match &mut m.data {
+        Some(
+            metric::Data::Sum(Sum { data_points, .. })
+            | metric::Data::Gauge(Gauge { data_points, .. }),
+        ) => {
+            for p in data_points {
+                f(Point {
+                    start: &mut p.start_time_unix_nano,
+                    time: &mut p.time_unix_nano,
+                    attributes: &mut p.attributes,
+                    exemplars: &mut p.exemplars,
+                    flags: &mut p.flags,
+                });
             }
         }
-    }
+        Some(metric::Data::Histogram(h)) => {
+            for p in &mut h.data_points {
+                f(Point {
+                    start: &mut p.start_time_unix_nano,
+                    time: &mut p.time_unix_nano,
+                    attributes: &mut p.attributes,
+                    exemplars: &mut p.exemplars,
+                    flags: &mut p.flags,
+                });
+            }
+        }
+        _ => {}
+    });
+}
+
+/// Applies `f` to every data point's (start, time) of `request`.
+fn retime(request: &mut ExportMetricsServiceRequest, f: impl Fn(&mut u64, &mut u64)) {
+    each_point(request, |p| f(p.start, p.time));
 }
 
 fn set_instance_id(request: &mut ExportMetricsServiceRequest, id: &str) {
@@ -197,16 +235,6 @@ fn replayed(captured: Vec<ExportMetricsServiceRequest>) -> Vec<ExportMetricsServ
     all
 }
 
-/// Applies `f` to every metric of `request`.
-fn each_metric(request: &mut ExportMetricsServiceRequest, mut f: impl FnMut(&mut Metric)) {
-    request
-        .resource_metrics
-        .iter_mut()
-        .flat_map(|rm| rm.scope_metrics.iter_mut())
-        .flat_map(|sm| sm.metrics.iter_mut())
-        .for_each(&mut f);
-}
-
 /// Keeps the metrics whose name `keep` takes, alone, so that a change to
 /// them is all the export holds.
 fn only(request: &mut ExportMetricsServiceRequest, keep: impl Fn(&str) -> bool) {
@@ -224,17 +252,16 @@ fn each_attributes(
     request: &mut ExportMetricsServiceRequest,
     mut f: impl FnMut(&mut Vec<KeyValue>),
 ) {
-    each_metric(request, |m| match &mut m.data {
-        Some(metric::Data::Sum(sum)) => sum
-            .data_points
-            .iter_mut()
-            .for_each(|p| f(&mut p.attributes)),
-        Some(metric::Data::Gauge(g)) => g.data_points.iter_mut().for_each(|p| f(&mut p.attributes)),
-        Some(metric::Data::Histogram(h)) => {
-            h.data_points.iter_mut().for_each(|p| f(&mut p.attributes))
+    each_point(request, |p| f(p.attributes));
+}
+
+/// Sets `key` to `value` wherever a data point of `request` carries it.
+fn replace_value(request: &mut ExportMetricsServiceRequest, key: &str, value: &str) {
+    each_attributes(request, |attributes| {
+        for a in attributes.iter_mut().filter(|a| a.key == key) {
+            *a = kv(key, value);
         }
-        _ => {}
-    });
+    })
 }
 
 /// A string attribute.
@@ -248,25 +275,31 @@ fn kv(key: &str, value: &str) -> KeyValue {
     }
 }
 
+/// Whether `name` is one of survey's metrics, of `kind`.
+fn is_kind(name: &str, kind: MetricKind) -> bool {
+    schema::metric(name).is_some_and(|m| m.kind == kind)
+}
+
+/// Whether survey may put `key` on the points of metric `name`.
+fn carries(name: &str, key: AttributeKey) -> bool {
+    schema::metric(name).is_some_and(|m| MetricKeys::of_metric(m).allows(key))
+}
+
 fn is_inference_histogram(name: &str) -> bool {
     schema::metric(name).is_some_and(|m| m.prompt_shape && m.kind == MetricKind::Histogram)
 }
 
 /// Copies of `template` that survey never sends, each changed one way and
-/// from a node of its own: survey-collector rejects their points.
-fn dishonest(template: &ExportMetricsServiceRequest) -> Vec<ExportMetricsServiceRequest> {
+/// from a node of its own, with what was changed: survey-collector rejects
+/// their points.
+fn dishonest(
+    template: &ExportMetricsServiceRequest,
+) -> Vec<(&'static str, ExportMetricsServiceRequest)> {
     type Change = fn(&mut ExportMetricsServiceRequest);
     /// Keeps the histograms alone, so that a change to them is all the
     /// export holds.
     fn only_histograms(r: &mut ExportMetricsServiceRequest) {
-        for sm in r
-            .resource_metrics
-            .iter_mut()
-            .flat_map(|rm| rm.scope_metrics.iter_mut())
-        {
-            sm.metrics
-                .retain(|m| matches!(m.data, Some(metric::Data::Histogram(_))));
-        }
+        only(r, |name| is_kind(name, MetricKind::Histogram));
     }
     fn exemplar(time: u64) -> Exemplar {
         Exemplar {
@@ -298,34 +331,9 @@ fn dishonest(template: &ExportMetricsServiceRequest) -> Vec<ExportMetricsService
         }),
         ("another unit", |r| each_metric(r, |m| m.unit = "1".into())),
         ("exemplars", |r| {
-            each_metric(r, |m| match &mut m.data {
-                Some(metric::Data::Sum(sum)) => sum
-                    .data_points
-                    .iter_mut()
-                    .for_each(|p| p.exemplars.push(exemplar(p.time_unix_nano))),
-                Some(metric::Data::Gauge(gauge)) => gauge
-                    .data_points
-                    .iter_mut()
-                    .for_each(|p| p.exemplars.push(exemplar(p.time_unix_nano))),
-                Some(metric::Data::Histogram(h)) => h
-                    .data_points
-                    .iter_mut()
-                    .for_each(|p| p.exemplars.push(exemplar(p.time_unix_nano))),
-                _ => {}
-            })
+            each_point(r, |p| p.exemplars.push(exemplar(*p.time)))
         }),
-        ("flags", |r| {
-            each_metric(r, |m| match &mut m.data {
-                Some(metric::Data::Sum(sum)) => {
-                    sum.data_points.iter_mut().for_each(|p| p.flags = 1)
-                }
-                Some(metric::Data::Gauge(g)) => g.data_points.iter_mut().for_each(|p| p.flags = 1),
-                Some(metric::Data::Histogram(h)) => {
-                    h.data_points.iter_mut().for_each(|p| p.flags = 1)
-                }
-                _ => {}
-            })
-        }),
+        ("flags", |r| each_point(r, |p| *p.flags = 1)),
         ("fractional values, negative sums", |r| {
             let fraction = |v: &mut Option<number_data_point::Value>| {
                 if let Some(number_data_point::Value::AsInt(i)) = *v {
@@ -398,14 +406,7 @@ fn dishonest(template: &ExportMetricsServiceRequest) -> Vec<ExportMetricsService
             })
         }),
         ("gauges sent as counters (and nothing else)", |r| {
-            for sm in r
-                .resource_metrics
-                .iter_mut()
-                .flat_map(|rm| rm.scope_metrics.iter_mut())
-            {
-                sm.metrics
-                    .retain(|m| matches!(m.data, Some(metric::Data::Gauge(_))));
-            }
+            only(r, |name| is_kind(name, MetricKind::Gauge));
             each_metric(r, |m| {
                 if let Some(metric::Data::Gauge(g)) = &m.data {
                     let mut data_points = g.data_points.clone();
@@ -424,14 +425,7 @@ fn dishonest(template: &ExportMetricsServiceRequest) -> Vec<ExportMetricsService
             "a request outcome survey has none of (the request counter only)",
             |r| {
                 only(r, |name| name == schema::INFERENCE_REQUESTS_TOTAL);
-                each_attributes(r, |attributes| {
-                    for a in attributes
-                        .iter_mut()
-                        .filter(|a| a.key == "mesh_llm.request_outcome")
-                    {
-                        *a = kv("mesh_llm.request_outcome", "cancelled");
-                    }
-                })
+                replace_value(r, "mesh_llm.request_outcome", "cancelled")
             },
         ),
         (
@@ -478,15 +472,55 @@ fn dishonest(template: &ExportMetricsServiceRequest) -> Vec<ExportMetricsService
             });
             each_metric(r, |m| m.unit = "tokens/s".into())
         }),
+        ("an attribute key outside survey's", |r| {
+            each_attributes(r, |attributes| {
+                attributes.push(kv("mesh_llm.hostname", "alice-laptop"))
+            })
+        }),
+        (
+            "a failure reason on the launch counter (it only), which never carries one",
+            |r| {
+                only(r, |name| name == schema::LAUNCH_TOTAL);
+                each_attributes(r, |attributes| {
+                    attributes.push(kv("mesh_llm.failure_reason", "spawn_failed"))
+                })
+            },
+        ),
+        (
+            "a launch kind survey has none of (the metrics that carry one only)",
+            |r| {
+                only(r, |name| carries(name, AttributeKey::LaunchKind));
+                replace_value(r, "mesh_llm.launch_kind", "warm_start")
+            },
+        ),
+        (
+            "a context bucket survey has none of (the metrics that carry one only)",
+            |r| {
+                only(r, |name| carries(name, AttributeKey::ContextBucket));
+                replace_value(r, "mesh_llm.context_bucket", "<=4k")
+            },
+        ),
+        (
+            "a failure reason survey has none of (the launch-time histogram only)",
+            |r| {
+                // Every launch's time, not only a failed one's, with a
+                // reason survey never gives.
+                only(r, |name| name == schema::LAUNCH_DURATION_MS);
+                each_attributes(r, |attributes| {
+                    attributes.retain(|a| a.key != "mesh_llm.failure_reason");
+                    attributes.push(kv("mesh_llm.failure_reason", "out_of_memory"));
+                })
+            },
+        ),
     ];
     changes
         .into_iter()
         .enumerate()
-        .map(|(i, (_, change))| {
+        .map(|(i, (what, change))| {
             let mut request = template.clone();
             set_instance_id(&mut request, &format!("d1540e57-0000-4000-8000-{i:012x}"));
             change(&mut request);
-            request
+            (what, request)
         })
         .collect()
 }
@@ -665,10 +699,10 @@ async fn clickhouse_answers_equal_the_collector_s() {
     .unwrap();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
-    for (request, honest) in sends
+    for (request, lie) in sends
         .iter()
-        .map(|r| (r, true))
-        .chain(lies.iter().map(|r| (r, false)))
+        .map(|r| (r, None))
+        .chain(lies.iter().map(|(what, r)| (r, Some(what))))
     {
         let answer = client
             .post(format!("{}/v1/metrics", server.endpoint()))
@@ -683,7 +717,12 @@ async fn clickhouse_answers_equal_the_collector_s() {
             .partial_success
             .map_or(0, |p| p.rejected_data_points);
         // Honest exports are taken whole; each dishonest one loses points.
-        assert_eq!(rejected == 0, honest, "{rejected} points rejected");
+        assert_eq!(
+            rejected == 0,
+            lie.is_none(),
+            "{rejected} points rejected of {}",
+            lie.map_or("an honest export", |what| what)
+        );
     }
     server.shutdown().await;
 
@@ -695,7 +734,7 @@ async fn clickhouse_answers_equal_the_collector_s() {
     let lines: Vec<String> = honest_batches
         .iter()
         .cloned()
-        .chain(lies.iter().flat_map(exporter_rows::batches))
+        .chain(lies.iter().flat_map(|(_, r)| exporter_rows::batches(r)))
         .map(|b| b.to_line())
         .collect();
     std::fs::write(&batches_path, lines.join("\n")).unwrap();
@@ -732,13 +771,7 @@ async fn clickhouse_answers_equal_the_collector_s() {
             date(until)
         ));
     }
-    let output = command.output().unwrap();
-    assert!(
-        output.status.success(),
-        "report.py failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let mut clickhouse: Vec<Json> = String::from_utf8(output.stdout)
+    let mut clickhouse: Vec<Json> = String::from_utf8(support::stdout_of(&mut command))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -870,24 +903,23 @@ async fn clickhouse_answers_equal_the_collector_s() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The rows of `sql` run on schema.sql in chdb, as JSON objects.
-fn chdb_rows(sql: &str) -> Vec<Json> {
+/// What `script` writes to its standard output, run by the pinned chdb's
+/// Python after `import sys, report` (deploy/clickhouse/report.py). It
+/// must succeed.
+fn chdb_python_stdout(script: &str) -> Vec<u8> {
     let script = format!(
-        "import sys; sys.path.insert(0, {dir:?}); import report; \
-         sys.stdout.write(report.session().query({sql:?}, 'JSONEachRow').bytes().decode())",
+        "import sys; sys.path.insert(0, {dir:?}); import report; {script}",
         dir = workspace().join("deploy/clickhouse").to_str().unwrap()
     );
-    let output = Command::new(chdb_python())
-        .arg("-c")
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
+    support::stdout_of(Command::new(chdb_python()).arg("-c").arg(script))
+}
+
+/// The rows of `sql` run on schema.sql in chdb, as JSON objects.
+fn chdb_rows(sql: &str) -> Vec<Json> {
+    let stdout = chdb_python_stdout(&format!(
+        "sys.stdout.write(report.session().query({sql:?}, 'JSONEachRow').bytes().decode())"
+    ));
+    String::from_utf8(stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -1201,22 +1233,8 @@ fn the_queries_are_the_collector_s_questions() {
             question.key
         );
     }
-    let script = format!(
-        "import json, sys; sys.path.insert(0, {dir:?}); import report; \
-         print(json.dumps(report.QUESTIONS))",
-        dir = workspace().join("deploy/clickhouse").to_str().unwrap()
-    );
-    let output = Command::new(chdb_python())
-        .arg("-c")
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let answered: Vec<String> = serde_json::from_slice(&output.stdout).unwrap();
+    let stdout = chdb_python_stdout("import json; print(json.dumps(report.QUESTIONS))");
+    let answered: Vec<String> = serde_json::from_slice(&stdout).unwrap();
     assert_eq!(
         answered,
         sorted(QUESTIONS.iter().map(|q| q.key.to_string()).collect())
@@ -1225,18 +1243,12 @@ fn the_queries_are_the_collector_s_questions() {
 
 #[test]
 fn the_cluster_schema_is_generated_from_the_single_server_one_and_parses() {
-    let output = Command::new(chdb_python())
-        .arg(workspace().join("deploy/clickhouse/cluster.py"))
-        .arg("--check")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "cluster.py --check: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = support::stdout_of(
+        Command::new(chdb_python())
+            .arg(workspace().join("deploy/clickhouse/cluster.py"))
+            .arg("--check"),
     );
-    let said = String::from_utf8_lossy(&output.stdout);
+    let said = String::from_utf8_lossy(&stdout);
     let parsed: usize = said.split_whitespace().next().unwrap().parse().unwrap();
     assert!(parsed >= 20, "{said}");
 }

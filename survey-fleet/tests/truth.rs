@@ -5,6 +5,8 @@
 //! Every question is checked, `fastest` (from the nodes' inference
 //! metrics) included.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
@@ -27,23 +29,18 @@ fn run_fleet() -> (Json, Vec<Launch>) {
     let dir = std::env::temp_dir().join(format!("survey-fleet-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let truth_path = dir.join("truth.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_survey-fleet"))
-        .args([
-            "--nodes",
-            &NODES.to_string(),
-            "--launches",
-            &LAUNCHES.to_string(),
-        ])
-        .args(["--seed", "11", "--format", "json", "--truth"])
-        .arg(&truth_path)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = support::stdout_of(
+        Command::new(env!("CARGO_BIN_EXE_survey-fleet"))
+            .args([
+                "--nodes",
+                &NODES.to_string(),
+                "--launches",
+                &LAUNCHES.to_string(),
+            ])
+            .args(["--seed", "11", "--format", "json", "--truth"])
+            .arg(&truth_path),
     );
-    let report: Json = serde_json::from_slice(&output.stdout).expect("the report as JSON");
+    let report: Json = serde_json::from_slice(&stdout).expect("the report as JSON");
     let launches: Vec<Launch> =
         serde_json::from_str(&std::fs::read_to_string(&truth_path).unwrap()).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
