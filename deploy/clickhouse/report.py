@@ -1,18 +1,15 @@
 #!/usr/bin/env python3
-"""survey's questions on ClickHouse, in-process with chdb.
+"""survey's questions on ClickHouse.
 
-Creates the schema (schema.sql) in a fresh chdb session, inserts the rows
-the OpenTelemetry Collector's clickhouse exporter would write (one INSERT
-per exported request, so the materialized views fire as they would), runs
-the queries in queries/ (one file per question, named like its key) for
-each window asked, and prints one JSON object per window with the same
-keys, rows and field names as `survey-collector report --format json`.
+Runs the queries in queries/ (one file per question, named like its key)
+for each window asked, over a ClickHouse server's HTTP interface holding
+schema.sql, and prints one JSON object per window with the same keys, rows
+and field names as `survey-collector report --format json`.
 
-    report.py --batches rows.jsonl [--min-requests N] [--streams]
-              [--window SINCE:UNTIL:MIN_LAUNCHES[:MIN_NODES[:MIN_REQUESTS]] ...]
+    report.py --url http://clickhouse:8123 [--user NAME] [--min-requests N]
+              [--streams] [--window SINCE:UNTIL:MIN_LAUNCHES[:MIN_NODES[:MIN_REQUESTS]] ...]
 
-rows.jsonl holds one exported request per line:
-    {"table": "otel_metrics_sum", "rows": [{...}, ...]}
+The password, if any, comes from SURVEY_CLICKHOUSE_PASSWORD.
 A window's dates are YYYY-MM-DD (UTC, SINCE inclusive, UNTIL exclusive);
 either may be empty for no bound, as may MIN_LAUNCHES (0). Rows backed by
 fewer than MIN_NODES distinct node processes (default 1) are left out and
@@ -23,13 +20,21 @@ backed by fewer than MIN_REQUESTS inference requests are left out
 views counted: {"streams": [[node, metric, streams], ...]}, for each node
 and metric in the rollups (what survey-collector's store holds as its
 streams of counters, histograms and the context gauge).
+
+As a module, the same functions run on an in-process chdb session
+(`session()`, a fresh database holding schema.sql), as the tests and
+bench.py do.
 """
 
 import argparse
 import json
+import os
 import pathlib
 import re
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 
 from cluster import code, statements
 
@@ -37,7 +42,6 @@ HERE = pathlib.Path(__file__).resolve().parent
 # The questions: one query file each, named like its key (the next
 # question is one file).
 QUESTIONS = sorted(path.stem for path in (HERE / "queries").glob("*.sql"))
-TABLES = {"otel_metrics_sum", "otel_metrics_gauge", "otel_metrics_histogram"}
 # The widest window a Date allows.
 FIRST_DAY, LAST_DAY = "1970-01-01", "2149-06-06"
 SETTINGS = {"output_format_json_quote_64bit_integers": 0}
@@ -52,21 +56,38 @@ def session():
     return s
 
 
-def insert(s, batches):
-    count = 0
-    for number, line in enumerate(batches, 1):
-        if not line.strip():
-            continue
-        batch = json.loads(line)
-        table = batch["table"]
-        if table not in TABLES:
-            sys.exit(f"line {number}: unknown table {table!r}; expected one of {sorted(TABLES)}")
-        if not batch["rows"]:
-            continue
-        rows = "\n".join(json.dumps(row, separators=(",", ":")) for row in batch["rows"])
-        s.query(f"INSERT INTO survey.{table} FORMAT JSONEachRow\n{rows}")
-        count += 1
-    return count
+class Server:
+    """A ClickHouse server's HTTP interface, queried as a chdb session is:
+    query(sql, format, params) -> an answer whose bytes() are the output.
+    Query parameters travel as param_<name> (ClickHouse's HTTP form)."""
+
+    class Answer:
+        def __init__(self, data):
+            self.data = data
+
+        def bytes(self):
+            return self.data
+
+    def __init__(self, url, user=None, password=None, timeout=600):
+        self.url, self.user, self.password, self.timeout = url.rstrip("/"), user, password, timeout
+
+    def query(self, sql, fmt="TabSeparated", params=None):
+        fields = {"default_format": fmt}
+        fields.update({f"param_{k}": str(v) for k, v in (params or {}).items()})
+        request = urllib.request.Request(
+            f"{self.url}/?{urllib.parse.urlencode(fields)}", data=sql.encode(), method="POST")
+        if self.user:
+            request.add_header("X-ClickHouse-User", self.user)
+        if self.password:
+            request.add_header("X-ClickHouse-Key", self.password)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                return Server.Answer(answer.read())
+        except urllib.error.HTTPError as e:
+            detail = e.read().decode(errors="replace").strip()
+            sys.exit(f"ClickHouse at {self.url} answered {e.code}: {detail}")
+        except urllib.error.URLError as e:
+            sys.exit(f"ClickHouse at {self.url} cannot be reached: {e.reason}")
 
 
 def parse_window(text):
@@ -140,8 +161,9 @@ def report(s, since, until, min_launches, min_requests=0):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", required=True, type=pathlib.Path,
-                        help="exported requests as exporter rows, one JSON object per line")
+    parser.add_argument("--url", required=True,
+                        help="the ClickHouse server's HTTP interface, e.g. http://clickhouse:8123")
+    parser.add_argument("--user", help="ClickHouse user (password: SURVEY_CLICKHOUSE_PASSWORD)")
     parser.add_argument("--window", action="append", type=parse_window, default=[],
                         help="SINCE:UNTIL:MIN_LAUNCHES[:MIN_NODES[:MIN_REQUESTS]] "
                              "(repeatable; default: everything)")
@@ -151,9 +173,7 @@ def main():
     parser.add_argument("--streams", action="store_true",
                         help="also print the streams the views counted, per node and metric")
     args = parser.parse_args()
-    s = session()
-    with args.batches.open() as batches:
-        insert(s, batches)
+    s = Server(args.url, args.user, os.environ.get("SURVEY_CLICKHOUSE_PASSWORD"))
     windows = args.window or [(FIRST_DAY, LAST_DAY, 0, 1, None)]
     for since, until, min_launches, min_nodes, min_requests in windows:
         if min_requests is None:

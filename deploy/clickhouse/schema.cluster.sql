@@ -50,7 +50,7 @@ CREATE DATABASE IF NOT EXISTS survey ON CLUSTER survey;
 -- The three CREATE TABLE statements below reproduce, for compatibility (the
 -- exporter's INSERTs name these columns, in this order, with these types),
 -- the DDL that the clickhouse exporter of OpenTelemetry Collector contrib
--- release v0.159.0 runs when `create_schema` is true:
+-- release v0.161.0 runs when `create_schema` is true:
 -- github.com/open-telemetry/opentelemetry-collector-contrib,
 -- exporter/clickhouseexporter/internal/sqltemplates/metrics_sum_table.sql,
 -- metrics_gauge_table.sql and metrics_histogram_table.sql, rendered with

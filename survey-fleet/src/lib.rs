@@ -17,7 +17,6 @@
 //! cargo run -p survey-fleet -- --nodes 20 --launches 25 --seed 7
 //! ```
 
-pub mod exporter_rows;
 pub mod fleet;
 pub mod node;
 pub mod rng;

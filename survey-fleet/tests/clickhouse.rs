@@ -1,13 +1,20 @@
 //! The scale-out path gives the same answers: a fleet's exports (lifecycle
 //! and inference metrics), captured, go both to `survey-collector serve`
-//! and, mapped to the rows the OpenTelemetry Collector's clickhouse
-//! exporter writes, into a real ClickHouse engine (chdb) holding
-//! `deploy/clickhouse/schema.sql`; the queries of
+//! and, over HTTPS with a bearer token, to `otelcol-survey` (the Collector
+//! built from the official modules by `deploy/otelcol/build.sh`) running
+//! the shipped `deploy/otelcol/config.yaml` with `auth.yaml`, whose real
+//! clickhouse exporter writes into a real ClickHouse engine (chdb, behind
+//! the test-only HTTP stand-in `deploy/clickhouse/standin/`) holding
+//! `deploy/clickhouse/schema.sql` with its views firing. The queries of
 //! `deploy/clickhouse/queries/`, one per question of survey-collector's
-//! report, must return what `survey-collector report --format json`
+//! report, run by `deploy/clickhouse/report.py` over ClickHouse's HTTP
+//! interface, must return what `survey-collector report --format json`
 //! returns, for several windows: the same rows in the same order, integers
 //! equal, floats equal to 1e-9 relative. The views must hold exactly the
-//! streams survey-collector stored, node by node and metric by metric.
+//! streams survey-collector stored, node by node and metric by metric;
+//! every point of the honest exports must pass the Collector's config, and
+//! the rows the exporter wrote carry survey's tables, units, bounds and
+//! empty descriptions.
 //!
 //! The exports are replayed with what a real fleet does to a collector:
 //! values repeated export after export, retried requests, requests out of
@@ -24,25 +31,32 @@
 //! inference metrics: a request outcome survey has none of, a request
 //! without one, an outcome or a launch kind on the inference histograms,
 //! other bounds or another unit on them): ClickHouse must not count them
-//! either.
+//! either, and the Collector's config must drop exactly the kinds
+//! [`PASSED_BY_THE_CONFIG`] does not name.
 //!
 //! The SQL's lists (metrics with their kinds, units, bucket bounds and
 //! attribute keys; the closed enums' values) are checked against survey's
 //! schema, through the functions the views call. The Collector config is
 //! read as text, and the lists in it checked likewise: the metrics' names,
 //! units and data types, the attribute and resource keys, the keys each
-//! metric may and must carry, the closed enums' patterns; not what its
-//! OTTL does with them, which nothing here runs. The query files are
+//! metric may and must carry, the closed enums' patterns (what its OTTL
+//! does with them is what the replay above runs). The query files are
 //! checked against survey-collector's questions.
 //!
 //! chdb comes from the Python package registry, pinned in
 //! `deploy/clickhouse/requirements.txt`, in a virtual environment under
-//! `target/` that `deploy/clickhouse/venv.sh` creates on first use.
+//! `target/` that `deploy/clickhouse/venv.sh` creates on first use;
+//! `otelcol-survey` is built on first use too (Go and the Go module proxy).
 
 mod support;
 
+use support::pipeline::{
+    ClickHouse, Collector, TOKEN, Tls, chdb_python, points_by_node, workspace,
+};
+use tokio::task::block_in_place;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -62,43 +76,45 @@ use survey::schema::{
 use survey_collector::report::QUESTIONS;
 use survey_collector::validate::MetricKeys;
 use survey_collector::{Day, Report, ReportOptions, ServeConfig, Server, Store};
-use survey_fleet::exporter_rows;
 use survey_fleet::fleet::{self, Fleet};
 use survey_fleet::node::Launch;
 
 const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 /// The instance id of the node identical to node 0.
 const TWIN: &str = "0f0e0d0c-0b0a-4908-8706-050403020100";
+/// The dishonest kinds (of [`dishonest`]) some of whose points pass the
+/// Collector's config: values it cannot judge (numbers, bucket counts and
+/// bounds, times), which the views do not count; and "counters not
+/// monotonic", whose counters the config drops while the export's other,
+/// honest points pass. Every other kind is dropped whole by the config. The
+/// README's "What is proven" says the same.
+const PASSED_BY_THE_CONFIG: &[&str] = &[
+    "fractional values, negative sums",
+    "bucket counts whose sum wraps around to the count (histograms only)",
+    "a histogram min above its max (histograms only)",
+    "no start time",
+    "a start after the time",
+    "a time days ahead",
+    "counters not monotonic",
+    "other bucket bounds on the decode histogram (it only)",
+];
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The pinned chdb's Python, the environment created if needed (once for
-/// all the tests here).
-fn chdb_python() -> PathBuf {
-    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    PYTHON.get_or_init(create_chdb_environment).clone()
-}
-
-fn create_chdb_environment() -> PathBuf {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"))
-        .join("chdb-venv");
-    let status = Command::new(workspace().join("deploy/clickhouse/venv.sh"))
-        .arg(&dir)
-        .status()
-        .expect("deploy/clickhouse/venv.sh runs");
-    assert!(
-        status.success(),
-        "deploy/clickhouse/venv.sh could not create the chdb environment in {}",
-        dir.display()
-    );
-    dir.join("bin/python")
+/// Data points in `request`.
+fn point_count(request: &ExportMetricsServiceRequest) -> usize {
+    request
+        .resource_metrics
+        .iter()
+        .flat_map(|rm| rm.scope_metrics.iter())
+        .flat_map(|sm| sm.metrics.iter())
+        .map(|m| match &m.data {
+            Some(metric::Data::Sum(d)) => d.data_points.len(),
+            Some(metric::Data::Gauge(d)) => d.data_points.len(),
+            Some(metric::Data::Histogram(d)) => d.data_points.len(),
+            Some(metric::Data::ExponentialHistogram(d)) => d.data_points.len(),
+            Some(metric::Data::Summary(d)) => d.data_points.len(),
+            None => 0,
+        })
+        .sum()
 }
 
 fn instance_id(request: &ExportMetricsServiceRequest) -> String {
@@ -580,53 +596,80 @@ fn requests_counted(requests: &[&ExportMetricsServiceRequest]) -> f64 {
     streams.values().sum()
 }
 
-/// What the exporter's rows carry of survey's metrics: every metric of the
-/// schema, in the table of its kind, with its unit and bounds, and the
-/// request outcome on the request counter only.
-fn check_exporter_rows(batches: &[exporter_rows::Batch]) {
+/// What the real exporter wrote of the honest nodes' metrics (`rows`,
+/// read back from ClickHouse with the table each came from): every metric
+/// of the schema, in the table of its kind, with its unit and bounds, and
+/// the request outcome on the request counter only.
+fn check_rows(rows: &[Json]) {
     let mut seen = BTreeMap::new();
-    for batch in batches {
-        for row in &batch.rows {
-            let name = row["MetricName"].as_str().unwrap();
-            let spec = schema::metric(name).unwrap_or_else(|| panic!("{name}"));
-            let table = match spec.kind {
-                MetricKind::Counter => "otel_metrics_sum",
-                MetricKind::Gauge => "otel_metrics_gauge",
-                MetricKind::Histogram => "otel_metrics_histogram",
-            };
-            assert_eq!(batch.table, table, "{name}");
-            assert_eq!(row["MetricUnit"], spec.unit, "{name}");
-            let outcome = &row["Attributes"]["mesh_llm.request_outcome"];
-            if spec.name == schema::INFERENCE_REQUESTS_TOTAL {
-                let outcome = outcome.as_str().unwrap();
-                assert!(
-                    RequestOutcome::ALL.iter().any(|o| o.as_str() == outcome),
-                    "{outcome}"
-                );
-                assert_eq!(row["IsMonotonic"], true);
-                assert_eq!(row["AggregationTemporality"], 2);
-            } else {
-                assert!(outcome.is_null(), "{name}: {row}");
-            }
-            if spec.kind == MetricKind::Histogram {
-                let bounds: Vec<f64> =
-                    serde_json::from_value(row["ExplicitBounds"].clone()).unwrap();
-                assert_eq!(bounds, spec.boundaries, "{name}");
-                let counts: Vec<u64> = serde_json::from_value(row["BucketCounts"].clone()).unwrap();
-                assert_eq!(counts.len(), bounds.len() + 1, "{name}");
-                assert_eq!(
-                    counts.iter().sum::<u64>(),
-                    row["Count"].as_u64().unwrap(),
-                    "{name}"
-                );
-            }
-            *seen.entry(name.to_string()).or_insert(0) += 1;
+    for row in rows {
+        let name = row["MetricName"].as_str().unwrap();
+        let spec = schema::metric(name).unwrap_or_else(|| panic!("{name}"));
+        let table = match spec.kind {
+            MetricKind::Counter => "otel_metrics_sum",
+            MetricKind::Gauge => "otel_metrics_gauge",
+            MetricKind::Histogram => "otel_metrics_histogram",
+        };
+        assert_eq!(row["Table"], table, "{name}");
+        assert_eq!(row["MetricUnit"], spec.unit, "{name}");
+        assert_eq!(
+            row["MetricDescription"], "",
+            "{name}: descriptions arrive empty"
+        );
+        let outcome = &row["Attributes"]["mesh_llm.request_outcome"];
+        if spec.name == schema::INFERENCE_REQUESTS_TOTAL {
+            let outcome = outcome.as_str().unwrap();
+            assert!(
+                RequestOutcome::ALL.iter().any(|o| o.as_str() == outcome),
+                "{outcome}"
+            );
+        } else {
+            assert!(outcome.is_null(), "{name}: {row}");
         }
+        if spec.kind != MetricKind::Gauge {
+            // (The histogram table has no IsMonotonic: read as true.)
+            assert_eq!(row["IsMonotonic"], true, "{name}");
+            assert_eq!(row["AggregationTemporality"], 2, "{name}");
+        }
+        if spec.kind == MetricKind::Histogram {
+            let bounds: Vec<f64> = serde_json::from_value(row["ExplicitBounds"].clone()).unwrap();
+            assert_eq!(bounds, spec.boundaries, "{name}");
+            let counts: Vec<u64> = serde_json::from_value(row["BucketCounts"].clone()).unwrap();
+            assert_eq!(counts.len(), bounds.len() + 1, "{name}");
+            assert_eq!(
+                counts.iter().sum::<u64>(),
+                row["Count"].as_u64().unwrap(),
+                "{name}"
+            );
+        }
+        *seen.entry(name.to_string()).or_insert(0) += 1;
     }
     let names: Vec<&str> = seen.keys().map(String::as_str).collect();
     let mut expected: Vec<&str> = METRICS.iter().map(|m| m.name).collect();
     expected.sort();
     assert_eq!(names, expected, "metrics among the exporter's rows");
+}
+
+/// The raw rows of the honest nodes (not `d1540e57-...`), from the three
+/// tables, as [`check_rows`] reads them.
+fn honest_rows(clickhouse: &ClickHouse) -> Vec<Json> {
+    let columns = "MetricName, MetricUnit, MetricDescription, Attributes";
+    let honest = "WHERE NOT startsWith(ResourceAttributes['service.instance.id'], 'd1540e57-')";
+    clickhouse.rows(
+        &format!(
+            "SELECT 'otel_metrics_sum' AS Table, {columns}, IsMonotonic, AggregationTemporality,
+                    [] AS ExplicitBounds, [] AS BucketCounts, 0 AS Count
+             FROM survey.otel_metrics_sum {honest}
+             UNION ALL
+             SELECT 'otel_metrics_gauge', {columns}, false, 0, [], [], 0
+             FROM survey.otel_metrics_gauge {honest}
+             UNION ALL
+             SELECT 'otel_metrics_histogram', {columns}, true, AggregationTemporality,
+                    ExplicitBounds, BucketCounts, Count
+             FROM survey.otel_metrics_histogram {honest}"
+        ),
+        &[],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -726,18 +769,71 @@ async fn clickhouse_answers_equal_the_collector_s() {
     }
     server.shutdown().await;
 
-    // Into ClickHouse, as the exporter writes them.
-    let honest_batches: Vec<exporter_rows::Batch> =
-        sends.iter().flat_map(exporter_rows::batches).collect();
-    check_exporter_rows(&honest_batches);
-    let batches_path = dir.join("batches.jsonl");
-    let lines: Vec<String> = honest_batches
+    // Into ClickHouse through the real pipeline: over HTTPS with the
+    // token, to otelcol-survey running the shipped config, whose clickhouse
+    // exporter writes into chdb holding the shipped schema.
+    let tls = Tls::create(&dir);
+    let clickhouse = block_in_place(|| ClickHouse::start(&dir.join("clickhouse")));
+    let collector =
+        block_in_place(|| Collector::start(&dir.join("otelcol"), &tls, &clickhouse, ""));
+    let client = tls.client();
+    for request in sends.iter().chain(lies.iter().map(|(_, r)| r)) {
+        let answer = client
+            .post(collector.metrics_url())
+            .header("content-type", "application/x-protobuf")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(request.encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status();
+        assert_eq!(status, 200, "{}", answer.text().await.unwrap());
+    }
+    let exported = block_in_place(|| collector.drained(Duration::from_secs(120)));
+    let stored = block_in_place(|| {
+        clickhouse.number(
+            "SELECT (SELECT count() FROM survey.otel_metrics_sum)
+                  + (SELECT count() FROM survey.otel_metrics_gauge)
+                  + (SELECT count() FROM survey.otel_metrics_histogram) AS n",
+        )
+    });
+    assert_eq!(stored, exported, "rows stored, points the exporter sent");
+    check_rows(&block_in_place(|| honest_rows(&clickhouse)));
+    // What passed the config: every point of the honest exports, and of
+    // each dishonest kind what the README says.
+    let mut passed_by_node: BTreeMap<String, usize> = BTreeMap::new();
+    for request in collector.passed() {
+        for (node, points) in points_by_node(&request) {
+            *passed_by_node.entry(node).or_default() += points;
+        }
+    }
+    let honest_points: usize = sends.iter().map(point_count).sum();
+    let lie_ids: Vec<String> = lies.iter().map(|(_, r)| instance_id(r)).collect();
+    let honest_passed: usize = passed_by_node
         .iter()
-        .cloned()
-        .chain(lies.iter().flat_map(|(_, r)| exporter_rows::batches(r)))
-        .map(|b| b.to_line())
-        .collect();
-    std::fs::write(&batches_path, lines.join("\n")).unwrap();
+        .filter(|(node, _)| !lie_ids.contains(node))
+        .map(|(_, points)| points)
+        .sum();
+    assert_eq!(
+        honest_passed, honest_points,
+        "points of the honest exports that passed"
+    );
+    let mut kept = Vec::new();
+    for ((what, request), id) in lies.iter().zip(&lie_ids) {
+        let passed = passed_by_node.get(id).copied().unwrap_or(0);
+        eprintln!(
+            "{what}: {passed} of {} points passed the config",
+            point_count(request)
+        );
+        if passed > 0 {
+            kept.push(*what);
+        }
+    }
+    assert_eq!(
+        kept, PASSED_BY_THE_CONFIG,
+        "the dishonest kinds the config lets through (to the views, which do not count them)"
+    );
+    drop(collector);
 
     let today = (SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -758,8 +854,8 @@ async fn clickhouse_answers_equal_the_collector_s() {
     let mut command = Command::new(&python);
     command
         .arg(workspace().join("deploy/clickhouse/report.py"))
-        .arg("--batches")
-        .arg(&batches_path)
+        .arg("--url")
+        .arg(clickhouse.url())
         .arg(format!("--min-requests={MIN_REQUESTS}"))
         .arg("--streams");
     for (since, until, min_launches, min_nodes, min_requests) in windows {
@@ -771,13 +867,14 @@ async fn clickhouse_answers_equal_the_collector_s() {
             date(until)
         ));
     }
-    let mut clickhouse: Vec<Json> = String::from_utf8(support::stdout_of(&mut command))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let counted = clickhouse.pop().unwrap();
-    assert_eq!(clickhouse.len(), windows.len());
+    let mut answers: Vec<Json> =
+        String::from_utf8(block_in_place(|| support::stdout_of(&mut command)))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    let counted = answers.pop().unwrap();
+    assert_eq!(answers.len(), windows.len());
 
     let store = Store::open_read_only(&dir.join("survey.db")).unwrap();
     let questions: Vec<&str> = QUESTIONS.iter().map(|q| q.key).collect();
@@ -785,8 +882,7 @@ async fn clickhouse_answers_equal_the_collector_s() {
     let mut compared_fastest = 0;
     let mut suppressed = 0;
     let mut left_out = 0;
-    for ((since, until, min_launches, min_nodes, min_requests), ch) in
-        windows.iter().zip(&clickhouse)
+    for ((since, until, min_launches, min_nodes, min_requests), ch) in windows.iter().zip(&answers)
     {
         let options = ReportOptions {
             since: since.map(Day),
@@ -900,6 +996,293 @@ async fn clickhouse_answers_equal_the_collector_s() {
         "no dishonest export kept an honest point"
     );
     drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs a small fleet and returns its exports as a collector receives
+/// them over days ([`replayed`]).
+async fn small_fleet_replay(seed: u64) -> Vec<ExportMetricsServiceRequest> {
+    let receiver = survey_otlp_receiver::Receiver::start();
+    let endpoint = receiver.endpoint();
+    let fleet = Fleet {
+        nodes: 3,
+        launches: 4,
+        seed,
+        parallel: 3,
+    };
+    tokio::task::spawn_blocking(move || {
+        fleet::run(
+            Path::new(env!("CARGO_BIN_EXE_survey-fleet")),
+            &endpoint,
+            fleet,
+        )
+    })
+    .await
+    .unwrap()
+    .expect("the fleet runs");
+    let captured = receiver
+        .requests()
+        .into_iter()
+        .map(|r| r.decoded.expect("every export decodes"))
+        .collect();
+    receiver.stop();
+    replayed(captured)
+}
+
+/// Sends `requests` to the Collector with the token; each must be taken.
+async fn send_all(
+    client: &reqwest::Client,
+    collector: &Collector,
+    requests: &[ExportMetricsServiceRequest],
+) {
+    for request in requests {
+        let answer = client
+            .post(collector.metrics_url())
+            .header("content-type", "application/x-protobuf")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(request.encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+    }
+}
+
+/// The seven answers ClickHouse gives over `since..until` (days; `None`
+/// for no bound), all rows kept.
+fn clickhouse_answers(clickhouse: &ClickHouse, since: Option<i64>, until: Option<i64>) -> Json {
+    let date = |d: Option<i64>| d.map(|d| Day(d).to_date()).unwrap_or_default();
+    let mut command = Command::new(chdb_python());
+    command
+        .arg(workspace().join("deploy/clickhouse/report.py"))
+        .arg("--url")
+        .arg(clickhouse.url())
+        .arg(format!("--window={}:{}:0:1:0", date(since), date(until)));
+    serde_json::from_slice(&support::stdout_of(&mut command)).unwrap()
+}
+
+/// survey-collector's answers over the same window, from `requests` sent
+/// to a fresh `survey-collector serve` in `dir`.
+async fn collector_answers(
+    dir: &Path,
+    requests: &[ExportMetricsServiceRequest],
+    windows: &[(Option<i64>, Option<i64>)],
+) -> Vec<Json> {
+    let server = Server::start(ServeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        db: dir.join("survey.db"),
+        tokens: Default::default(),
+        tls: None,
+        retention: Duration::from_secs(48 * 3600),
+        limits: Default::default(),
+    })
+    .await
+    .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    for request in requests {
+        let answer = client
+            .post(format!("{}/v1/metrics", server.endpoint()))
+            .header("content-type", "application/x-protobuf")
+            .body(request.encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+    }
+    server.shutdown().await;
+    let store = Store::open_read_only(&dir.join("survey.db")).unwrap();
+    windows
+        .iter()
+        .map(|(since, until)| {
+            Report::build(
+                &store,
+                ReportOptions {
+                    since: since.map(Day),
+                    until: until.map(Day),
+                    min_launches: 0,
+                    min_requests: 0,
+                    min_nodes: 1,
+                },
+            )
+            .unwrap()
+            .to_json()
+        })
+        .collect()
+}
+
+/// Rows the exporter wrote for node `id`.
+fn rows_of_node(clickhouse: &ClickHouse, id: &str) -> u64 {
+    clickhouse.number(&format!(
+        "SELECT (SELECT count() FROM survey.otel_metrics_sum WHERE ResourceAttributes['service.instance.id'] = '{id}')
+              + (SELECT count() FROM survey.otel_metrics_gauge WHERE ResourceAttributes['service.instance.id'] = '{id}')
+              + (SELECT count() FROM survey.otel_metrics_histogram WHERE ResourceAttributes['service.instance.id'] = '{id}') AS n"
+    ))
+}
+
+/// Faults on the way, and what the pipeline loses:
+/// 1. ClickHouse down for 30 s mid-replay and back: the exporter's queue
+///    and retries bring everything the Collector took, counted once.
+/// 2. The Collector stopped with SIGTERM right after the last request it
+///    took: it exports what it holds before it ends.
+///    The answers after both equal survey-collector's over the same
+///    exports.
+/// 3. Past the retry bound (shortened here by an overlay; 300 s in the
+///    shipped config) the exporter drops the batch: none of its rows
+///    arrive; the node's next cumulative export brings its counts.
+/// 4. kill -9 of a Collector holding data it has not exported: that data
+///    is lost (the sending queue is in memory), as the README says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_loses_nothing_it_acknowledged_until_its_bounds() {
+    let dir = std::env::temp_dir().join(format!("survey-clickhouse-faults-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sends = small_fleet_replay(11).await;
+    let today = (SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400) as i64;
+    let windows = [
+        (None, None),
+        (Some(today - 3), None),
+        (None, Some(today - 1)),
+    ];
+    // The request sent just before SIGTERM (below), from a node of its own.
+    let mut last = sends
+        .iter()
+        .max_by_key(|r| r.encoded_len())
+        .unwrap()
+        .clone();
+    const LAST: &str = "10000000-0000-4000-8000-00000000a57e";
+    set_instance_id(&mut last, LAST);
+    let all: Vec<ExportMetricsServiceRequest> = sends.iter().chain([&last]).cloned().collect();
+    let expected = collector_answers(&dir, &all, &windows).await;
+
+    let tls = Tls::create(&dir);
+    let mut clickhouse = block_in_place(|| ClickHouse::start(&dir.join("clickhouse")));
+    // Retries close together, so the test sees the end of the outage soon;
+    // the bound stays the shipped one.
+    let quick_retries = "exporters:\n  clickhouse:\n    retry_on_failure:\n      initial_interval: 500ms\n      max_interval: 2s\n";
+    let mut collector =
+        block_in_place(|| Collector::start(&dir.join("otelcol"), &tls, &clickhouse, quick_retries));
+    let client = tls.client();
+    let third = sends.len() / 3;
+    send_all(&client, &collector, &sends[..third]).await;
+    block_in_place(|| collector.drained(Duration::from_secs(60)));
+
+    // 1. ClickHouse down for 30 s while the Collector takes more.
+    block_in_place(|| clickhouse.stop());
+    let outage = std::time::Instant::now();
+    send_all(&client, &collector, &sends[third..2 * third]).await;
+    block_in_place(|| {
+        support::pipeline::wait_until(
+            Duration::from_secs(20),
+            "the exporter to hold data it cannot write",
+            || {
+                let (sent, _) = collector.exported("clickhouse");
+                let (passed, _) = collector.exported("file");
+                passed > sent
+            },
+        )
+    });
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(outage.elapsed())).await;
+    let (_, failed) = block_in_place(|| collector.exported("clickhouse"));
+    assert_eq!(failed, 0.0, "the exporter gave up within its retry bound");
+    block_in_place(|| clickhouse.resume());
+    block_in_place(|| collector.drained(Duration::from_secs(60)));
+
+    // 2. SIGTERM right after the last request taken; the last one is a
+    // node of its own, whose rows must all arrive.
+    send_all(&client, &collector, &sends[2 * third..]).await;
+    send_all(&client, &collector, std::slice::from_ref(&last)).await;
+    let status = block_in_place(|| collector.stop("TERM"));
+    assert!(status.success(), "the Collector ended with {status}");
+    let log = collector.log_text();
+    drop(collector);
+    assert_eq!(
+        block_in_place(|| rows_of_node(&clickhouse, LAST)),
+        point_count(&last) as u64,
+        "rows of the request taken just before SIGTERM"
+    );
+    for ((since, until), expected) in windows.iter().zip(&expected) {
+        let answers = block_in_place(|| clickhouse_answers(&clickhouse, *since, *until));
+        for question in QUESTIONS {
+            let (e, c) = (&expected[question.key], &answers[question.key]);
+            assert!(
+                same(e, c),
+                "window {since:?}..{until:?}, {}:\nsurvey-collector: {e:#}\nClickHouse: {c:#}\nCollector log: {log}",
+                question.key
+            );
+        }
+    }
+    assert!(
+        expected[0]["most_launched"].as_array().unwrap().len() > 1,
+        "the comparison had rows to compare"
+    );
+
+    // 3. Past the retry bound, the batch is dropped.
+    let mut lost = sends
+        .iter()
+        .max_by_key(|r| r.encoded_len())
+        .unwrap()
+        .clone();
+    const LOST: &str = "10000000-0000-4000-8000-00000000b0a7";
+    set_instance_id(&mut lost, LOST);
+    let short_bound = "exporters:\n  clickhouse:\n    retry_on_failure:\n      initial_interval: 200ms\n      max_interval: 500ms\n      max_elapsed_time: 2s\n";
+    let collector = block_in_place(|| {
+        Collector::start(&dir.join("otelcol-bound"), &tls, &clickhouse, short_bound)
+    });
+    block_in_place(|| clickhouse.stop());
+    send_all(&client, &collector, std::slice::from_ref(&lost)).await;
+    block_in_place(|| {
+        support::pipeline::wait_until(
+            Duration::from_secs(30),
+            "the exporter to give up past its retry bound",
+            || collector.exported("clickhouse").1 > 0.0,
+        )
+    });
+    block_in_place(|| clickhouse.resume());
+    assert_eq!(block_in_place(|| rows_of_node(&clickhouse, LOST)), 0);
+    // The node's next export (cumulative: the same values again) arrives.
+    send_all(&client, &collector, std::slice::from_ref(&lost)).await;
+    block_in_place(|| collector.drained(Duration::from_secs(60)));
+    assert_eq!(
+        block_in_place(|| rows_of_node(&clickhouse, LOST)),
+        point_count(&lost) as u64
+    );
+    drop(collector);
+
+    // 4. kill -9 while the data waits for ClickHouse: lost.
+    const KILLED: &str = "10000000-0000-4000-8000-0000000dead9";
+    set_instance_id(&mut lost, KILLED);
+    let mut collector = block_in_place(|| {
+        Collector::start(
+            &dir.join("otelcol-killed"),
+            &tls,
+            &clickhouse,
+            quick_retries,
+        )
+    });
+    block_in_place(|| clickhouse.stop());
+    send_all(&client, &collector, std::slice::from_ref(&lost)).await;
+    block_in_place(|| {
+        support::pipeline::wait_until(
+            Duration::from_secs(20),
+            "the exporter to hold the request",
+            || collector.exported("file").0 > 0.0,
+        )
+    });
+    let status = block_in_place(|| collector.stop("KILL"));
+    assert!(!status.success());
+    drop(collector);
+    block_in_place(|| clickhouse.resume());
+    let collector =
+        block_in_place(|| Collector::start(&dir.join("otelcol-after"), &tls, &clickhouse, ""));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(block_in_place(|| rows_of_node(&clickhouse, KILLED)), 0);
+    drop(collector);
+    drop(clickhouse);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

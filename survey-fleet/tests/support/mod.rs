@@ -1,5 +1,10 @@
 //! Shared pieces of survey-fleet's tests.
 
+// Each test binary uses its part of this module.
+#![allow(dead_code)]
+
+pub mod pipeline;
+
 use std::process::Command;
 
 /// What `command` writes to its standard output. It must succeed; if it
