@@ -120,6 +120,59 @@ fn the_sources_build_exactly_the_manifest() {
     assert!(config.contains("release v0.161.0"));
 }
 
+/// Text with every run of white space made one space, and none inside
+/// brackets.
+fn normalized(sql: &str) -> String {
+    sql.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace("( ", "(")
+        .replace(" )", ")")
+}
+
+/// schema.sql's three exporter tables are the DDL the pinned exporter runs
+/// when `create_schema` is true: its templates (read from the Go module
+/// cache the build filled) rendered with database "survey", no cluster,
+/// the engine MergeTree() and a 30-day TTL on the time.
+#[test]
+fn the_exporter_tables_are_the_pinned_release_s_ddl() {
+    otelcol_binary();
+    let cache = Command::new("go")
+        .args(["env", "GOMODCACHE"])
+        .output()
+        .expect("go runs");
+    let templates = std::path::PathBuf::from(String::from_utf8(cache.stdout).unwrap().trim()).join(
+        "github.com/open-telemetry/opentelemetry-collector-contrib/exporter/\
+         clickhouseexporter@v0.161.0/internal/sqltemplates",
+    );
+    let schema = std::fs::read_to_string(workspace().join("deploy/clickhouse/schema.sql")).unwrap();
+    for kind in ["sum", "gauge", "histogram"] {
+        let template = std::fs::read_to_string(templates.join(format!("metrics_{kind}_table.sql")))
+            .unwrap_or_else(|e| panic!("{}: {e}", templates.display()));
+        let table = format!("otel_metrics_{kind}");
+        let rendered = template
+            .replacen(
+                "\"%s\".\"%s\" %s (",
+                &format!("\"survey\".\"{table}\" ("),
+                1,
+            )
+            .replacen("ENGINE = %s", "ENGINE = MergeTree()", 1)
+            .replacen("%s", "TTL toDateTime(TimeUnix) + toIntervalDay(30)", 1);
+        assert!(!rendered.contains("%s"), "{rendered}");
+        let start = schema
+            .find(&format!(
+                "CREATE TABLE IF NOT EXISTS \"survey\".\"{table}\""
+            ))
+            .unwrap_or_else(|| panic!("schema.sql has no {table}"));
+        let end = start + schema[start..].find(';').unwrap();
+        assert_eq!(
+            normalized(&schema[start..end]),
+            normalized(rendered.trim().trim_end_matches(';')),
+            "{table}"
+        );
+    }
+}
+
 /// A well-formed OTLP request of 4 MiB and a bit (the receiver's
 /// `max_request_body_size` is 4 MiB): one gauge whose description is long.
 fn oversized_request() -> Vec<u8> {
