@@ -72,7 +72,9 @@ class Server:
         self.url, self.user, self.password, self.timeout = url.rstrip("/"), user, password, timeout
 
     def query(self, sql, fmt="TabSeparated", params=None):
-        fields = {"default_format": fmt}
+        # wait_end_of_query: an error met while the answer streams comes as
+        # an error status, not as text after a 200.
+        fields = {"default_format": fmt, "wait_end_of_query": 1}
         fields.update({f"param_{k}": str(v) for k, v in (params or {}).items()})
         request = urllib.request.Request(
             f"{self.url}/?{urllib.parse.urlencode(fields)}", data=sql.encode(), method="POST")

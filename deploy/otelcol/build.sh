@@ -17,14 +17,19 @@ if ! command -v go >/dev/null 2>&1; then
     exit 1
 fi
 sources="$here/otelcol-survey"
-fingerprint=$( (go version; cd "$sources" && cat go.mod go.sum ./*.go) | sha256sum | cut -d' ' -f1)
+# The sources, the toolchain and target, and how this script builds.
+fingerprint=$( (go version; go env GOOS GOARCH CGO_ENABLED GOFLAGS; cat "$0";
+    cd "$sources" && cat go.mod go.sum ./*.go) | sha256sum | cut -d' ' -f1)
 if [ -x "$binary" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$fingerprint" ]; then
     echo "$binary"
     exit 0
 fi
 mkdir -p "$target"
 echo "building otelcol-survey (first build: a few minutes)" >&2
-(cd "$sources" && GOFLAGS=-mod=readonly go build -trimpath -ldflags="-s -w" -o "$binary.tmp" .)
-mv "$binary.tmp" "$binary"
+partial=$(mktemp "$binary.XXXXXX")
+trap 'rm -f "$partial"' EXIT
+# -mod=readonly: go.mod and go.sum as committed, never rewritten.
+(cd "$sources" && GOFLAGS="$(go env GOFLAGS) -mod=readonly" go build -trimpath -ldflags="-s -w" -o "$partial" .)
+mv "$partial" "$binary"
 echo "$fingerprint" > "$stamp"
 echo "$binary"

@@ -10,7 +10,11 @@ mod support;
 use std::io::Write;
 use std::process::{Command, Output};
 
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use prost::Message;
+use std::time::Duration;
 use support::pipeline::{ClickHouse, Collector, TOKEN, Tls, otelcol_binary, workspace};
+use survey_fleet::fleet::{self, Fleet};
 use tokio::task::block_in_place;
 
 /// `otelcol-survey validate` on the shipped files, with `env`.
@@ -131,20 +135,31 @@ fn normalized(sql: &str) -> String {
 }
 
 /// schema.sql's three exporter tables are the DDL the pinned exporter runs
-/// when `create_schema` is true: its templates (read from the Go module
-/// cache the build filled) rendered with database "survey", no cluster,
+/// when `create_schema` is true: its templates (from the Go module cache)
+/// rendered with database "survey", no cluster,
 /// the engine MergeTree() and a 30-day TTL on the time.
 #[test]
 fn the_exporter_tables_are_the_pinned_release_s_ddl() {
-    otelcol_binary();
-    let cache = Command::new("go")
-        .args(["env", "GOMODCACHE"])
+    // The module's folder, downloaded if the cache lacks it.
+    let download = Command::new("go")
+        .args([
+            "mod",
+            "download",
+            "-json",
+            "github.com/open-telemetry/opentelemetry-collector-contrib/exporter/clickhouseexporter",
+        ])
+        .current_dir(workspace().join("deploy/otelcol/otelcol-survey"))
         .output()
         .expect("go runs");
-    let templates = std::path::PathBuf::from(String::from_utf8(cache.stdout).unwrap().trim()).join(
-        "github.com/open-telemetry/opentelemetry-collector-contrib/exporter/\
-         clickhouseexporter@v0.161.0/internal/sqltemplates",
+    assert!(
+        download.status.success(),
+        "{}",
+        String::from_utf8_lossy(&download.stderr)
     );
+    let module: serde_json::Value = serde_json::from_slice(&download.stdout).unwrap();
+    assert_eq!(module["Version"], "v0.161.0");
+    let templates =
+        std::path::Path::new(module["Dir"].as_str().unwrap()).join("internal/sqltemplates");
     let schema = std::fs::read_to_string(workspace().join("deploy/clickhouse/schema.sql")).unwrap();
     for kind in ["sum", "gauge", "histogram"] {
         let template = std::fs::read_to_string(templates.join(format!("metrics_{kind}_table.sql")))
@@ -173,32 +188,47 @@ fn the_exporter_tables_are_the_pinned_release_s_ddl() {
     }
 }
 
-/// A well-formed OTLP request of 4 MiB and a bit (the receiver's
-/// `max_request_body_size` is 4 MiB): one gauge whose description is long.
-fn oversized_request() -> Vec<u8> {
-    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-    use opentelemetry_proto::tonic::metrics::v1::{
-        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric,
+/// One real node's exports (a one-node fleet), the largest first.
+fn real_exports() -> Vec<ExportMetricsServiceRequest> {
+    let receiver = survey_otlp_receiver::Receiver::start();
+    let fleet = Fleet {
+        nodes: 1,
+        launches: 2,
+        seed: 5,
+        parallel: 1,
     };
-    use prost::Message;
-    let metric = Metric {
-        name: "mesh_llm_model_context_length".into(),
-        description: "x".repeat(4 * 1024 * 1024 + 1),
-        data: Some(metric::Data::Gauge(Gauge {
-            data_points: vec![NumberDataPoint::default()],
-        })),
-        ..Metric::default()
-    };
-    ExportMetricsServiceRequest {
-        resource_metrics: vec![ResourceMetrics {
-            scope_metrics: vec![ScopeMetrics {
-                metrics: vec![metric],
-                ..ScopeMetrics::default()
-            }],
-            ..ResourceMetrics::default()
-        }],
-    }
-    .encode_to_vec()
+    fleet::run(
+        std::path::Path::new(env!("CARGO_BIN_EXE_survey-fleet")),
+        &receiver.endpoint(),
+        fleet,
+    )
+    .expect("the fleet runs");
+    let mut exports: Vec<ExportMetricsServiceRequest> = receiver
+        .requests()
+        .into_iter()
+        .map(|r| r.decoded.expect("every export decodes"))
+        .collect();
+    receiver.stop();
+    exports.sort_by_key(|r| std::cmp::Reverse(r.encoded_len()));
+    exports
+}
+
+/// `request` grown past the receiver's 4 MiB limit by a long description
+/// (which the config would empty: the rest of it passes).
+fn oversized(request: &ExportMetricsServiceRequest) -> Vec<u8> {
+    let mut request = request.clone();
+    request.resource_metrics[0].scope_metrics[0].metrics[0].description =
+        "x".repeat(4 * 1024 * 1024 + 1);
+    request.encode_to_vec()
+}
+
+/// Rows the exporter wrote, in the three tables.
+fn rows_stored(clickhouse: &ClickHouse) -> u64 {
+    clickhouse.number(
+        "SELECT (SELECT count() FROM survey.otel_metrics_sum)
+              + (SELECT count() FROM survey.otel_metrics_gauge)
+              + (SELECT count() FROM survey.otel_metrics_histogram) AS n",
+    )
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -230,20 +260,25 @@ async fn the_collector_refuses_what_the_readme_says() {
         }
         async move { request.send().await.map(|a| a.status().as_u16()) }
     };
-    // An empty request is a valid one: 200 with the token, 401 without it
-    // or with another.
+    let exports = block_in_place(real_exports);
+    let honest = exports[0].encode_to_vec();
+    // An empty request is a valid one: 200 with the token.
     assert_eq!(post(Vec::new(), Some(TOKEN), false).await.unwrap(), 200);
-    assert_eq!(post(Vec::new(), None, false).await.unwrap(), 401);
-    assert_eq!(post(Vec::new(), Some("another"), false).await.unwrap(), 401);
+    // A real export without the token, or with another: 401.
+    assert_eq!(post(honest.clone(), None, false).await.unwrap(), 401);
     assert_eq!(
-        post(Vec::new(), Some(&TOKEN.to_uppercase()), false)
+        post(honest.clone(), Some("another"), false).await.unwrap(),
+        401
+    );
+    assert_eq!(
+        post(honest.clone(), Some(&TOKEN.to_uppercase()), false)
             .await
             .unwrap(),
         401
     );
     // Over the body limit: 400, sent as it is or gzipped (the limit holds
-    // for the decompressed body).
-    let big = oversized_request();
+    // for the inflated body).
+    let big = oversized(&exports[0]);
     assert_eq!(post(big.clone(), Some(TOKEN), false).await.unwrap(), 400);
     let small = gzip(&big);
     assert!(small.len() < 100_000);
@@ -255,14 +290,22 @@ async fn the_collector_refuses_what_the_readme_says() {
     let plain = reqwest::Client::new()
         .post(collector.metrics_url().replace("https://", "http://"))
         .header("authorization", format!("Bearer {TOKEN}"))
-        .body(Vec::new())
+        .header("content-type", "application/x-protobuf")
+        .body(honest.clone())
         .send()
         .await
         .unwrap();
     assert_eq!(plain.status(), 400);
-    // Nothing of the refused requests reached ClickHouse.
-    let exported = block_in_place(|| collector.drained(std::time::Duration::from_secs(30)));
+    // Nothing of the refused requests reached ClickHouse ...
+    let exported = block_in_place(|| collector.drained(Duration::from_secs(30)));
     assert_eq!(exported, 0);
+    assert_eq!(block_in_place(|| rows_stored(&clickhouse)), 0);
+    // ... and the same export, with the token, arrives whole.
+    assert_eq!(post(honest, Some(TOKEN), false).await.unwrap(), 200);
+    let exported = block_in_place(|| collector.drained(Duration::from_secs(30)));
+    let points = block_in_place(|| rows_stored(&clickhouse));
+    assert!(points > 10, "{points} rows");
+    assert_eq!(points, exported);
     drop(collector);
     drop(clickhouse);
     let _ = std::fs::remove_dir_all(&dir);

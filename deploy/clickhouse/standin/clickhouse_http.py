@@ -2,6 +2,7 @@
 """A test-only stand-in for ClickHouse's HTTP interface, in front of chdb.
 
     clickhouse_http.py --listen 127.0.0.1:0 --path DIR [--schema schema.sql]
+                       [--user NAME --password SECRET]
 
 Opens (or creates) a chdb database in DIR, applies the schema file if given
 (split and prepared as report.py does, with cluster.statements and
@@ -87,11 +88,17 @@ named otherwise), and plain queries:
   puts its settings in the URL (conn_http.go:193-199, 638-647): from the
   exporter, `async_insert` (exporter config.go:182-185) and
   `max_execution_time`, the context's deadline + 5 s (context.go:233-241).
-* Accepted and ignored: `user`, `password`, `query_id`, `quota_key`,
-  `buffer_size`, `wait_end_of_query` (answers are always whole before they
-  are sent), and the Authorization and X-ClickHouse-User/-Key headers (the
-  driver sends user `default` by basic auth, conn_http.go:131-137,
-  clickhouse_options.go:403-405): there is no access control.
+* Credentials, with --user and --password: every request but /ping must
+  carry that user and password, by HTTP Basic auth (what the driver sends
+  over plain http, conn_http.go:131-137: the configured user, `default`
+  when none is, clickhouse_options.go:403-405), by the X-ClickHouse-User
+  and X-ClickHouse-Key headers (what it sends over https,
+  conn_http.go:122-130; what report.py sends), or by the `user` and
+  `password` URL parameters; anything else is ClickHouse's
+  AUTHENTICATION_FAILED (516, HTTP 403). Without --user there is no access
+  control. Users, grants and quotas are not modelled.
+* Accepted and ignored: `query_id`, `quota_key`, `buffer_size`,
+  `wait_end_of_query` (answers are always whole before they are sent).
 * Errors as ClickHouse answers them: the text `Code: N. DB::Exception: ...
   (NAME)` (chdb's own), header X-ClickHouse-Exception-Code: N, and the
   status ClickHouse gives the code (its
@@ -116,6 +123,7 @@ CityHash128 v1.0.2) and lz4 (LZ4 blocks), pinned in ../requirements.txt.
 """
 
 import argparse
+import base64
 import pathlib
 import re
 import signal
@@ -477,6 +485,7 @@ class Engine:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the driver's pooled connections expect
     engine = None  # set by main()
+    credentials = None  # (user, password), set by main() with --user
 
     def do_GET(self):
         self.serve(b"")
@@ -518,6 +527,8 @@ class Handler(BaseHTTPRequestHandler):
         self.sql = query or ""  # for the log line
         compress_answer = params.get("compress") == "1"
         try:
+            if url.path != "/ping":
+                self.authenticate(params)
             if url.path == "/ping" or (url.path == "/" and self.command == "GET" and query is None):
                 self.reply(200, b"Ok.\n", len(body), [("Content-Type", "text/html; charset=UTF-8")])
                 return
@@ -537,6 +548,26 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(e.status(), compress(text) if compress_answer else text, len(body),
                        [("X-ClickHouse-Exception-Code", str(e.code)),
                         ("Content-Type", "text/plain; charset=UTF-8")])
+
+    def authenticate(self, params):
+        """Checks the request's credentials against --user/--password."""
+        if self.credentials is None:
+            return
+        user, password = params.get("user"), params.get("password")
+        if self.headers.get("X-ClickHouse-User") is not None:
+            user = self.headers["X-ClickHouse-User"]
+            password = self.headers.get("X-ClickHouse-Key", "")
+        scheme, _, value = self.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                user, _, password = base64.b64decode(value).decode().partition(":")
+            except ValueError:
+                user = password = None
+        if (user, password or "") != self.credentials:
+            raise ClickHouseError.of(
+                516, "AUTHENTICATION_FAILED",
+                f"{user or 'default'}: Authentication failed: password is incorrect, "
+                "or there is no user with such name")
 
     def execute(self, params, query, body):
         if self.headers.get("Content-Encoding", "identity").lower() != "identity":
@@ -601,7 +632,11 @@ def main():
     parser.add_argument("--listen", required=True, help="HOST:PORT (port 0: any free one)")
     parser.add_argument("--path", required=True, help="the chdb database directory")
     parser.add_argument("--schema", help="SQL to apply at start (deploy/clickhouse/schema.sql)")
+    parser.add_argument("--user", help="the one user requests must authenticate as")
+    parser.add_argument("--password", default="", help="that user's password")
     args = parser.parse_args()
+    if args.user is not None:
+        Handler.credentials = (args.user, args.password)
     host, _, port = args.listen.rpartition(":")
 
     engine = Engine(args.path)

@@ -17,6 +17,10 @@ use serde_json::Value as Json;
 
 /// The token the tests' nodes send, with `auth.yaml` on.
 pub const TOKEN: &str = "survey-test-token-5f1c";
+/// The ClickHouse user the Collector and report.py authenticate as.
+pub const CLICKHOUSE_USER: &str = "survey";
+/// Its password.
+pub const CLICKHOUSE_PASSWORD: &str = "survey-test-password";
 
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -146,6 +150,10 @@ impl ClickHouse {
             .arg(self.dir.join("data"))
             .arg("--schema")
             .arg(workspace().join("deploy/clickhouse/schema.sql"))
+            .arg("--user")
+            .arg(CLICKHOUSE_USER)
+            .arg("--password")
+            .arg(CLICKHOUSE_PASSWORD)
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -202,6 +210,8 @@ impl ClickHouse {
         }
         let answer = reqwest::blocking::Client::new()
             .post(url)
+            .header("X-ClickHouse-User", CLICKHOUSE_USER)
+            .header("X-ClickHouse-Key", CLICKHOUSE_PASSWORD)
             .body(sql.to_string())
             .timeout(Duration::from_secs(120))
             .send()
@@ -212,6 +222,38 @@ impl ClickHouse {
         text.lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The distinct (node, metric, start second, time second) of the rows
+    /// stored, as [`point_groups`] reads them from what the Collector took.
+    pub fn point_groups(&self) -> std::collections::BTreeSet<(String, String, u64, u64)> {
+        let tables = [
+            "otel_metrics_sum",
+            "otel_metrics_gauge",
+            "otel_metrics_histogram",
+        ];
+        let union = tables
+            .iter()
+            .map(|t| {
+                format!(
+                    "SELECT ResourceAttributes['service.instance.id'] AS n, MetricName AS m,
+                            toUInt64(toUnixTimestamp(StartTimeUnix)) AS s,
+                            toUInt64(toUnixTimestamp(TimeUnix)) AS t FROM survey.{t}"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        self.rows(&format!("SELECT DISTINCT n, m, s, t FROM ({union})"), &[])
+            .into_iter()
+            .map(|r| {
+                (
+                    r["n"].as_str().unwrap().to_string(),
+                    r["m"].as_str().unwrap().to_string(),
+                    r["s"].as_u64().unwrap(),
+                    r["t"].as_u64().unwrap(),
+                )
+            })
             .collect()
     }
 
@@ -353,8 +395,8 @@ service:
             .env("SURVEY_TLS_CERT", &tls.cert)
             .env("SURVEY_TLS_KEY", &tls.key)
             .env("SURVEY_CLICKHOUSE_ENDPOINT", clickhouse.url())
-            .env("SURVEY_CLICKHOUSE_USER", "survey")
-            .env("SURVEY_CLICKHOUSE_PASSWORD", "survey-test-password")
+            .env("SURVEY_CLICKHOUSE_USER", CLICKHOUSE_USER)
+            .env("SURVEY_CLICKHOUSE_PASSWORD", CLICKHOUSE_PASSWORD)
             .env("SURVEY_BEARER_TOKEN", TOKEN)
             .env("GOMAXPROCS", "2")
             .stdout(Stdio::null())
@@ -411,8 +453,9 @@ service:
     pub fn telemetry(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let text =
             reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", self.telemetry_port))
+                .and_then(|r| r.error_for_status())
                 .and_then(|r| r.text())
-                .unwrap_or_default();
+                .unwrap_or_else(|e| panic!("the Collector's own metrics: {e}"));
         text.lines()
             .filter(|l| !l.starts_with('#'))
             .filter_map(|l| {
@@ -474,6 +517,41 @@ impl Drop for Collector {
             let _ = child.wait();
         }
     }
+}
+
+/// The (node, metric, start second, time second) of every data point of an
+/// OTLP JSON request (the file exporter's lines): what identifies the
+/// exports a point came from, to the second the exporter keeps.
+pub fn point_groups(request: &Json) -> Vec<(String, String, u64, u64)> {
+    let mut groups = Vec::new();
+    let list =
+        |v: &Json, key: &str| -> Vec<Json> { v[key].as_array().cloned().unwrap_or_default() };
+    let seconds = |v: &Json| -> u64 {
+        v.as_str().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0) / 1_000_000_000
+    };
+    for rm in list(request, "resourceMetrics") {
+        let node = list(&rm["resource"], "attributes")
+            .into_iter()
+            .find(|kv| kv["key"] == "service.instance.id")
+            .and_then(|kv| kv["value"]["stringValue"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        for sm in list(&rm, "scopeMetrics") {
+            for m in list(&sm, "metrics") {
+                let name = m["name"].as_str().unwrap_or_default().to_string();
+                for kind in ["sum", "gauge", "histogram"] {
+                    for p in list(&m[kind], "dataPoints") {
+                        groups.push((
+                            node.clone(),
+                            name.clone(),
+                            seconds(&p["startTimeUnixNano"]),
+                            seconds(&p["timeUnixNano"]),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    groups
 }
 
 /// Data points of an OTLP JSON request (the file exporter's lines), by the
