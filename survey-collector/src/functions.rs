@@ -19,7 +19,7 @@ use rusqlite::functions::{Aggregate, Context, FunctionFlags};
 use rusqlite::{Connection, Result};
 use survey_runtime::schema;
 
-use crate::fast_hash::FastMap;
+use crate::keyed_hash::KeyedMap;
 
 /// Registers the functions on `conn`.
 pub fn register(conn: &Connection) -> Result<()> {
@@ -148,7 +148,7 @@ struct BucketDeltaSums;
 /// one row.
 #[derive(Default)]
 struct DeltaSums {
-    totals: FastMap<Vec<u8>, Vec<u64>>,
+    totals: KeyedMap<Vec<u8>, Vec<u64>>,
     row: DeltaSum,
 }
 

@@ -55,9 +55,9 @@
 pub mod auth;
 pub mod cli;
 pub mod decode;
-mod fast_hash;
 pub mod functions;
 pub mod ingest;
+mod keyed_hash;
 pub mod render;
 pub mod report;
 pub mod server;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use survey_runtime::schema::{self, AttributeKey, MetricKind};
 
-use crate::fast_hash::FastMap;
+use crate::keyed_hash::KeyedMap;
 use crate::validate::{Attributes, Dimension, Point, TEMPORALITY_DELTA, Validated, Value};
 
 /// The DDL of every schema version, in order: version `i + 1` is reached by
@@ -136,8 +136,8 @@ impl std::hash::Hash for StreamIdentity {
 /// Streams seen, their ids and last folded points, and resources' ids.
 #[derive(Debug, Default)]
 struct StreamCache {
-    streams: FastMap<StreamIdentity, Stream>,
-    resources: FastMap<Arc<str>, i64>,
+    streams: KeyedMap<StreamIdentity, Stream>,
+    resources: KeyedMap<Arc<str>, i64>,
 }
 
 impl StreamCache {
@@ -913,7 +913,7 @@ mod tests {
                     metric: schema::metric(schema::INFERENCE_REQUESTS_TOTAL).unwrap(),
                     scope_version: String::new(),
                     attributes: Arc::new(Attributes {
-                        hash: crate::fast_hash::hash_bytes(attributes.as_bytes()),
+                        hash: crate::keyed_hash::hash_bytes(attributes.as_bytes()),
                         json: attributes,
                         dimensions: vec![
                             (AttributeKey::Model, Dimension::Text("m".into())),

@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::fast_hash::FastMap;
+use crate::keyed_hash::KeyedMap;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
@@ -669,7 +669,7 @@ fn check_times(
 /// with the same model and hardware).
 const CACHED_SETS: usize = 65_536;
 
-type SetCache = FastMap<u64, Vec<(Vec<KeyValue>, Result<Arc<Attributes>, Rejection>)>>;
+type SetCache = KeyedMap<u64, Vec<(Vec<KeyValue>, Result<Arc<Attributes>, Rejection>)>>;
 
 thread_local! {
     static CHECKED_SETS: std::cell::RefCell<(SetCache, usize)> = std::cell::RefCell::new((SetCache::default(), 0));
@@ -709,7 +709,7 @@ fn check_attributes(kvs: &[KeyValue]) -> Result<Arc<Attributes>, Rejection> {
 /// A hash of an attribute list as received.
 fn raw_hash(kvs: &[KeyValue]) -> u64 {
     use std::hash::{Hash, Hasher};
-    let mut hasher = crate::fast_hash::FastHasher::default();
+    let mut hasher = crate::keyed_hash::hasher();
     for kv in kvs {
         kv.key.hash(&mut hasher);
         match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
@@ -743,7 +743,7 @@ fn check_attributes_uncached(kvs: &[KeyValue]) -> Result<Attributes, Rejection> 
         .collect();
     let json = canonical_json(&map);
     Ok(Attributes {
-        hash: crate::fast_hash::hash_bytes(json.as_bytes()),
+        hash: crate::keyed_hash::hash_bytes(json.as_bytes()),
         json,
         dimensions: dims,
     })
