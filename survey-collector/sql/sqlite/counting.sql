@@ -1,6 +1,7 @@
--- The counting rule, written once: every count in the report comes from
--- the tables made here. The window is [:since, :until) in UTC days since
--- the epoch.
+-- The counting rule as the report applies it (docs/counting-rule.md
+-- states it and names its other implementations): every count in the
+-- report comes from the tables made here. The window is [:since, :until)
+-- in UTC days since the epoch.
 --
 -- Per stream (one process's series):
 --   cumulative: the last value before :until minus the last value before
