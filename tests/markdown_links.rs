@@ -50,7 +50,10 @@ fn every_relative_link_resolves() {
             }
             checked += 1;
             if !file.parent().unwrap().join(path).exists() {
-                broken.push(format!("{}: {target}", file.strip_prefix(root).unwrap().display()));
+                broken.push(format!(
+                    "{}: {target}",
+                    file.strip_prefix(root).unwrap().display()
+                ));
             }
         }
     }
