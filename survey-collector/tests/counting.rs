@@ -167,10 +167,13 @@ async fn a_retried_request_counts_once() {
     );
     assert_eq!(
         resource,
-        "{\"service.instance.id\":\"00000000-0000-4000-8000-000000000001\",\
-         \"service.name\":\"mesh-llm\",\"service.version\":\"1.0.0\",\
-         \"telemetry.sdk.language\":\"rust\",\"telemetry.sdk.name\":\"opentelemetry\",\
-         \"telemetry.sdk.version\":\"0.33.1\"}"
+        format!(
+            "{{\"service.instance.id\":\"00000000-0000-4000-8000-000000000001\",\
+             \"service.name\":\"mesh-llm\",\"service.version\":\"1.0.0\",\
+             \"telemetry.sdk.language\":\"rust\",\"telemetry.sdk.name\":\"opentelemetry\",\
+             \"telemetry.sdk.version\":\"{}\"}}",
+            sdk_version()
+        )
     );
     server.shutdown().await;
 }

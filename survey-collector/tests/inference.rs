@@ -13,7 +13,10 @@ use survey_collector::{Day, ReportOptions, Store};
 use survey_runtime::schema;
 
 /// Runs a node's script when this binary is started as a child node.
+/// A child node's entry point, not a test: the tests that need a node
+/// start this binary with `--ignored --exact node_child`.
 #[test]
+#[ignore = "a child node's entry point, started by the tests that need one"]
 fn node_child() {
     node::run_child();
 }

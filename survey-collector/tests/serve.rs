@@ -18,7 +18,10 @@ use survey_collector::ingest::Limits;
 use survey_collector::{ServeConfig, Server, TlsFiles};
 use survey_runtime::schema;
 
+/// A child node's entry point, not a test: the tests that need a node
+/// start this binary with `--ignored --exact node_child`.
 #[test]
+#[ignore = "a child node's entry point, started by the tests that need one"]
 fn node_child() {
     node::run_child();
 }
@@ -400,7 +403,7 @@ async fn https_with_a_certificate_the_node_trusts() {
     // A real node that trusts the CA exports over HTTPS.
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
-        .args(["--exact", "node_child", "--test-threads=1", "--nocapture"])
+        .args(["--ignored", "--exact", "node_child", "--test-threads=1", "--nocapture"])
         .env(node::SCRIPT_ENV, "cpu")
         .env(node::ENDPOINT_ENV, server.endpoint())
         .env("SSL_CERT_FILE", &ca_pem);

@@ -156,6 +156,19 @@ pub async fn export(server: &Server, request: &ExportMetricsServiceRequest) -> A
     .await
 }
 
+/// The `opentelemetry_sdk` version the workspace locks: what survey's
+/// nodes put in `telemetry.sdk.version`.
+pub fn sdk_version() -> String {
+    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))
+        .expect("the workspace's Cargo.lock");
+    let at = lock
+        .find("name = \"opentelemetry_sdk\"\nversion = \"")
+        .expect("opentelemetry_sdk in Cargo.lock");
+    let rest = &lock[at..];
+    let start = rest.find("version = \"").unwrap() + "version = \"".len();
+    rest[start..start + rest[start..].find('"').unwrap()].to_string()
+}
+
 /// The JSON report of the database in `dir`.
 pub fn report(dir: &TempDir, options: ReportOptions) -> Json {
     let store = Store::open_read_only(&dir.db()).expect("database");
@@ -455,7 +468,7 @@ pub fn request(node: &Node, metrics: Vec<Metric>) -> ExportMetricsServiceRequest
         kv_str("service.version", "1.0.0"),
         kv_str("telemetry.sdk.language", "rust"),
         kv_str("telemetry.sdk.name", "opentelemetry"),
-        kv_str("telemetry.sdk.version", "0.33.1"),
+        kv_str("telemetry.sdk.version", &sdk_version()),
     ];
     if let Some(id) = &node.id {
         attributes.push(kv_str("service.instance.id", id));
