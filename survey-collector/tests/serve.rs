@@ -403,7 +403,13 @@ async fn https_with_a_certificate_the_node_trusts() {
     // A real node that trusts the CA exports over HTTPS.
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
-        .args(["--ignored", "--exact", "node_child", "--test-threads=1", "--nocapture"])
+        .args([
+            "--ignored",
+            "--exact",
+            "node_child",
+            "--test-threads=1",
+            "--nocapture",
+        ])
         .env(node::SCRIPT_ENV, "cpu")
         .env(node::ENDPOINT_ENV, server.endpoint())
         .env("SSL_CERT_FILE", &ca_pem);

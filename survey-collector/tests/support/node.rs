@@ -99,7 +99,13 @@ pub fn spawn(test_name: &str, script: &str, endpoint: &str) -> Child {
 /// [`spawn`], with `telemetry` lines added to the node's `[telemetry]` table.
 pub fn spawn_with(test_name: &str, script: &str, endpoint: &str, telemetry: &str) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", test_name, "--test-threads=1", "--nocapture"])
+        .args([
+            "--ignored",
+            "--exact",
+            test_name,
+            "--test-threads=1",
+            "--nocapture",
+        ])
         .env(SCRIPT_ENV, script)
         .env(ENDPOINT_ENV, endpoint)
         .env(TELEMETRY_ENV, telemetry)
