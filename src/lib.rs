@@ -138,11 +138,12 @@
 
 pub use survey_macros::{FailureReason, exit, launch, unload};
 pub use survey_runtime::{
-    ContextBucket, DeviceFacts, DisabledReason, ExportProblem, FailureKind, FailureReason, GpuInfo,
-    HardwareFacts, Inference, InstanceKey, InvalidSetting, LastExport, LastFailure, LaunchKind,
-    ModelFacts, RequestOutcome, Resolution, SentRow, Settings, Setup, ShutdownReport, Status,
-    SurveyGuard, SurveyModel, TelemetryConfig, TelemetryMode, Throughput, config, hardware,
-    inference, init, last_export, otel, privacy, record_inference, schema, sent, status,
+    ContextBucket, DeviceFacts, DisabledReason, ExportOutcome, ExportProblem, FailureKind,
+    FailureReason, GpuInfo, HardwareFacts, Inference, InstanceKey, InvalidSetting, LastExport,
+    LastFailure, LaunchKind, ModelFacts, RequestOutcome, Resolution, SentRow, Settings, Setup,
+    ShutdownReport, Status, SurveyGuard, SurveyModel, TelemetryConfig, TelemetryMode, Throughput,
+    Unchanged, config, hardware, inference, init, last_export, otel, privacy, record_inference,
+    schema, sent, status,
 };
 
 /// Records an unexpected exit of `model` without the `#[survey::exit]`

@@ -153,6 +153,7 @@ impl Write for LogWriter {
 async fn the_log_warns_once_when_exports_fail_and_once_when_they_recover() {
     let _serial = serial().await;
     let log = log_lines();
+    let logged_before = log.lock().unwrap().len();
     let receiver = Receiver::start();
     let (addr, endpoint) = (receiver.addr(), receiver.endpoint());
     receiver.stop();
@@ -163,8 +164,11 @@ async fn the_log_warns_once_when_exports_fail_and_once_when_they_recover() {
     })
     .await;
     let receiver = Receiver::start_on(addr).unwrap();
+    // The first export after the recovery is sent; the next, unchanged,
+    // is left out (a heartbeat is an hour away): both after the log line.
     wait_until("a successful export", Duration::from_secs(20), || {
-        (guard.status().exports_ok >= 2).then_some(())
+        let status = guard.status();
+        (status.exports_ok >= 1 && status.exports_unchanged >= 1).then_some(())
     })
     .await;
     let failed = guard.status().exports_failed;
@@ -190,6 +194,20 @@ async fn the_log_warns_once_when_exports_fail_and_once_when_they_recover() {
         ours[1].contains(&format!("succeed again after {failed} failure(s)")),
         "{}",
         ours[1]
+    );
+    // The exports left out after it: one line says so, not one each.
+    let unchanged: Vec<&str> = text[logged_before..]
+        .lines()
+        .filter(|line| line.contains("export unchanged since "))
+        .collect();
+    assert_eq!(unchanged.len(), 1, "{unchanged:#?}");
+    assert!(unchanged[0].contains("INFO"), "{}", unchanged[0]);
+    assert!(
+        unchanged[0].contains(
+            " UTC, not sent; heartbeat in 59 min: an unchanged export is sent at most every 60 min"
+        ) || unchanged[0].contains(" UTC, not sent; heartbeat in 60 min:"),
+        "{}",
+        unchanged[0]
     );
     drop(receiver);
 }
@@ -357,7 +375,8 @@ async fn a_series_reset_stops_exporting_ended_models_and_loses_no_count() {
     let receiver = Receiver::start();
     let guard = start(
         &receiver.endpoint(),
-        "export_interval_secs = 0.1\nseries_reset_secs = 0.3",
+        // Counts the exports after the reset: each is sent.
+        "export_interval_secs = 0.1\nseries_reset_secs = 0.3\nheartbeat_secs = 0",
     );
     let ids = |requests: &[Request]| -> Vec<String> {
         requests

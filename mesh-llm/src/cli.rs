@@ -74,9 +74,12 @@ pub enum SurveyCommand {
     /// "local"`: what would be sent; nothing is).
     Show {
         /// Print it as JSON: `prompt_shape_metrics` (whether the opt-in
-        /// inference metrics are on), `collected_at_unix_secs`, `outcome`,
-        /// `resource`, and `rows`, each with metric, kind, unit,
-        /// attributes, and value, or count, sum, bounds and bucket_counts.
+        /// inference metrics are on), `collected_at_unix_secs`, `outcome`
+        /// (`sent`, `failed`, `sending`, `unchanged` or `local`),
+        /// `unchanged` (for an export left out because nothing changed:
+        /// `since_unix_secs`, `heartbeat_in_secs`), `resource`, and
+        /// `rows`, each with metric, kind, unit, attributes, and value, or
+        /// count, sum, bounds and bucket_counts.
         #[arg(long)]
         json: bool,
     },
@@ -244,7 +247,9 @@ fn absolute(path: PathBuf) -> PathBuf {
     std::path::absolute(&path).unwrap_or(path)
 }
 
-/// Survey's last export as a table: when and what became of it, whether
+/// Survey's last export as a table: when and what became of it (sent,
+/// failed, or unchanged and not sent, with the time of the export the
+/// collector holds and when the heartbeat is due), whether
 /// the opt-in inference metrics are on, the resource, then one line per
 /// data point: its model (when it has one), its value and its other
 /// attributes exactly as sent.
@@ -255,10 +260,14 @@ pub fn render_export(shown: &crate::api::SurveyExport) -> String {
         .duration_since(std::time::SystemTime::UNIX_EPOCH)
         .map_or(0, |now| now.as_secs())
         .saturating_sub(export.collected_at_unix_secs);
+    // A left-out export says so: since when, and when the heartbeat is due.
+    let outcome = match &export.unchanged {
+        Some(unchanged) => unchanged.to_string(),
+        None => export.outcome.to_string(),
+    };
     let mut out = format!(
-        "last export: collected {age} s ago, {}, {} data points\n\
+        "last export: collected {age} s ago, {outcome}, {} data points\n\
          inference metrics (telemetry.prompt_shape_metrics): {}\nresource: {}\n",
-        export.outcome,
         export.rows.len(),
         if shown.prompt_shape_metrics {
             "on"
@@ -583,5 +592,29 @@ mod tests {
                 assert!(b.wait <= secs(grace) && b.stop_grace <= secs(grace));
             }
         }
+    }
+
+    #[test]
+    fn survey_show_says_an_unchanged_export_was_not_sent_and_when_the_heartbeat_is() {
+        let shown: crate::api::SurveyExport = serde_json::from_str(
+            r#"{"prompt_shape_metrics":false,"collected_at_unix_secs":0,
+                "outcome":"unchanged",
+                "unchanged":{"since_unix_secs":1764857042,"heartbeat_in_secs":2525},
+                "resource":{},"rows":[]}"#,
+        )
+        .expect("an export");
+        let text = render_export(&shown);
+        assert!(
+            text.contains(
+                ", unchanged since 14:04:02 UTC, not sent; heartbeat in 42 min, 0 data points"
+            ),
+            "{text}"
+        );
+        let sent: crate::api::SurveyExport = serde_json::from_str(
+            r#"{"prompt_shape_metrics":false,"collected_at_unix_secs":0,
+                "outcome":"sent","resource":{},"rows":[]}"#,
+        )
+        .expect("an export");
+        assert!(render_export(&sent).contains(", sent, 0 data points"));
     }
 }

@@ -146,7 +146,8 @@ fn with_the_switch_off_no_inference_metric_is_exported_and_survey_show_says_so()
         &dir,
         &receiver,
         &[("quiet", ModelFile::default())],
-        "",
+        // Several exports after the requests are waited for: each is sent.
+        "heartbeat_secs = 0",
         NodeOptions::default(),
     );
     answered_in_full(
@@ -163,7 +164,7 @@ fn with_the_switch_off_no_inference_metric_is_exported_and_survey_show_says_so()
     answered_in_full(node.http, "/v1/completions", &completion("quiet", 4, true));
     // Several exports after the requests.
     let before = receiver.requests().len();
-    receiver.wait_until(WAIT, |requests| requests.len() >= before + 3);
+    assert!(receiver.wait_until(WAIT, |requests| requests.len() >= before + 3));
     for request in receiver.requests() {
         let points = request.points();
         assert!(inference_points(&points).is_empty(), "{points:#?}");

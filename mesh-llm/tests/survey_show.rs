@@ -77,15 +77,34 @@ fn survey_show_prints_what_the_collector_decoded() {
 
     // The opt-in inference metrics: off unless configured.
     assert!(!show(&node).unwrap().prompt_shape_metrics);
-    let out = node.cli(&["survey", "show"]);
-    assert!(out.status.success());
-    let table = String::from_utf8(out.stdout).unwrap();
+    // Idle now: the next exports equal what the collector holds and are
+    // left out until the heartbeat, and `survey show` says so.
+    let table = wait_until(
+        "survey show of an export left out",
+        Duration::from_secs(20),
+        || {
+            let out = node.cli(&["survey", "show"]);
+            assert!(out.status.success());
+            let table = String::from_utf8(out.stdout).unwrap();
+            table.contains(", unchanged since ").then_some(table)
+        },
+    );
     assert!(table.starts_with("last export: collected "), "{table}");
     assert!(
         table.contains("\ninference metrics (telemetry.prompt_shape_metrics): off\n"),
         "{table}"
     );
-    assert!(table.contains(", sent, "), "{table}");
+    let first = table.lines().next().unwrap();
+    assert!(
+        first.contains(" UTC, not sent; heartbeat in 59 min, ")
+            || first.contains(" UTC, not sent; heartbeat in 60 min, "),
+        "{first}"
+    );
+    assert!(
+        node.status().survey.contains(" unchanged (not sent) "),
+        "{}",
+        node.status().survey
+    );
     assert!(table.contains("service.instance.id="), "{table}");
     for metric in [
         survey::schema::LAUNCH_SUCCESS_TOTAL,
@@ -144,7 +163,12 @@ fn local_mode_shows_what_would_be_sent_and_sends_nothing() {
             == Some("Qwen3-8B-Q4_K_M".into())));
     let out = node.cli(&["survey", "show"]);
     let table = String::from_utf8(out.stdout).unwrap();
-    assert!(table.contains("local (not sent)"), "{table}");
+    // The first collection is kept as what would be sent; the next ones,
+    // unchanged, as what would not be, until the heartbeat.
+    assert!(
+        table.contains("local (not sent)") || table.contains(", unchanged since "),
+        "{table}"
+    );
     let status = node.status();
     assert!(
         status.survey.contains("nothing is sent"),

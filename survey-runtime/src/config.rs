@@ -23,6 +23,7 @@ use crate::privacy;
 /// export_interval_secs = 15
 /// queue_size = 2048
 /// prompt_shape_metrics = false
+/// heartbeat_secs = 3600    # an unchanged export is sent at most this often; 0 = every interval
 ///
 /// [telemetry.metrics]
 /// endpoint = "https://otel.example.com/v1/metrics"  # used as given
@@ -68,6 +69,14 @@ pub struct TelemetryConfig {
     /// of models gone long ago stop being exported. No count is lost: the
     /// restart happens only when everything recorded was in that export.
     pub series_reset_secs: Option<f64>,
+    /// Seconds between heartbeats (default 3600; `0` sends every
+    /// interval). Under cumulative temporality an export whose points
+    /// equal those of the last export the collector accepted whole (only
+    /// the point times differ) is not sent until this long after that
+    /// export; anything that changed goes out at the next interval. A
+    /// value below the export interval sends every interval (with a
+    /// warning). No `OTEL_*` variable sets it.
+    pub heartbeat_secs: Option<f64>,
     /// `[telemetry.metrics]`: overrides for the metrics signal.
     pub metrics: MetricsConfig,
 }
@@ -222,6 +231,11 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// Least time between two restarts of the cumulative series; `None`: never.
     pub series_reset: Option<Duration>,
+    /// Longest time an unchanged export goes unsent after the last
+    /// export the collector accepted (`telemetry.heartbeat_secs`); `None`:
+    /// every export is sent (heartbeat 0, delta temporality, or a
+    /// heartbeat shorter than the interval).
+    pub heartbeat: Option<Duration>,
     /// Whether the opt-in inference metrics are recorded
     /// (`telemetry.prompt_shape_metrics`).
     pub prompt_shape_metrics: bool,
@@ -250,6 +264,8 @@ pub const MAX_QUEUE_SIZE: usize = 1 << 20;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default least time between two restarts of the cumulative series.
 pub const DEFAULT_SERIES_RESET: Duration = Duration::from_secs(3600);
+/// Default longest time an unchanged export goes unsent.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(3600);
 /// Default `service.name`.
 pub const DEFAULT_SERVICE_NAME: &str = "mesh-llm";
 
@@ -449,7 +465,32 @@ fn resolve(
             .into_string(),
     };
 
-    let warnings = Vec::new();
+    let mut warnings = Vec::new();
+
+    let heartbeat = match config.heartbeat_secs {
+        Some(0.0) => None,
+        Some(secs) => Some(
+            positive_secs("telemetry.heartbeat_secs", secs).map_err(|e| {
+                InvalidSetting::new(e.key, format!("{}, or 0 for every interval", e.problem))
+            })?,
+        ),
+        None => Some(DEFAULT_HEARTBEAT),
+    }
+    .filter(|heartbeat| {
+        let shorter = *heartbeat < export_interval;
+        if shorter {
+            warnings.push(format!(
+                "telemetry.heartbeat_secs = {} is shorter than the export interval ({} s): \
+                 every export is sent, changed or not; set it to 0 to say so, or to at least \
+                 the interval",
+                heartbeat.as_secs_f64(),
+                export_interval.as_secs_f64()
+            ));
+        }
+        !shorter
+    })
+    // Delta exports hold only what changed: nothing to leave out.
+    .filter(|_| temporality == Temporality::Cumulative);
 
     Ok((
         Settings {
@@ -466,6 +507,7 @@ fn resolve(
             service_name,
             shutdown_timeout,
             series_reset,
+            heartbeat,
             prompt_shape_metrics: config.prompt_shape_metrics,
         },
         warnings,

@@ -24,9 +24,11 @@ use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::{Instrument, PeriodicReader, SdkMeterProvider, Stream};
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
 
+use crate::clock;
 use crate::config::{Compression, Protocol, Settings, TelemetryMode, Temporality};
+use crate::heartbeat::{Decision, Heartbeat, Points};
 use crate::schema::ResourceKey;
-use crate::sent::{ExportOutcome, LastExportCell};
+use crate::sent::{ExportOutcome, LastExportCell, Unchanged};
 use crate::status::{ExportCounters, ExportProblem};
 
 /// Resolves a host name to addresses (the system resolver unless the host
@@ -57,6 +59,9 @@ pub(crate) struct Pipeline {
     pub counters: Arc<ExportCounters>,
     pub last_export: LastExportCell,
     pub reset: SeriesReset,
+    /// The last export the collector accepted, and when the next
+    /// heartbeat is due.
+    pub heartbeat: Heartbeat,
 }
 
 impl Pipeline {
@@ -80,6 +85,7 @@ impl Pipeline {
             counters,
             last_export: LastExportCell::default(),
             reset: SeriesReset::new(settings.series_reset),
+            heartbeat: Heartbeat::new(settings.heartbeat),
             settings,
         })
     }
@@ -358,22 +364,58 @@ impl std::fmt::Debug for SurveyExporter {
     }
 }
 
-impl PushMetricExporter for SurveyExporter {
-    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
-        if self.generation.retired.load(Ordering::SeqCst) {
-            // Everything this generation held was exported before it retired.
+impl SurveyExporter {
+    /// Sends `metrics` (in local mode: keeps them), unless they equal the
+    /// last export the collector accepted and no heartbeat is due.
+    async fn export_or_leave_out(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        let pipeline = &self.pipeline;
+        let heartbeat = &pipeline.heartbeat;
+        let exported_events = self.generation.collected_events.load(Ordering::SeqCst);
+        let points = heartbeat.enabled().then(|| Points::of(metrics));
+        if let Some(points) = &points
+            && let Decision::Skip {
+                since_unix_secs,
+                heartbeat_in,
+            } = heartbeat.decide(points, clock::now())
+        {
+            let unchanged = Unchanged {
+                since_unix_secs,
+                heartbeat_in_secs: heartbeat_in.as_secs(),
+            };
+            pipeline
+                .last_export
+                .keep(metrics, ExportOutcome::Unchanged, Some(unchanged));
+            pipeline
+                .counters
+                .exports_unchanged
+                .fetch_add(1, Ordering::Relaxed);
+            // No request: the HTTP client's threads are not woken.
+            // The log says so once (not once an export, nor an hour); the
+            // status counts them and `last_export` shows the latest.
+            if heartbeat.skipped() {
+                tracing::info!(
+                    target: "survey",
+                    "export {unchanged}: an unchanged export is sent at most every {} \
+                     (telemetry.heartbeat_secs), a change at the next interval",
+                    crate::status::Age(pipeline.settings.heartbeat.unwrap_or_default())
+                );
+            } else {
+                tracing::debug!(target: "survey", "export {unchanged}");
+            }
             return Ok(());
         }
-        let pipeline = &self.pipeline;
-        let exported_events = self.generation.collected_events.load(Ordering::SeqCst);
         let (whole, result) = match &self.inner {
             None => {
-                pipeline.last_export.keep(metrics, ExportOutcome::Local);
+                pipeline
+                    .last_export
+                    .keep(metrics, ExportOutcome::Local, None);
                 let (whole, _) = pipeline.counters.export_finished(Instant::now(), Ok(()));
                 (whole, Ok(()))
             }
             Some(inner) => {
-                pipeline.last_export.keep(metrics, ExportOutcome::Sending);
+                pipeline
+                    .last_export
+                    .keep(metrics, ExportOutcome::Sending, None);
                 let result = inner.export(metrics).await;
                 let (whole, line) = pipeline.counters.export_finished(
                     Instant::now(),
@@ -391,10 +433,31 @@ impl PushMetricExporter for SurveyExporter {
             }
         };
         if whole {
+            if let Some(points) = points {
+                heartbeat.accepted(points, clock::now());
+            }
+            // Only an export sent and accepted may start a series reset.
             pipeline
                 .reset
                 .after_success(Instant::now(), self.generation.id(), exported_events);
+        } else {
+            heartbeat.failed();
         }
+        result
+    }
+}
+
+impl PushMetricExporter for SurveyExporter {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        if self.generation.retired.load(Ordering::SeqCst) {
+            // Everything this generation held was exported before it retired.
+            return Ok(());
+        }
+        let result = self.export_or_leave_out(metrics).await;
+        self.pipeline
+            .counters
+            .exports_finished
+            .fetch_add(1, Ordering::SeqCst);
         result
     }
 

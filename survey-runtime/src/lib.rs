@@ -18,6 +18,7 @@
 //! | `queue` | the bounded, drop-oldest event queue |
 //! | `recorder` | the worker that records events into instruments |
 //! | `export` | the OTLP/HTTP exporter and meter provider, series resets |
+//! | `heartbeat` | unchanged exports left out until a heartbeat is due |
 //! | [`sent`] | the content of the last export, for people to inspect |
 //! | `status` | [`Status`] and export health in the host's log |
 //! | `lifecycle` | [`init`], [`SurveyGuard`], [`status`] |
@@ -29,6 +30,7 @@ pub mod config;
 mod export;
 mod failure;
 pub mod hardware;
+mod heartbeat;
 pub mod inference;
 mod lifecycle;
 mod model;
@@ -52,7 +54,7 @@ pub use inference::{Inference, Throughput, record_inference};
 pub use lifecycle::{Setup, ShutdownReport, SurveyGuard, init, last_export, status};
 pub use model::{DeviceFacts, InstanceKey, ModelFacts, SurveyModel};
 pub use schema::{ContextBucket, FailureKind, LaunchKind, RequestOutcome};
-pub use sent::{AttributeValue, ExportOutcome, LastExport, MetricKind, Number, SentRow};
+pub use sent::{AttributeValue, ExportOutcome, LastExport, MetricKind, Number, SentRow, Unchanged};
 pub use status::{ExportProblem, LastFailure, Status};
 
 /// The OpenTelemetry crates survey is built on, so hosts can name their types

@@ -19,7 +19,7 @@ use crate::privacy;
 use crate::queue::{Event, EventQueue};
 use crate::recorder::{HardwareSource, Instruments, Shared, Worker, WorkerParts};
 use crate::registry::Registry;
-use crate::sent::LastExport;
+use crate::sent::{ExportOutcome, LastExport};
 use crate::status::Status;
 
 /// What an instrumented call needs: the queue and the registry; and what
@@ -50,6 +50,7 @@ impl Active {
             disabled_reason: None,
             endpoint: Some(self.pipeline.settings.display_endpoint()),
             exports_ok: health.exports_ok,
+            exports_unchanged: counters.exports_unchanged.load(Ordering::Relaxed),
             exports_failed: health.exports_failed,
             failing_in_a_row: health.failing_in_a_row,
             last_success_age: health.last_success_age,
@@ -355,21 +356,38 @@ impl SurveyGuard {
     }
 
     /// Records what is queued and exports now, waiting at most `timeout`.
-    /// Returns whether the export finished in time.
+    /// Returns whether the export finished in time: sent, failed, or left
+    /// out because nothing changed since the last export the collector
+    /// accepted (see [`flush_export`](Self::flush_export) for which).
     pub fn flush(&self, timeout: Duration) -> bool {
-        let Some(running) = &self.running else {
-            return false;
-        };
+        self.flush_export(timeout).is_some()
+    }
+
+    /// Records what is queued and exports now, waiting at most `timeout`;
+    /// says what became of that export: [`ExportOutcome::Sent`],
+    /// [`ExportOutcome::Failed`], [`ExportOutcome::Unchanged`] (its points
+    /// equal those the collector last accepted and no heartbeat is due:
+    /// not sent, nothing lost) or, in local mode, [`ExportOutcome::Local`].
+    /// `None` if it did not finish in time, or survey is not running.
+    pub fn flush_export(&self, timeout: Duration) -> Option<ExportOutcome> {
+        let running = self.running.as_ref()?;
         let deadline = Instant::now() + timeout;
         if !running.worker.drain(deadline) {
-            return false;
+            return None;
         }
-        let Some(provider) = current(&running.provider) else {
-            return false;
-        };
-        run_bounded(deadline, move || {
+        let provider = current(&running.provider)?;
+        let pipeline = &running.active.pipeline;
+        let before = pipeline.counters.exports_finished.load(Ordering::SeqCst);
+        if !run_bounded(deadline, move || {
             let _ = provider.force_flush();
-        })
+        }) {
+            return None;
+        }
+        if pipeline.counters.exports_finished.load(Ordering::SeqCst) == before {
+            // Nothing collected: nothing to send, and nothing was.
+            return Some(ExportOutcome::Unchanged);
+        }
+        pipeline.last_export.outcome()
     }
 
     /// The content of this instance's last export; see [`last_export`].
@@ -381,6 +399,8 @@ impl SurveyGuard {
 
     /// Records what is queued, makes a final export, and stops, all within
     /// `telemetry.shutdown_timeout_secs` even when the collector never answers.
+    /// The final export is sent when something changed since the last
+    /// export the collector accepted (or none was), left out otherwise.
     pub fn shutdown(mut self) -> ShutdownReport {
         self.shutdown_inner()
     }
@@ -405,6 +425,9 @@ impl SurveyGuard {
         }
         let deadline = start + running.shutdown_timeout;
         let drained = running.worker.stop(deadline);
+        // The final export is sent only when something changed since the
+        // last export the collector accepted (or none was).
+        running.active.pipeline.heartbeat.final_export();
         let flushed = shutdown_provider(&running.provider, deadline);
         let report = ShutdownReport {
             drained,

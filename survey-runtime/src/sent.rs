@@ -17,9 +17,15 @@ use serde::{Deserialize, Serialize};
 pub struct LastExport {
     /// When it was collected, in seconds since the Unix epoch.
     pub collected_at_unix_secs: u64,
-    /// `sent` (the collector accepted it), `failed`, `sending`, or `local`
-    /// (local mode: kept here, never sent).
+    /// `sent` (the collector accepted it), `failed`, `sending`,
+    /// `unchanged` (equal to the last export the collector accepted: not
+    /// sent, see `unchanged`), or `local` (local mode: kept here, never
+    /// sent).
     pub outcome: ExportOutcome,
+    /// When the outcome is `unchanged`: since when, and when the next
+    /// heartbeat is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unchanged: Option<Unchanged>,
     /// The resource attributes every row is sent with.
     pub resource: BTreeMap<String, AttributeValue>,
     /// One row per data point.
@@ -38,6 +44,50 @@ pub enum ExportOutcome {
     Failed,
     /// Local mode: recorded, never sent.
     Local,
+    /// Its points equal those of the last export the collector accepted
+    /// (only the point times differ): not sent until the heartbeat is due
+    /// (`telemetry.heartbeat_secs`). In local mode: what would not be sent.
+    Unchanged,
+}
+
+/// An export left out because nothing changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Unchanged {
+    /// When the export it equals was collected and accepted, in seconds
+    /// since the Unix epoch.
+    pub since_unix_secs: u64,
+    /// Seconds from this collection until the next heartbeat is due: then
+    /// an export is sent, changed or not.
+    pub heartbeat_in_secs: u64,
+}
+
+impl std::fmt::Display for Unchanged {
+    /// `unchanged since 14:03:12 UTC, not sent; heartbeat in 42 min`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "unchanged since {}, not sent; heartbeat in {}",
+            ClockTime(self.since_unix_secs),
+            crate::status::Age(std::time::Duration::from_secs(self.heartbeat_in_secs))
+        )
+    }
+}
+
+/// A Unix time as `HH:MM:SS UTC`.
+pub(crate) struct ClockTime(pub u64);
+
+impl std::fmt::Display for ClockTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.0 % 86_400;
+        write!(
+            f,
+            "{:02}:{:02}:{:02} UTC",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        )
+    }
 }
 
 impl std::fmt::Display for ExportOutcome {
@@ -47,6 +97,7 @@ impl std::fmt::Display for ExportOutcome {
             ExportOutcome::Sent => "sent",
             ExportOutcome::Failed => "failed",
             ExportOutcome::Local => "local (not sent)",
+            ExportOutcome::Unchanged => "unchanged, not sent",
         })
     }
 }
@@ -256,13 +307,20 @@ fn push<T: Copy>(
 pub(crate) struct LastExportCell(Mutex<Option<Arc<LastExport>>>);
 
 impl LastExportCell {
-    /// Keeps `metrics` as the last export, with `outcome`.
-    pub(crate) fn keep(&self, metrics: &ResourceMetrics, outcome: ExportOutcome) {
+    /// Keeps `metrics` as the last export, with `outcome` (and, when it
+    /// was left out, since when it is unchanged).
+    pub(crate) fn keep(
+        &self,
+        metrics: &ResourceMetrics,
+        outcome: ExportOutcome,
+        unchanged: Option<Unchanged>,
+    ) {
         let export = LastExport {
             collected_at_unix_secs: SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             outcome,
+            unchanged,
             resource: metrics
                 .resource()
                 .iter()
@@ -284,8 +342,34 @@ impl LastExportCell {
         }
     }
 
+    /// The outcome of the kept export, if any.
+    pub(crate) fn outcome(&self) -> Option<ExportOutcome> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|last| last.as_ref().map(|e| e.outcome))
+    }
+
     /// The last export, if any.
     pub(crate) fn get(&self) -> Option<Arc<LastExport>> {
         self.0.lock().ok().and_then(|last| last.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unchanged_export_says_since_when_and_when_the_heartbeat_is_due() {
+        let unchanged = Unchanged {
+            since_unix_secs: 1_764_857_000 + 42,
+            heartbeat_in_secs: 42 * 60 + 5,
+        };
+        assert_eq!(
+            unchanged.to_string(),
+            "unchanged since 14:04:02 UTC, not sent; heartbeat in 42 min"
+        );
+        assert_eq!(ExportOutcome::Unchanged.to_string(), "unchanged, not sent");
     }
 }

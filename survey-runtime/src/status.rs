@@ -20,8 +20,14 @@ pub struct Status {
     /// Where metrics go, without credentials or query string; in local
     /// mode, says that nothing is sent.
     pub endpoint: Option<String>,
-    /// Exports the collector accepted whole (in local mode: collections kept).
+    /// Exports sent that the collector accepted whole (in local mode:
+    /// collections kept).
     pub exports_ok: u64,
+    /// Exports not sent because their points equal those of the last
+    /// export the collector accepted (`telemetry.heartbeat_secs`); neither
+    /// a success nor a failure. In local mode: collections that would not
+    /// be sent.
+    pub exports_unchanged: u64,
     /// Exports that failed after their retries, or that the collector
     /// accepted only in part.
     pub exports_failed: u64,
@@ -114,6 +120,7 @@ impl Status {
             disabled_reason: reason,
             endpoint: None,
             exports_ok: 0,
+            exports_unchanged: 0,
             exports_failed: 0,
             failing_in_a_row: 0,
             last_success_age: None,
@@ -138,10 +145,12 @@ impl std::fmt::Display for Status {
         }
         write!(
             f,
-            "survey: enabled, endpoint {}, exports ok {} failed {}, events recorded {} dropped {}",
+            "survey: enabled, endpoint {}, exports ok {} failed {} unchanged (not sent) {}, \
+             events recorded {} dropped {}",
             self.endpoint.as_deref().unwrap_or("-"),
             self.exports_ok,
             self.exports_failed,
+            self.exports_unchanged,
             self.events_recorded,
             self.events_dropped,
         )?;
@@ -302,6 +311,11 @@ impl Health {
 #[derive(Debug, Default)]
 pub(crate) struct ExportCounters {
     pub events_recorded: AtomicU64,
+    /// Exports left out because nothing changed.
+    pub exports_unchanged: AtomicU64,
+    /// Exports finished, whatever became of them (sent, failed, left out,
+    /// kept locally): tells a flush whether its export happened.
+    pub exports_finished: AtomicU64,
     pub series_resets: AtomicU64,
     health: Mutex<Health>,
     /// What the HTTP client saw during the export in flight, if anything.

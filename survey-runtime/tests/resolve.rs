@@ -497,3 +497,80 @@ fn series_resets_default_to_an_hour_and_only_for_cumulative_series() {
         "telemetry.series_reset_secs"
     );
 }
+
+#[test]
+fn heartbeats_default_to_an_hour_0_sends_every_interval_and_no_env_has_a_say() {
+    let hour = Some(Duration::from_secs(3600));
+    let resolved = |extra: &str, env: &[(&str, &str)]| match resolve(
+        &format!("{ENDPOINT}\n{extra}"),
+        None,
+        env,
+    ) {
+        Resolution::Enabled { settings, warnings } => (settings.heartbeat, warnings),
+        Resolution::Disabled(reason) => panic!("{extra}: disabled: {reason}"),
+    };
+    assert_eq!(resolved("", &[]), (hour, vec![]));
+    assert_eq!(
+        resolved("heartbeat_secs = 600", &[]),
+        (Some(Duration::from_secs(600)), vec![])
+    );
+    assert_eq!(resolved("heartbeat_secs = 0", &[]), (None, vec![]));
+    assert_eq!(
+        resolved("heartbeat_secs = 15\nexport_interval_secs = 15", &[]),
+        (Some(Duration::from_secs(15)), vec![]),
+        "equal to the interval is allowed"
+    );
+    // No OTEL_* variable sets it: the interval's does not move it either.
+    let env = [("OTEL_METRIC_EXPORT_INTERVAL", "60000")];
+    assert_eq!(resolved("", &env), (hour, vec![]));
+    // Delta exports hold only what changed: every one is sent.
+    let delta = [("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")];
+    assert_eq!(resolved("", &delta).0, None);
+    assert_eq!(resolved("heartbeat_secs = 600", &delta).0, None);
+}
+
+#[test]
+fn a_heartbeat_shorter_than_the_interval_warns_and_means_every_interval() {
+    let (heartbeat, warnings) = match resolve(
+        &format!("{ENDPOINT}\nexport_interval_secs = 30\nheartbeat_secs = 10"),
+        None,
+        &[],
+    ) {
+        Resolution::Enabled { settings, warnings } => (settings.heartbeat, warnings),
+        Resolution::Disabled(reason) => panic!("disabled: {reason}"),
+    };
+    assert_eq!(heartbeat, None, "every interval");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let warning = &warnings[0];
+    for part in [
+        "telemetry.heartbeat_secs",
+        "10",
+        "30 s",
+        "every export is sent",
+    ] {
+        assert!(warning.contains(part), "{part}: {warning}");
+    }
+}
+
+#[test]
+fn bad_heartbeats_are_named_like_the_other_secs_keys() {
+    for bad in ["-5", "-0.5", "inf", "nan", "86401"] {
+        let text = format!("{ENDPOINT}\nheartbeat_secs = {bad}");
+        assert_eq!(invalid_key(&text, &[]), "telemetry.heartbeat_secs", "{bad}");
+        let DisabledReason::Invalid(invalid) = disabled(&text, Some(true), &[]) else {
+            unreachable!()
+        };
+        // The same words as series_reset_secs, the other key where 0 means something.
+        let series = format!("{ENDPOINT}\nseries_reset_secs = {bad}");
+        let DisabledReason::Invalid(series) = disabled(&series, Some(true), &[]) else {
+            unreachable!()
+        };
+        assert_eq!(
+            invalid.problem.replace("every interval", "never"),
+            series.problem,
+            "{bad}"
+        );
+    }
+    let err = toml::from_str::<TelemetryConfig>("heartbeat_secs = \"hourly\"").unwrap_err();
+    assert!(err.to_string().contains("heartbeat_secs"), "{err}");
+}
