@@ -18,6 +18,7 @@
 //! ```
 
 pub mod fleet;
+pub mod idle;
 pub mod node;
 pub mod rng;
 pub mod truth;

@@ -34,6 +34,16 @@ enum Command {
         #[arg(long)]
         launches: usize,
     },
+    /// One node idle for days (started by the heartbeat test).
+    #[command(hide = true)]
+    Idle {
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long)]
+        heartbeat_secs: u64,
+        #[arg(long)]
+        days: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -92,6 +102,18 @@ fn main() -> ExitCode {
             println!(
                 "{}",
                 serde_json::to_string(&record).map_err(|e| e.to_string())?
+            );
+            Ok(())
+        }),
+        Some(Command::Idle {
+            endpoint,
+            heartbeat_secs,
+            days,
+        }) => runtime.block_on(async {
+            let sent = survey_fleet::idle::run(&endpoint, heartbeat_secs, days).await?;
+            println!(
+                "{}",
+                serde_json::to_string(&sent).map_err(|e| e.to_string())?
             );
             Ok(())
         }),
