@@ -592,6 +592,28 @@ mod tests {
         }
     }
 
+    /// The properties below check what a sanitizer returns when it returns
+    /// something; each sanitizer keeps ordinary values, so they are not
+    /// checked on refusals alone.
+    #[test]
+    fn every_sanitizer_keeps_an_ordinary_value() {
+        let kept: [(&str, Sanitizer, &str); 9] = [
+            ("model_id", model_id, "/models/Qwen3-8B-Q4_K_M.gguf"),
+            ("model_file", model_file, "/models/Qwen3-8B-Q4_K_M.gguf"),
+            ("architecture", architecture, "qwen3"),
+            ("quantization", quantization, "Q4_K_M"),
+            ("backend", backend, "llama.cpp"),
+            ("backend_device", backend_device, "cuda"),
+            ("service_version", service_version, "1.2.3+build.5"),
+            ("service_name", service_name, "mesh-llm"),
+            ("gpu_name", gpu_name, "NVIDIA GeForce RTX 4090"),
+        ];
+        for (name, sanitize, raw) in kept {
+            assert!(sanitize(raw).is_some(), "{name}({raw:?}) refused");
+        }
+        assert!(gpu_stable_id("GPU-6f1c2d3e-4b5a-6978-8a9b-0c1d2e3f4a5b").is_some());
+    }
+
     proptest! {
         #[test]
         fn model_id_output_is_always_safe(raw in any::<String>()) {
@@ -606,7 +628,7 @@ mod tests {
         fn model_paths_never_leak_directories(
             dirs in proptest::collection::vec("[A-Za-z0-9_.-]{1,12}", 1..5),
             user in "[a-z]{3,10}",
-            stem in "[A-Za-z0-9_-]{1,40}",
+            stem in "[A-Za-z0-9][A-Za-z0-9_-]{0,39}",
             windows in any::<bool>(),
         ) {
             let canary = format!("CANARY{user}DIR");
@@ -615,7 +637,10 @@ mod tests {
                 "{sep}home{sep}{canary}{sep}{}{sep}{stem}.gguf",
                 dirs.join(sep)
             );
+            // A local path is kept as its file's name, so the checks below
+            // always run (they would pass vacuously on a refusal).
             let v = model_id(&path);
+            prop_assert!(v.is_some(), "{} refused", path);
             if let Some(v) = v {
                 prop_assert!(!v.as_str().contains(&canary));
                 prop_assert!(!v.as_str().contains('/'));
