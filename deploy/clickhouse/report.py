@@ -143,13 +143,13 @@ def question(s, key, since, until, min_launches, min_requests=0):
 
 
 def streams(s):
-    """[node, metric, streams] for each node and metric the rollups hold,
-    sorted."""
+    """[node, metric, streams] for each node and metric the rollups (the
+    views' per-stream summaries) hold, sorted."""
     sql = """
         SELECT Node, MetricName, toInt64(uniqExact(StreamKey)) AS n
-        FROM (SELECT Node, MetricName, StreamKey FROM survey.stream_days
+        FROM (SELECT Node, MetricName, StreamKey FROM survey.stream_summaries
               UNION ALL
-              SELECT Node, MetricName, StreamKey FROM survey.histogram_days)
+              SELECT Node, MetricName, StreamKey FROM survey.histogram_summaries)
         GROUP BY Node, MetricName
         ORDER BY Node, MetricName"""
     out = s.query(sql, "JSONCompactEachRow").bytes().decode()

@@ -15,8 +15,9 @@
 -- `cluster.py` turns this file into the cluster form (`schema.cluster.sql`).
 --
 -- The counting rule is the one of survey-collector
--- (survey-collector/sql/sqlite/counting.sql), on per-stream daily rollups
--- that materialized views keep as the exporter inserts:
+-- (survey-collector/sql/sqlite/counting.sql), on per-stream summaries
+-- holding each stream's daily rollup, which materialized views keep as the
+-- exporter inserts (stream_summaries, histogram_summaries):
 --   a cumulative counter counts, per stream, its largest value before the
 --   window's end minus its largest value before the window's start, so
 --   repeated exports, retried requests and late points change nothing, and
@@ -430,89 +431,115 @@ CREATE FUNCTION IF NOT EXISTS survey_accepts ON CLUSTER survey AS
 CREATE FUNCTION IF NOT EXISTS survey_whole ON CLUSTER survey AS (v) ->
     v >= 0 AND v <= 9007199254740992 AND v = floor(v);
 
--- Per stream and UTC day: the largest value of a cumulative counter (the
--- lifecycle's and the inference requests'), or of the context gauge. The
--- dimensions depend on the stream alone.
-CREATE TABLE IF NOT EXISTS survey.stream_days_local ON CLUSTER survey (
+-- The rollups: one row per stream (once merged), as survey-collector's
+-- `streams` table keeps its summaries (survey-collector/sql/sqlite/
+-- summaries.sql), with the stream's daily rollup inside the row:
+--   FirstDay, LastDay: the first and last UTC day it has points on;
+--   Largest: its largest value over its whole life;
+--   Days: each of those days, with its largest value.
+-- A window holding a stream's whole life takes Largest and computes
+-- nothing from Days; only a stream the window cuts looks into Days (one
+-- entry a day with points). Every column merges by min, max or max per
+-- day, so the same points inserted in any order, any number of times,
+-- leave the same row. The dimensions depend on the stream alone; NodeKey
+-- is the SipHash-128 of Node, which the questions count distinct nodes by
+-- (as uniqExact(Node) itself does, without hashing each row's Node again).
+--
+-- Of the cumulative counters (the lifecycle's and the inference
+-- requests') and the context gauge.
+CREATE TABLE IF NOT EXISTS survey.stream_summaries_local ON CLUSTER survey (
     MetricName LowCardinality(String),
     StreamKey FixedString(16),
-    Day Date,
     Node SimpleAggregateFunction(any, String),
-    Model SimpleAggregateFunction(any, Nullable(String)),
-    GpuName SimpleAggregateFunction(any, Nullable(String)),
-    BackendDevice SimpleAggregateFunction(any, Nullable(String)),
+    NodeKey SimpleAggregateFunction(any, UInt128),
+    Model SimpleAggregateFunction(any, LowCardinality(Nullable(String))),
+    GpuName SimpleAggregateFunction(any, LowCardinality(Nullable(String))),
+    BackendDevice SimpleAggregateFunction(any, LowCardinality(Nullable(String))),
     GpuCount SimpleAggregateFunction(any, Nullable(Int64)),
-    ContextBucket SimpleAggregateFunction(any, Nullable(String)),
-    FailureReason SimpleAggregateFunction(any, Nullable(String)),
-    RequestOutcome SimpleAggregateFunction(any, Nullable(String)),
-    Largest SimpleAggregateFunction(max, Float64)
-) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/survey/stream_days_local', '{replica}')
-    PARTITION BY toYYYYMM(Day)
-    ORDER BY (MetricName, StreamKey, Day);
+    ContextBucket SimpleAggregateFunction(any, LowCardinality(Nullable(String))),
+    FailureReason SimpleAggregateFunction(any, LowCardinality(Nullable(String))),
+    RequestOutcome SimpleAggregateFunction(any, LowCardinality(Nullable(String))),
+    FirstDay SimpleAggregateFunction(min, Date),
+    LastDay SimpleAggregateFunction(max, Date),
+    Largest SimpleAggregateFunction(max, Float64),
+    Days SimpleAggregateFunction(maxMap, Map(Date, Float64))
+) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/survey/stream_summaries_local', '{replica}')
+    ORDER BY (MetricName, StreamKey);
 
--- survey.stream_days: the cluster-wide table over survey.stream_days_local.
-CREATE TABLE IF NOT EXISTS survey.stream_days ON CLUSTER survey AS survey.stream_days_local
-    ENGINE = Distributed(survey, survey, stream_days_local);
+-- survey.stream_summaries: the cluster-wide table over survey.stream_summaries_local.
+CREATE TABLE IF NOT EXISTS survey.stream_summaries ON CLUSTER survey AS survey.stream_summaries_local
+    ENGINE = Distributed(survey, survey, stream_summaries_local);
 
--- Per stream and UTC day: a cumulative histogram's largest count, and the
--- bucket counts at that count.
-CREATE TABLE IF NOT EXISTS survey.histogram_days_local ON CLUSTER survey (
+-- Of the cumulative histograms: Largest is the largest count with its day
+-- (negated) and its bucket counts, the earliest day's on a tie; Days holds
+-- each day's largest count with its bucket counts.
+CREATE TABLE IF NOT EXISTS survey.histogram_summaries_local ON CLUSTER survey (
     MetricName LowCardinality(String),
     StreamKey FixedString(16),
-    Day Date,
     Node SimpleAggregateFunction(any, String),
-    Model SimpleAggregateFunction(any, Nullable(String)),
-    GpuName SimpleAggregateFunction(any, Nullable(String)),
-    BackendDevice SimpleAggregateFunction(any, Nullable(String)),
-    ContextBucket SimpleAggregateFunction(any, Nullable(String)),
-    FailureReason SimpleAggregateFunction(any, Nullable(String)),
-    LargestCount SimpleAggregateFunction(max, UInt64),
-    Buckets AggregateFunction(argMax, Array(UInt64), Tuple(UInt64, Int32))
-) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/survey/histogram_days_local', '{replica}')
-    PARTITION BY toYYYYMM(Day)
-    ORDER BY (MetricName, StreamKey, Day);
+    NodeKey SimpleAggregateFunction(any, UInt128),
+    Model SimpleAggregateFunction(any, LowCardinality(Nullable(String))),
+    GpuName SimpleAggregateFunction(any, LowCardinality(Nullable(String))),
+    BackendDevice SimpleAggregateFunction(any, LowCardinality(Nullable(String))),
+    ContextBucket SimpleAggregateFunction(any, LowCardinality(Nullable(String))),
+    FailureReason SimpleAggregateFunction(any, LowCardinality(Nullable(String))),
+    FirstDay SimpleAggregateFunction(min, Date),
+    LastDay SimpleAggregateFunction(max, Date),
+    Largest SimpleAggregateFunction(max, Tuple(UInt64, Int32, Array(UInt64))),
+    Days SimpleAggregateFunction(maxMap, Map(Date, Tuple(UInt64, Array(UInt64))))
+) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/survey/histogram_summaries_local', '{replica}')
+    ORDER BY (MetricName, StreamKey);
 
--- survey.histogram_days: the cluster-wide table over survey.histogram_days_local.
-CREATE TABLE IF NOT EXISTS survey.histogram_days ON CLUSTER survey AS survey.histogram_days_local
-    ENGINE = Distributed(survey, survey, histogram_days_local);
+-- survey.histogram_summaries: the cluster-wide table over survey.histogram_summaries_local.
+CREATE TABLE IF NOT EXISTS survey.histogram_summaries ON CLUSTER survey AS survey.histogram_summaries_local
+    ENGINE = Distributed(survey, survey, histogram_summaries_local);
 
 -- What fills them, as the exporter inserts. Only points survey-collector
--- would accept count (survey_accepts), cumulative. Within one day, two points of a histogram with equal counts and different buckets
--- (which no honest sender makes) may keep either's buckets here, where
--- survey-collector keeps the first to arrive.
-CREATE MATERIALIZED VIEW IF NOT EXISTS survey.sum_days_mv ON CLUSTER survey TO survey.stream_days_local AS
-SELECT MetricName, StreamKey, Day,
-       any(Node) AS Node, any(Model) AS Model, any(GpuName) AS GpuName,
+-- would accept count (survey_accepts), cumulative. Within one day, two
+-- points of a histogram with equal counts and different buckets (which no
+-- honest sender makes) keep the larger buckets here (compared as arrays),
+-- where survey-collector keeps the first to arrive.
+CREATE MATERIALIZED VIEW IF NOT EXISTS survey.sum_summaries_mv ON CLUSTER survey TO survey.stream_summaries_local AS
+SELECT MetricName, StreamKey,
+       any(Node) AS Node, reinterpretAsUInt128(sipHash128(Node)) AS NodeKey,
+       any(Model) AS Model, any(GpuName) AS GpuName,
        any(BackendDevice) AS BackendDevice, any(GpuCount) AS GpuCount,
        any(ContextBucket) AS ContextBucket, any(FailureReason) AS FailureReason,
-       any(RequestOutcome) AS RequestOutcome, max(Value) AS Largest
+       any(RequestOutcome) AS RequestOutcome,
+       min(Day) AS FirstDay, max(Day) AS LastDay, max(Value) AS Largest,
+       maxMap(map(Day, Value)) AS Days
 FROM survey.otel_metrics_sum_local
 WHERE AggregationTemporality = 2 AND IsMonotonic AND survey_whole(Value)
   AND survey_accepts('counter', MetricName, MetricUnit, Attributes, ScopeName, ScopeVersion,
-                     ScopeAttributes, ScopeSchemaUrl, ResourceSchemaUrl, Exemplars.TimeUnix, Flags,
-                     StartTimeUnix, TimeUnix, true)
-GROUP BY MetricName, StreamKey, Day;
+                     ScopeAttributes, ScopeSchemaUrl, ResourceSchemaUrl, Exemplars.TimeUnix,
+                     Flags, StartTimeUnix, TimeUnix, true)
+GROUP BY MetricName, StreamKey;
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS survey.gauge_days_mv ON CLUSTER survey TO survey.stream_days_local AS
-SELECT MetricName, StreamKey, Day,
-       any(Node) AS Node, any(Model) AS Model, any(GpuName) AS GpuName,
+CREATE MATERIALIZED VIEW IF NOT EXISTS survey.gauge_summaries_mv ON CLUSTER survey TO survey.stream_summaries_local AS
+SELECT MetricName, StreamKey,
+       any(Node) AS Node, reinterpretAsUInt128(sipHash128(Node)) AS NodeKey,
+       any(Model) AS Model, any(GpuName) AS GpuName,
        any(BackendDevice) AS BackendDevice, any(GpuCount) AS GpuCount,
        any(ContextBucket) AS ContextBucket, any(FailureReason) AS FailureReason,
-       CAST(NULL, 'Nullable(String)') AS RequestOutcome, max(Value) AS Largest
+       CAST(NULL, 'Nullable(String)') AS RequestOutcome,
+       min(Day) AS FirstDay, max(Day) AS LastDay, max(Value) AS Largest,
+       maxMap(map(Day, Value)) AS Days
 FROM survey.otel_metrics_gauge_local
 WHERE MetricName = 'mesh_llm_model_context_length' AND survey_whole(Value)
   AND survey_accepts('gauge', MetricName, MetricUnit, Attributes, ScopeName, ScopeVersion,
-                     ScopeAttributes, ScopeSchemaUrl, ResourceSchemaUrl, Exemplars.TimeUnix, Flags,
-                     StartTimeUnix, TimeUnix, false)
-GROUP BY MetricName, StreamKey, Day;
+                     ScopeAttributes, ScopeSchemaUrl, ResourceSchemaUrl, Exemplars.TimeUnix,
+                     Flags, StartTimeUnix, TimeUnix, false)
+GROUP BY MetricName, StreamKey;
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS survey.histogram_days_mv ON CLUSTER survey TO survey.histogram_days_local AS
-SELECT MetricName, StreamKey, Day,
-       any(Node) AS Node, any(Model) AS Model, any(GpuName) AS GpuName,
+CREATE MATERIALIZED VIEW IF NOT EXISTS survey.histogram_summaries_mv ON CLUSTER survey TO survey.histogram_summaries_local AS
+SELECT MetricName, StreamKey,
+       any(Node) AS Node, reinterpretAsUInt128(sipHash128(Node)) AS NodeKey,
+       any(Model) AS Model, any(GpuName) AS GpuName,
        any(BackendDevice) AS BackendDevice, any(ContextBucket) AS ContextBucket,
        any(FailureReason) AS FailureReason,
-       max(Count) AS LargestCount,
-       argMaxState(BucketCounts, (Count, -toInt32(Day))) AS Buckets
+       min(Day) AS FirstDay, max(Day) AS LastDay,
+       max((Count, -toInt32(Day), BucketCounts)) AS Largest,
+       maxMap(map(Day, (Count, BucketCounts))) AS Days
 FROM survey.otel_metrics_histogram_local
 WHERE AggregationTemporality = 2
   AND survey_accepts('histogram', MetricName, MetricUnit, Attributes, ScopeName, ScopeVersion,
@@ -524,74 +551,129 @@ WHERE AggregationTemporality = 2
   AND arraySum(BucketCounts) = Count
   AND isFinite(Sum) AND Sum >= 0 AND isFinite(Min) AND isFinite(Max)
   AND (Min <= Max OR Max = 0)
-GROUP BY MetricName, StreamKey, Day;
+GROUP BY MetricName, StreamKey;
 
 -- The counting rule over a window [since, until) of UTC days, as
 -- parameterized views: survey.lifecycle(since = ..., until = ...) etc.
+-- They read the summaries FINAL (parts not yet merged are merged as they
+-- are read; merged ones are read as they are), in two parts: the streams
+-- whole in the window, from their summaries alone, and the streams the
+-- window cuts, from their Days. The second part runs only when some
+-- stream may be cut: when the table holds a day before the window or on
+-- or after its end (a window holding every day of the table, such as the
+-- default one, reads no Days).
 CREATE VIEW IF NOT EXISTS survey.lifecycle ON CLUSTER survey AS
-WITH streams AS (
-    SELECT MetricName, StreamKey,
-           any(Node) AS Node, any(Model) AS Model, any(GpuName) AS GpuName,
-           any(BackendDevice) AS BackendDevice, any(GpuCount) AS GpuCount,
-           any(ContextBucket) AS ContextBucket, any(FailureReason) AS FailureReason,
-           any(RequestOutcome) AS RequestOutcome,
-           max(Largest) - maxIf(Largest, Day < {since:Date}) AS N
-    FROM survey.stream_days
+SELECT MetricName, Node, NodeKey, Model, GpuName, BackendDevice, GpuCount, ContextBucket,
+       FailureReason,
+       if(MetricName = 'mesh_llm_model_launch_total', N, 0) AS Launches,
+       if(MetricName = 'mesh_llm_model_launch_success_total', N, 0) AS Successes,
+       if(MetricName = 'mesh_llm_model_launch_failure_total', N, 0) AS Failures,
+       if(MetricName = 'mesh_llm_model_unload_total', N, 0) AS Unloads,
+       if(MetricName = 'mesh_llm_model_exit_unexpected_total', N, 0) AS Exits,
+       if(MetricName = 'mesh_llm_inference_requests_total', N, 0) AS Requests,
+       if(MetricName = 'mesh_llm_inference_requests_total' AND RequestOutcome = 'ok', N, 0) AS Ok
+FROM (
+    SELECT MetricName, Node, NodeKey, Model, GpuName, BackendDevice, GpuCount, ContextBucket,
+           FailureReason, RequestOutcome, Largest AS N
+    FROM survey.stream_summaries FINAL
     WHERE MetricName IN ('mesh_llm_model_launch_total', 'mesh_llm_model_launch_success_total',
                          'mesh_llm_model_launch_failure_total', 'mesh_llm_model_unload_total',
                          'mesh_llm_model_exit_unexpected_total',
                          'mesh_llm_inference_requests_total')
-      AND Day < {until:Date}
-    GROUP BY MetricName, StreamKey
+      AND FirstDay >= {since:Date} AND LastDay < {until:Date}
+    UNION ALL
+    SELECT MetricName, Node, NodeKey, Model, GpuName, BackendDevice, GpuCount, ContextBucket,
+           FailureReason, RequestOutcome,
+           if(LastDay < {until:Date}, Largest,
+              arrayMax((d, v) -> if(d < {until:Date}, v, 0), mapKeys(Days), mapValues(Days)))
+           - if(FirstDay >= {since:Date}, 0,
+                arrayMax((d, v) -> if(d < {since:Date}, v, 0), mapKeys(Days), mapValues(Days)))
+               AS N
+    FROM survey.stream_summaries FINAL
+    WHERE MetricName IN ('mesh_llm_model_launch_total', 'mesh_llm_model_launch_success_total',
+                         'mesh_llm_model_launch_failure_total', 'mesh_llm_model_unload_total',
+                         'mesh_llm_model_exit_unexpected_total',
+                         'mesh_llm_inference_requests_total')
+      AND FirstDay < {until:Date} AND LastDay >= {since:Date}
+      AND NOT (FirstDay >= {since:Date} AND LastDay < {until:Date})
+      AND (SELECT min(FirstDay) < {since:Date} OR max(LastDay) >= {until:Date}
+           FROM survey.stream_summaries)
 )
-SELECT Node, Model, GpuName, BackendDevice, GpuCount, ContextBucket, FailureReason,
-       sumIf(N, MetricName = 'mesh_llm_model_launch_total') AS Launches,
-       sumIf(N, MetricName = 'mesh_llm_model_launch_success_total') AS Successes,
-       sumIf(N, MetricName = 'mesh_llm_model_launch_failure_total') AS Failures,
-       sumIf(N, MetricName = 'mesh_llm_model_unload_total') AS Unloads,
-       sumIf(N, MetricName = 'mesh_llm_model_exit_unexpected_total') AS Exits,
-       sumIf(N, MetricName = 'mesh_llm_inference_requests_total') AS Requests,
-       sumIf(N, MetricName = 'mesh_llm_inference_requests_total' AND RequestOutcome = 'ok') AS Ok
-FROM streams
-WHERE N > 0
-GROUP BY Node, Model, GpuName, BackendDevice, GpuCount, ContextBucket, FailureReason;
+WHERE N > 0;
 
--- The largest exact context length each node showed in the window.
+-- The largest exact context length each node showed in the window (-1:
+-- none of the stream's days in the window; a context length is never
+-- negative).
 CREATE VIEW IF NOT EXISTS survey.contexts ON CLUSTER survey AS
-SELECT Node, Model, GpuName, ContextBucket, max(Largest) AS Context
-FROM survey.stream_days
-WHERE MetricName = 'mesh_llm_model_context_length'
-  AND Day >= {since:Date} AND Day < {until:Date}
-GROUP BY Node, Model, GpuName, ContextBucket;
+SELECT Node, NodeKey, Model, GpuName, ContextBucket, max(Value) AS Context
+FROM (
+    SELECT Node, NodeKey, Model, GpuName, ContextBucket, Largest AS Value
+    FROM survey.stream_summaries FINAL
+    WHERE MetricName = 'mesh_llm_model_context_length'
+      AND FirstDay >= {since:Date} AND LastDay < {until:Date}
+    UNION ALL
+    SELECT Node, NodeKey, Model, GpuName, ContextBucket,
+           arrayMax((d, v) -> if(d >= {since:Date} AND d < {until:Date}, v, -1),
+                    mapKeys(Days), mapValues(Days)) AS Value
+    FROM survey.stream_summaries FINAL
+    WHERE MetricName = 'mesh_llm_model_context_length'
+      AND FirstDay < {until:Date} AND LastDay >= {since:Date}
+      AND NOT (FirstDay >= {since:Date} AND LastDay < {until:Date})
+      AND (SELECT min(FirstDay) < {since:Date} OR max(LastDay) >= {until:Date}
+           FROM survey.stream_summaries)
+)
+WHERE Value >= 0
+GROUP BY Node, NodeKey, Model, GpuName, ContextBucket;
 
 -- The window's bucket counts per metric and dimensions: model, GPU and
 -- failure reason; for the inference metrics (named mesh_llm_inference_*),
 -- device and context bucket too (NULL for the others, whose questions do
 -- not ask: a longer key costs every report; as survey-collector's
 -- counting.sql). Per stream, the bucket counts at its largest count
--- before the end minus those before the start.
+-- before the end minus those at its largest count before the start (the
+-- earliest day's on a tie).
 CREATE VIEW IF NOT EXISTS survey.histograms ON CLUSTER survey AS
-WITH streams AS (
-    SELECT MetricName, StreamKey,
-           any(Model) AS Model, any(GpuName) AS GpuName,
-           if(startsWith(MetricName, 'mesh_llm_inference_'), any(BackendDevice), NULL)
-               AS BackendDevice,
-           if(startsWith(MetricName, 'mesh_llm_inference_'), any(ContextBucket), NULL)
-               AS ContextBucket,
-           any(FailureReason) AS FailureReason,
-           maxIf(LargestCount, Day < {since:Date}) AS StartCount,
-           max(LargestCount) AS EndCount,
-           argMaxMergeIf(Buckets, Day < {since:Date}) AS StartBuckets,
-           argMaxMerge(Buckets) AS EndBuckets
-    FROM survey.histogram_days
-    WHERE Day < {until:Date}
-    GROUP BY MetricName, StreamKey
+SELECT MetricName, Model, GpuName, Device AS BackendDevice, Context AS ContextBucket,
+       FailureReason, sumForEach(Counts) AS Buckets
+FROM (
+    SELECT MetricName, Model, GpuName,
+           if(startsWith(MetricName, 'mesh_llm_inference_'), BackendDevice, NULL) AS Device,
+           if(startsWith(MetricName, 'mesh_llm_inference_'), ContextBucket, NULL) AS Context,
+           FailureReason, Counts
+    FROM (
+        SELECT MetricName, Model, GpuName, BackendDevice, ContextBucket, FailureReason,
+               Largest.3 AS Counts
+        FROM survey.histogram_summaries FINAL
+        WHERE FirstDay >= {since:Date} AND LastDay < {until:Date} AND Largest.1 > 0
+        UNION ALL
+        SELECT MetricName, Model, GpuName, BackendDevice, ContextBucket, FailureReason,
+               arrayMap((e, i) -> if(i > length(StartCounts), e,
+                                     if(StartCounts[i] < e, toUInt64(e - StartCounts[i]),
+                                        toUInt64(0))),
+                        EndCounts, arrayEnumerate(EndCounts)) AS Counts
+        FROM (
+            SELECT MetricName, Model, GpuName, BackendDevice, ContextBucket, FailureReason,
+                   if(LastDay < {until:Date}, Largest.1,
+                      arrayMax((d, v) -> if(d < {until:Date}, v.1, 0),
+                               mapKeys(Days), mapValues(Days))) AS EndCount,
+                   if(FirstDay >= {since:Date}, 0,
+                      arrayMax((d, v) -> if(d < {since:Date}, v.1, 0),
+                               mapKeys(Days), mapValues(Days))) AS StartCount,
+                   if(LastDay < {until:Date}, Largest.3,
+                      Days[arrayMin((d, v) -> if(d < {until:Date} AND v.1 = EndCount, d,
+                                                 toDate('2149-06-06')),
+                                    mapKeys(Days), mapValues(Days))].2) AS EndCounts,
+                   if(FirstDay >= {since:Date}, CAST([], 'Array(UInt64)'),
+                      Days[arrayMin((d, v) -> if(d < {since:Date} AND v.1 = StartCount, d,
+                                                 toDate('2149-06-06')),
+                                    mapKeys(Days), mapValues(Days))].2) AS StartCounts
+            FROM survey.histogram_summaries FINAL
+            WHERE FirstDay < {until:Date} AND LastDay >= {since:Date}
+              AND NOT (FirstDay >= {since:Date} AND LastDay < {until:Date})
+              AND (SELECT min(FirstDay) < {since:Date} OR max(LastDay) >= {until:Date}
+                   FROM survey.histogram_summaries)
+        )
+        WHERE EndCount > StartCount
+    )
 )
-SELECT MetricName, Model, GpuName, BackendDevice, ContextBucket, FailureReason,
-       sumForEach(arrayMap((e, i) -> if(i > length(StartBuckets), e,
-                                        if(StartBuckets[i] < e, toUInt64(e - StartBuckets[i]),
-                                           toUInt64(0))),
-                           EndBuckets, arrayEnumerate(EndBuckets))) AS Buckets
-FROM streams
-WHERE EndCount > StartCount
-GROUP BY MetricName, Model, GpuName, BackendDevice, ContextBucket, FailureReason;
+GROUP BY MetricName, Model, GpuName, Device, Context, FailureReason;

@@ -11,32 +11,23 @@ WITH counts AS (
     SELECT Model, GpuName, BackendDevice, ContextBucket,
            sum(Requests) AS R,
            sum(Ok) AS K,
-           uniqExact(Node) AS N
+           uniqExact(NodeKey) AS N
     FROM survey.lifecycle(since = {since:Date}, until = {until:Date})
-    WHERE Requests > 0
+    WHERE MetricName = 'mesh_llm_inference_requests_total'
     GROUP BY Model, GpuName, BackendDevice, ContextBucket
 ),
-decode AS (
+speeds AS (
     SELECT Model, GpuName, BackendDevice, ContextBucket,
-           survey_quantile(0.5, survey_bounds(any(MetricName)), sumForEach(Buckets)) AS P50,
-           survey_quantile(0.1, survey_bounds(any(MetricName)), sumForEach(Buckets)) AS P10
+           sumForEachIf(Buckets, MetricName = 'mesh_llm_inference_decode_tokens_per_s') AS Decode,
+           sumForEachIf(Buckets, MetricName = 'mesh_llm_inference_prefill_tokens_per_s') AS Prefill,
+           sumForEachIf(Buckets, MetricName = 'mesh_llm_inference_time_to_first_token_ms') AS Ttft,
+           survey_bounds('mesh_llm_inference_decode_tokens_per_s') AS DecodeBounds,
+           survey_bounds('mesh_llm_inference_prefill_tokens_per_s') AS PrefillBounds,
+           survey_bounds('mesh_llm_inference_time_to_first_token_ms') AS TtftBounds
     FROM survey.histograms(since = {since:Date}, until = {until:Date})
-    WHERE MetricName = 'mesh_llm_inference_decode_tokens_per_s'
-    GROUP BY Model, GpuName, BackendDevice, ContextBucket
-),
-prefill AS (
-    SELECT Model, GpuName, BackendDevice, ContextBucket,
-           survey_quantile(0.5, survey_bounds(any(MetricName)), sumForEach(Buckets)) AS P50
-    FROM survey.histograms(since = {since:Date}, until = {until:Date})
-    WHERE MetricName = 'mesh_llm_inference_prefill_tokens_per_s'
-    GROUP BY Model, GpuName, BackendDevice, ContextBucket
-),
-ttft AS (
-    SELECT Model, GpuName, BackendDevice, ContextBucket,
-           survey_quantile(0.5, survey_bounds(any(MetricName)), sumForEach(Buckets)) AS P50,
-           survey_quantile(0.9, survey_bounds(any(MetricName)), sumForEach(Buckets)) AS P90
-    FROM survey.histograms(since = {since:Date}, until = {until:Date})
-    WHERE MetricName = 'mesh_llm_inference_time_to_first_token_ms'
+    WHERE MetricName IN ('mesh_llm_inference_decode_tokens_per_s',
+                         'mesh_llm_inference_prefill_tokens_per_s',
+                         'mesh_llm_inference_time_to_first_token_ms')
     GROUP BY Model, GpuName, BackendDevice, ContextBucket
 )
 SELECT c.Model AS model,
@@ -45,22 +36,14 @@ SELECT c.Model AS model,
        c.ContextBucket AS context_bucket,
        toInt64(c.R) AS requests,
        toInt64(c.K) AS ok,
-       d.P50 AS decode_tps_p50,
-       d.P10 AS decode_tps_p10,
-       p.P50 AS prefill_tps_p50,
-       t.P50 AS ttft_p50_ms,
-       t.P90 AS ttft_p90_ms,
+       survey_quantile(0.5, t.DecodeBounds, t.Decode) AS decode_tps_p50,
+       survey_quantile(0.1, t.DecodeBounds, t.Decode) AS decode_tps_p10,
+       survey_quantile(0.5, t.PrefillBounds, t.Prefill) AS prefill_tps_p50,
+       survey_quantile(0.5, t.TtftBounds, t.Ttft) AS ttft_p50_ms,
+       survey_quantile(0.9, t.TtftBounds, t.Ttft) AS ttft_p90_ms,
        c.N AS nodes
 FROM counts AS c
-LEFT JOIN decode AS d
-       ON isNotDistinctFrom(d.Model, c.Model) AND isNotDistinctFrom(d.GpuName, c.GpuName)
-      AND isNotDistinctFrom(d.BackendDevice, c.BackendDevice)
-      AND isNotDistinctFrom(d.ContextBucket, c.ContextBucket)
-LEFT JOIN prefill AS p
-       ON isNotDistinctFrom(p.Model, c.Model) AND isNotDistinctFrom(p.GpuName, c.GpuName)
-      AND isNotDistinctFrom(p.BackendDevice, c.BackendDevice)
-      AND isNotDistinctFrom(p.ContextBucket, c.ContextBucket)
-LEFT JOIN ttft AS t
+LEFT JOIN speeds AS t
        ON isNotDistinctFrom(t.Model, c.Model) AND isNotDistinctFrom(t.GpuName, c.GpuName)
       AND isNotDistinctFrom(t.BackendDevice, c.BackendDevice)
       AND isNotDistinctFrom(t.ContextBucket, c.ContextBucket)

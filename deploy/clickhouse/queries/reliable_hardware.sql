@@ -8,9 +8,11 @@ WITH counts AS (
            sum(Successes) AS S,
            sum(Failures) AS F,
            sum(Exits) AS E,
-           uniqExact(Node) AS N
+           uniqExact(NodeKey) AS N
     FROM survey.lifecycle(since = {since:Date}, until = {until:Date})
-    WHERE Launches + Successes + Failures + Exits > 0
+    WHERE MetricName IN ('mesh_llm_model_launch_total', 'mesh_llm_model_launch_success_total',
+                         'mesh_llm_model_launch_failure_total',
+                         'mesh_llm_model_exit_unexpected_total')
     GROUP BY Model, GpuName, BackendDevice, GpuCount
 ),
 rated AS (

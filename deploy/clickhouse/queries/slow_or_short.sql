@@ -5,37 +5,33 @@ WITH counts AS (
     SELECT Model, GpuName,
            sum(Launches) AS L,
            sum(Unloads + Exits) AS D,
-           uniqExactIf(Node, Launches + Unloads + Exits > 0) AS N
+           uniqExact(NodeKey) AS N
     FROM survey.lifecycle(since = {since:Date}, until = {until:Date})
+    WHERE MetricName IN ('mesh_llm_model_launch_total', 'mesh_llm_model_unload_total',
+                         'mesh_llm_model_exit_unexpected_total')
     GROUP BY Model, GpuName
 ),
-launch_time AS (
+times AS (
     SELECT Model, GpuName,
-           survey_quantile(0.5, survey_bounds(any(MetricName)), sumForEach(Buckets)) AS P50,
-           survey_quantile(0.9, survey_bounds(any(MetricName)), sumForEach(Buckets)) AS P90
+           sumForEachIf(Buckets, MetricName = 'mesh_llm_model_launch_duration_ms'
+                                 AND FailureReason IS NULL) AS Launch,
+           sumForEachIf(Buckets, MetricName = 'mesh_llm_model_uptime_s') AS Uptime,
+           survey_bounds('mesh_llm_model_launch_duration_ms') AS LaunchBounds,
+           survey_bounds('mesh_llm_model_uptime_s') AS UptimeBounds
     FROM survey.histograms(since = {since:Date}, until = {until:Date})
-    WHERE MetricName = 'mesh_llm_model_launch_duration_ms'
-      AND FailureReason IS NULL
-    GROUP BY Model, GpuName
-),
-uptime AS (
-    SELECT Model, GpuName,
-           survey_quantile(0.5, survey_bounds(any(MetricName)), sumForEach(Buckets)) AS P50
-    FROM survey.histograms(since = {since:Date}, until = {until:Date})
-    WHERE MetricName = 'mesh_llm_model_uptime_s'
+    WHERE MetricName IN ('mesh_llm_model_launch_duration_ms', 'mesh_llm_model_uptime_s')
     GROUP BY Model, GpuName
 )
 SELECT c.Model AS model,
        c.GpuName AS gpu_name,
        toInt64(c.L) AS launches,
-       l.P50 AS launch_p50_ms,
-       l.P90 AS launch_p90_ms,
+       survey_quantile(0.5, t.LaunchBounds, t.Launch) AS launch_p50_ms,
+       survey_quantile(0.9, t.LaunchBounds, t.Launch) AS launch_p90_ms,
        toInt64(c.D) AS ended,
-       u.P50 AS uptime_p50_s,
+       survey_quantile(0.5, t.UptimeBounds, t.Uptime) AS uptime_p50_s,
        c.N AS nodes
 FROM counts AS c
-LEFT JOIN launch_time AS l ON isNotDistinctFrom(l.Model, c.Model) AND isNotDistinctFrom(l.GpuName, c.GpuName)
-LEFT JOIN uptime AS u ON isNotDistinctFrom(u.Model, c.Model) AND isNotDistinctFrom(u.GpuName, c.GpuName)
+LEFT JOIN times AS t ON isNotDistinctFrom(t.Model, c.Model) AND isNotDistinctFrom(t.GpuName, c.GpuName)
 WHERE c.L + c.D > 0
   AND c.L >= {min_launches:UInt64}
 ORDER BY launch_p90_ms DESC NULLS LAST, uptime_p50_s ASC NULLS LAST, model ASC NULLS LAST,

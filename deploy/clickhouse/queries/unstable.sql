@@ -7,13 +7,15 @@ WITH counts AS (
            sum(Launches) AS L,
            sum(Successes) AS S,
            sum(Exits) AS E,
-           uniqExactIf(Node, Launches + Successes + Unloads + Exits > 0) AS N
+           uniqExact(NodeKey) AS N
     FROM survey.lifecycle(since = {since:Date}, until = {until:Date})
+    WHERE MetricName IN ('mesh_llm_model_launch_total', 'mesh_llm_model_launch_success_total',
+                         'mesh_llm_model_unload_total', 'mesh_llm_model_exit_unexpected_total')
     GROUP BY Model
 ),
 uptime AS (
-    SELECT Model,
-           survey_quantile(0.5, survey_bounds(any(MetricName)), sumForEach(Buckets)) AS P50
+    SELECT Model, sumForEach(Buckets) AS Uptime,
+           survey_bounds('mesh_llm_model_uptime_s') AS UptimeBounds
     FROM survey.histograms(since = {since:Date}, until = {until:Date})
     WHERE MetricName = 'mesh_llm_model_uptime_s'
     GROUP BY Model
@@ -23,7 +25,7 @@ SELECT c.Model AS model,
        toInt64(c.S) AS successes,
        toInt64(c.E) AS unexpected_exits,
        c.E / nullIf(c.S, 0) AS exits_per_success,
-       u.P50 AS uptime_p50_s,
+       survey_quantile(0.5, u.UptimeBounds, u.Uptime) AS uptime_p50_s,
        c.N AS nodes
 FROM counts AS c
 LEFT JOIN uptime AS u ON isNotDistinctFrom(u.Model, c.Model)

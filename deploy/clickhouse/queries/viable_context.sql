@@ -2,12 +2,13 @@
 -- success_rate: successes / completed launches (successes + failures).
 -- max_context: the largest exact context length seen loaded in the window.
 WITH evidence AS (
-    SELECT Node, Model, GpuName, ContextBucket, Launches, Successes, Failures,
+    SELECT NodeKey, Model, GpuName, ContextBucket, Launches, Successes, Failures,
            CAST(NULL, 'Nullable(Float64)') AS Context
     FROM survey.lifecycle(since = {since:Date}, until = {until:Date})
-    WHERE Launches + Successes + Failures > 0
+    WHERE MetricName IN ('mesh_llm_model_launch_total', 'mesh_llm_model_launch_success_total',
+                         'mesh_llm_model_launch_failure_total')
     UNION ALL
-    SELECT Node, Model, GpuName, ContextBucket, toFloat64(0), toFloat64(0), toFloat64(0),
+    SELECT NodeKey, Model, GpuName, ContextBucket, toFloat64(0), toFloat64(0), toFloat64(0),
            CAST(Context, 'Nullable(Float64)')
     FROM survey.contexts(since = {since:Date}, until = {until:Date})
 )
@@ -19,7 +20,7 @@ SELECT Model AS model,
        toInt64(sum(Failures)) AS failures,
        sum(Successes) / nullIf(sum(Successes) + sum(Failures), 0) AS success_rate,
        CAST(max(Context), 'Nullable(Int64)') AS max_context,
-       uniqExact(Node) AS nodes
+       uniqExact(NodeKey) AS nodes
 FROM evidence
 GROUP BY Model, GpuName, ContextBucket
 HAVING sum(Launches) >= {min_launches:UInt64}
