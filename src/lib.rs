@@ -131,7 +131,7 @@
 //! recorded, never anything of a prompt or an answer. With the switch off
 //! the call records nothing and costs a branch. See [`inference`].
 //!
-//! See the README for the configuration table, the environment variables,
+//! See docs/configuration.md for the configuration table, the environment variables,
 //! the schema and the privacy boundary.
 
 #![warn(missing_docs)]

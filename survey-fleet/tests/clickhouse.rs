@@ -88,7 +88,7 @@ const TWIN: &str = "0f0e0d0c-0b0a-4908-8706-050403020100";
 /// bounds, times), which the views do not count; and "counters not
 /// monotonic", whose counters the config drops while the export's other,
 /// honest points pass. Every other kind is dropped whole by the config. The
-/// README's "What is proven" says the same.
+/// "What is proven" in deploy/README.md says the same.
 const PASSED_BY_THE_CONFIG: &[&str] = &[
     "fractional values, negative sums",
     "bucket counts whose sum wraps around to the count (histograms only)",
@@ -801,7 +801,7 @@ async fn clickhouse_answers_equal_the_collector_s() {
     assert_eq!(stored, exported, "rows stored, points the exporter sent");
     check_rows(&block_in_place(|| honest_rows(&clickhouse)));
     // What passed the config: every point of the honest exports, and of
-    // each dishonest kind what the README says.
+    // each dishonest kind what deploy/README.md says.
     let mut passed_by_node: BTreeMap<String, usize> = BTreeMap::new();
     for request in collector.passed() {
         for (node, points) in points_by_node(&request) {
@@ -1138,7 +1138,7 @@ fn rows_of_node(clickhouse: &ClickHouse, id: &str) -> u64 {
 ///    shipped config) the exporter drops the batch: none of its rows
 ///    arrive; the node's next cumulative export brings its counts.
 /// 4. SIGTERM while ClickHouse is down: the batches held are dropped after
-///    one last try, as the README says (a crash or kill -9 loses them too;
+///    one last try, as deploy/README.md says (a crash or kill -9 loses them too;
 ///    that is stated, not tested).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_loses_nothing_it_acknowledged_until_its_bounds() {
@@ -1282,7 +1282,7 @@ async fn the_pipeline_loses_nothing_it_acknowledged_until_its_bounds() {
 
     // 4. SIGTERM while ClickHouse is down: at shutdown the exporter gives
     // each batch it holds one more try and drops it when that fails (its
-    // retries stop with the Collector), as the README says.
+    // retries stop with the Collector), as deploy/README.md says.
     const STOPPED: &str = "10000000-0000-4000-8000-00000000d0e5";
     set_instance_id(&mut lost, STOPPED);
     let mut collector = block_in_place(|| {

@@ -1,5 +1,5 @@
 //! `otelcol-survey` on the shipped config: it validates (auth off, and on
-//! with the `auth.yaml` overlay), and, running, refuses what the README
+//! with the `auth.yaml` overlay), and, running, refuses what deploy/README.md
 //! says it refuses: a request without the token or with another one
 //! (401), a body over the receiver's limit, compressed or not (400), plain
 //! HTTP on its TLS port. The answers to what survey sends are in
