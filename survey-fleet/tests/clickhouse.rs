@@ -1068,56 +1068,6 @@ fn clickhouse_answers(clickhouse: &ClickHouse, since: Option<i64>, until: Option
     serde_json::from_slice(&support::stdout_of(&mut command)).unwrap()
 }
 
-/// survey-collector's answers over the same window, from `requests` sent
-/// to a fresh `survey-collector serve` in `dir`.
-async fn collector_answers(
-    dir: &Path,
-    requests: &[ExportMetricsServiceRequest],
-    windows: &[(Option<i64>, Option<i64>)],
-) -> Vec<Json> {
-    let server = Server::start(ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        db: dir.join("survey.db"),
-        tokens: Default::default(),
-        tls: None,
-        retention: Duration::from_secs(48 * 3600),
-        limits: Default::default(),
-    })
-    .await
-    .unwrap();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::new();
-    for request in requests {
-        let answer = client
-            .post(format!("{}/v1/metrics", server.endpoint()))
-            .header("content-type", "application/x-protobuf")
-            .body(request.encode_to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 200);
-    }
-    server.shutdown().await;
-    let store = Store::open_read_only(&dir.join("survey.db")).unwrap();
-    windows
-        .iter()
-        .map(|(since, until)| {
-            Report::build(
-                &store,
-                ReportOptions {
-                    since: since.map(Day),
-                    until: until.map(Day),
-                    min_launches: 0,
-                    min_requests: 0,
-                    min_nodes: 1,
-                },
-            )
-            .unwrap()
-            .to_json()
-        })
-        .collect()
-}
-
 /// Rows the exporter wrote for node `id`.
 fn rows_of_node(clickhouse: &ClickHouse, id: &str) -> u64 {
     clickhouse.number(&format!(
@@ -1165,7 +1115,7 @@ async fn the_pipeline_loses_nothing_it_acknowledged_until_its_bounds() {
     const LAST: &str = "10000000-0000-4000-8000-00000000a57e";
     set_instance_id(&mut last, LAST);
     let all: Vec<ExportMetricsServiceRequest> = sends.iter().chain([&last]).cloned().collect();
-    let expected = collector_answers(&dir, &all, &windows).await;
+    let expected = support::collector_reports(&dir, &all, &windows).await;
 
     let tls = Tls::create(&dir);
     let mut clickhouse = block_in_place(|| ClickHouse::start(&dir.join("clickhouse")));

@@ -7,15 +7,13 @@
 //! as the scale-out test does), both runs go to `survey-collector serve`,
 //! and the reports must be equal for every window of whole days.
 
-use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric;
-use prost::Message;
-use serde_json::Value as Json;
-use survey_collector::{Day, Report, ReportOptions, ServeConfig, Server, Store};
+
+mod support;
 
 const DAYS: u64 = 4;
 const NANOS: u64 = 1_000_000_000;
@@ -106,62 +104,6 @@ fn retimed(
         .collect()
 }
 
-/// survey-collector's reports over `exports`, for each window.
-async fn reports(
-    dir: &Path,
-    exports: &[ExportMetricsServiceRequest],
-    windows: &[(Option<i64>, Option<i64>)],
-) -> Vec<Json> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    std::fs::create_dir_all(dir).unwrap();
-    let server = Server::start(ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        db: dir.join("survey.db"),
-        tokens: Default::default(),
-        tls: None,
-        retention: Duration::from_secs(48 * 3600),
-        limits: Default::default(),
-    })
-    .await
-    .unwrap();
-    let client = reqwest::Client::new();
-    for request in exports {
-        let answer = client
-            .post(format!("{}/v1/metrics", server.endpoint()))
-            .header("content-type", "application/x-protobuf")
-            .body(request.encode_to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 200);
-        let body = answer.bytes().await.unwrap();
-        let rejected = opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse::decode(body)
-            .unwrap()
-            .partial_success
-            .map_or(0, |p| p.rejected_data_points);
-        assert_eq!(rejected, 0, "a retimed export was refused in part");
-    }
-    server.shutdown().await;
-    let store = Store::open_read_only(&dir.join("survey.db")).unwrap();
-    windows
-        .iter()
-        .map(|(since, until)| {
-            Report::build(
-                &store,
-                ReportOptions {
-                    since: since.map(Day),
-                    until: until.map(Day),
-                    min_launches: 0,
-                    min_requests: 0,
-                    min_nodes: 1,
-                },
-            )
-            .unwrap()
-            .to_json()
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_change_no_answer_for_whole_days() {
     let dir = std::env::temp_dir().join(format!("survey-fleet-heartbeat-{}", std::process::id()));
@@ -199,8 +141,11 @@ async fn heartbeats_change_no_answer_for_whole_days() {
         windows.push((Some(day + d), None));
         windows.push((None, Some(day + d)));
     }
-    let expected = reports(&dir.join("every"), &retimed(every, first_day), &windows).await;
-    let got = reports(&dir.join("hourly"), &retimed(hourly, first_day), &windows).await;
+    let expected =
+        support::collector_reports(&dir.join("every"), &retimed(every, first_day), &windows).await;
+    let got =
+        support::collector_reports(&dir.join("hourly"), &retimed(hourly, first_day), &windows)
+            .await;
     for ((window, e), g) in windows.iter().zip(&expected).zip(&got) {
         assert_eq!(e, g, "window {window:?}: heartbeat 0, then hourly");
     }
