@@ -5,7 +5,6 @@
 //! HTTP interface (`deploy/clickhouse/standin/clickhouse_http.py`), holding
 //! the shipped `schema.sql`.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -255,6 +254,19 @@ impl ClickHouse {
                 )
             })
             .collect()
+    }
+
+    /// Rows the exporter wrote in its three tables, of node `node` (its
+    /// `service.instance.id`) or of all.
+    pub fn rows_stored(&self, node: Option<&str>) -> u64 {
+        let filter = node.map_or(String::new(), |id| {
+            format!(" WHERE ResourceAttributes['service.instance.id'] = '{id}'")
+        });
+        self.number(&format!(
+            "SELECT (SELECT count() FROM survey.otel_metrics_sum{filter})
+                  + (SELECT count() FROM survey.otel_metrics_gauge{filter})
+                  + (SELECT count() FROM survey.otel_metrics_histogram{filter}) AS n"
+        ))
     }
 
     /// One number `sql` gives.
@@ -538,7 +550,14 @@ pub fn point_groups(request: &Json) -> Vec<(String, String, u64, u64)> {
         for sm in list(&rm, "scopeMetrics") {
             for m in list(&sm, "metrics") {
                 let name = m["name"].as_str().unwrap_or_default().to_string();
-                for kind in ["sum", "gauge", "histogram"] {
+                let kinds = [
+                    "sum",
+                    "gauge",
+                    "histogram",
+                    "exponentialHistogram",
+                    "summary",
+                ];
+                for kind in kinds {
                     for p in list(&m[kind], "dataPoints") {
                         groups.push((
                             node.clone(),
@@ -552,35 +571,4 @@ pub fn point_groups(request: &Json) -> Vec<(String, String, u64, u64)> {
         }
     }
     groups
-}
-
-/// Data points of an OTLP JSON request (the file exporter's lines), by the
-/// `service.instance.id` of their resource.
-pub fn points_by_node(request: &Json) -> BTreeMap<String, usize> {
-    let mut points = BTreeMap::new();
-    let list =
-        |v: &Json, key: &str| -> Vec<Json> { v[key].as_array().cloned().unwrap_or_default() };
-    for rm in list(request, "resourceMetrics") {
-        let node = list(&rm["resource"], "attributes")
-            .into_iter()
-            .find(|kv| kv["key"] == "service.instance.id")
-            .and_then(|kv| kv["value"]["stringValue"].as_str().map(str::to_string))
-            .unwrap_or_default();
-        for sm in list(&rm, "scopeMetrics") {
-            for m in list(&sm, "metrics") {
-                let n: usize = [
-                    "sum",
-                    "gauge",
-                    "histogram",
-                    "exponentialHistogram",
-                    "summary",
-                ]
-                .iter()
-                .map(|kind| list(&m[*kind], "dataPoints").len())
-                .sum();
-                *points.entry(node.clone()).or_default() += n;
-            }
-        }
-    }
-    points
 }
