@@ -31,7 +31,7 @@ use prost::Message;
 use survey_collector::ingest::Limits;
 use survey_collector::validate::{self, Clock};
 use survey_collector::{Report, ReportOptions, ServeConfig, Server, Store};
-use survey_runtime::schema::{self, ContextBucket};
+use survey_schema::{self as schema, ContextBucket};
 
 /// The collector binary's allocator, measured with it.
 #[global_allocator]

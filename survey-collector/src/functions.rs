@@ -17,7 +17,7 @@
 
 use rusqlite::functions::{Aggregate, Context, FunctionFlags};
 use rusqlite::{Connection, Result};
-use survey_runtime::schema;
+use survey_schema as schema;
 
 use crate::keyed_hash::KeyedMap;
 

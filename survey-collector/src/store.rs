@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
-use survey_runtime::schema::{self, AttributeKey, MetricKind};
+use survey_schema::{self as schema, AttributeKey, MetricKind};
 
 use crate::keyed_hash::KeyedMap;
 use crate::validate::{Attributes, Dimension, Point, TEMPORALITY_DELTA, Validated, Value};

@@ -30,8 +30,8 @@ use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumberV
 use opentelemetry_proto::tonic::metrics::v1::{
     HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric::Data,
 };
-use survey_runtime::schema::{
-    self, AttributeKey, MetricKind, MetricSpec, ReceivedValue, ResourceKey,
+use survey_schema::{
+    self as schema, AttributeKey, MetricKind, MetricSpec, ReceivedValue, ResourceKey,
 };
 
 /// Most data points considered in one request; points past it are rejected.
@@ -250,118 +250,7 @@ impl Rejections {
     }
 }
 
-/// The attribute keys survey puts on one metric's points: those they may
-/// carry, and those a point must carry (only the inference counter's
-/// request outcome, which splits its streams by outcome).
-///
-/// From the runtime's recorder: every metric about a model may carry the
-/// model's facts, its node's hardware and its context bucket;
-/// `mesh_llm_loaded_models` only the node's hardware and version. The
-/// lifecycle metrics of a model add its launch kind, and those of a failed
-/// launch (the failure counter, the launch duration) its failure reason.
-/// The inference metrics carry neither; the inference counter always
-/// carries the request's outcome, and no other metric does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MetricKeys {
-    allowed: u32,
-    required: u32,
-}
-
-impl MetricKeys {
-    /// The facts of a model on its node.
-    const MODEL: MetricKeys = MetricKeys::of(&[
-        AttributeKey::Model,
-        AttributeKey::Architecture,
-        AttributeKey::Quantization,
-        AttributeKey::GpuName,
-        AttributeKey::GpuStableId,
-        AttributeKey::BackendDevice,
-        AttributeKey::GpuCount,
-        AttributeKey::IsSoc,
-        AttributeKey::Backend,
-        AttributeKey::ContextBucket,
-        AttributeKey::ServiceVersion,
-    ]);
-
-    /// A node's hardware and version.
-    const NODE: MetricKeys = MetricKeys::of(&[
-        AttributeKey::GpuName,
-        AttributeKey::GpuStableId,
-        AttributeKey::BackendDevice,
-        AttributeKey::GpuCount,
-        AttributeKey::IsSoc,
-        AttributeKey::ServiceVersion,
-    ]);
-
-    const fn bit(key: AttributeKey) -> u32 {
-        1 << key as u32
-    }
-
-    /// `keys`, none of them required.
-    const fn of(keys: &[AttributeKey]) -> MetricKeys {
-        let mut allowed = 0;
-        let mut i = 0;
-        while i < keys.len() {
-            allowed |= MetricKeys::bit(keys[i]);
-            i += 1;
-        }
-        MetricKeys {
-            allowed,
-            required: 0,
-        }
-    }
-
-    /// These keys and `key`, which may be absent.
-    const fn with(self, key: AttributeKey) -> MetricKeys {
-        MetricKeys {
-            allowed: self.allowed | MetricKeys::bit(key),
-            ..self
-        }
-    }
-
-    /// These keys and `key`, which is always there.
-    const fn with_required(self, key: AttributeKey) -> MetricKeys {
-        MetricKeys {
-            allowed: self.allowed | MetricKeys::bit(key),
-            required: self.required | MetricKeys::bit(key),
-        }
-    }
-
-    /// The keys survey puts on the points of `metric`.
-    pub fn of_metric(metric: &MetricSpec) -> MetricKeys {
-        match metric.name {
-            schema::LOADED_MODELS => MetricKeys::NODE,
-            schema::INFERENCE_REQUESTS_TOTAL => {
-                MetricKeys::MODEL.with_required(AttributeKey::RequestOutcome)
-            }
-            _ if metric.prompt_shape => MetricKeys::MODEL,
-            schema::LAUNCH_FAILURE_TOTAL | schema::LAUNCH_DURATION_MS => MetricKeys::MODEL
-                .with(AttributeKey::LaunchKind)
-                .with(AttributeKey::FailureReason),
-            _ => MetricKeys::MODEL.with(AttributeKey::LaunchKind),
-        }
-    }
-
-    /// Whether points of the metric may carry `key`.
-    pub fn allows(self, key: AttributeKey) -> bool {
-        self.allowed & MetricKeys::bit(key) != 0
-    }
-
-    /// Whether points of the metric always carry `key`.
-    pub fn requires(self, key: AttributeKey) -> bool {
-        self.required & MetricKeys::bit(key) != 0
-    }
-
-    /// Whether `attributes` has only keys the metric may carry, and every
-    /// key it always carries.
-    pub fn admit(self, attributes: &Attributes) -> bool {
-        let present = attributes
-            .dimensions
-            .iter()
-            .fold(0, |keys, (key, _)| keys | MetricKeys::bit(*key));
-        present & !self.allowed == 0 && present & self.required == self.required
-    }
-}
+pub use survey_schema::MetricKeys;
 
 /// Validates a decoded request against the schema.
 pub fn validate(request: &ExportMetricsServiceRequest, clock: Clock) -> Validated {
@@ -624,7 +513,10 @@ fn point(
     value: Value,
 ) -> Result<Point, Rejection> {
     let attributes = check_attributes(attributes)?;
-    if !expected.keys.admit(&attributes) {
+    if !expected
+        .keys
+        .admits(attributes.dimensions.iter().map(|(key, _)| *key))
+    {
         return Err(Rejection::AttributeKey);
     }
     let needs_start = temporality != TEMPORALITY_NONE;

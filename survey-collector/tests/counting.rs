@@ -7,7 +7,7 @@ mod support;
 use serde_json::{Value as Json, json};
 use support::*;
 use survey_collector::{Day, ReportOptions};
-use survey_runtime::schema;
+use survey_schema as schema;
 
 const LAUNCH: &str = schema::LAUNCH_TOTAL;
 

@@ -21,7 +21,7 @@ use survey_collector::render::html::{
     UPTIME_COLOR, reason_color, reliability_color, success_color,
 };
 use survey_collector::report::NO_INFERENCE_DATA;
-use survey_runtime::schema::{self, FailureKind};
+use survey_schema::{self as schema, FailureKind};
 
 /// The attributes of `model` on `gpu` (`None`: a CPU node).
 fn attrs(model: &str, gpu: Option<&str>, bucket: &str, reason: Option<&str>) -> Vec<KeyValue> {

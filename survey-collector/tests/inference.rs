@@ -10,7 +10,7 @@ use serde_json::{Value as Json, json};
 use support::node;
 use support::*;
 use survey_collector::{Day, ReportOptions, Store};
-use survey_runtime::schema;
+use survey_schema as schema;
 
 /// Runs a node's script when this binary is started as a child node.
 /// A child node's entry point, not a test: the tests that need a node

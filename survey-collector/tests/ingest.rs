@@ -13,7 +13,7 @@ use serde_json::json;
 use support::node;
 use support::*;
 use survey_collector::ingest::{Limits, RpcStatus};
-use survey_runtime::schema;
+use survey_schema as schema;
 
 const LAUNCH: &str = schema::LAUNCH_TOTAL;
 

@@ -16,7 +16,7 @@ use support::node;
 use support::*;
 use survey_collector::ingest::Limits;
 use survey_collector::{ServeConfig, Server, TlsFiles};
-use survey_runtime::schema;
+use survey_schema as schema;
 
 /// A child node's entry point, not a test: the tests that need a node
 /// start this binary with `--ignored --exact node_child`.

@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumberV
 use opentelemetry_proto::tonic::metrics::v1::{Exemplar, Metric, metric::Data};
 use support::*;
 use survey_collector::validate::{Clock, Dimension, MetricKeys, Rejection, validate};
-use survey_runtime::schema::{self, AttributeKey};
+use survey_schema::{self as schema, AttributeKey};
 
 const NOW: Clock = Clock {
     now: (DAY + 1) * 86_400 * 1_000_000_000,
@@ -881,7 +881,7 @@ mod fuzz {
     use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyKind;
     use proptest::prelude::*;
     use survey_collector::validate::{Dimension, Value};
-    use survey_runtime::schema::{AttributeKey, ReceivedValue};
+    use survey_schema::{AttributeKey, ReceivedValue};
 
     fn any_value() -> impl Strategy<Value = Option<AnyValue>> {
         let kind = prop_oneof![

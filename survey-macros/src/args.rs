@@ -37,7 +37,7 @@ impl Parse for Args {
                 input.parse::<Token![=]>()?;
                 let kind = if is_lone_literal(input) {
                     let lit: LitStr = input.parse()?;
-                    Kind::Literal(values::lookup(values::LAUNCH_KINDS, "kind", &lit)?)
+                    Kind::Literal(values::lookup(&values::launch_kinds(), "kind", &lit)?)
                 } else {
                     Kind::Expr(Box::new(input.parse()?))
                 };

@@ -101,7 +101,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                             format!(
                                 "variant `{ident}` needs `#[survey(reason = \"...\")]` or \
                                  `#[survey(transparent)]`; valid reasons: {}",
-                                values::list(values::FAILURE_REASONS)
+                                values::list(&values::failure_reasons())
                             ),
                         ));
                         continue;
@@ -153,7 +153,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                         format!(
                             "`#[derive(FailureReason)]` on a struct needs `#[survey(reason = \"...\")]` \
                              or `#[survey(transparent)]`; valid reasons: {}",
-                            values::list(values::FAILURE_REASONS)
+                            values::list(&values::failure_reasons())
                         ),
                     ));
                 }
@@ -200,7 +200,8 @@ fn parse_mapping(attrs: &[syn::Attribute]) -> syn::Result<Option<Mapping>> {
                     let key: kw::reason = input.parse()?;
                     input.parse::<syn::Token![=]>()?;
                     let lit: LitStr = input.parse()?;
-                    let variant = values::lookup(values::FAILURE_REASONS, "failure reason", &lit)?;
+                    let variant =
+                        values::lookup(&values::failure_reasons(), "failure reason", &lit)?;
                     (key.span, Mapping::Reason(variant))
                 } else if lookahead.peek(kw::transparent) {
                     let key: kw::transparent = input.parse()?;

@@ -1,36 +1,34 @@
-//! The closed value lists the macros check literals against. They mirror
-//! `survey::LaunchKind` and `survey::FailureKind`: the tests below check both
-//! directions (every entry names a variant whose `as_str()` is its literal,
-//! and every variant has an entry; a new variant breaks their exhaustive
-//! `match` until it is added here), and the trybuild pass tests expand every
-//! value against the runtime.
+//! The closed value lists the macros check literals against, read from the
+//! schema crate's enums (`survey_schema::LaunchKind` and `FailureKind`):
+//! each value's exported text and its variant's name. A value added to the
+//! schema is valid in `kind = "..."` and `reason = "..."` with no change
+//! here, and the trybuild pass tests expand every value against the runtime.
 
 use proc_macro2::Ident;
+use survey_schema::{FailureKind, LaunchKind};
 use syn::LitStr;
 
+/// One value: its exported text and its variant's name.
+pub type Entry = (&'static str, &'static str);
+
 /// `kind = "..."` literals and their `LaunchKind` variants.
-pub const LAUNCH_KINDS: &[(&str, &str)] = &[
-    ("startup", "Startup"),
-    ("runtime_load", "RuntimeLoad"),
-    ("multi_model", "MultiModel"),
-    ("moe_fallback", "MoeFallback"),
-    ("moe_shard", "MoeShard"),
-];
+pub fn launch_kinds() -> Vec<Entry> {
+    LaunchKind::ALL
+        .iter()
+        .map(|kind| (kind.as_str(), kind.variant_name()))
+        .collect()
+}
 
 /// `reason = "..."` literals and their `FailureKind` variants.
-pub const FAILURE_REASONS: &[(&str, &str)] = &[
-    ("spawn_failed", "SpawnFailed"),
-    ("health_timeout", "HealthTimeout"),
-    ("exited_before_healthy", "ExitedBeforeHealthy"),
-    ("backend_proxy_failed", "BackendProxyFailed"),
-    ("capacity_rejected", "CapacityRejected"),
-    ("known_kv_cache_crash", "KnownKvCacheCrash"),
-    ("mmproj_missing", "MmprojMissing"),
-    ("other", "Other"),
-];
+pub fn failure_reasons() -> Vec<Entry> {
+    FailureKind::ALL
+        .iter()
+        .map(|kind| (kind.as_str(), kind.variant_name()))
+        .collect()
+}
 
 /// The valid values of `table`, for error messages: `a, b, c`.
-pub fn list(table: &[(&str, &str)]) -> String {
+pub fn list(table: &[Entry]) -> String {
     table
         .iter()
         .map(|(text, _)| *text)
@@ -39,7 +37,7 @@ pub fn list(table: &[(&str, &str)]) -> String {
 }
 
 /// The variant for `lit`, or an error on `lit` listing the valid values.
-pub fn lookup(table: &[(&str, &str)], what: &str, lit: &LitStr) -> syn::Result<Ident> {
+pub fn lookup(table: &[Entry], what: &str, lit: &LitStr) -> syn::Result<Ident> {
     let value = lit.value();
     match table.iter().find(|(text, _)| *text == value) {
         Some((_, variant)) => Ok(Ident::new(variant, lit.span())),
@@ -55,68 +53,28 @@ pub fn lookup(table: &[(&str, &str)], what: &str, lit: &LitStr) -> syn::Result<I
 
 #[cfg(test)]
 mod tests {
-    use survey_runtime::{FailureKind, LaunchKind};
+    use super::*;
 
-    use super::{FAILURE_REASONS, LAUNCH_KINDS};
-
-    fn launch_kind_variant(kind: LaunchKind) -> &'static str {
-        match kind {
-            LaunchKind::Startup => "Startup",
-            LaunchKind::RuntimeLoad => "RuntimeLoad",
-            LaunchKind::MultiModel => "MultiModel",
-            LaunchKind::MoeFallback => "MoeFallback",
-            LaunchKind::MoeShard => "MoeShard",
-        }
-    }
-
-    fn failure_kind_variant(kind: FailureKind) -> &'static str {
-        match kind {
-            FailureKind::SpawnFailed => "SpawnFailed",
-            FailureKind::HealthTimeout => "HealthTimeout",
-            FailureKind::ExitedBeforeHealthy => "ExitedBeforeHealthy",
-            FailureKind::BackendProxyFailed => "BackendProxyFailed",
-            FailureKind::CapacityRejected => "CapacityRejected",
-            FailureKind::KnownKvCacheCrash => "KnownKvCacheCrash",
-            FailureKind::MmprojMissing => "MmprojMissing",
-            FailureKind::Other => "Other",
-        }
-    }
-
-    /// `table` lists exactly the runtime values, each as its variant and
-    /// exported string.
-    fn assert_mirrors(table: &[(&str, &str)], runtime: &[(&'static str, &'static str)]) {
-        for &(text, variant) in table {
-            let found = runtime.iter().find(|(_, name)| *name == variant);
-            assert_eq!(
-                found.map(|(as_str, _)| *as_str),
-                Some(text),
-                "table entry ({text:?}, {variant:?})"
-            );
-        }
-        for &(as_str, variant) in runtime {
-            assert!(
-                table.contains(&(as_str, variant)),
-                "runtime value {variant} ({as_str:?}) missing from the table"
-            );
-        }
-        assert_eq!(table.len(), runtime.len(), "duplicate table entries");
+    #[test]
+    fn literals_name_their_variants() {
+        let lit = LitStr::new("runtime_load", proc_macro2::Span::call_site());
+        let variant = lookup(&launch_kinds(), "kind", &lit).unwrap();
+        assert_eq!(variant.to_string(), "RuntimeLoad");
+        let lit = LitStr::new("known_kv_cache_crash", proc_macro2::Span::call_site());
+        let variant = lookup(&failure_reasons(), "failure reason", &lit).unwrap();
+        assert_eq!(variant.to_string(), "KnownKvCacheCrash");
+        assert_eq!(launch_kinds().len(), LaunchKind::ALL.len());
+        assert_eq!(failure_reasons().len(), FailureKind::ALL.len());
     }
 
     #[test]
-    fn launch_kinds_mirror_the_runtime() {
-        let runtime: Vec<_> = LaunchKind::ALL
-            .iter()
-            .map(|&kind| (kind.as_str(), launch_kind_variant(kind)))
-            .collect();
-        assert_mirrors(LAUNCH_KINDS, &runtime);
-    }
-
-    #[test]
-    fn failure_reasons_mirror_the_runtime() {
-        let runtime: Vec<_> = FailureKind::ALL
-            .iter()
-            .map(|&kind| (kind.as_str(), failure_kind_variant(kind)))
-            .collect();
-        assert_mirrors(FAILURE_REASONS, &runtime);
+    fn unknown_literals_list_the_valid_values() {
+        let lit = LitStr::new("runtime_lod", proc_macro2::Span::call_site());
+        let err = lookup(&launch_kinds(), "kind", &lit).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown kind \"runtime_lod\"; expected one of startup, runtime_load, \
+             multi_model, moe_fallback, moe_shard"
+        );
     }
 }

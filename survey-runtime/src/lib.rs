@@ -10,8 +10,9 @@
 //! | module | concern |
 //! |---|---|
 //! | [`config`] | the `[telemetry]` table, `OTEL_*` variables, precedence |
-//! | [`schema`] | metric names, units, boundaries, attribute keys and enums |
-//! | [`privacy`] | sanitizers for every exported string |
+//! | [`schema`] | metric names, units, boundaries, attribute keys and enums (`survey-schema`) |
+//! | [`privacy`] | sanitizers for every exported string (`survey-schema`) |
+//! | `attributes` | the attribute sets of data points, built in one place |
 //! | [`hardware`] | GPU/SoC facts, probed once with timeouts |
 //! | [`inference`] | opt-in inference performance: [`record_inference`] |
 //! | `registry` | the loaded-model set behind the gauges |
@@ -25,6 +26,7 @@
 
 #![warn(missing_docs)]
 
+mod attributes;
 mod clock;
 pub mod config;
 mod export;
@@ -34,16 +36,20 @@ mod heartbeat;
 pub mod inference;
 mod lifecycle;
 mod model;
-pub mod privacy;
 mod queue;
 mod recorder;
 mod registry;
-pub mod schema;
 pub mod sent;
 mod status;
 
 #[doc(hidden)]
 pub mod __private;
+
+/// The wire contract: metric names, units, boundaries, closed enums and keys
+/// (the `survey-schema` crate).
+pub use survey_schema as schema;
+/// The sanitizers every exported string passes through.
+pub use survey_schema::privacy;
 
 pub use config::{
     DisabledReason, InvalidSetting, Resolution, Settings, TelemetryConfig, TelemetryMode,

@@ -15,6 +15,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider, ObservableGauge};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
+use crate::attributes::{self, AttributeSet};
 use crate::export::{self, Generation, Pipeline, SERIES_RESET_DUE_AT};
 use crate::hardware::{DeviceView, HardwareFacts};
 use crate::inference::Measured;
@@ -22,7 +23,7 @@ use crate::model::{DeviceFacts, InstanceKey, ModelFacts};
 use crate::privacy::SafeValue;
 use crate::queue::{Ending, Event, EventQueue};
 use crate::registry::Registry;
-use crate::schema::{self, AttributeSet, FailureKind, LaunchKind, RequestOutcome};
+use crate::schema::{self, FailureKind, LaunchKind, RequestOutcome};
 use crate::status::ExportCounters;
 
 /// The instruments of the schema: the ten lifecycle metrics, and the
@@ -74,8 +75,14 @@ impl Shared {
     ) -> Option<Vec<KeyValue>> {
         let device = self.device(&facts.device)?;
         Some(
-            schema::model_attributes(facts, &device, kind, failure, self.service_version.as_ref())
-                .to_key_values(),
+            attributes::model_attributes(
+                facts,
+                &device,
+                kind,
+                failure,
+                self.service_version.as_ref(),
+            )
+            .to_key_values(),
         )
     }
 
@@ -95,7 +102,7 @@ impl Shared {
             let Some(device) = self.device(&entry.facts.device) else {
                 return Vec::new();
             };
-            let attributes = schema::model_attributes(
+            let attributes = attributes::model_attributes(
                 &entry.facts,
                 &device,
                 Some(entry.kind),
@@ -158,7 +165,7 @@ impl Instruments {
                         return;
                     };
                     let attributes =
-                        schema::node_attributes(&device, shared.service_version.as_ref());
+                        attributes::node_attributes(&device, shared.service_version.as_ref());
                     let count = shared.registry.snapshot().len() as u64;
                     observer.observe(count, &attributes.to_key_values());
                 })
@@ -324,11 +331,12 @@ impl AttributeCache {
         let version = shared.service_version.as_ref();
         let built = InstanceAttributes {
             facts: facts.clone(),
-            histograms: schema::inference_attributes(facts, &device, None, version).to_key_values(),
+            histograms: attributes::inference_attributes(facts, &device, None, version)
+                .to_key_values(),
             requests: RequestOutcome::ALL
                 .iter()
                 .map(|outcome| {
-                    schema::inference_attributes(facts, &device, Some(*outcome), version)
+                    attributes::inference_attributes(facts, &device, Some(*outcome), version)
                         .to_key_values()
                 })
                 .collect(),

@@ -2,7 +2,7 @@
 //! over one column per failure reason.
 
 use serde_json::Value as Json;
-use survey_runtime::schema::FailureKind;
+use survey_schema::FailureKind;
 
 use crate::report::Answer;
 

@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 
 use serde_json::Value as Json;
-use survey_runtime::schema::{ContextBucket, FailureKind};
+use survey_schema::{ContextBucket, FailureKind};
 
 use super::{cell, footnote, title};
 use crate::report::{Answer, Report};

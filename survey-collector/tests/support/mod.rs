@@ -25,7 +25,7 @@ use prost::Message;
 use serde_json::Value as Json;
 use survey_collector::ingest::Limits;
 use survey_collector::{Report, ReportOptions, ServeConfig, Server, Store};
-use survey_runtime::schema;
+use survey_schema as schema;
 
 /// A directory removed when dropped.
 pub struct TempDir(PathBuf);

@@ -40,7 +40,8 @@ impl SafeValue {
         &self.0
     }
 
-    pub(crate) fn into_string(self) -> String {
+    /// The sanitized text, owned.
+    pub fn into_string(self) -> String {
         self.0
     }
 }
