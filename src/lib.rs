@@ -138,7 +138,7 @@
 
 pub use survey_macros::{FailureReason, exit, launch, unload};
 pub use survey_runtime::{
-    ContextBucket, DeviceFacts, DisabledReason, ExportOutcome, ExportProblem, FailureKind,
+    Clock, ContextBucket, DeviceFacts, DisabledReason, ExportOutcome, ExportProblem, FailureKind,
     FailureReason, GpuInfo, HardwareFacts, Inference, InstanceKey, InvalidSetting, LastExport,
     LastFailure, LaunchKind, ModelFacts, RequestOutcome, Resolution, SentRow, Settings, Setup,
     ShutdownReport, Status, SurveyGuard, SurveyModel, TelemetryConfig, TelemetryMode, Throughput,

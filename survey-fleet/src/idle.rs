@@ -32,7 +32,7 @@ impl survey::SurveyModel for Model {
 
 #[survey::launch(kind = kind, model = model)]
 async fn launch(kind: LaunchKind, model: &Model, fails: bool) -> Result<(), FailureKind> {
-    survey::__private::advance_clock(Duration::from_secs(40));
+    crate::clock::advance(Duration::from_secs(40));
     if fails {
         Err(FailureKind::CapacityRejected)
     } else {
@@ -64,6 +64,7 @@ pub async fn run(endpoint: &str, heartbeat_secs: u64, days: u64) -> Result<Vec<u
     ))
     .map_err(|e| e.to_string())?;
     let guard = survey::Setup::new(&config)
+        .clock(crate::clock::SimulatedClock)
         .env([("OTEL_UNUSED", "")])
         .service_version(env!("CARGO_PKG_VERSION"))
         .hardware(survey::HardwareFacts {
@@ -112,7 +113,7 @@ pub async fn run(endpoint: &str, heartbeat_secs: u64, days: u64) -> Result<Vec<u
             t if t == 3 * ticks_a_day + 50 => crashed(&first),
             _ => {}
         }
-        survey::__private::advance_clock(INTERVAL);
+        crate::clock::advance(INTERVAL);
         elapsed += INTERVAL.as_secs();
         match guard.flush_export(Duration::from_secs(30)) {
             Some(ExportOutcome::Sent) => sent.push(elapsed),

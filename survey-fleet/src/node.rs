@@ -134,7 +134,7 @@ impl survey::SurveyModel for Running {
 /// A launch that takes its drawn time and ends as drawn.
 #[survey::launch(kind = kind, model = spec)]
 async fn launch(kind: LaunchKind, spec: &Spec<'_>) -> Result<Running, FailureKind> {
-    survey::__private::advance_clock(Duration::from_secs_f64(spec.draw.launch_ms / 1000.0));
+    crate::clock::advance(Duration::from_secs_f64(spec.draw.launch_ms / 1000.0));
     match spec.draw.failure {
         None => Ok(Running { slot: spec.slot }),
         Some(reason) => Err(reason),
@@ -180,6 +180,7 @@ pub async fn run(
     ))
     .map_err(|e| e.to_string())?;
     let guard = survey::Setup::new(&config)
+        .clock(crate::clock::SimulatedClock)
         .env([("OTEL_UNUSED", "")])
         .service_version(env!("CARGO_PKG_VERSION"))
         .hardware(facts)
@@ -215,7 +216,7 @@ pub async fn run(
             }
             // Exported while loaded: its exact context is seen.
             flush()?;
-            survey::__private::advance_clock(Duration::from_secs_f64(draw.uptime_s));
+            crate::clock::advance(Duration::from_secs_f64(draw.uptime_s));
             if draw.crashes {
                 crashed(&running);
             } else {

@@ -1,47 +1,87 @@
-//! The clock launch durations and uptimes are measured with.
+//! The clock launch durations, uptimes and heartbeats are measured with.
 //!
-//! Builds read the monotonic clock. The `simulated-clock` cargo feature,
-//! which only the fleet simulator enables, adds a process-wide offset that
-//! [`advance`] moves forward, so a simulated node can spend minutes
-//! launching and days loaded in an instant, and its durations still land in
-//! their real histogram buckets.
+//! By default it is the monotonic clock. A host may give survey another
+//! one through [`Setup::clock`](crate::Setup::clock): the fleet simulator
+//! gives a clock it moves forward, so a simulated node can spend minutes
+//! launching and days loaded in an instant, and its durations still land
+//! in their real histogram buckets. Nothing in survey moves a clock.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Instant;
 
-#[cfg(feature = "simulated-clock")]
-static OFFSET_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// A source of "now" for survey's durations, uptimes and heartbeats.
+///
+/// It must never go backwards; survey reads it on instrumented calls, so it
+/// must not block.
+pub trait Clock: Send + Sync + 'static {
+    /// Now, on this clock.
+    fn now(&self) -> Instant;
+}
 
-/// Now, on survey's clock.
-#[inline]
-pub(crate) fn now() -> Instant {
-    #[cfg(feature = "simulated-clock")]
-    {
-        let offset = OFFSET_NANOS.load(std::sync::atomic::Ordering::Relaxed);
-        Instant::now() + std::time::Duration::from_nanos(offset)
+/// The clock one `survey::init` measures with: the system's monotonic clock
+/// unless the host gave another.
+#[derive(Clone, Default)]
+pub(crate) struct SurveyClock(Option<Arc<dyn Clock>>);
+
+impl SurveyClock {
+    /// `clock` instead of the system's.
+    pub(crate) fn new(clock: Arc<dyn Clock>) -> SurveyClock {
+        SurveyClock(Some(clock))
     }
-    #[cfg(not(feature = "simulated-clock"))]
-    {
-        Instant::now()
+
+    /// Now, on survey's clock.
+    #[inline]
+    pub(crate) fn now(&self) -> Instant {
+        match &self.0 {
+            Some(clock) => clock.now(),
+            None => Instant::now(),
+        }
     }
 }
 
-/// Moves this process's survey clock forward by `by`. Only with the
-/// `simulated-clock` feature, for the fleet simulator; not an API.
-#[cfg(feature = "simulated-clock")]
-pub fn advance(by: std::time::Duration) {
-    let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
-    OFFSET_NANOS.fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+impl fmt::Debug for SurveyClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "SurveyClock(given)"
+        } else {
+            "SurveyClock(system)"
+        })
+    }
 }
 
-#[cfg(all(test, feature = "simulated-clock"))]
+#[cfg(test)]
 mod tests {
-    #[test]
-    fn advancing_moves_survey_time_only() {
-        let (before, real) = (super::now(), Instant::now());
-        super::advance(std::time::Duration::from_secs(3600));
-        assert!(super::now().duration_since(before).as_secs() >= 3600);
-        assert!(real.elapsed().as_secs() < 60);
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    /// A clock moved by hand.
+    pub(crate) struct Moved {
+        pub start: Instant,
+        pub nanos: AtomicU64,
     }
 
-    use std::time::Instant;
+    impl Clock for Moved {
+        fn now(&self) -> Instant {
+            self.start + Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
+        }
+    }
+
+    #[test]
+    fn a_given_clock_replaces_the_system_one() {
+        let moved = Arc::new(Moved {
+            start: Instant::now(),
+            nanos: AtomicU64::new(0),
+        });
+        let clock = SurveyClock::new(moved.clone());
+        let before = clock.now();
+        moved.nanos.store(3_600_000_000_000, Ordering::Relaxed);
+        assert_eq!(
+            clock.now().duration_since(before),
+            Duration::from_secs(3600)
+        );
+        let system = SurveyClock::default();
+        assert!(system.now() <= Instant::now());
+    }
 }

@@ -24,7 +24,7 @@ use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::{Instrument, PeriodicReader, SdkMeterProvider, Stream};
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
 
-use crate::clock;
+use crate::clock::SurveyClock;
 use crate::config::{Compression, Protocol, Settings, TelemetryMode, Temporality};
 use crate::heartbeat::{Decision, Heartbeat, Points};
 use crate::schema::ResourceKey;
@@ -62,6 +62,8 @@ pub(crate) struct Pipeline {
     /// The last export the collector accepted, and when the next
     /// heartbeat is due.
     pub heartbeat: Heartbeat,
+    /// Survey's clock: launch durations, uptimes, heartbeats.
+    pub clock: SurveyClock,
 }
 
 impl Pipeline {
@@ -69,6 +71,7 @@ impl Pipeline {
         settings: Settings,
         service_version: &str,
         resolver: Option<Resolver>,
+        clock: SurveyClock,
     ) -> Result<Pipeline, String> {
         let counters = Arc::new(ExportCounters::default());
         let client = match settings.mode {
@@ -86,6 +89,7 @@ impl Pipeline {
             last_export: LastExportCell::default(),
             reset: SeriesReset::new(settings.series_reset),
             heartbeat: Heartbeat::new(settings.heartbeat),
+            clock,
             settings,
         })
     }
@@ -376,7 +380,7 @@ impl SurveyExporter {
             && let Decision::Skip {
                 since_unix_secs,
                 heartbeat_in,
-            } = heartbeat.decide(points, clock::now())
+            } = heartbeat.decide(points, pipeline.clock.now())
         {
             let unchanged = Unchanged {
                 since_unix_secs,
@@ -434,7 +438,7 @@ impl SurveyExporter {
         };
         if whole {
             if let Some(points) = points {
-                heartbeat.accepted(points, clock::now());
+                heartbeat.accepted(points, pipeline.clock.now());
             }
             // Only an export sent and accepted may start a series reset.
             pipeline

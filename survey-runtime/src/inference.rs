@@ -23,10 +23,10 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::lifecycle::active;
 use crate::model::SurveyModel;
 use crate::queue::Event;
 pub use crate::schema::RequestOutcome;
+use crate::setup::active;
 
 /// The largest token count recorded (16 Mi tokens): more than any context
 /// window; a count above it is dropped.

@@ -22,7 +22,8 @@
 //! | `heartbeat` | unchanged exports left out until a heartbeat is due |
 //! | [`sent`] | the content of the last export, for people to inspect |
 //! | `status` | [`Status`] and export health in the host's log |
-//! | `lifecycle` | [`init`], [`SurveyGuard`], [`status`] |
+//! | `recording` | the recording rules: what a launch, an unload and an exit record |
+//! | `setup` | starting and stopping survey: [`Setup`], [`init`], [`SurveyGuard`], [`status`] |
 
 #![warn(missing_docs)]
 
@@ -34,12 +35,13 @@ mod failure;
 pub mod hardware;
 mod heartbeat;
 pub mod inference;
-mod lifecycle;
 mod model;
 mod queue;
 mod recorder;
+mod recording;
 mod registry;
 pub mod sent;
+mod setup;
 mod status;
 
 #[doc(hidden)]
@@ -51,16 +53,17 @@ pub use survey_schema as schema;
 /// The sanitizers every exported string passes through.
 pub use survey_schema::privacy;
 
+pub use clock::Clock;
 pub use config::{
     DisabledReason, InvalidSetting, Resolution, Settings, TelemetryConfig, TelemetryMode,
 };
 pub use failure::FailureReason;
 pub use hardware::{GpuInfo, HardwareFacts};
 pub use inference::{Inference, Throughput, record_inference};
-pub use lifecycle::{Setup, ShutdownReport, SurveyGuard, init, last_export, status};
 pub use model::{DeviceFacts, InstanceKey, ModelFacts, SurveyModel};
 pub use schema::{ContextBucket, FailureKind, LaunchKind, RequestOutcome};
 pub use sent::{AttributeValue, ExportOutcome, LastExport, MetricKind, Number, SentRow, Unchanged};
+pub use setup::{Setup, ShutdownReport, SurveyGuard, init, last_export, status};
 pub use status::{ExportProblem, LastFailure, Status};
 
 /// The OpenTelemetry crates survey is built on, so hosts can name their types

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
@@ -22,12 +22,6 @@ pub(crate) struct LoadedModel {
     pub loaded_at: Instant,
 }
 
-impl LoadedModel {
-    pub(crate) fn uptime(&self) -> Duration {
-        crate::clock::now().saturating_duration_since(self.loaded_at)
-    }
-}
-
 type Snapshot = HashMap<InstanceKey, Arc<LoadedModel>>;
 
 /// The set of loaded instances.
@@ -37,12 +31,12 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// Records `facts` as loaded now; replaces an entry with the same key.
-    pub(crate) fn insert(&self, facts: Arc<ModelFacts>, kind: LaunchKind) {
+    /// Records `facts` as loaded at `now`; replaces an entry with the same key.
+    pub(crate) fn insert(&self, facts: Arc<ModelFacts>, kind: LaunchKind, now: Instant) {
         let entry = Arc::new(LoadedModel {
             facts,
             kind,
-            loaded_at: crate::clock::now(),
+            loaded_at: now,
         });
         let key = entry.facts.instance();
         self.loaded.rcu(|current| {
@@ -87,8 +81,12 @@ mod tests {
     fn insert_and_remove_round_trip() {
         let registry = Registry::default();
         let facts = Arc::new(ModelFacts::new(7u64, "m"));
-        registry.insert(facts.clone(), LaunchKind::Startup);
-        registry.insert(Arc::new(ModelFacts::new(8u64, "n")), LaunchKind::MultiModel);
+        registry.insert(facts.clone(), LaunchKind::Startup, Instant::now());
+        registry.insert(
+            Arc::new(ModelFacts::new(8u64, "n")),
+            LaunchKind::MultiModel,
+            Instant::now(),
+        );
         assert_eq!(registry.snapshot().len(), 2);
         let removed = registry.remove(InstanceKey::from_u64(7)).unwrap();
         assert_eq!(removed.facts, facts);
@@ -108,6 +106,7 @@ mod tests {
                         registry.insert(
                             Arc::new(ModelFacts::new(t * 1000 + i, "m")),
                             LaunchKind::RuntimeLoad,
+                            Instant::now(),
                         );
                     }
                     for i in 0..50u64 {

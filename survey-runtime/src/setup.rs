@@ -9,6 +9,7 @@ use arc_swap::ArcSwapOption;
 use opentelemetry::metrics::MeterProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
+use crate::clock::{Clock, SurveyClock};
 use crate::config::{
     DisabledReason, EnvSource, ProcessEnv, Resolution, Settings, TelemetryConfig, TelemetryMode,
 };
@@ -35,6 +36,12 @@ pub(crate) struct Active {
 impl Active {
     pub(crate) fn push(&self, event: Event) {
         self.queue.push(event);
+    }
+
+    /// Now, on survey's clock.
+    #[inline]
+    pub(crate) fn now(&self) -> Instant {
+        self.pipeline.clock.now()
     }
 
     /// What inference records count, when they are taken.
@@ -137,6 +144,7 @@ pub struct Setup {
     service_version: String,
     hardware: HardwareSource,
     resolver: Option<Resolver>,
+    clock: SurveyClock,
 }
 
 impl Setup {
@@ -149,7 +157,16 @@ impl Setup {
             service_version: "unknown".to_string(),
             hardware: HardwareSource::Probe,
             resolver: None,
+            clock: SurveyClock::default(),
         }
+    }
+
+    /// Measures launch durations, uptimes and heartbeats on `clock` instead
+    /// of the system's monotonic clock: for simulators, which move their
+    /// clock forward to spend days in an instant. Hosts leave it unset.
+    pub fn clock(mut self, clock: impl Clock) -> Setup {
+        self.clock = SurveyClock::new(Arc::new(clock));
+        self
     }
 
     /// Resolves the collector's host name with `resolve` instead of the
@@ -219,7 +236,7 @@ impl Setup {
         }
         let version = privacy::service_version(&self.service_version);
         let version_text = version.as_ref().map_or("unknown", |v| v.as_str());
-        let pipeline = match Pipeline::new(settings, version_text, self.resolver) {
+        let pipeline = match Pipeline::new(settings, version_text, self.resolver, self.clock) {
             Ok(pipeline) => Arc::new(pipeline),
             Err(error) => return disabled(DisabledReason::ExporterFailed(error)),
         };
