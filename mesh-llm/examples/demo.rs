@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use mesh_llm::api::Client;
 use mesh_llm::gguf::{self, WriteValue};
-use mesh_llm::runtime::LoadRequest;
+use mesh_llm::node::LoadRequest;
 use survey::schema;
 use survey_otlp_receiver::{Point, Receiver, render_table};
 

@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::backend::local::StopError;
 use crate::http::{self, json};
-use crate::runtime::local::StopError;
-use crate::runtime::{LoadRequest, ModelStatus, Node, NodeError, NodeStatus};
+use crate::node::{LoadRequest, ModelStatus, Node, NodeError, NodeStatus};
 
 /// Default control API address.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:3131";

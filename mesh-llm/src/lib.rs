@@ -8,19 +8,19 @@
 //! |---|---|
 //! | [`config`] | the config file: `[[models]]`, `[[plugin]]`, `[telemetry]` |
 //! | [`plugin`] | built-in plugin registration (`survey`) |
-//! | [`inference::launch`] | spawn `llama-server`, wait for `/health`, check the route, classify failures |
+//! | [`backend::launch`] | spawn `llama-server`, wait for `/health`, check the route, classify failures |
+//! | [`backend::local`] | one backend process after launch: watch, stop |
+//! | [`node`] | the node's state: loaded models, runtime load/unload, unexpected exits |
 //! | [`inference::proxy`] | the OpenAI-compatible inference API, routed by model |
 //! | [`inference::meter`] | what the proxy measures of each request, for survey's opt-in inference metrics |
-//! | [`runtime`] | loaded models, runtime load/unload, unexpected exits |
-//! | [`runtime::local`] | one backend process: watch, stop |
 //! | [`api`] | the local control API and its client |
 //! | `http` | the servers (axum over hyper) and the client (reqwest) |
-//! | [`cli`] | the `mesh-llm` command line |
+//! | [`cli`] | the `mesh-llm` command line: parsing, `serve`, the renderers of `survey show` and `status` |
 //! | [`gguf`] | model facts from GGUF headers |
 //! | [`standin`] | a stand-in `llama-server` with fault modes, for tests and demos |
 //!
-//! The survey annotations sit on [`inference::launch::launch`],
-//! [`runtime::local::LocalBackend::stop`] and the runtime's unexpected-exit
+//! The survey annotations sit on [`backend::launch::launch`],
+//! [`backend::local::LocalBackend::stop`] and the node's unexpected-exit
 //! handler. The one other telemetry call is the proxy's
 //! `survey::record_inference`, once per forwarded request, made only when
 //! `[telemetry] prompt_shape_metrics = true` (off by default): its outcome,
@@ -32,12 +32,13 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod gguf;
 mod http;
 pub mod inference;
+pub mod node;
 pub mod plugin;
-pub mod runtime;
 pub mod standin;
 mod tracker;

@@ -9,8 +9,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use mesh_llm::api;
-use mesh_llm::inference::launch::PortPicker;
-use mesh_llm::runtime::local::Signaller;
+use mesh_llm::backend::launch::PortPicker;
+use mesh_llm::backend::local::Signaller;
 use support::*;
 
 async fn start(dir: &TestDir) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {

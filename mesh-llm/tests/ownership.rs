@@ -7,9 +7,9 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mesh_llm::inference::launch::PortPicker;
-use mesh_llm::runtime::local::{Signal, Signaller};
-use mesh_llm::runtime::{LoadRequest, Node, NodeError};
+use mesh_llm::backend::launch::PortPicker;
+use mesh_llm::backend::local::{Signal, Signaller};
+use mesh_llm::node::{LoadRequest, Node, NodeError};
 use support::*;
 
 fn node(dir: &TestDir, signaller: Signaller) -> Node {

@@ -1,6 +1,5 @@
-//! Launching inference backends, serving inference through them, and
-//! measuring what they serve (opt-in).
+//! Serving inference through the loaded backends, and measuring what they
+//! serve (opt-in).
 
-pub mod launch;
 pub mod meter;
 pub mod proxy;

@@ -180,12 +180,12 @@ pub fn telemetry_for(receiver: &Receiver, extra: &str) -> String {
 pub fn library_node(
     dir: &TestDir,
     binary: &Path,
-    ports: mesh_llm::inference::launch::PortPicker,
-    signaller: mesh_llm::runtime::local::Signaller,
-) -> mesh_llm::runtime::Node {
-    mesh_llm::runtime::Node::new(
-        mesh_llm::runtime::NodeSettings {
-            backend: mesh_llm::inference::launch::BackendSettings {
+    ports: mesh_llm::backend::launch::PortPicker,
+    signaller: mesh_llm::backend::local::Signaller,
+) -> mesh_llm::node::Node {
+    mesh_llm::node::Node::new(
+        mesh_llm::node::NodeSettings {
+            backend: mesh_llm::backend::launch::BackendSettings {
                 binary: binary.to_path_buf(),
                 log_dir: dir.path.clone(),
                 health_timeout: Duration::from_secs(20),

@@ -12,7 +12,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mesh_llm::runtime::NodeStatus;
+use mesh_llm::node::NodeStatus;
 
 /// How to run a node.
 pub struct Launch<'a> {

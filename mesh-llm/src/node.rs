@@ -1,7 +1,5 @@
-//! The node runtime: which models are loaded, loading and unloading them at
-//! run time, and noticing backends that die.
-
-pub mod local;
+//! The node's state: which models are loaded, loading and unloading them
+//! at run time, and noticing backends that die.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,11 +12,11 @@ use serde::{Deserialize, Serialize};
 use survey::LaunchKind;
 use tokio::sync::watch;
 
+use crate::backend::launch::{self, BackendSettings, LaunchError, LaunchSpec};
 use crate::config::ModelEntry;
-use crate::inference::launch::{self, BackendSettings, LaunchError, LaunchSpec};
 use crate::tracker::Tracker;
 
-use self::local::{LocalBackend, Signaller, StopError};
+use crate::backend::local::{LocalBackend, Signaller, StopError};
 
 /// How the node runs its backends.
 #[derive(Debug, Clone)]

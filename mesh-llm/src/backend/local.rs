@@ -14,7 +14,7 @@ use survey::{InstanceKey, LaunchKind, ModelFacts, SurveyModel};
 use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::inference::launch::{self, Launched, ModelFileFacts};
+use crate::backend::launch::{self, Launched, ModelFileFacts};
 
 /// A signal the node sends a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,7 +344,7 @@ async fn own(
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
-    use crate::inference::launch::LaunchSpec;
+    use crate::backend::launch::LaunchSpec;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A backend that is a shell running `script`.
@@ -373,7 +373,7 @@ mod tests {
     /// Whether `pid` is a process this test process started and has not
     /// reaped (a zombie counts: its pid is still ours).
     fn is_our_child(pid: u32) -> bool {
-        crate::inference::launch::parent_of(pid) == Some(std::process::id())
+        crate::backend::launch::parent_of(pid) == Some(std::process::id())
     }
 
     /// A signaller that records what it delivers, and checks each target
