@@ -28,8 +28,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
-use survey_collector::ingest::Limits;
-use survey_collector::validate::{self, Clock};
+use survey_collector::__private::{Clock, validate};
+use survey_collector::Limits;
 use survey_collector::{Report, ReportOptions, ServeConfig, Server, Store};
 use survey_runtime::schema::{self, ContextBucket};
 
@@ -462,7 +462,7 @@ fn storage(figures: &mut Vec<String>) {
                 }
                 let gauges = [(node % MODELS, 8192), ((node + 1) % MODELS, 32768)];
                 let request = export(node, &launches[node as usize], start, time, &gauges);
-                batches.push(validate::validate(&request, clock));
+                batches.push(validate(&request, clock));
             }
             let refs: Vec<_> = batches.iter().collect();
             store.ingest(&refs).unwrap();
@@ -723,7 +723,7 @@ fn report(c: &mut Criterion, figures: &mut Vec<String>) {
 
 /// One realistic request through each stage of ingest, on this thread.
 fn stages(c: &mut Criterion) {
-    use survey_collector::decode::{self, Compression, Encoding};
+    use survey_collector::__private::{Compression, Encoding, decode};
     let dir = scratch("stages");
     let mut store = Store::open(&dir.join("survey.db")).unwrap();
     let now = now_nanos();
@@ -740,15 +740,13 @@ fn stages(c: &mut Criterion) {
         now: now as i64,
         retention: 48 * 3600 * 1_000_000_000,
     };
-    let validated = validate::validate(&request, clock);
+    let validated = validate(&request, clock);
     store.ingest(&[&validated]).unwrap();
     let mut group = c.benchmark_group("stages");
     group.bench_function("decode", |b| {
-        b.iter(|| decode::decode(&body, Encoding::Protobuf, Compression::Gzip).unwrap())
+        b.iter(|| decode(&body, Encoding::Protobuf, Compression::Gzip).unwrap())
     });
-    group.bench_function("validate", |b| {
-        b.iter(|| validate::validate(&request, clock))
-    });
+    group.bench_function("validate", |b| b.iter(|| validate(&request, clock)));
     group.bench_function("store_repeat", |b| {
         b.iter(|| store.ingest(&[&validated]).unwrap())
     });

@@ -1,7 +1,7 @@
 //! Report: the key questions ([`QUESTIONS`]), answered from the store.
 //!
-//! The counting rule is `sql/sqlite/counting.sql`; each question is one SQL
-//! file named like its JSON key. The JSON form is one object with a key per
+//! The counting rule is `sql/sqlite/queries/counting.sql`; each question is
+//! one SQL file named like its JSON key. The JSON form is one object with a key per
 //! question, each a list of rows whose fields are the queries' column
 //! names.
 
@@ -40,47 +40,47 @@ pub const QUESTIONS: &[Question] = &[
         key: "most_launched",
         title: "Which models are most frequently launched?",
         no_data: None,
-        sql: include_str!("../sql/sqlite/most_launched.sql"),
+        sql: include_str!("../sql/sqlite/queries/most_launched.sql"),
     },
     Question {
         key: "failure_rate",
         title: "Which models have the highest launch failure rate?",
         no_data: None,
-        sql: include_str!("../sql/sqlite/failure_rate.sql"),
+        sql: include_str!("../sql/sqlite/queries/failure_rate.sql"),
     },
     Question {
         key: "reliable_hardware",
         title: "Which hardware/model combinations are most reliable?",
         no_data: None,
-        sql: include_str!("../sql/sqlite/reliable_hardware.sql"),
+        sql: include_str!("../sql/sqlite/queries/reliable_hardware.sql"),
     },
     Question {
         key: "viable_context",
         title: "Which context sizes are viable for each model/hardware combination?",
         no_data: None,
-        sql: include_str!("../sql/sqlite/viable_context.sql"),
+        sql: include_str!("../sql/sqlite/queries/viable_context.sql"),
     },
     Question {
         key: "unstable",
         title: "Which models have poor stability after successful launch?",
         no_data: None,
-        sql: include_str!("../sql/sqlite/unstable.sql"),
+        sql: include_str!("../sql/sqlite/queries/unstable.sql"),
     },
     Question {
         key: "slow_or_short",
         title: "Which model/hardware combinations produce long launch times or short uptimes?",
         no_data: None,
-        sql: include_str!("../sql/sqlite/slow_or_short.sql"),
+        sql: include_str!("../sql/sqlite/queries/slow_or_short.sql"),
     },
     Question {
         key: "fastest",
         title: "Which model/hardware combinations serve fastest, at which context sizes?",
         no_data: Some(NO_INFERENCE_DATA),
-        sql: include_str!("../sql/sqlite/fastest.sql"),
+        sql: include_str!("../sql/sqlite/queries/fastest.sql"),
     },
 ];
 
-const COUNTING: &str = include_str!("../sql/sqlite/counting.sql");
+const COUNTING: &str = include_str!("../sql/sqlite/queries/counting.sql");
 
 /// A UTC calendar day, as days since 1970-01-01.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -1,6 +1,6 @@
 //! Store: accepted points into embedded SQLite (bundled, WAL mode).
 //!
-//! Tables are in `sql/sqlite/schema.sql`, and the migrations after it
+//! Tables are in `sql/sqlite/migrations/schema.sql`, and the migrations after it
 //! (`summaries.sql`, `drop_whole_sum.sql`, `request_outcome.sql`). One
 //! transaction per batch, committed with `synchronous = FULL`, so a batch
 //! answered 200 is on disk. Per point: find or create its stream (and its
@@ -21,13 +21,13 @@ use crate::validate::{Attributes, Dimension, Point, TEMPORALITY_DELTA, Validated
 /// The DDL of every schema version, in order: version `i + 1` is reached by
 /// running `MIGRATIONS[i]` on version `i`.
 const MIGRATIONS: &[&str] = &[
-    include_str!("../sql/sqlite/schema.sql"),
+    include_str!("../sql/sqlite/migrations/schema.sql"),
     concat!(
-        include_str!("../sql/sqlite/summaries.sql"),
-        include_str!("../sql/sqlite/summarize.sql")
+        include_str!("../sql/sqlite/migrations/summaries.sql"),
+        include_str!("../sql/sqlite/migrations/summarize.sql")
     ),
-    include_str!("../sql/sqlite/drop_whole_sum.sql"),
-    include_str!("../sql/sqlite/request_outcome.sql"),
+    include_str!("../sql/sqlite/migrations/drop_whole_sum.sql"),
+    include_str!("../sql/sqlite/migrations/request_outcome.sql"),
 ];
 
 /// The schema version this build writes and reads.
@@ -206,7 +206,7 @@ impl Store {
     fn configure(conn: Connection, path: &Path) -> Result<Store, StoreError> {
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(sqlite("cannot set the busy timeout"))?;
-        crate::functions::register(&conn).map_err(sqlite("cannot register SQL functions"))?;
+        crate::sql_functions::register(&conn).map_err(sqlite("cannot register SQL functions"))?;
         if !conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
             // WAL: the report reads while serve writes. FULL: a commit is on
             // disk before the sender hears 200.
@@ -310,7 +310,7 @@ impl Store {
     /// them itself).
     pub fn summarize_all(&mut self) -> Result<(), StoreError> {
         self.execute_in_transaction(
-            include_str!("../sql/sqlite/summarize.sql"),
+            include_str!("../sql/sqlite/migrations/summarize.sql"),
             "cannot summarize the streams".into(),
         )
     }
@@ -724,7 +724,7 @@ fn added_counts(
     let (mut count, mut buckets) = (point.count as f64, point.bucket_counts.clone());
     if let Some((c, b)) = before {
         count += c;
-        let b = crate::functions::parse_counts(&b).unwrap_or_default();
+        let b = crate::sql_functions::parse_counts(&b).unwrap_or_default();
         for (n, m) in buckets.iter_mut().zip(b) {
             *n += m;
         }

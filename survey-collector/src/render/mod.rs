@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 use crate::report::{Answer, Report};
 
 /// The report's heading: window and node processes.
-pub fn title(report: &Report) -> String {
+pub(crate) fn title(report: &Report) -> String {
     format!(
         "survey report: {}, UTC; {} node process{}",
         report.options.window(),
@@ -22,7 +22,7 @@ pub fn title(report: &Report) -> String {
 }
 
 /// The footnote of an answer with suppressed rows, if any.
-pub fn footnote(report: &Report, answer: &Answer) -> Option<String> {
+pub(crate) fn footnote(report: &Report, answer: &Answer) -> Option<String> {
     (answer.suppressed > 0).then(|| {
         format!(
             "{} row{} backed by fewer than {} node processes not shown",
@@ -36,7 +36,7 @@ pub fn footnote(report: &Report, answer: &Answer) -> Option<String> {
 /// A value as text: `cpu` for a missing GPU name, `-` for other missing
 /// values, rates with 3 decimals, speeds (`_tps_`) with 1, times whole,
 /// reasons as `reason=n`.
-pub fn cell(column: &str, value: &Json) -> String {
+pub(crate) fn cell(column: &str, value: &Json) -> String {
     match value {
         Json::Null if column == "gpu_name" => "cpu".to_string(),
         Json::Null => "-".to_string(),
