@@ -30,6 +30,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use survey_collector::__private::{Clock, validate};
 use survey_collector::Limits;
+use survey_collector::report::Rows;
 use survey_collector::{Report, ReportOptions, ServeConfig, Server, Store};
 use survey_runtime::schema::{self, ContextBucket};
 
@@ -658,13 +659,11 @@ fn report(c: &mut Criterion, figures: &mut Vec<String>) {
     );
     // The counts come out right on this data too.
     let report = Report::build(&store, ReportOptions::default()).unwrap();
-    let counted: u64 = report
-        .answer("most_launched")
-        .unwrap()
-        .rows
-        .iter()
-        .map(|r| r[1].as_u64().unwrap())
-        .sum();
+    let Some(Rows::MostLaunched(most_launched)) = report.answer("most_launched").map(|a| &a.rows)
+    else {
+        panic!("no most_launched answer");
+    };
+    let counted: u64 = most_launched.iter().map(|r| r.launches).sum();
     assert_eq!(counted, launches);
     let mut group = c.benchmark_group("report");
     group

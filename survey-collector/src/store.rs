@@ -805,7 +805,7 @@ fn insert_raw(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::report::{MostLaunched, Rows};
 
     fn temp_db(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
@@ -896,7 +896,14 @@ mod tests {
         // What was stored still answers.
         let report = crate::Report::build(&store, crate::ReportOptions::default()).unwrap();
         let launched = report.answer("most_launched").unwrap();
-        assert_eq!(launched.rows, [vec![json!("m"), json!(5), json!(1)]]);
+        assert_eq!(
+            launched.rows,
+            Rows::MostLaunched(vec![MostLaunched {
+                model: Some("m".into()),
+                launches: 5,
+                nodes: 1,
+            }])
+        );
         // An inference counter's outcome lands in its typed column, and
         // the report counts it.
         let request = |outcome: &str, value: f64| {
@@ -955,10 +962,11 @@ mod tests {
         );
         let report = crate::Report::build(&store, crate::ReportOptions::default()).unwrap();
         let fastest = report.answer("fastest").unwrap();
-        assert_eq!(fastest.rows.len(), 1);
-        let row = &fastest.rows[0];
-        assert_eq!(fastest.get(row, "requests"), &json!(4));
-        assert_eq!(fastest.get(row, "ok"), &json!(3));
+        let Rows::Fastest(rows) = &fastest.rows else {
+            panic!("{:?}", fastest.rows);
+        };
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].requests, rows[0].ok), (4, 3));
         assert_eq!(report.nodes, 2);
     }
 
@@ -1007,7 +1015,14 @@ mod tests {
         );
         let report = crate::Report::build(&store, crate::ReportOptions::default()).unwrap();
         let launched = report.answer("most_launched").unwrap();
-        assert_eq!(launched.rows, [vec![json!("m"), json!(6), json!(2)]]);
+        assert_eq!(
+            launched.rows,
+            Rows::MostLaunched(vec![MostLaunched {
+                model: Some("m".into()),
+                launches: 6,
+                nodes: 2,
+            }])
+        );
         drop(store);
         // A later version runs only what is new, once.
         let later: Vec<&str> = MIGRATIONS
