@@ -4,7 +4,9 @@
 //!
 //! Marks are whole pixels in fixed colours (a colour per chart, a colour per
 //! failure reason), so the page reads the same on any screen and a
-//! screenshot can be checked against the data.
+//! screenshot can be checked against the data. The colours are part of the
+//! API (the constants and functions below); sizes are not, and a reader
+//! measures them on the page.
 
 use std::fmt::Write as _;
 
@@ -17,24 +19,24 @@ use crate::report::{
 };
 
 /// Width of every chart, in CSS pixels.
-pub const CHART_WIDTH: u32 = 960;
+const CHART_WIDTH: u32 = 960;
 /// Left edge of the plot area of bar charts (labels are left of it).
-pub const PLOT_LEFT: u32 = 280;
+const PLOT_LEFT: u32 = 280;
 /// The longest row label drawn left of the plot (longer ones are cut):
 /// what fits in [`PLOT_LEFT`] at the page's font.
 const LABEL_CHARS: usize = 40;
 /// Width of the plot area of bar charts (value labels go right of it).
-pub const PLOT_WIDTH: u32 = 480;
+const PLOT_WIDTH: u32 = 480;
 /// Height of one bar; rows are [`ROW_HEIGHT`] apart.
-pub const BAR_HEIGHT: u32 = 16;
+const BAR_HEIGHT: u32 = 16;
 /// Distance between bars.
-pub const ROW_HEIGHT: u32 = 24;
+const ROW_HEIGHT: u32 = 24;
 /// Side of a legend swatch.
-pub const SWATCH: u32 = 12;
+const SWATCH: u32 = 12;
 /// Most rows a chart draws (the table below it has them all).
-pub const MAX_ROWS: usize = 25;
+const MAX_ROWS: usize = 25;
 /// Most hardware columns the reliability heatmap draws.
-pub const MAX_COLUMNS: usize = 6;
+const MAX_COLUMNS: usize = 6;
 
 /// Bars of `most_launched`.
 pub const LAUNCHES_COLOR: &str = "#4c78a8";
