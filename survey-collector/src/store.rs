@@ -155,7 +155,7 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (creating it if needed) the database at `path` for writing, and
-    /// brings its schema up to [`SCHEMA_VERSION`].
+    /// brings its schema up to the newest version this build knows.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         Store::open_with(path, MIGRATIONS)
     }
