@@ -331,7 +331,10 @@ const TEST: &str = "the_html_report_draws_the_data";
 
 /// What the command line asks of the test, in libtest's terms.
 enum Wanted {
-    List,
+    /// `--list`: the test's line if it is selected, else nothing.
+    List {
+        selected: bool,
+    },
     Test,
     FilteredOut,
 }
@@ -362,15 +365,13 @@ fn wanted(args: &[String]) -> Wanted {
         }
     };
     // The test is not ignored by default: `--ignored` leaves it out.
-    if only_ignored
-        || skips.iter().any(matches)
-        || !(filters.is_empty() || filters.iter().any(matches))
-    {
-        Wanted::FilteredOut
-    } else if list {
-        Wanted::List
-    } else {
-        Wanted::Test
+    let selected = !only_ignored
+        && !skips.iter().any(matches)
+        && (filters.is_empty() || filters.iter().any(matches));
+    match (list, selected) {
+        (true, selected) => Wanted::List { selected },
+        (false, true) => Wanted::Test,
+        (false, false) => Wanted::FilteredOut,
     }
 }
 
@@ -385,8 +386,10 @@ fn main() -> ExitCode {
         );
     };
     match wanted(&args) {
-        Wanted::List => {
-            println!("{TEST}: test");
+        Wanted::List { selected } => {
+            if selected {
+                println!("{TEST}: test");
+            }
             return ExitCode::SUCCESS;
         }
         Wanted::FilteredOut => {
