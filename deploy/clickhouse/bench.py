@@ -16,9 +16,9 @@ histograms of each change that day), and 2 of its models are loaded (the
 gauge of each is seen that day). The same streams and days go
 
   * into survey-collector: a SQLite store made by survey-collector's own
-    migrations (survey-collector/sql/sqlite), its streams and daily rollup
-    rows written as the report benchmark writes them, then summarized by
-    its summarize.sql, as Store::summarize_all does;
+    migrations (survey-collector/sql/sqlite/migrations), its streams and
+    daily rollup rows written as the report benchmark writes them, then
+    summarized by its summarize.sql, as Store::summarize_all does;
   * into ClickHouse (schema.sql, in chdb) through its views: the points as
     the exporter's rows, one per stream and day it changed, one INSERT per
     table and day, so the materialized views fire as they do on a server.
@@ -53,7 +53,7 @@ import time
 import report
 
 ROOT = report.HERE.parent.parent
-SQLITE = ROOT / "survey-collector" / "sql" / "sqlite"
+SQLITE = ROOT / "survey-collector" / "sql" / "sqlite" / "migrations"
 # survey-collector's schema versions, in order (survey-collector/src/store.rs, MIGRATIONS).
 MIGRATIONS = [["schema.sql"], ["summaries.sql", "summarize.sql"], ["drop_whole_sum.sql"],
               ["request_outcome.sql"]]

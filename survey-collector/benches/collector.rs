@@ -28,8 +28,9 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
-use survey_collector::ingest::Limits;
-use survey_collector::validate::{self, Clock};
+use survey_collector::__private::{Clock, validate};
+use survey_collector::Limits;
+use survey_collector::report::Rows;
 use survey_collector::{Report, ReportOptions, ServeConfig, Server, Store};
 use survey_schema::{self as schema, ContextBucket};
 
@@ -462,7 +463,7 @@ fn storage(figures: &mut Vec<String>) {
                 }
                 let gauges = [(node % MODELS, 8192), ((node + 1) % MODELS, 32768)];
                 let request = export(node, &launches[node as usize], start, time, &gauges);
-                batches.push(validate::validate(&request, clock));
+                batches.push(validate(&request, clock));
             }
             let refs: Vec<_> = batches.iter().collect();
             store.ingest(&refs).unwrap();
@@ -658,13 +659,11 @@ fn report(c: &mut Criterion, figures: &mut Vec<String>) {
     );
     // The counts come out right on this data too.
     let report = Report::build(&store, ReportOptions::default()).unwrap();
-    let counted: u64 = report
-        .answer("most_launched")
-        .unwrap()
-        .rows
-        .iter()
-        .map(|r| r[1].as_u64().unwrap())
-        .sum();
+    let Some(Rows::MostLaunched(most_launched)) = report.answer("most_launched").map(|a| &a.rows)
+    else {
+        panic!("no most_launched answer");
+    };
+    let counted: u64 = most_launched.iter().map(|r| r.launches).sum();
     assert_eq!(counted, launches);
     let mut group = c.benchmark_group("report");
     group
@@ -723,7 +722,7 @@ fn report(c: &mut Criterion, figures: &mut Vec<String>) {
 
 /// One realistic request through each stage of ingest, on this thread.
 fn stages(c: &mut Criterion) {
-    use survey_collector::decode::{self, Compression, Encoding};
+    use survey_collector::__private::{Compression, Encoding, decode};
     let dir = scratch("stages");
     let mut store = Store::open(&dir.join("survey.db")).unwrap();
     let now = now_nanos();
@@ -740,15 +739,13 @@ fn stages(c: &mut Criterion) {
         now: now as i64,
         retention: 48 * 3600 * 1_000_000_000,
     };
-    let validated = validate::validate(&request, clock);
+    let validated = validate(&request, clock);
     store.ingest(&[&validated]).unwrap();
     let mut group = c.benchmark_group("stages");
     group.bench_function("decode", |b| {
-        b.iter(|| decode::decode(&body, Encoding::Protobuf, Compression::Gzip).unwrap())
+        b.iter(|| decode(&body, Encoding::Protobuf, Compression::Gzip).unwrap())
     });
-    group.bench_function("validate", |b| {
-        b.iter(|| validate::validate(&request, clock))
-    });
+    group.bench_function("validate", |b| b.iter(|| validate(&request, clock)));
     group.bench_function("store_repeat", |b| {
         b.iter(|| store.ingest(&[&validated]).unwrap())
     });

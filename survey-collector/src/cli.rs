@@ -342,3 +342,22 @@ fn write_csv_files(report: &Report, dir: &std::path::Path) -> Result<(), String>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_come_from_flags_and_the_environment() {
+        let accepted = tokens(&["first-token".into()], None, Some("second, third,")).unwrap();
+        assert_eq!(accepted.len(), 3);
+        for token in ["first-token", "second", "third"] {
+            let header = format!("Bearer {token}");
+            assert!(accepted.allows(Some(header.as_bytes())), "{token}");
+        }
+        assert!(!accepted.allows(Some(b"Bearer fourth")));
+        assert!(tokens(&[], None, None).unwrap().is_empty());
+        let error = tokens(&["ok".into()], None, Some("bad token")).unwrap_err();
+        assert_eq!(error.source_name, TOKENS_ENV);
+    }
+}

@@ -77,7 +77,7 @@ pub struct Counters {
     unavailable: AtomicU64,
 }
 
-/// A snapshot of [`Counters`].
+/// What the endpoint has done since it started ([`Server::totals`](crate::Server::totals)).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Totals {
     /// Export requests answered.

@@ -7,19 +7,29 @@
 //! questions of the survey spec, and one more on inference speed from the
 //! opt-in inference metrics ([`report::QUESTIONS`]).
 //!
+//! The public API is what a program embedding the collector needs:
+//! [`Server`] (configured by [`ServeConfig`], with [`Tokens`], [`TlsFiles`]
+//! and [`Limits`]), [`Store`], [`Report`] (built with [`ReportOptions`]
+//! over [`Day`]s, its questions in [`report`]) and the forms in [`render`].
+//! The pipeline behind the endpoint is private:
+//!
 //! | module | stage |
 //! |---|---|
-//! | [`auth`] | bearer tokens |
-//! | [`decode`] | body → `ExportMetricsServiceRequest`, within size limits |
-//! | [`validate`] | the schema's metrics, allowlisted attributes, sanitized values |
-//! | [`store`] | SQLite: streams, raw points on change, daily rollups |
-//! | [`writer`] | the one writer thread, group commit, bounded queue |
-//! | [`ingest`] | the HTTP endpoint: statuses, partial success |
-//! | [`server`] | listener, TLS, stop |
+//! | `auth` | bearer tokens ([`Tokens`]) |
+//! | `decode` | body → `ExportMetricsServiceRequest`, within size limits |
+//! | `validate` | the schema's metrics, allowlisted attributes ([`MetricKeys`]), sanitized values |
+//! | `store` | SQLite: streams, raw points on change, daily rollups ([`Store`]) |
+//! | `writer` | the one writer thread, group commit, bounded queue |
+//! | `ingest` | the HTTP endpoint: statuses, partial success ([`Limits`]) |
+//! | `server` | listener, TLS, stop ([`Server`]) |
 //! | [`report`] | the counting rule and the questions |
 //! | [`render`] | the report as tables, JSON, CSV or an HTML page with charts |
-//! | [`functions`] | SQL functions the queries need |
-//! | [`cli`] | `serve` and `report` |
+//! | `sql_functions` | SQL functions the queries need, registered on every connection |
+//! | `cli` | `serve` and `report` ([`run`]) |
+//!
+//! The SQL is in `sql/sqlite/`: `migrations/` holds the schema, one file
+//! per version (the store upgrades itself), and `queries/` the counting
+//! rule and one query per question.
 //!
 //! # Example
 //!
@@ -52,22 +62,44 @@
 
 #![warn(missing_docs)]
 
-pub mod auth;
-pub mod cli;
-pub mod decode;
-pub mod functions;
-pub mod ingest;
+mod auth;
+mod cli;
+mod decode;
+mod ingest;
 mod keyed_hash;
 pub mod render;
 pub mod report;
-pub mod server;
-pub mod store;
-pub mod validate;
-pub mod writer;
+mod server;
+mod sql_functions;
+mod store;
+mod validate;
+mod writer;
 
+pub use auth::{TokenError, Tokens};
+pub use ingest::{Limits, Totals};
 pub use report::{Day, Report, ReportOptions};
 pub use server::{ServeConfig, ServeError, Server, TlsFiles};
 pub use store::{Store, StoreError};
+pub use validate::MetricKeys;
+
+/// Runs the `survey-collector` command line (`serve` and `report`, see
+/// `survey-collector --help`) on the process's arguments: the binary's
+/// `main`.
+pub fn run() -> std::process::ExitCode {
+    cli::main()
+}
+
+/// The pipeline's stages, reachable for this crate's own integration tests
+/// and benchmarks, which drive them one at a time. Not part of the API: it
+/// may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::decode::{Compression, Encoding, decode};
+    pub use crate::validate::{
+        Attributes, Clock, Dimension, HistogramValue, Point, Rejection, Rejections, Resource,
+        Validated, Value, validate,
+    };
+}
 
 /// The collector's clock, in ns since the epoch.
 pub(crate) fn now_nanos() -> i64 {

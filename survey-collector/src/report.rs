@@ -1,12 +1,20 @@
 //! Report: the key questions ([`QUESTIONS`]), answered from the store.
 //!
-//! The counting rule is `sql/sqlite/counting.sql`; each question is one SQL
-//! file named like its JSON key. The JSON form is one object with a key per
-//! question, each a list of rows whose fields are the queries' column
-//! names.
+//! The counting rule is `sql/sqlite/queries/counting.sql`; each question is
+//! one SQL file named like its JSON key, and its rows are one struct
+//! ([`MostLaunched`], [`FailureRate`], [`ReliableHardware`],
+//! [`ViableContext`], [`Unstable`], [`SlowOrShort`], [`Fastest`]) whose
+//! fields are the query's columns, in order. A query whose columns are not
+//! its struct's fields, or a value of the wrong type, is an error, never a
+//! default. The JSON form is one object with a key per question, each a
+//! list of rows whose fields are those names.
+
+use std::collections::BTreeMap;
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Statement, ToSql};
+use serde::Serialize;
+use serde::ser::Serializer;
 use serde_json::Value as Json;
 
 use crate::store::{Store, StoreError, sqlite};
@@ -23,6 +31,7 @@ pub struct Question {
     /// and CSV forms, on standard error) in that case only.
     pub no_data: Option<&'static str>,
     sql: &'static str,
+    read: fn(&mut rusqlite::Rows<'_>) -> rusqlite::Result<Rows>,
 }
 
 /// What the text forms say of a question no row answers, unless the
@@ -40,47 +49,54 @@ pub const QUESTIONS: &[Question] = &[
         key: "most_launched",
         title: "Which models are most frequently launched?",
         no_data: None,
-        sql: include_str!("../sql/sqlite/most_launched.sql"),
+        sql: include_str!("../sql/sqlite/queries/most_launched.sql"),
+        read: |rows| Ok(Rows::MostLaunched(read(rows)?)),
     },
     Question {
         key: "failure_rate",
         title: "Which models have the highest launch failure rate?",
         no_data: None,
-        sql: include_str!("../sql/sqlite/failure_rate.sql"),
+        sql: include_str!("../sql/sqlite/queries/failure_rate.sql"),
+        read: |rows| Ok(Rows::FailureRate(read(rows)?)),
     },
     Question {
         key: "reliable_hardware",
         title: "Which hardware/model combinations are most reliable?",
         no_data: None,
-        sql: include_str!("../sql/sqlite/reliable_hardware.sql"),
+        sql: include_str!("../sql/sqlite/queries/reliable_hardware.sql"),
+        read: |rows| Ok(Rows::ReliableHardware(read(rows)?)),
     },
     Question {
         key: "viable_context",
         title: "Which context sizes are viable for each model/hardware combination?",
         no_data: None,
-        sql: include_str!("../sql/sqlite/viable_context.sql"),
+        sql: include_str!("../sql/sqlite/queries/viable_context.sql"),
+        read: |rows| Ok(Rows::ViableContext(read(rows)?)),
     },
     Question {
         key: "unstable",
         title: "Which models have poor stability after successful launch?",
         no_data: None,
-        sql: include_str!("../sql/sqlite/unstable.sql"),
+        sql: include_str!("../sql/sqlite/queries/unstable.sql"),
+        read: |rows| Ok(Rows::Unstable(read(rows)?)),
     },
     Question {
         key: "slow_or_short",
         title: "Which model/hardware combinations produce long launch times or short uptimes?",
         no_data: None,
-        sql: include_str!("../sql/sqlite/slow_or_short.sql"),
+        sql: include_str!("../sql/sqlite/queries/slow_or_short.sql"),
+        read: |rows| Ok(Rows::SlowOrShort(read(rows)?)),
     },
     Question {
         key: "fastest",
         title: "Which model/hardware combinations serve fastest, at which context sizes?",
         no_data: Some(NO_INFERENCE_DATA),
-        sql: include_str!("../sql/sqlite/fastest.sql"),
+        sql: include_str!("../sql/sqlite/queries/fastest.sql"),
+        read: |rows| Ok(Rows::Fastest(read(rows)?)),
     },
 ];
 
-const COUNTING: &str = include_str!("../sql/sqlite/counting.sql");
+const COUNTING: &str = include_str!("../sql/sqlite/queries/counting.sql");
 
 /// A UTC calendar day, as days since 1970-01-01.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -196,10 +212,8 @@ impl ReportOptions {
 pub struct Answer {
     /// The question.
     pub question: Question,
-    /// Column names: the JSON field names.
-    pub columns: Vec<String>,
-    /// Rows, one value per column.
-    pub rows: Vec<Vec<Json>>,
+    /// The rows, typed by question.
+    pub rows: Rows,
     /// Rows left out for being backed by fewer than `min_nodes` nodes.
     pub suppressed: u64,
     /// The window holds none of the opt-in data the question reads: its
@@ -216,6 +230,16 @@ impl Answer {
             .filter(|_| self.no_source_data)
             .unwrap_or(NO_DATA)
     }
+
+    /// Its columns, in order: the JSON field names.
+    pub fn columns(&self) -> &'static [&'static str] {
+        self.rows.columns()
+    }
+
+    /// The rows as JSON objects.
+    pub fn to_json(&self) -> Json {
+        serde_json::to_value(&self.rows).unwrap_or(Json::Null)
+    }
 }
 
 impl PartialEq for Question {
@@ -224,45 +248,436 @@ impl PartialEq for Question {
     }
 }
 
-impl Answer {
-    /// The value of `column` in `row`.
-    pub fn get<'a>(&self, row: &'a [Json], column: &str) -> &'a Json {
-        self.columns
-            .iter()
-            .position(|c| c == column)
-            .and_then(|i| row.get(i))
-            .unwrap_or(&Json::Null)
+/// One question's rows, one variant per question.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rows {
+    /// `most_launched`.
+    MostLaunched(Vec<MostLaunched>),
+    /// `failure_rate`.
+    FailureRate(Vec<FailureRate>),
+    /// `reliable_hardware`.
+    ReliableHardware(Vec<ReliableHardware>),
+    /// `viable_context`.
+    ViableContext(Vec<ViableContext>),
+    /// `unstable`.
+    Unstable(Vec<Unstable>),
+    /// `slow_or_short`.
+    SlowOrShort(Vec<SlowOrShort>),
+    /// `fastest`.
+    Fastest(Vec<Fastest>),
+}
+
+/// Runs `$body` with `$rows` bound to the variant's vector, whatever the
+/// variant.
+macro_rules! each_rows {
+    ($value:expr, $rows:ident => $body:expr) => {
+        match $value {
+            Rows::MostLaunched($rows) => $body,
+            Rows::FailureRate($rows) => $body,
+            Rows::ReliableHardware($rows) => $body,
+            Rows::ViableContext($rows) => $body,
+            Rows::Unstable($rows) => $body,
+            Rows::SlowOrShort($rows) => $body,
+            Rows::Fastest($rows) => $body,
+        }
+    };
+}
+
+impl Rows {
+    /// How many rows.
+    pub fn len(&self) -> usize {
+        each_rows!(self, rows => rows.len())
     }
 
-    /// Leaves out the rows backed by fewer than `min_nodes` node processes,
-    /// counting them.
-    fn suppress(&mut self, min_nodes: u64) {
-        let Some(nodes) = self.columns.iter().position(|c| c == "nodes") else {
-            return;
-        };
-        let before = self.rows.len();
-        self.rows
-            .retain(|row| row[nodes].as_u64().unwrap_or(0) >= min_nodes);
-        self.suppressed = (before - self.rows.len()) as u64;
+    /// Whether there is no row.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
-    /// The rows as JSON objects.
-    pub fn to_json(&self) -> Json {
-        Json::Array(
-            self.rows
-                .iter()
-                .map(|row| {
-                    Json::Object(
-                        self.columns
-                            .iter()
-                            .cloned()
-                            .zip(row.iter().cloned())
-                            .collect(),
-                    )
-                })
-                .collect(),
-        )
+    /// The columns of the question's rows, in order.
+    pub fn columns(&self) -> &'static [&'static str] {
+        fn of<T: Row>(_: &[T]) -> &'static [&'static str] {
+            T::COLUMNS
+        }
+        each_rows!(self, rows => of(rows))
     }
+
+    /// Every row's values, in column order, for the forms that show any
+    /// question the same way.
+    pub(crate) fn cells(&self) -> Vec<Vec<Cell<'_>>> {
+        each_rows!(self, rows => rows.iter().map(Row::cells).collect())
+    }
+
+    /// Leaves out the rows backed by fewer than `min_nodes` node
+    /// processes; returns how many.
+    fn suppress(&mut self, min_nodes: u64) -> u64 {
+        each_rows!(self, rows => {
+            let before = rows.len();
+            rows.retain(|row| row.nodes() >= min_nodes);
+            (before - rows.len()) as u64
+        })
+    }
+}
+
+impl Serialize for Rows {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        each_rows!(self, rows => rows.serialize(serializer))
+    }
+}
+
+/// A value of a row, as the generic forms (table, CSV, the HTML rows
+/// table) show it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Cell<'a> {
+    /// A name; `None` where the attribute was absent.
+    Text(Option<&'a str>),
+    /// A count or another whole number.
+    Integer(Option<i64>),
+    /// A rate, percentile or speed; `None` without data.
+    Real(Option<f64>),
+    /// Failures by reason.
+    Reasons(&'a Reasons),
+}
+
+/// Failures by reason (`failure_rate`'s `reasons`): the reasons present,
+/// each with its count.
+pub type Reasons = BTreeMap<String, u64>;
+
+/// A question's row type: filled from its query's row by column name.
+trait Row: Serialize + Sized {
+    /// The query's columns, in order: the fields.
+    const COLUMNS: &'static [&'static str];
+    /// Reads the row, each column by name and strictly typed.
+    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+    /// The values, in column order.
+    fn cells(&self) -> Vec<Cell<'_>>;
+    /// The distinct node processes behind the row.
+    fn nodes(&self) -> u64;
+}
+
+/// A field type of a row: read strictly from its column.
+trait Field: Sized {
+    fn read(row: &rusqlite::Row<'_>, column: &str) -> rusqlite::Result<Self>;
+    fn cell(&self) -> Cell<'_>;
+}
+
+/// The index of `column`, or an error naming it.
+fn index(row: &rusqlite::Row<'_>, column: &str) -> rusqlite::Result<usize> {
+    row.as_ref().column_index(column)
+}
+
+fn wrong_type(i: usize, column: &str, value: ValueRef<'_>) -> rusqlite::Error {
+    rusqlite::Error::InvalidColumnType(i, column.to_string(), value.data_type())
+}
+
+impl Field for Option<String> {
+    fn read(row: &rusqlite::Row<'_>, column: &str) -> rusqlite::Result<Self> {
+        let i = index(row, column)?;
+        match row.get_ref(i)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Text(text) => Ok(Some(String::from_utf8_lossy(text).into_owned())),
+            other => Err(wrong_type(i, column, other)),
+        }
+    }
+
+    fn cell(&self) -> Cell<'_> {
+        Cell::Text(self.as_deref())
+    }
+}
+
+impl Field for Option<i64> {
+    fn read(row: &rusqlite::Row<'_>, column: &str) -> rusqlite::Result<Self> {
+        let i = index(row, column)?;
+        match row.get_ref(i)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Integer(n) => Ok(Some(n)),
+            other => Err(wrong_type(i, column, other)),
+        }
+    }
+
+    fn cell(&self) -> Cell<'_> {
+        Cell::Integer(*self)
+    }
+}
+
+impl Field for u64 {
+    fn read(row: &rusqlite::Row<'_>, column: &str) -> rusqlite::Result<Self> {
+        let i = index(row, column)?;
+        match row.get_ref(i)? {
+            ValueRef::Integer(n) => {
+                u64::try_from(n).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(i, n))
+            }
+            other => Err(wrong_type(i, column, other)),
+        }
+    }
+
+    fn cell(&self) -> Cell<'_> {
+        Cell::Integer(i64::try_from(*self).ok())
+    }
+}
+
+impl Field for Option<u64> {
+    fn read(row: &rusqlite::Row<'_>, column: &str) -> rusqlite::Result<Self> {
+        let i = index(row, column)?;
+        match row.get_ref(i)? {
+            ValueRef::Null => Ok(None),
+            _ => u64::read(row, column).map(Some),
+        }
+    }
+
+    fn cell(&self) -> Cell<'_> {
+        Cell::Integer(self.and_then(|n| i64::try_from(n).ok()))
+    }
+}
+
+impl Field for Option<f64> {
+    /// A real, or null; a value that is not finite is null, as in JSON.
+    fn read(row: &rusqlite::Row<'_>, column: &str) -> rusqlite::Result<Self> {
+        let i = index(row, column)?;
+        match row.get_ref(i)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Real(f) => Ok(Some(f).filter(|f| f.is_finite())),
+            other => Err(wrong_type(i, column, other)),
+        }
+    }
+
+    fn cell(&self) -> Cell<'_> {
+        Cell::Real(*self)
+    }
+}
+
+impl Field for Reasons {
+    /// A JSON object of counts by reason.
+    fn read(row: &rusqlite::Row<'_>, column: &str) -> rusqlite::Result<Self> {
+        let i = index(row, column)?;
+        match row.get_ref(i)? {
+            ValueRef::Text(text) => serde_json::from_slice(text).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    i,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            }),
+            other => Err(wrong_type(i, column, other)),
+        }
+    }
+
+    fn cell(&self) -> Cell<'_> {
+        Cell::Reasons(self)
+    }
+}
+
+/// Declares a question's row struct, its columns and how it is read.
+macro_rules! row {
+    (
+        $(#[$doc:meta])*
+        $name:ident {
+            $( $(#[$field_doc:meta])* $field:ident : $ty:ty, )*
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Serialize)]
+        pub struct $name {
+            $( $(#[$field_doc])* pub $field: $ty, )*
+        }
+
+        impl Row for $name {
+            const COLUMNS: &'static [&'static str] = &[$(stringify!($field)),*];
+
+            fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<$name> {
+                Ok($name { $( $field: Field::read(row, stringify!($field))?, )* })
+            }
+
+            fn cells(&self) -> Vec<Cell<'_>> {
+                vec![$( Field::cell(&self.$field) ),*]
+            }
+
+            fn nodes(&self) -> u64 {
+                self.nodes
+            }
+        }
+    };
+}
+
+row! {
+    /// A row of `most_launched`: launches of a model.
+    MostLaunched {
+        /// The model (`None`: not reported).
+        model: Option<String>,
+        /// Launches attempted.
+        launches: u64,
+        /// Distinct node processes behind the row.
+        nodes: u64,
+    }
+}
+
+row! {
+    /// A row of `failure_rate`: a model's launch outcomes.
+    FailureRate {
+        /// The model.
+        model: Option<String>,
+        /// Launches attempted.
+        launches: u64,
+        /// Successful launches.
+        successes: u64,
+        /// Failed launches.
+        failures: u64,
+        /// Failures per completed launch (successes + failures); `None`
+        /// without a completed launch.
+        failure_rate: Option<f64>,
+        /// Failures by reason.
+        reasons: Reasons,
+        /// Distinct node processes behind the row.
+        nodes: u64,
+    }
+}
+
+row! {
+    /// A row of `reliable_hardware`: a model on one kind of hardware.
+    ReliableHardware {
+        /// The model.
+        model: Option<String>,
+        /// The GPU's name (`None`: no GPU).
+        gpu_name: Option<String>,
+        /// The backend device (`cuda`, `metal`, `cpu`, ...).
+        backend_device: Option<String>,
+        /// GPUs used.
+        gpu_count: Option<i64>,
+        /// Launches attempted.
+        launches: u64,
+        /// Successful launches.
+        successes: u64,
+        /// Failed launches.
+        failures: u64,
+        /// Unexpected exits after a successful launch.
+        unexpected_exits: u64,
+        /// Share of completed launches that neither failed nor later
+        /// exited unexpectedly.
+        reliability: Option<f64>,
+        /// Low end of its 95% Wilson interval (the ranking).
+        reliability_low: Option<f64>,
+        /// High end of its 95% Wilson interval.
+        reliability_high: Option<f64>,
+        /// Distinct node processes behind the row.
+        nodes: u64,
+    }
+}
+
+row! {
+    /// A row of `viable_context`: a model on a GPU at one context size.
+    ViableContext {
+        /// The model.
+        model: Option<String>,
+        /// The GPU's name (`None`: no GPU).
+        gpu_name: Option<String>,
+        /// The context bucket.
+        context_bucket: Option<String>,
+        /// Launches attempted.
+        launches: u64,
+        /// Successful launches.
+        successes: u64,
+        /// Failed launches.
+        failures: u64,
+        /// Successes per completed launch.
+        success_rate: Option<f64>,
+        /// The largest exact context seen loaded.
+        max_context: Option<u64>,
+        /// Distinct node processes behind the row.
+        nodes: u64,
+    }
+}
+
+row! {
+    /// A row of `unstable`: a model's stability after launch.
+    Unstable {
+        /// The model.
+        model: Option<String>,
+        /// Launches attempted.
+        launches: u64,
+        /// Successful launches.
+        successes: u64,
+        /// Unexpected exits.
+        unexpected_exits: u64,
+        /// Unexpected exits per successful launch.
+        exits_per_success: Option<f64>,
+        /// Median uptime of the instances that ended, in s.
+        uptime_p50_s: Option<f64>,
+        /// Distinct node processes behind the row.
+        nodes: u64,
+    }
+}
+
+row! {
+    /// A row of `slow_or_short`: a model on a GPU, its launch times and
+    /// uptimes.
+    SlowOrShort {
+        /// The model.
+        model: Option<String>,
+        /// The GPU's name (`None`: no GPU).
+        gpu_name: Option<String>,
+        /// Launches attempted.
+        launches: u64,
+        /// Median time of a successful launch, in ms.
+        launch_p50_ms: Option<f64>,
+        /// 90th percentile time of a successful launch, in ms.
+        launch_p90_ms: Option<f64>,
+        /// Instances that ended (unloads and unexpected exits).
+        ended: u64,
+        /// Median uptime of the instances that ended, in s.
+        uptime_p50_s: Option<f64>,
+        /// Distinct node processes behind the row.
+        nodes: u64,
+    }
+}
+
+row! {
+    /// A row of `fastest`: a model on one kind of hardware at one context
+    /// size, its inference speed.
+    Fastest {
+        /// The model.
+        model: Option<String>,
+        /// The GPU's name (`None`: no GPU).
+        gpu_name: Option<String>,
+        /// The backend device.
+        backend_device: Option<String>,
+        /// The context bucket.
+        context_bucket: Option<String>,
+        /// Requests, of every outcome.
+        requests: u64,
+        /// Requests answered in full.
+        ok: u64,
+        /// Median decode speed, tokens/s.
+        decode_tps_p50: Option<f64>,
+        /// 10th percentile decode speed (the slow tail), tokens/s.
+        decode_tps_p10: Option<f64>,
+        /// Median prompt processing speed, tokens/s.
+        prefill_tps_p50: Option<f64>,
+        /// Median time to first token of streamed answers, ms.
+        ttft_p50_ms: Option<f64>,
+        /// 90th percentile time to first token, ms.
+        ttft_p90_ms: Option<f64>,
+        /// Distinct node processes behind the row.
+        nodes: u64,
+    }
+}
+
+/// Reads every row of a question's query, after checking that its columns
+/// are the row type's fields.
+fn read<T: Row>(rows: &mut rusqlite::Rows<'_>) -> rusqlite::Result<Vec<T>> {
+    if let Some(stmt) = rows.as_ref() {
+        let found = stmt.column_names();
+        if found != T::COLUMNS {
+            return Err(rusqlite::Error::InvalidColumnName(format!(
+                "the query's columns {found:?} are not the row's fields {:?}",
+                T::COLUMNS
+            )));
+        }
+    }
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(T::read(row)?);
+    }
+    Ok(out)
 }
 
 /// The answers to the questions.
@@ -327,7 +742,7 @@ impl Report {
         for question in QUESTIONS {
             let mut answer = answer(conn, *question, params).map_err(failed(question.key))?;
             answer.no_source_data = question.no_data.is_some() && !inference;
-            answer.suppress(options.min_nodes);
+            answer.suppressed = answer.rows.suppress(options.min_nodes);
             answers.push(answer);
         }
         Ok(Report {
@@ -390,41 +805,15 @@ fn answer(
     params: &[(&str, &dyn ToSql)],
 ) -> rusqlite::Result<Answer> {
     let mut stmt = conn.prepare(question.sql)?;
-    let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
     let bound = bind(&stmt, params);
-    let mut rows = Vec::new();
     let mut query = stmt.query(&bound[..])?;
-    while let Some(row) = query.next()? {
-        let mut values = Vec::with_capacity(columns.len());
-        for (i, column) in columns.iter().enumerate() {
-            values.push(json_value(column, row.get_ref(i)?));
-        }
-        rows.push(values);
-    }
+    let rows = (question.read)(&mut query)?;
     Ok(Answer {
         question,
-        columns,
         rows,
         suppressed: 0,
         no_source_data: false,
     })
-}
-
-fn json_value(column: &str, value: ValueRef<'_>) -> Json {
-    match value {
-        ValueRef::Null => Json::Null,
-        ValueRef::Integer(i) => Json::from(i),
-        ValueRef::Real(f) => serde_json::Number::from_f64(f).map_or(Json::Null, Json::Number),
-        ValueRef::Text(t) => {
-            let text = String::from_utf8_lossy(t);
-            if column == "reasons" {
-                serde_json::from_str(&text).unwrap_or(Json::Null)
-            } else {
-                Json::String(text.into_owned())
-            }
-        }
-        ValueRef::Blob(_) => Json::Null,
-    }
 }
 
 #[cfg(test)]
@@ -454,6 +843,68 @@ mod tests {
             let err = Day::parse(bad).unwrap_err();
             assert!(err.contains("YYYY-MM-DD"), "{bad}: {err}");
         }
+    }
+
+    /// Reads the rows of `sql` as `T`.
+    fn rows_of<T: Row>(sql: &str) -> rusqlite::Result<Vec<T>> {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut stmt = conn.prepare(sql).unwrap();
+        let mut rows = stmt.query([]).unwrap();
+        read(&mut rows)
+    }
+
+    #[test]
+    fn rows_are_read_by_column_strictly() {
+        let rows: Vec<MostLaunched> =
+            rows_of("SELECT 'm' AS model, 2 AS launches, 1 AS nodes").unwrap();
+        assert_eq!(
+            rows,
+            [MostLaunched {
+                model: Some("m".into()),
+                launches: 2,
+                nodes: 1
+            }]
+        );
+        assert_eq!(
+            serde_json::to_string(&rows).unwrap(),
+            r#"[{"model":"m","launches":2,"nodes":1}]"#
+        );
+        // A missing, extra, misspelled or reordered column is an error.
+        for sql in [
+            "SELECT 'm' AS model, 2 AS launches",
+            "SELECT 'm' AS model, 2 AS launches, 1 AS nodes, 3 AS more",
+            "SELECT 'm' AS model, 2 AS launchs, 1 AS nodes",
+            "SELECT 2 AS launches, 'm' AS model, 1 AS nodes",
+        ] {
+            let error = rows_of::<MostLaunched>(sql).unwrap_err();
+            assert!(
+                matches!(error, rusqlite::Error::InvalidColumnName(_)),
+                "{sql}: {error}"
+            );
+        }
+        // So is a value of the wrong type, where a default would hide it.
+        for sql in [
+            "SELECT 'm' AS model, 2.5 AS launches, 1 AS nodes",
+            "SELECT 'm' AS model, NULL AS launches, 1 AS nodes",
+            "SELECT 'm' AS model, '2' AS launches, 1 AS nodes",
+            "SELECT 7 AS model, 2 AS launches, 1 AS nodes",
+        ] {
+            let error = rows_of::<MostLaunched>(sql).unwrap_err();
+            assert!(
+                matches!(error, rusqlite::Error::InvalidColumnType(..)),
+                "{sql}: {error}"
+            );
+        }
+        assert!(
+            rows_of::<MostLaunched>("SELECT 'm' AS model, -1 AS launches, 1 AS nodes").is_err()
+        );
+        // A whole number where a rate is expected names its column.
+        let error = rows_of::<Unstable>(
+            "SELECT NULL AS model, 1 AS launches, 0 AS successes, 0 AS unexpected_exits, \
+             NULL AS exits_per_success, 1 AS uptime_p50_s, 1 AS nodes",
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("uptime_p50_s"), "{error}");
     }
 
     #[test]

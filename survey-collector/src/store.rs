@@ -1,6 +1,6 @@
 //! Store: accepted points into embedded SQLite (bundled, WAL mode).
 //!
-//! Tables are in `sql/sqlite/schema.sql`, and the migrations after it
+//! Tables are in `sql/sqlite/migrations/schema.sql`, and the migrations after it
 //! (`summaries.sql`, `drop_whole_sum.sql`, `request_outcome.sql`). One
 //! transaction per batch, committed with `synchronous = FULL`, so a batch
 //! answered 200 is on disk. Per point: find or create its stream (and its
@@ -21,13 +21,13 @@ use crate::validate::{Attributes, Dimension, Point, TEMPORALITY_DELTA, Validated
 /// The DDL of every schema version, in order: version `i + 1` is reached by
 /// running `MIGRATIONS[i]` on version `i`.
 const MIGRATIONS: &[&str] = &[
-    include_str!("../sql/sqlite/schema.sql"),
+    include_str!("../sql/sqlite/migrations/schema.sql"),
     concat!(
-        include_str!("../sql/sqlite/summaries.sql"),
-        include_str!("../sql/sqlite/summarize.sql")
+        include_str!("../sql/sqlite/migrations/summaries.sql"),
+        include_str!("../sql/sqlite/migrations/summarize.sql")
     ),
-    include_str!("../sql/sqlite/drop_whole_sum.sql"),
-    include_str!("../sql/sqlite/request_outcome.sql"),
+    include_str!("../sql/sqlite/migrations/drop_whole_sum.sql"),
+    include_str!("../sql/sqlite/migrations/request_outcome.sql"),
 ];
 
 /// The schema version this build writes and reads.
@@ -155,7 +155,7 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (creating it if needed) the database at `path` for writing, and
-    /// brings its schema up to [`SCHEMA_VERSION`].
+    /// brings its schema up to the newest version this build knows.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         Store::open_with(path, MIGRATIONS)
     }
@@ -206,7 +206,7 @@ impl Store {
     fn configure(conn: Connection, path: &Path) -> Result<Store, StoreError> {
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(sqlite("cannot set the busy timeout"))?;
-        crate::functions::register(&conn).map_err(sqlite("cannot register SQL functions"))?;
+        crate::sql_functions::register(&conn).map_err(sqlite("cannot register SQL functions"))?;
         if !conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
             // WAL: the report reads while serve writes. FULL: a commit is on
             // disk before the sender hears 200.
@@ -310,7 +310,7 @@ impl Store {
     /// them itself).
     pub fn summarize_all(&mut self) -> Result<(), StoreError> {
         self.execute_in_transaction(
-            include_str!("../sql/sqlite/summarize.sql"),
+            include_str!("../sql/sqlite/migrations/summarize.sql"),
             "cannot summarize the streams".into(),
         )
     }
@@ -724,7 +724,7 @@ fn added_counts(
     let (mut count, mut buckets) = (point.count as f64, point.bucket_counts.clone());
     if let Some((c, b)) = before {
         count += c;
-        let b = crate::functions::parse_counts(&b).unwrap_or_default();
+        let b = crate::sql_functions::parse_counts(&b).unwrap_or_default();
         for (n, m) in buckets.iter_mut().zip(b) {
             *n += m;
         }
@@ -805,7 +805,7 @@ fn insert_raw(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::report::{MostLaunched, Rows};
 
     fn temp_db(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
@@ -896,7 +896,14 @@ mod tests {
         // What was stored still answers.
         let report = crate::Report::build(&store, crate::ReportOptions::default()).unwrap();
         let launched = report.answer("most_launched").unwrap();
-        assert_eq!(launched.rows, [vec![json!("m"), json!(5), json!(1)]]);
+        assert_eq!(
+            launched.rows,
+            Rows::MostLaunched(vec![MostLaunched {
+                model: Some("m".into()),
+                launches: 5,
+                nodes: 1,
+            }])
+        );
         // An inference counter's outcome lands in its typed column, and
         // the report counts it.
         let request = |outcome: &str, value: f64| {
@@ -955,10 +962,11 @@ mod tests {
         );
         let report = crate::Report::build(&store, crate::ReportOptions::default()).unwrap();
         let fastest = report.answer("fastest").unwrap();
-        assert_eq!(fastest.rows.len(), 1);
-        let row = &fastest.rows[0];
-        assert_eq!(fastest.get(row, "requests"), &json!(4));
-        assert_eq!(fastest.get(row, "ok"), &json!(3));
+        let Rows::Fastest(rows) = &fastest.rows else {
+            panic!("{:?}", fastest.rows);
+        };
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].requests, rows[0].ok), (4, 3));
         assert_eq!(report.nodes, 2);
     }
 
@@ -1007,7 +1015,14 @@ mod tests {
         );
         let report = crate::Report::build(&store, crate::ReportOptions::default()).unwrap();
         let launched = report.answer("most_launched").unwrap();
-        assert_eq!(launched.rows, [vec![json!("m"), json!(6), json!(2)]]);
+        assert_eq!(
+            launched.rows,
+            Rows::MostLaunched(vec![MostLaunched {
+                model: Some("m".into()),
+                launches: 6,
+                nodes: 2,
+            }])
+        );
         drop(store);
         // A later version runs only what is new, once.
         let later: Vec<&str> = MIGRATIONS

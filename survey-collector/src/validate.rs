@@ -89,7 +89,8 @@ pub struct Point {
     pub start_time_unix: i64,
     /// Time of the point, ns since the epoch.
     pub time_unix: i64,
-    /// [`TEMPORALITY_NONE`], [`TEMPORALITY_DELTA`] or [`TEMPORALITY_CUMULATIVE`].
+    /// OTLP's aggregation temporality: `TEMPORALITY_NONE` (a gauge),
+    /// `TEMPORALITY_DELTA` or `TEMPORALITY_CUMULATIVE`.
     pub temporality: i32,
     /// The measurement.
     pub value: Value,
@@ -169,7 +170,7 @@ pub struct HistogramValue {
 /// Why a data point was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Rejection {
-    /// Past [`MAX_POINTS_PER_REQUEST`].
+    /// Past the most points one request may carry (10,000).
     OverLimit,
     /// Not one of survey's metrics ([`schema::METRICS`]).
     UnknownMetric,

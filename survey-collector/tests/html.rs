@@ -4,21 +4,26 @@
 //! and the proportions of the numbers behind them.
 //!
 //! Chromium is found as `$CHROMIUM` or `chromium` on `PATH`. Where it is not
-//! installed the test says so and passes, unless `SURVEY_REQUIRE_CHROMIUM`
-//! is set, as `.ci/run` sets it after installing Chromium.
+//! installed the test reports itself ignored ("skipped: chromium not
+//! found"), unless `SURVEY_REQUIRE_CHROMIUM` is set, as `.ci/run` sets it
+//! after installing Chromium: then it fails. This target has its own
+//! `main` (`harness = false` in Cargo.toml) so that it can say so in
+//! libtest's words; it takes libtest's name filters, `--exact`, `--skip`,
+//! `--ignored`, `--include-ignored` and `--list`.
 
 mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 use support::*;
 use survey_collector::render::html::{
-    BAR_HEIGHT, DECODE_COLOR, DECODE_TAIL_COLOR, EXITS_COLOR, LAUNCH_TIME_COLOR, LAUNCHES_COLOR,
-    UPTIME_COLOR, reason_color, reliability_color, success_color,
+    DECODE_COLOR, DECODE_TAIL_COLOR, EXITS_COLOR, LAUNCH_TIME_COLOR, LAUNCHES_COLOR, UPTIME_COLOR,
+    reason_color, reliability_color, success_color,
 };
 use survey_collector::report::NO_INFERENCE_DATA;
 use survey_schema::{self as schema, FailureKind};
@@ -285,12 +290,26 @@ fn rgb(hex: &str) -> [u8; 3] {
     [(v >> 16) as u8, (v >> 8) as u8, v as u8]
 }
 
-/// Widths of the bars of `color`, top to bottom.
-fn widths(picture: &Picture, color: &str) -> Vec<usize> {
+/// The height of the bars, as the page draws them: the `height` of the
+/// first `rect` filled with `color`.
+fn bar_height(html: &str, color: &str) -> usize {
+    let fill = format!("fill=\"{color}\"");
+    let rect = html
+        .split("<rect ")
+        .skip(1)
+        .map(|rect| &rect[..rect.find("/>").unwrap_or(rect.len())])
+        .find(|rect| rect.contains(&fill))
+        .unwrap_or_else(|| panic!("no bar of {color} in the page"));
+    let height = &rect[rect.find("height=\"").expect("a height") + "height=\"".len()..];
+    height[..height.find('"').unwrap()].parse().unwrap()
+}
+
+/// Widths of the bars of `color`, `bar` pixels high, top to bottom.
+fn widths(picture: &Picture, color: &str, bar: usize) -> Vec<usize> {
     picture
-        .bars(rgb(color), BAR_HEIGHT as usize)
+        .bars(rgb(color), bar)
         .into_iter()
-        .filter(|b| b.3 == BAR_HEIGHT as usize)
+        .filter(|b| b.3 == bar)
         .map(|b| b.2)
         .collect()
 }
@@ -307,16 +326,119 @@ fn ratio(a: usize, b: usize, expected: f64) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_html_report_draws_the_data() {
-    let Some(chromium) = chromium() else {
-        assert!(
-            std::env::var_os("SURVEY_REQUIRE_CHROMIUM").is_none(),
-            "SURVEY_REQUIRE_CHROMIUM is set but no chromium was found"
-        );
-        eprintln!("skipped: chromium is not installed (apt-get install chromium)");
-        return;
+/// The one test of this target.
+const TEST: &str = "the_html_report_draws_the_data";
+
+/// What the command line asks of the test, in libtest's terms.
+enum Wanted {
+    /// `--list`: the test's line if it is selected, else nothing.
+    List {
+        selected: bool,
+    },
+    Test,
+    FilteredOut,
+}
+
+fn wanted(args: &[String]) -> Wanted {
+    let (mut filters, mut skips) = (Vec::new(), Vec::new());
+    let (mut exact, mut list, mut only_ignored) = (false, false, false);
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--list" => list = true,
+            "--exact" => exact = true,
+            "--ignored" => only_ignored = true,
+            "--skip" => skips.extend(args.next().cloned()),
+            // libtest's options that take a value.
+            "--test-threads" | "--format" | "--color" | "--logfile" | "--shuffle-seed" | "-Z" => {
+                args.next();
+            }
+            flag if flag.starts_with('-') => {}
+            filter => filters.push(filter.to_string()),
+        }
+    }
+    let matches = |pattern: &String| {
+        if exact {
+            pattern == TEST
+        } else {
+            TEST.contains(pattern.as_str())
+        }
     };
+    // The test is not ignored by default: `--ignored` leaves it out.
+    let selected = !only_ignored
+        && !skips.iter().any(matches)
+        && (filters.is_empty() || filters.iter().any(matches));
+    match (list, selected) {
+        (true, selected) => Wanted::List { selected },
+        (false, true) => Wanted::Test,
+        (false, false) => Wanted::FilteredOut,
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let began = Instant::now();
+    let summary = |result: &str, passed: u32, failed: u32, ignored: u32, filtered: u32| {
+        println!(
+            "\ntest result: {result}. {passed} passed; {failed} failed; {ignored} ignored; \
+             0 measured; {filtered} filtered out; finished in {:.2}s\n",
+            began.elapsed().as_secs_f64()
+        );
+    };
+    match wanted(&args) {
+        Wanted::List { selected } => {
+            if selected {
+                println!("{TEST}: test");
+            }
+            return ExitCode::SUCCESS;
+        }
+        Wanted::FilteredOut => {
+            println!("\nrunning 0 tests");
+            summary("ok", 0, 0, 0, 1);
+            return ExitCode::SUCCESS;
+        }
+        Wanted::Test => {}
+    }
+    println!("\nrunning 1 test");
+    let Some(chromium) = chromium() else {
+        if std::env::var_os("SURVEY_REQUIRE_CHROMIUM").is_some() {
+            println!("test {TEST} ... FAILED");
+            println!(
+                "\nfailures:\n\n---- {TEST} ----\n\
+                 SURVEY_REQUIRE_CHROMIUM is set but no chromium was found \
+                 ($CHROMIUM, or chromium on PATH)\n\nfailures:\n    {TEST}"
+            );
+            summary("FAILED", 0, 1, 0, 0);
+            return ExitCode::from(101);
+        }
+        println!(
+            "test {TEST} ... ignored, skipped: chromium not found (apt-get install chromium, \
+             or set $CHROMIUM)"
+        );
+        summary("ok", 0, 0, 1, 0);
+        return ExitCode::SUCCESS;
+    };
+    let passed = std::panic::catch_unwind(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+            .block_on(the_html_report_draws_the_data(chromium))
+    })
+    .is_ok();
+    if passed {
+        println!("test {TEST} ... ok");
+        summary("ok", 1, 0, 0, 0);
+        ExitCode::SUCCESS
+    } else {
+        println!("test {TEST} ... FAILED");
+        println!("\nfailures:\n    {TEST}");
+        summary("FAILED", 0, 1, 0, 0);
+        ExitCode::from(101)
+    }
+}
+
+async fn the_html_report_draws_the_data(chromium: PathBuf) {
     let dir = TempDir::new("html");
     let server = collector(&dir).await;
     let a6000 = Some("NVIDIA RTX A6000");
@@ -453,27 +575,29 @@ async fn the_html_report_draws_the_data() {
     assert!(html.contains("the beginning to now, UTC &middot; 3 node processes"));
 
     let picture = Picture::load(&screenshot(&chromium, dir.path(), &html_path));
+    let bar = bar_height(&html, LAUNCHES_COLOR);
 
     // Most launched: alpha 12, beta 4, gamma 3, in that order.
-    let launched = widths(&picture, LAUNCHES_COLOR);
+    let launched = widths(&picture, LAUNCHES_COLOR, bar);
     assert_eq!(launched.len(), 3, "{launched:?}");
     ratio(launched[0], launched[1], 12.0 / 4.0);
     ratio(launched[1], launched[2], 4.0 / 3.0);
 
     // Failure rate, stacked by reason, as shares of completed launches:
     // alpha 3/12 spawn_failed + 1/12 health_timeout; beta 1/4 other.
-    let spawn = widths(&picture, reason_color(FailureKind::SpawnFailed));
-    let timeout = widths(&picture, reason_color(FailureKind::HealthTimeout));
-    let other = widths(&picture, reason_color(FailureKind::Other));
+    let spawn = widths(&picture, reason_color(FailureKind::SpawnFailed), bar);
+    let timeout = widths(&picture, reason_color(FailureKind::HealthTimeout), bar);
+    let other = widths(&picture, reason_color(FailureKind::Other), bar);
     assert_eq!(
         (spawn.len(), timeout.len(), other.len()),
         (1, 1, 1),
         "{spawn:?} {timeout:?} {other:?}"
     );
     ratio(spawn[0], timeout[0], 3.0);
-    ratio(spawn[0], other[0], (3.0 / 12.0) / (1.0 / 4.0));
-    let spawn_bar = picture.bars(rgb(reason_color(FailureKind::SpawnFailed)), 16)[0];
-    let timeout_bar = picture.bars(rgb(reason_color(FailureKind::HealthTimeout)), 16)[0];
+    // alpha's 3 of 12 against beta's 1 of 4: the same share.
+    ratio(spawn[0], other[0], 1.0);
+    let spawn_bar = picture.bars(rgb(reason_color(FailureKind::SpawnFailed)), bar)[0];
+    let timeout_bar = picture.bars(rgb(reason_color(FailureKind::HealthTimeout)), bar)[0];
     assert_eq!(spawn_bar.0, timeout_bar.0, "one bar per model");
     assert_eq!(
         spawn_bar.1 + spawn_bar.2,
@@ -507,23 +631,23 @@ async fn the_html_report_draws_the_data() {
     }
 
     // Exits per success: gamma 1/3 above alpha 2/8; beta none.
-    let exits = widths(&picture, EXITS_COLOR);
+    let exits = widths(&picture, EXITS_COLOR, bar);
     assert_eq!(exits.len(), 2, "{exits:?}");
     ratio(exits[0], exits[1], (1.0 / 3.0) / (2.0 / 8.0));
 
     // Launch time and uptime on log scales: longer values, longer bars, in
     // the rows' order (beta 40 s, gamma 7 s, alpha 700 ms).
-    let launch = widths(&picture, LAUNCH_TIME_COLOR);
+    let launch = widths(&picture, LAUNCH_TIME_COLOR, bar);
     assert_eq!(launch.len(), 3, "{launch:?}");
     assert!(launch[0] > launch[1] && launch[1] > launch[2], "{launch:?}");
-    let uptime = widths(&picture, UPTIME_COLOR);
+    let uptime = widths(&picture, UPTIME_COLOR, bar);
     assert_eq!(uptime.len(), 2, "{uptime:?}");
 
     // Fastest: a bar per combination that answered in full, to its decode
     // p50, dark to its p10, on a log scale from 1 token/s: alpha 125
     // (105), beta 15 (11); gamma none.
-    let tails = picture.bars(rgb(DECODE_TAIL_COLOR), BAR_HEIGHT as usize);
-    let rests = picture.bars(rgb(DECODE_COLOR), BAR_HEIGHT as usize);
+    let tails = picture.bars(rgb(DECODE_TAIL_COLOR), bar);
+    let rests = picture.bars(rgb(DECODE_COLOR), bar);
     assert_eq!((tails.len(), rests.len()), (2, 2), "{tails:?} {rests:?}");
     for (tail, rest) in tails.iter().zip(&rests) {
         assert_eq!(tail.0, rest.0, "one bar per row");

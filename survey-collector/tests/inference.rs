@@ -482,7 +482,7 @@ async fn fastest_answers_exactly_in_its_order_with_its_options() {
     let store = Store::open_read_only(&dir.db()).unwrap();
     let built = survey_collector::Report::build(&store, ReportOptions::default()).unwrap();
     assert_eq!(built.nodes, 4);
-    assert_eq!(built.answer("fastest").unwrap().columns, COLUMNS);
+    assert_eq!(built.answer("fastest").unwrap().columns(), COLUMNS);
     drop(store);
 
     // --min-requests leaves out rows backed by fewer requests (of any

@@ -12,7 +12,7 @@ use prost::Message;
 use serde_json::json;
 use support::node;
 use support::*;
-use survey_collector::ingest::{Limits, RpcStatus};
+use survey_collector::{Limits, Tokens};
 use survey_schema as schema;
 
 const LAUNCH: &str = schema::LAUNCH_TOTAL;
@@ -42,6 +42,17 @@ fn one_launch(node: u32, model: &str) -> ExportMetricsServiceRequest {
             1,
         )],
     )
+}
+
+/// `google.rpc.Status`, the body of OTLP/HTTP error answers.
+#[derive(Clone, PartialEq, Message)]
+struct RpcStatus {
+    /// gRPC status code.
+    #[prost(int32, tag = "1")]
+    code: i32,
+    /// Developer-facing message.
+    #[prost(string, tag = "2")]
+    message: String,
 }
 
 fn rpc_status(answer: &Answer) -> RpcStatus {
@@ -266,8 +277,11 @@ async fn partial_success_counts_the_rejected_points_and_says_why() {
 #[tokio::test]
 async fn tokens_are_required_when_configured() {
     let dir = TempDir::new("tokens");
-    let tokens =
-        survey_collector::cli::tokens(&["first-token".into()], None, Some("second,third")).unwrap();
+    let mut tokens = Tokens::default();
+    tokens.add("first-token", "--token").unwrap();
+    tokens
+        .add_list("second,third", "SURVEY_COLLECTOR_TOKENS")
+        .unwrap();
     let server = collector_with(&dir, tokens, Limits::default()).await;
     let url = format!("{}/v1/metrics", server.endpoint());
     let body = one_launch(1, "a").encode_to_vec();

@@ -14,7 +14,7 @@ use prost::Message;
 use serde_json::json;
 use support::node;
 use support::*;
-use survey_collector::ingest::Limits;
+use survey_collector::Limits;
 use survey_collector::{ServeConfig, Server, TlsFiles};
 use survey_schema as schema;
 

@@ -9,7 +9,8 @@ use opentelemetry_proto::tonic::metrics::v1::exemplar::Value as ExemplarValue;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumberValue;
 use opentelemetry_proto::tonic::metrics::v1::{Exemplar, Metric, metric::Data};
 use support::*;
-use survey_collector::validate::{Clock, Dimension, MetricKeys, Rejection, validate};
+use survey_collector::__private::{Clock, Dimension, Rejection, validate};
+use survey_collector::MetricKeys;
 use survey_schema::{self as schema, AttributeKey};
 
 const NOW: Clock = Clock {
@@ -880,7 +881,7 @@ mod fuzz {
     use opentelemetry_proto::tonic::common::v1::AnyValue;
     use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyKind;
     use proptest::prelude::*;
-    use survey_collector::validate::{Dimension, Value};
+    use survey_collector::__private::{Dimension, Value};
     use survey_schema::{AttributeKey, ReceivedValue};
 
     fn any_value() -> impl Strategy<Value = Option<AnyValue>> {

@@ -74,8 +74,8 @@ use survey::schema::{
     self, AttributeKey, ContextBucket, FailureKind, LaunchKind, METRICS, MetricKind,
     RequestOutcome, ResourceKey,
 };
+use survey_collector::MetricKeys;
 use survey_collector::report::QUESTIONS;
-use survey_collector::validate::MetricKeys;
 use survey_collector::{Day, Report, ReportOptions, ServeConfig, Server, Store};
 use survey_fleet::fleet::{self, Fleet};
 use survey_fleet::node::Launch;

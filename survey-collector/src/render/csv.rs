@@ -4,36 +4,43 @@
 use serde_json::Value as Json;
 use survey_schema::FailureKind;
 
-use crate::report::Answer;
+use crate::report::{Answer, Cell};
 
 /// One question's rows as CSV.
 pub fn render(answer: &Answer) -> String {
+    table(answer.columns(), &answer.rows.cells())
+}
+
+/// A header row for `columns`, then a line per row of `values`.
+fn table(columns: &[&str], values: &[Vec<Cell<'_>>]) -> String {
     let mut header = Vec::new();
-    for column in &answer.columns {
-        if column == "reasons" {
+    for column in columns {
+        if *column == "reasons" {
             header.extend(FailureKind::ALL.iter().map(|r| format!("reasons.{r}")));
         } else {
-            header.push(column.clone());
+            header.push(column.to_string());
         }
     }
     let mut out = line(header.iter().map(String::as_str));
-    for row in &answer.rows {
+    for row in values {
         let mut fields = Vec::with_capacity(header.len());
-        for (column, value) in answer.columns.iter().zip(row) {
-            if column == "reasons" {
-                fields.extend(FailureKind::ALL.iter().map(|reason| {
-                    value
-                        .get(reason.as_str())
-                        .and_then(Json::as_u64)
-                        .unwrap_or(0)
-                        .to_string()
-                }));
-            } else {
-                fields.push(match value {
-                    Json::Null => String::new(),
-                    Json::String(s) => s.clone(),
-                    other => other.to_string(),
-                });
+        for value in row {
+            match value {
+                Cell::Reasons(reasons) => {
+                    fields.extend(FailureKind::ALL.iter().map(|reason| {
+                        reasons
+                            .get(reason.as_str())
+                            .copied()
+                            .unwrap_or(0)
+                            .to_string()
+                    }));
+                }
+                Cell::Text(text) => fields.push(text.unwrap_or_default().to_string()),
+                Cell::Integer(n) => fields.push(n.map(|n| n.to_string()).unwrap_or_default()),
+                // As in the JSON form.
+                Cell::Real(f) => {
+                    fields.push(f.map(|f| Json::from(f).to_string()).unwrap_or_default())
+                }
             }
         }
         out.push_str(&line(fields.iter().map(String::as_str)));
@@ -59,32 +66,28 @@ fn quote(field: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::QUESTIONS;
-    use serde_json::json;
+    use crate::report::Reasons;
 
     #[test]
     fn rows_become_rfc_4180_lines_with_one_column_per_reason() {
-        let answer = Answer {
-            question: QUESTIONS[1],
-            columns: vec![
-                "model".into(),
-                "failures".into(),
-                "failure_rate".into(),
-                "reasons".into(),
+        let reasons: Reasons = [("spawn_failed".to_string(), 2), ("other".to_string(), 1)].into();
+        let none = Reasons::new();
+        let columns = ["model", "failures", "failure_rate", "reasons"];
+        let rows = vec![
+            vec![
+                Cell::Text(Some("a,b")),
+                Cell::Integer(Some(3)),
+                Cell::Real(Some(0.75)),
+                Cell::Reasons(&reasons),
             ],
-            rows: vec![
-                vec![
-                    json!("a,b"),
-                    json!(3),
-                    json!(0.75),
-                    json!({"spawn_failed": 2, "other": 1}),
-                ],
-                vec![json!("say \"hi\""), json!(0), json!(null), json!({})],
+            vec![
+                Cell::Text(Some("say \"hi\"")),
+                Cell::Integer(Some(0)),
+                Cell::Real(None),
+                Cell::Reasons(&none),
             ],
-            suppressed: 0,
-            no_source_data: false,
-        };
-        let csv = render(&answer);
+        ];
+        let csv = table(&columns, &rows);
         let lines: Vec<&str> = csv.split("\r\n").collect();
         assert_eq!(
             lines[0],

@@ -4,35 +4,39 @@
 //!
 //! Marks are whole pixels in fixed colours (a colour per chart, a colour per
 //! failure reason), so the page reads the same on any screen and a
-//! screenshot can be checked against the data.
+//! screenshot can be checked against the data. The colours are part of the
+//! API (the constants and functions below); sizes are not, and a reader
+//! measures them on the page.
 
 use std::fmt::Write as _;
 
-use serde_json::Value as Json;
 use survey_schema::{ContextBucket, FailureKind};
 
 use super::{cell, footnote, title};
-use crate::report::{Answer, Report};
+use crate::report::{
+    Answer, FailureRate, Fastest, MostLaunched, ReliableHardware, Report, Rows, SlowOrShort,
+    Unstable, ViableContext,
+};
 
 /// Width of every chart, in CSS pixels.
-pub const CHART_WIDTH: u32 = 960;
+const CHART_WIDTH: u32 = 960;
 /// Left edge of the plot area of bar charts (labels are left of it).
-pub const PLOT_LEFT: u32 = 280;
+const PLOT_LEFT: u32 = 280;
 /// The longest row label drawn left of the plot (longer ones are cut):
 /// what fits in [`PLOT_LEFT`] at the page's font.
 const LABEL_CHARS: usize = 40;
 /// Width of the plot area of bar charts (value labels go right of it).
-pub const PLOT_WIDTH: u32 = 480;
+const PLOT_WIDTH: u32 = 480;
 /// Height of one bar; rows are [`ROW_HEIGHT`] apart.
-pub const BAR_HEIGHT: u32 = 16;
+const BAR_HEIGHT: u32 = 16;
 /// Distance between bars.
-pub const ROW_HEIGHT: u32 = 24;
+const ROW_HEIGHT: u32 = 24;
 /// Side of a legend swatch.
-pub const SWATCH: u32 = 12;
+const SWATCH: u32 = 12;
 /// Most rows a chart draws (the table below it has them all).
-pub const MAX_ROWS: usize = 25;
+const MAX_ROWS: usize = 25;
 /// Most hardware columns the reliability heatmap draws.
-pub const MAX_COLUMNS: usize = 6;
+const MAX_COLUMNS: usize = 6;
 
 /// Bars of `most_launched`.
 pub const LAUNCHES_COLOR: &str = "#4c78a8";
@@ -145,15 +149,14 @@ pub fn render(report: &Report) -> String {
             answer.question.key,
             escape(answer.question.title)
         );
-        let chart = match answer.question.key {
-            "most_launched" => most_launched(answer),
-            "failure_rate" => failure_rate(answer),
-            "reliable_hardware" => reliable_hardware(answer),
-            "viable_context" => viable_context(answer),
-            "unstable" => unstable(answer),
-            "slow_or_short" => slow_or_short(answer),
-            "fastest" => fastest(answer),
-            _ => String::new(),
+        let chart = match &answer.rows {
+            Rows::MostLaunched(rows) => most_launched(rows),
+            Rows::FailureRate(rows) => failure_rate(rows),
+            Rows::ReliableHardware(rows) => reliable_hardware(rows),
+            Rows::ViableContext(rows) => viable_context(rows),
+            Rows::Unstable(rows) => unstable(rows),
+            Rows::SlowOrShort(rows) => slow_or_short(rows),
+            Rows::Fastest(rows) => fastest(rows),
         };
         if answer.rows.is_empty() {
             let _ = writeln!(out, "<p class=\"note\">{}</p>", escape(answer.empty_text()));
@@ -182,14 +185,15 @@ fn rows_table(answer: &Answer) -> String {
     if answer.rows.is_empty() {
         return String::new();
     }
+    let columns = answer.columns();
     let mut out = String::from("<details><summary>rows</summary>\n<table>\n<tr>");
-    for column in &answer.columns {
+    for column in columns {
         let _ = write!(out, "<th>{}</th>", escape(column));
     }
     out.push_str("</tr>\n");
-    for row in &answer.rows {
+    for row in answer.rows.cells() {
         out.push_str("<tr>");
-        for (column, value) in answer.columns.iter().zip(row) {
+        for (column, value) in columns.iter().zip(row) {
             let _ = write!(out, "<td>{}</td>", escape(&cell(column, value)));
         }
         out.push_str("</tr>\n");
@@ -205,20 +209,21 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn number(value: &Json) -> Option<f64> {
-    value.as_f64().filter(|v| v.is_finite())
+/// A name as the tables show it: `-` when absent.
+fn name(value: &Option<String>) -> String {
+    value.as_deref().unwrap_or("-").to_string()
+}
+
+/// A GPU's name as the tables show it: `cpu` when absent.
+fn gpu(value: &Option<String>) -> String {
+    value.as_deref().unwrap_or("cpu").to_string()
 }
 
 /// A row's label: its model, and its GPU where the question has one.
-fn label(answer: &Answer, row: &[Json]) -> String {
-    let model = cell("model", answer.get(row, "model"));
-    if answer.columns.iter().any(|c| c == "gpu_name") {
-        format!(
-            "{model} \u{b7} {}",
-            cell("gpu_name", answer.get(row, "gpu_name"))
-        )
-    } else {
-        model
+fn label(model: &Option<String>, gpu_name: Option<&Option<String>>) -> String {
+    match gpu_name {
+        Some(gpu_name) => format!("{} \u{b7} {}", name(model), gpu(gpu_name)),
+        None => name(model),
     }
 }
 
@@ -406,17 +411,14 @@ fn legend(entries: &[(&str, String)]) -> String {
     out
 }
 
-fn most_launched(answer: &Answer) -> String {
-    let rows: Vec<&Vec<Json>> = answer.rows.iter().take(MAX_ROWS).collect();
-    let max = rows
-        .iter()
-        .filter_map(|r| number(answer.get(r, "launches")))
-        .fold(0.0, f64::max);
+fn most_launched(rows: &[MostLaunched]) -> String {
+    let rows = &rows[..rows.len().min(MAX_ROWS)];
+    let max = rows.iter().map(|r| r.launches as f64).fold(0.0, f64::max);
     let (axis, top) = Axis::linear(max, "launches", |v| format!("{v}"));
     let mut marks = String::new();
     for (i, row) in rows.iter().enumerate() {
-        let n = number(answer.get(row, "launches")).unwrap_or(0.0);
-        let nodes = cell("nodes", answer.get(row, "nodes"));
+        let n = row.launches as f64;
+        let nodes = row.nodes;
         marks.push_str(&bar(
             i,
             PLOT_LEFT + 1,
@@ -425,12 +427,12 @@ fn most_launched(answer: &Answer) -> String {
             Some(&format!("{n} ({nodes} nodes)")),
         ));
     }
-    let labels: Vec<String> = rows.iter().map(|r| label(answer, r)).collect();
+    let labels: Vec<String> = rows.iter().map(|r| label(&r.model, None)).collect();
     bar_chart(&labels, &axis, "", &marks)
 }
 
-fn failure_rate(answer: &Answer) -> String {
-    let rows: Vec<&Vec<Json>> = answer.rows.iter().take(MAX_ROWS).collect();
+fn failure_rate(rows: &[FailureRate]) -> String {
+    let rows = &rows[..rows.len().min(MAX_ROWS)];
     let (axis, _) = Axis::linear(
         1.0,
         "failure rate: failures / completed launches, by reason",
@@ -439,16 +441,11 @@ fn failure_rate(answer: &Answer) -> String {
     let mut present = Vec::new();
     let mut marks = String::new();
     for (i, row) in rows.iter().enumerate() {
-        let completed = number(answer.get(row, "successes")).unwrap_or(0.0)
-            + number(answer.get(row, "failures")).unwrap_or(0.0);
-        let reasons = answer.get(row, "reasons");
+        let completed = row.successes as f64 + row.failures as f64;
         let mut left = PLOT_LEFT + 1;
         let mut share = 0.0;
         for reason in FailureKind::ALL {
-            let n = reasons
-                .get(reason.as_str())
-                .and_then(Json::as_f64)
-                .unwrap_or(0.0);
+            let n = row.reasons.get(reason.as_str()).map_or(0.0, |&n| n as f64);
             if n <= 0.0 || completed <= 0.0 {
                 continue;
             }
@@ -462,8 +459,7 @@ fn failure_rate(answer: &Answer) -> String {
             marks.push_str(&bar(i, left, end - start, reason_color(*reason), None));
             left += end - start;
         }
-        let rate = number(answer.get(row, "failure_rate"));
-        let text = match rate {
+        let text = match row.failure_rate {
             Some(rate) => format!("{:.0}% of {completed}", rate * 100.0),
             None => "no completed launch".to_string(),
         };
@@ -474,7 +470,7 @@ fn failure_rate(answer: &Answer) -> String {
         .iter()
         .map(|r| (reason_color(*r), r.as_str().to_string()))
         .collect();
-    let labels: Vec<String> = rows.iter().map(|r| label(answer, r)).collect();
+    let labels: Vec<String> = rows.iter().map(|r| label(&r.model, None)).collect();
     bar_chart(&labels, &axis, &legend(&entries), &marks)
 }
 
@@ -545,12 +541,12 @@ fn heatmap(
     svg
 }
 
-fn reliable_hardware(answer: &Answer) -> String {
+fn reliable_hardware(rows: &[ReliableHardware]) -> String {
     // Hardware columns: the most launched first.
     let mut hardware: Vec<(String, f64)> = Vec::new();
-    for row in &answer.rows {
-        let key = hardware_label(answer, row);
-        let n = number(answer.get(row, "launches")).unwrap_or(0.0);
+    for row in rows {
+        let key = hardware_label(row);
+        let n = row.launches as f64;
         match hardware.iter_mut().find(|(k, _)| *k == key) {
             Some((_, total)) => *total += n,
             None => hardware.push((key, n)),
@@ -560,8 +556,8 @@ fn reliable_hardware(answer: &Answer) -> String {
     hardware.truncate(MAX_COLUMNS);
     let columns: Vec<String> = hardware.into_iter().map(|(k, _)| k).collect();
     let mut models: Vec<String> = Vec::new();
-    for row in &answer.rows {
-        let model = cell("model", answer.get(row, "model"));
+    for row in rows {
+        let model = name(&row.model);
         if !models.contains(&model) && models.len() < MAX_ROWS {
             models.push(model);
         }
@@ -575,13 +571,12 @@ fn reliable_hardware(answer: &Answer) -> String {
         "cell: share of completed launches that neither failed nor later exited unexpectedly; \
          bar: its 95% Wilson interval",
         |i, j| {
-            let row = answer.rows.iter().find(|row| {
-                cell("model", answer.get(row, "model")) == models[i]
-                    && hardware_label(answer, row) == columns[j]
-            })?;
-            let p = number(answer.get(row, "reliability"))?;
-            let low = number(answer.get(row, "reliability_low")).unwrap_or(p);
-            let high = number(answer.get(row, "reliability_high")).unwrap_or(p);
+            let row = rows
+                .iter()
+                .find(|row| name(&row.model) == models[i] && hardware_label(row) == columns[j])?;
+            let p = row.reliability?;
+            let low = row.reliability_low.unwrap_or(p);
+            let high = row.reliability_high.unwrap_or(p);
             let span = f64::from(cell_width - 20);
             let x = |v: f64| 10.0 + (v.clamp(0.0, 1.0) * span).round();
             let text_color = if (0.25..0.8).contains(&p) {
@@ -610,19 +605,19 @@ fn reliable_hardware(answer: &Answer) -> String {
     )
 }
 
-fn hardware_label(answer: &Answer, row: &[Json]) -> String {
+fn hardware_label(row: &ReliableHardware) -> String {
     format!(
         "{}\n\u{d7}{} {}",
-        cell("gpu_name", answer.get(row, "gpu_name")),
-        cell("gpu_count", answer.get(row, "gpu_count")),
-        cell("backend_device", answer.get(row, "backend_device")),
+        gpu(&row.gpu_name),
+        row.gpu_count.map_or("-".to_string(), |n| n.to_string()),
+        name(&row.backend_device),
     )
 }
 
-fn viable_context(answer: &Answer) -> String {
+fn viable_context(rows: &[ViableContext]) -> String {
     let mut groups: Vec<String> = Vec::new();
-    for row in &answer.rows {
-        let key = label(answer, row);
+    for row in rows {
+        let key = label(&row.model, Some(&row.gpu_name));
         if !groups.contains(&key) && groups.len() < MAX_ROWS {
             groups.push(key);
         }
@@ -640,20 +635,20 @@ fn viable_context(answer: &Answer) -> String {
         "cell: successful / completed launches at that context size (tokens); \
          max: the largest context seen loaded",
         |i, j| {
-            let row = answer.rows.iter().find(|row| {
-                label(answer, row) == groups[i]
-                    && answer.get(row, "context_bucket").as_str() == Some(buckets[j].as_str())
+            let row = rows.iter().find(|row| {
+                label(&row.model, Some(&row.gpu_name)) == groups[i]
+                    && row.context_bucket.as_deref() == Some(buckets[j].as_str())
             })?;
-            let successes = number(answer.get(row, "successes")).unwrap_or(0.0);
-            let completed = successes + number(answer.get(row, "failures")).unwrap_or(0.0);
-            let rate = number(answer.get(row, "success_rate"));
+            let successes = row.successes as f64;
+            let completed = successes + row.failures as f64;
+            let rate = row.success_rate;
             let fill = rate.map_or("#f2f2f2".to_string(), success_color);
             let text_color = if rate.is_some_and(|r| r > 0.55) {
                 "#fff"
             } else {
                 "#222"
             };
-            let max = match answer.get(row, "max_context").as_u64() {
+            let max = match row.max_context {
                 Some(max) => format!("max {max}"),
                 None => String::new(),
             };
@@ -670,19 +665,20 @@ fn viable_context(answer: &Answer) -> String {
     )
 }
 
-fn unstable(answer: &Answer) -> String {
-    let rows: Vec<&Vec<Json>> = answer.rows.iter().take(MAX_ROWS).collect();
+fn unstable(rows: &[Unstable]) -> String {
+    let rows = &rows[..rows.len().min(MAX_ROWS)];
     let max = rows
         .iter()
-        .filter_map(|r| number(answer.get(r, "exits_per_success")))
+        .filter_map(|r| r.exits_per_success)
         .fold(0.0, f64::max);
     let (axis, top) = Axis::linear(max, "unexpected exits per successful launch", |v| {
         format!("{v:.2}")
     });
     let mut marks = String::new();
     for (i, row) in rows.iter().enumerate() {
-        let rate = number(answer.get(row, "exits_per_success"));
-        let uptime = number(answer.get(row, "uptime_p50_s"))
+        let rate = row.exits_per_success;
+        let uptime = row
+            .uptime_p50_s
             .map_or("-".to_string(), |s| duration(s * 1000.0));
         let text = match rate {
             Some(rate) => format!("{rate:.2}; median uptime {uptime}"),
@@ -696,7 +692,7 @@ fn unstable(answer: &Answer) -> String {
             Some(&text),
         ));
     }
-    let labels: Vec<String> = rows.iter().map(|r| label(answer, r)).collect();
+    let labels: Vec<String> = rows.iter().map(|r| label(&r.model, None)).collect();
     bar_chart(&labels, &axis, "", &marks)
 }
 
@@ -711,9 +707,12 @@ fn duration(ms: f64) -> String {
     }
 }
 
-fn slow_or_short(answer: &Answer) -> String {
-    let rows: Vec<&Vec<Json>> = answer.rows.iter().take(MAX_ROWS).collect();
-    let labels: Vec<String> = rows.iter().map(|r| label(answer, r)).collect();
+fn slow_or_short(rows: &[SlowOrShort]) -> String {
+    let rows = &rows[..rows.len().min(MAX_ROWS)];
+    let labels: Vec<String> = rows
+        .iter()
+        .map(|r| label(&r.model, Some(&r.gpu_name)))
+        .collect();
     // Launch time: p50 as a bar, p90 as a mark, on a log scale.
     let (axis, lo, hi) = Axis::log(
         &[
@@ -730,8 +729,7 @@ fn slow_or_short(answer: &Answer) -> String {
     let at = |ms: f64| pixels((ms.max(10.0).log10() - lo) / (hi - lo));
     let mut marks = String::new();
     for (i, row) in rows.iter().enumerate() {
-        let p50 = number(answer.get(row, "launch_p50_ms"));
-        let p90 = number(answer.get(row, "launch_p90_ms"));
+        let (p50, p90) = (row.launch_p50_ms, row.launch_p90_ms);
         let text = match (p50, p90) {
             (Some(a), Some(b)) => format!("p50 {}, p90 {}", duration(a), duration(b)),
             _ => "no successful launch".to_string(),
@@ -774,8 +772,8 @@ fn slow_or_short(answer: &Answer) -> String {
     let at = |s: f64| pixels((s.max(1.0).log10() - lo) / (hi - lo));
     let mut marks = String::new();
     for (i, row) in rows.iter().enumerate() {
-        let p50 = number(answer.get(row, "uptime_p50_s"));
-        let ended = cell("ended", answer.get(row, "ended"));
+        let p50 = row.uptime_p50_s;
+        let ended = row.ended;
         let text = match p50 {
             Some(s) => format!("{} ({ended} ended)", duration(s * 1000.0)),
             None => "none ended".to_string(),
@@ -806,21 +804,18 @@ fn tokens(n: f64) -> String {
     }
 }
 
-fn fastest(answer: &Answer) -> String {
-    let rows: Vec<&Vec<Json>> = answer.rows.iter().take(MAX_ROWS).collect();
+fn fastest(rows: &[Fastest]) -> String {
+    let rows = &rows[..rows.len().min(MAX_ROWS)];
     // A row's label: model and GPU (or the device of a node without one);
     // the context bucket goes beside the bar, where no cut hides it.
     let labels: Vec<String> = rows
         .iter()
         .map(|row| {
-            let hardware = match answer.get(row, "gpu_name") {
-                Json::Null => cell("backend_device", answer.get(row, "backend_device")),
-                gpu => cell("gpu_name", gpu),
+            let hardware = match &row.gpu_name {
+                None => name(&row.backend_device),
+                gpu_name => gpu(gpu_name),
             };
-            format!(
-                "{} \u{b7} {hardware}",
-                cell("model", answer.get(row, "model"))
-            )
+            format!("{} \u{b7} {hardware}", name(&row.model))
         })
         .collect();
     // Decode speed on a log scale (a CPU's few tokens a second beside a
@@ -839,8 +834,7 @@ fn fastest(answer: &Answer) -> String {
     let at = |tps: f64| pixels((tps.max(1.0).log10() - lo) / (hi - lo));
     let mut marks = String::new();
     for (i, row) in rows.iter().enumerate() {
-        let p50 = number(answer.get(row, "decode_tps_p50"));
-        let p10 = number(answer.get(row, "decode_tps_p10"));
+        let (p50, p10) = (row.decode_tps_p50, row.decode_tps_p10);
         let whole = p50.map_or(0, at);
         let tail = p10.map_or(0, at).min(whole);
         marks.push_str(&bar(i, PLOT_LEFT + 1, tail, DECODE_TAIL_COLOR, None));
@@ -851,13 +845,11 @@ fn fastest(answer: &Answer) -> String {
             DECODE_COLOR,
             None,
         ));
-        let context = cell("context_bucket", answer.get(row, "context_bucket"));
+        let context = name(&row.context_bucket);
         let text = match (p50, p10) {
             (Some(p50), Some(p10)) => format!("{}, p10 {}", speed(p50), tokens(p10)),
             // Answered in full by a backend that reports no timings.
-            _ if number(answer.get(row, "ok")).is_some_and(|ok| ok > 0.0) => {
-                "no decode timings reported".to_string()
-            }
+            _ if row.ok > 0 => "no decode timings reported".to_string(),
             _ => "no request answered in full".to_string(),
         };
         let text = format!("{text} \u{b7} context {context}");

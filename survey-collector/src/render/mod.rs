@@ -7,12 +7,10 @@ pub mod html;
 pub mod json;
 pub mod table;
 
-use serde_json::Value as Json;
-
-use crate::report::{Answer, Report};
+use crate::report::{Answer, Cell, Report};
 
 /// The report's heading: window and node processes.
-pub fn title(report: &Report) -> String {
+pub(crate) fn title(report: &Report) -> String {
     format!(
         "survey report: {}, UTC; {} node process{}",
         report.options.window(),
@@ -22,7 +20,7 @@ pub fn title(report: &Report) -> String {
 }
 
 /// The footnote of an answer with suppressed rows, if any.
-pub fn footnote(report: &Report, answer: &Answer) -> Option<String> {
+pub(crate) fn footnote(report: &Report, answer: &Answer) -> Option<String> {
     (answer.suppressed > 0).then(|| {
         format!(
             "{} row{} backed by fewer than {} node processes not shown",
@@ -36,28 +34,27 @@ pub fn footnote(report: &Report, answer: &Answer) -> Option<String> {
 /// A value as text: `cpu` for a missing GPU name, `-` for other missing
 /// values, rates with 3 decimals, speeds (`_tps_`) with 1, times whole,
 /// reasons as `reason=n`.
-pub fn cell(column: &str, value: &Json) -> String {
+pub(crate) fn cell(column: &str, value: Cell<'_>) -> String {
     match value {
-        Json::Null if column == "gpu_name" => "cpu".to_string(),
-        Json::Null => "-".to_string(),
-        Json::String(s) => s.clone(),
-        Json::Number(n) => match n.as_f64() {
-            Some(f) if !n.is_i64() && !n.is_u64() => {
-                if column.ends_with("_ms") || column.ends_with("_s") {
-                    format!("{f:.0}")
-                } else if column.contains("_tps_") {
-                    format!("{f:.1}")
-                } else {
-                    format!("{f:.3}")
-                }
+        Cell::Text(None) | Cell::Integer(None) | Cell::Real(None) if column == "gpu_name" => {
+            "cpu".to_string()
+        }
+        Cell::Text(None) | Cell::Integer(None) | Cell::Real(None) => "-".to_string(),
+        Cell::Text(Some(s)) => s.to_string(),
+        Cell::Integer(Some(n)) => n.to_string(),
+        Cell::Real(Some(f)) => {
+            if column.ends_with("_ms") || column.ends_with("_s") {
+                format!("{f:.0}")
+            } else if column.contains("_tps_") {
+                format!("{f:.1}")
+            } else {
+                format!("{f:.3}")
             }
-            _ => n.to_string(),
-        },
-        Json::Object(map) => map
+        }
+        Cell::Reasons(reasons) => reasons
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(" "),
-        other => other.to_string(),
     }
 }

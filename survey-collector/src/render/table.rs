@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::{cell, footnote, title};
-use crate::report::{Answer, Report};
+use crate::report::{Answer, Cell, Report};
 
 /// The whole report as tables.
 pub fn render(report: &Report) -> String {
@@ -42,23 +42,26 @@ pub fn render(report: &Report) -> String {
 
 /// One aligned table: the question as title, then a header and the rows.
 fn table(answer: &Answer) -> String {
-    let cells: Vec<Vec<String>> = answer
-        .rows
+    let columns = answer.columns();
+    let values = answer.rows.cells();
+    let cells: Vec<Vec<String>> = values
         .iter()
         .map(|row| {
-            answer
-                .columns
+            columns
                 .iter()
                 .zip(row)
-                .map(|(column, value)| cell(column, value))
+                .map(|(column, value)| cell(column, *value))
                 .collect()
         })
         .collect();
-    let numeric: Vec<bool> = (0..answer.columns.len())
-        .map(|i| answer.rows.iter().all(|row| !row[i].is_string()))
+    let numeric: Vec<bool> = (0..columns.len())
+        .map(|i| {
+            values
+                .iter()
+                .all(|row| !matches!(row[i], Cell::Text(Some(_))))
+        })
         .collect();
-    let widths: Vec<usize> = answer
-        .columns
+    let widths: Vec<usize> = columns
         .iter()
         .enumerate()
         .map(|(i, column)| {
@@ -90,7 +93,7 @@ fn table(answer: &Answer) -> String {
         out.trim_end().to_string()
     };
     let mut out = format!("{}\n", answer.question.title);
-    out.push_str(&line(&mut answer.columns.iter().map(String::as_str)));
+    out.push_str(&line(&mut columns.iter().copied()));
     out.push('\n');
     if cells.is_empty() {
         let _ = writeln!(out, "({})", answer.empty_text());

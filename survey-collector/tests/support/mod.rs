@@ -23,7 +23,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use serde_json::Value as Json;
-use survey_collector::ingest::Limits;
+use survey_collector::Limits;
 use survey_collector::{Report, ReportOptions, ServeConfig, Server, Store};
 use survey_schema as schema;
 
@@ -77,7 +77,7 @@ pub async fn collector(dir: &TempDir) -> Server {
 
 pub async fn collector_with(
     dir: &TempDir,
-    tokens: survey_collector::auth::Tokens,
+    tokens: survey_collector::Tokens,
     limits: Limits,
 ) -> Server {
     Server::start(ServeConfig {
