@@ -1,6 +1,7 @@
-//! A stand-in for llama.cpp's `llama-server`: same flags, same `/health`,
-//! with fault modes. See `mesh_llm::standin`.
+//! `llama-server-standin`: a test-only stand-in for llama.cpp's
+//! `llama-server` (same flags, same HTTP protocol, fault modes); see the
+//! library's documentation.
 
 fn main() -> std::process::ExitCode {
-    mesh_llm::standin::main()
+    llama_server_standin::main()
 }

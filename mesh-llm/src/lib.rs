@@ -17,7 +17,6 @@
 //! | `http` | the servers (axum over hyper) and the client (reqwest) |
 //! | [`cli`] | the `mesh-llm` command line |
 //! | [`gguf`] | model facts from GGUF headers |
-//! | [`standin`] | a stand-in `llama-server` with fault modes, for tests and demos |
 //!
 //! The survey annotations sit on [`inference::launch::launch`],
 //! [`runtime::local::LocalBackend::stop`] and the runtime's unexpected-exit
@@ -39,5 +38,4 @@ mod http;
 pub mod inference;
 pub mod plugin;
 pub mod runtime;
-pub mod standin;
 mod tracker;
