@@ -341,47 +341,34 @@ pub fn main() -> ExitCode {
         eprintln!("clip_model_load: failed to open {}", mmproj.display());
         return ExitCode::FAILURE;
     }
-    let mode = match meta
+    let mode = meta
         .string(MODE_KEY)
         .map(str::to_string)
         .or_else(|| std::env::var("MESH_LLM_STANDIN_MODE").ok())
         .unwrap_or_else(|| "healthy".into())
-        .parse::<Mode>()
-    {
-        Ok(mode) => mode,
-        Err(error) => {
-            eprintln!("standin: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let load = Duration::from_millis(
-        meta.int(LOAD_MS_KEY)
-            .and_then(|n| u64::try_from(n).ok())
-            .or_else(|| std::env::var("MESH_LLM_STANDIN_LOAD_MS").ok()?.parse().ok())
-            .unwrap_or(300),
-    );
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .parse::<Mode>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
+        .map_err(|error| error.to_string());
+    let (mode, runtime) = match (mode, runtime) {
+        (Ok(mode), Ok(runtime)) => (mode, runtime),
+        (Err(error), _) | (_, Err(error)) => {
             eprintln!("standin: {error}");
             return ExitCode::FAILURE;
         }
     };
-    let token = Duration::from_millis(
-        meta.int(TOKEN_MS_KEY)
-            .and_then(|n| u64::try_from(n).ok())
-            .or_else(|| {
-                std::env::var("MESH_LLM_STANDIN_TOKEN_MS")
-                    .ok()?
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(0),
-    );
+    let load = millis(&meta, LOAD_MS_KEY, "MESH_LLM_STANDIN_LOAD_MS").unwrap_or(300);
+    let token = millis(&meta, TOKEN_MS_KEY, "MESH_LLM_STANDIN_TOKEN_MS").unwrap_or(0);
+    let (load, token) = (Duration::from_millis(load), Duration::from_millis(token));
     runtime.block_on(run(args, mode, load, token))
+}
+
+/// Milliseconds from the model's GGUF key `key`, else from `$var`.
+fn millis(meta: &gguf::Metadata, key: &str, var: &str) -> Option<u64> {
+    meta.int(key)
+        .and_then(|n| u64::try_from(n).ok())
+        .or_else(|| std::env::var(var).ok()?.parse().ok())
 }
 
 async fn run(args: Args, mode: Mode, load: Duration, token: Duration) -> ExitCode {

@@ -17,14 +17,13 @@
 //!   function returns only when every connection task is gone, so whatever
 //!   the service held is released by then.
 //!
-//! [`serve`] and [`serve_tls`] (feature `tls`) serve one hyper service on
-//! every connection; [`serve_with`] and [`connection`] are the two halves
+//! [`serve`] and [`serve_tls`] (feature `tls`) serve one hyper
+//! [`Service`] on every connection; [`serve_with`] and [`connection`] are the two halves
 //! of them, for a server that wraps its connections (a stream that closes
 //! in its own way, a service made per connection).
 //!
 //! ```no_run
-//! # async fn run(service: impl hyper::service::HttpService<hyper::body::Incoming,
-//! #     ResBody = String, Error = std::convert::Infallible, Future: Send> + Clone + Send + 'static) {
+//! # async fn run(service: impl survey_serve::Service) {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
 //! let (stop, mut stopped) = tokio::sync::watch::channel(false);
 //! let shutdown = async move {
@@ -107,31 +106,47 @@ impl Stop {
     }
 }
 
-/// Serves `service` (a clone per connection) on every connection `listener`
-/// accepts, in plain HTTP/1.1, until `shutdown` resolves; returns once the
-/// requests in flight are answered or `options.drain` has passed.
-pub async fn serve<S>(
+/// The errors a [`Service`] and its bodies may fail with.
+pub type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// A hyper service the loop can run on its connections, a clone per
+/// connection: an axum router through
+/// `hyper_util::service::TowerToHyperService`, or a
+/// `hyper::service::service_fn`. Implemented for every such type.
+pub trait Service:
+    HttpService<
+        Incoming,
+        Future: Send + 'static,
+        Error: Into<BoxError>,
+        ResBody: Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> Service for S
+where
+    S: HttpService<Incoming> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    S::ResBody: Send + 'static,
+    <S::ResBody as Body>::Data: Send,
+    <S::ResBody as Body>::Error: Into<BoxError>,
+{
+}
+
+/// Serves `service` on every connection `listener` accepts, in plain
+/// HTTP/1.1, until `shutdown` resolves; returns once the requests in
+/// flight are answered or `options.drain` has passed.
+pub async fn serve(
     listener: TcpListener,
     options: Options,
     shutdown: impl Future<Output = ()>,
-    service: S,
-) where
-    S: HttpService<Incoming> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    S::ResBody: Send + 'static,
-    <S::ResBody as Body>::Data: Send,
-    <S::ResBody as Body>::Error: Into<Box<dyn StdError + Send + Sync>>,
-{
-    let header_timeout = options.header_timeout;
-    serve_with(listener, options, shutdown, move |stream, stop| {
-        connection(
-            stream,
-            service.clone(),
-            header_timeout,
-            stop,
-            std::future::pending(),
-        )
+    service: impl Service,
+) {
+    serve_on(listener, options, shutdown, service, |stream| {
+        std::future::ready(Some(stream))
     })
     .await
 }
@@ -140,34 +155,41 @@ pub async fn serve<S>(
 /// within `options.header_timeout`; a failed one closes the connection
 /// without a word (what it could say would only identify the client).
 #[cfg(feature = "tls")]
-pub async fn serve_tls<S>(
+pub async fn serve_tls(
     listener: TcpListener,
     tls: tokio_rustls::TlsAcceptor,
     options: Options,
     shutdown: impl Future<Output = ()>,
-    service: S,
+    service: impl Service,
+) {
+    let header_timeout = options.header_timeout;
+    serve_on(listener, options, shutdown, service, move |stream| {
+        let handshake = tokio::time::timeout(header_timeout, tls.accept(stream));
+        async move { handshake.await.ok()?.ok() }
+    })
+    .await
+}
+
+/// [`serve_with`], each connection first through `handshake` (`None`:
+/// closed unserved), then served by [`connection`].
+async fn serve_on<H, F, I>(
+    listener: TcpListener,
+    options: Options,
+    shutdown: impl Future<Output = ()>,
+    service: impl Service,
+    mut handshake: H,
 ) where
-    S: HttpService<Incoming> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    S::ResBody: Send + 'static,
-    <S::ResBody as Body>::Data: Send,
-    <S::ResBody as Body>::Error: Into<Box<dyn StdError + Send + Sync>>,
+    H: FnMut(TcpStream) -> F,
+    F: Future<Output = Option<I>> + Send + 'static,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let header_timeout = options.header_timeout;
     serve_with(listener, options, shutdown, move |stream, stop| {
-        let handshake = tokio::time::timeout(header_timeout, tls.accept(stream));
+        let handshake = handshake(stream);
         let service = service.clone();
         async move {
-            if let Ok(Ok(stream)) = handshake.await {
-                connection(
-                    stream,
-                    service,
-                    header_timeout,
-                    stop,
-                    std::future::pending(),
-                )
-                .await;
+            if let Some(io) = handshake.await {
+                connection(io, service, header_timeout, stop, std::future::pending()).await;
             }
         }
     })
@@ -256,18 +278,14 @@ pub async fn serve_with<F, C>(
 /// is finished first and the connection is closed after it (headers
 /// already written stay as they are). A client gets `header_timeout` to
 /// send each request's headers.
-pub async fn connection<I, S>(
+pub async fn connection<I>(
     io: I,
-    service: S,
+    service: impl Service,
     header_timeout: Duration,
     mut stop: Stop,
     close: impl Future<Output = ()>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: HttpService<Incoming>,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    S::ResBody: 'static,
-    <S::ResBody as Body>::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -301,16 +319,7 @@ mod tests {
     type Answer = hyper::Response<http_body_util::Full<hyper::body::Bytes>>;
 
     /// Answers `hello` after `delay`.
-    fn hello(
-        delay: Duration,
-    ) -> impl HttpService<
-        Incoming,
-        ResBody = http_body_util::Full<hyper::body::Bytes>,
-        Error = Infallible,
-        Future: Send,
-    > + Clone
-    + Send
-    + 'static {
+    fn hello(delay: Duration) -> impl Service {
         hyper::service::service_fn(move |_request| async move {
             tokio::time::sleep(delay).await;
             Ok::<Answer, Infallible>(hyper::Response::new("hello".into()))
@@ -328,35 +337,52 @@ mod tests {
         answer
     }
 
-    #[tokio::test]
-    async fn answers_and_stops_after_the_request_in_flight() {
+    /// A server answering `hello` after `delay` on a free port of
+    /// 127.0.0.1; it stops when dropped.
+    struct Running {
+        addr: std::net::SocketAddr,
+        stop: watch::Sender<bool>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    async fn start(options: Options, delay: Duration) -> Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, mut stopped) = watch::channel(false);
-        let server = tokio::spawn(serve(
-            listener,
-            Options::default(),
-            async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            },
-            hello(Duration::from_millis(300)),
-        ));
+        let shutdown = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let task = tokio::spawn(serve(listener, options, shutdown, hello(delay)));
+        Running { addr, stop, task }
+    }
+
+    impl Running {
+        /// Stops it, and waits for it to return (at most 5 s).
+        async fn stop(self) {
+            let _ = self.stop.send(true);
+            tokio::time::timeout(Duration::from_secs(5), self.task)
+                .await
+                .expect("the server returns")
+                .expect("no panic");
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_and_stops_after_the_request_in_flight() {
+        let server = start(Options::default(), Duration::from_millis(300)).await;
+        let addr = server.addr;
         let first = exchange(addr).await;
         assert!(first.starts_with("HTTP/1.1 200 OK"), "{first}");
         assert!(first.ends_with("hello"), "{first}");
 
         let in_flight = tokio::spawn(exchange(addr));
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let _ = stop.send(true);
+        server.stop().await;
         let answer = in_flight.await.expect("client");
         assert!(
             answer.ends_with("hello"),
             "answered after the stop: {answer}"
         );
-        tokio::time::timeout(Duration::from_secs(5), server)
-            .await
-            .expect("the server returns")
-            .expect("no panic");
         assert!(
             TcpStream::connect(addr).await.is_err(),
             "the port is closed"
@@ -365,51 +391,30 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_answer_is_cut_off_at_the_drain() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (stop, mut stopped) = watch::channel(false);
         let options = Options {
             drain: Duration::from_millis(100),
             ..Options::default()
         };
-        let server = tokio::spawn(serve(
-            listener,
-            options,
-            async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            },
-            hello(Duration::from_secs(60)),
-        ));
-        let in_flight = tokio::spawn(exchange(addr));
+        let server = start(options, Duration::from_secs(60)).await;
+        let in_flight = tokio::spawn(exchange(server.addr));
         tokio::time::sleep(Duration::from_millis(100)).await;
         let started = Instant::now();
-        let _ = stop.send(true);
-        tokio::time::timeout(Duration::from_secs(5), server)
-            .await
-            .expect("the server returns")
-            .expect("no panic");
+        server.stop().await;
         assert!(started.elapsed() < Duration::from_secs(5));
         assert_eq!(in_flight.await.expect("client"), "", "closed unanswered");
     }
 
     #[tokio::test]
     async fn connections_beyond_the_bound_wait() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let options = Options {
             max_connections: Some(1),
             ..Options::default()
         };
-        let _server = tokio::spawn(serve(
-            listener,
-            options,
-            std::future::pending(),
-            hello(Duration::ZERO),
-        ));
+        let server = start(options, Duration::ZERO).await;
         // An idle connection holds the one slot.
-        let idle = TcpStream::connect(addr).await.expect("connect");
+        let idle = TcpStream::connect(server.addr).await.expect("connect");
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let waiting = tokio::spawn(exchange(addr));
+        let waiting = tokio::spawn(exchange(server.addr));
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!waiting.is_finished(), "served beyond the bound");
         drop(idle);
@@ -418,23 +423,17 @@ mod tests {
             .expect("served once the slot is free")
             .expect("client");
         assert!(answer.ends_with("hello"), "{answer}");
+        server.stop().await;
     }
 
     #[tokio::test]
     async fn headers_not_sent_in_time_close_the_connection() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let options = Options {
             header_timeout: Duration::from_millis(200),
             ..Options::default()
         };
-        let _server = tokio::spawn(serve(
-            listener,
-            options,
-            std::future::pending(),
-            hello(Duration::ZERO),
-        ));
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let server = start(options, Duration::ZERO).await;
+        let mut stream = TcpStream::connect(server.addr).await.expect("connect");
         stream
             .write_all(b"GET / HTTP/1.1\r\n")
             .await
@@ -442,5 +441,6 @@ mod tests {
         let mut rest = Vec::new();
         let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest));
         assert!(closed.await.is_ok(), "closed within the timeout");
+        server.stop().await;
     }
 }
