@@ -1,7 +1,8 @@
-//! HTTP for the node, on maintained crates: axum routers served over hyper
-//! (bodies bounded by size, header reads by an idle timeout, accept errors
-//! backed off), and a reqwest client for the node's own requests (backend
-//! health, the control API's client).
+//! HTTP for the node, on maintained crates: axum routers served on the
+//! workspace's hyper serve loop, `survey-serve` (bodies bounded by size,
+//! header reads by an idle timeout, accept errors backed off), and a
+//! reqwest client for the node's own requests (backend health, the control
+//! API's client).
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -14,7 +14,7 @@
 //! | [`runtime`] | loaded models, runtime load/unload, unexpected exits |
 //! | [`runtime::local`] | one backend process: watch, stop |
 //! | [`api`] | the local control API and its client |
-//! | `http` | the servers (axum over hyper) and the client (reqwest) |
+//! | `http` | the servers (axum on the workspace's serve loop, `survey-serve`) and the client (reqwest) |
 //! | [`cli`] | the `mesh-llm` command line |
 //! | [`gguf`] | model facts from GGUF headers |
 //!
