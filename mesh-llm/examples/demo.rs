@@ -34,7 +34,7 @@ fn main() -> ExitCode {
         .file_name()
         .is_some_and(|n| n == "llama-server")
     {
-        return mesh_llm::standin::main();
+        return llama_server_standin::main();
     }
     let rest: Vec<OsString> = args.collect();
     if rest.first().is_some_and(|a| a == "node") {
@@ -66,10 +66,10 @@ fn demo() -> Result<(), String> {
             let path = models.join(file);
             let mut pairs = vec![
                 ("general.architecture", WriteValue::Str(arch)),
-                (mesh_llm::standin::MODE_KEY, WriteValue::Str(mode)),
-                (mesh_llm::standin::LOAD_MS_KEY, WriteValue::U32(400)),
+                (llama_server_standin::MODE_KEY, WriteValue::Str(mode)),
+                (llama_server_standin::LOAD_MS_KEY, WriteValue::U32(400)),
                 // 25 ms a word: 40 tokens/s decoding, as a consumer GPU.
-                (mesh_llm::standin::TOKEN_MS_KEY, WriteValue::U32(25)),
+                (llama_server_standin::TOKEN_MS_KEY, WriteValue::U32(25)),
             ];
             if let Some(ft) = file_type {
                 pairs.push(("general.file_type", WriteValue::U32(ft)));

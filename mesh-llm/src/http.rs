@@ -1,14 +1,14 @@
-//! HTTP for the node, on maintained crates: axum routers served over hyper
-//! (bodies bounded by size, header reads by an idle timeout, accept errors
-//! backed off), and a reqwest client for the node's own requests (backend
-//! health, the control API's client).
+//! HTTP for the node, on maintained crates: axum routers served on the
+//! workspace's hyper serve loop, `survey-serve` (bodies bounded by size,
+//! header reads by an idle timeout, accept errors backed off), and a
+//! reqwest client for the node's own requests (backend health, the control
+//! API's client).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -34,108 +34,39 @@ pub struct Limits {
     pub drain: Duration,
 }
 
-/// Serves `app` on `listener` until `stop` turns true; then returns once
-/// the requests in flight are answered (idle connections are closed), or
-/// `limits.drain` has passed, whichever is first. An accept error (such as
+/// Serves `app` on `listener` until `stop` turns true (or its sender is
+/// gone); then returns once the requests in flight are answered (idle
+/// connections are closed), or `limits.drain` has passed, whichever is
+/// first. The loop is [`survey_serve::serve`]: an accept error (such as
 /// running out of file descriptors) is logged and retried after a pause
 /// that doubles up to a second, never in a busy loop.
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     limits: Limits,
-    stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) {
-    serve_with(listener, app, limits, stop, |stream, app, stop| {
-        connection(stream, app, stop, std::future::pending())
-    })
+    let app = app.layer(axum::extract::DefaultBodyLimit::max(limits.max_body));
+    let shutdown = async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    survey_serve::serve(
+        listener,
+        options(limits),
+        shutdown,
+        TowerToHyperService::new(app),
+    )
     .await
 }
 
-/// [`serve`], each accepted connection handed to `connect` (with the app,
-/// its body limit applied, and the stop) to be served.
-pub(crate) async fn serve_with<F, C>(
-    listener: TcpListener,
-    app: axum::Router,
-    limits: Limits,
-    mut stop: watch::Receiver<bool>,
-    connect: F,
-) where
-    F: Fn(tokio::net::TcpStream, axum::Router, watch::Receiver<bool>) -> C,
-    C: std::future::Future<Output = ()> + Send + 'static,
-{
-    let app = app.layer(axum::extract::DefaultBodyLimit::max(limits.max_body));
-    let mut pause = Duration::from_millis(10);
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        while connections.try_join_next().is_some() {}
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stopped(&mut stop) => {
-                drop(listener);
-                let drained = async { while connections.join_next().await.is_some() {} };
-                if tokio::time::timeout(limits.drain, drained).await.is_err() {
-                    tracing::warn!(
-                        "closing {} connections still open {:?} after the stop",
-                        connections.len(),
-                        limits.drain
-                    );
-                }
-                // Dropping the set closes what is left.
-                return;
-            }
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => {
-                pause = Duration::from_millis(10);
-                stream
-            }
-            Err(error) => {
-                tracing::warn!("cannot accept a connection: {error}; retrying in {pause:?}");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        connections.spawn(connect(stream, app.clone(), stop.clone()));
+/// The serve loop's bounds for `limits`: [`HEADER_TIMEOUT`], no bound on
+/// connections, and `limits.drain`.
+fn options(limits: Limits) -> survey_serve::Options {
+    survey_serve::Options {
+        header_timeout: HEADER_TIMEOUT,
+        max_connections: None,
+        drain: limits.drain,
     }
-}
-
-/// Serves one connection until it ends, or the stop, or `close` (for
-/// both, the answer in progress is finished first).
-pub(crate) async fn connection<I>(
-    io: I,
-    app: axum::Router,
-    mut stop: watch::Receiver<bool>,
-    close: impl std::future::Future<Output = ()>,
-) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .max_buf_size(64 * 1024);
-    let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = stopped(&mut stop) => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-        // Keep-alive off: hyper finishes the answer in progress, then
-        // closes (headers already written stay as they are).
-        _ = close => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
-}
-
-/// Resolves once `stop` is true (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 /// The node's HTTP client: plain HTTP to loopback addresses, each request

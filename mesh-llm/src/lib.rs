@@ -14,10 +14,9 @@
 //! | [`inference::proxy`] | the OpenAI-compatible inference API, routed by model |
 //! | [`inference::meter`] | what the proxy measures of each request, for survey's opt-in inference metrics |
 //! | [`api`] | the local control API and its client |
-//! | `http` | the servers (axum over hyper) and the client (reqwest) |
+//! | `http` | the servers (axum on the workspace's serve loop, `survey-serve`) and the client (reqwest) |
 //! | [`cli`] | the `mesh-llm` command line: parsing, `serve`, the renderers of `survey show` and `status` |
 //! | [`gguf`] | model facts from GGUF headers |
-//! | [`standin`] | a stand-in `llama-server` with fault modes, for tests and demos |
 //!
 //! The survey annotations sit on [`backend::launch::launch`],
 //! [`backend::local::LocalBackend::stop`] and the node's unexpected-exit
@@ -40,5 +39,4 @@ mod http;
 pub mod inference;
 pub mod node;
 pub mod plugin;
-pub mod standin;
 mod tracker;

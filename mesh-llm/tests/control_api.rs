@@ -16,7 +16,7 @@ use support::*;
 async fn start(dir: &TestDir) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
     let node = library_node(
         dir,
-        std::path::Path::new(STANDIN),
+        std::path::Path::new(standin()),
         PortPicker::os(),
         Signaller::os(),
     );

@@ -639,7 +639,7 @@ fn llama_server_on_path_is_used_by_default() {
     let dir = TestDir::new("path");
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(STANDIN, bin.join("llama-server")).unwrap();
+    std::os::unix::fs::symlink(standin(), bin.join("llama-server")).unwrap();
     let path = format!(
         "{}:{}",
         bin.display(),

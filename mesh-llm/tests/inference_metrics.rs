@@ -10,7 +10,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mesh_llm::standin::{self, Timings};
+use llama_server_standin::{self as standin, Timings};
 use support::*;
 use survey::schema;
 

@@ -15,7 +15,7 @@ use support::*;
 fn node(dir: &TestDir, signaller: Signaller) -> Node {
     library_node(
         dir,
-        std::path::Path::new(STANDIN),
+        std::path::Path::new(standin()),
         PortPicker::os(),
         signaller,
     )
@@ -155,7 +155,11 @@ async fn a_port_taken_before_the_backend_binds_it_is_replaced() {
     // Held, never answered: the backend cannot bind it.
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = held.local_addr().unwrap().port();
-    let node = node_with_ports(&dir, std::path::Path::new(STANDIN), first_then_free(taken));
+    let node = node_with_ports(
+        &dir,
+        std::path::Path::new(standin()),
+        first_then_free(taken),
+    );
     let status = node.load(request(&model)).await.unwrap();
     assert_ne!(status.port, taken);
     assert_eq!(node.status().models.len(), 1);
@@ -176,8 +180,9 @@ async fn a_stranger_answering_the_health_check_is_not_taken_for_the_backend() {
         &script,
         format!(
             "#!/bin/sh\nfor a in \"$@\"; do [ \"$prev\" = --port ] && port=$a; prev=$a; done\n\
-             [ \"$port\" = {port} ] && echo $$ > {} && exec sleep 30\nexec {STANDIN} \"$@\"\n",
-            pid_file.display()
+             [ \"$port\" = {port} ] && echo $$ > {} && exec sleep 30\nexec {} \"$@\"\n",
+            pid_file.display(),
+            standin()
         ),
     )
     .unwrap();

@@ -17,7 +17,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// The stand-in's fixed sentence, as `count` words.
 fn sentence(count: usize) -> String {
-    let words = mesh_llm::standin::WORDS;
+    let words = llama_server_standin::WORDS;
     (0..count)
         .map(|i| words[i % words.len()])
         .collect::<Vec<_>>()

@@ -1,24 +1,23 @@
-//! `serve`: the listener, plain HTTP or TLS (rustls), and a clean stop.
+//! `serve`: the listener, plain HTTP or TLS (rustls), and a clean stop, on
+//! the workspace's serve loop ([`survey_serve`]).
 //!
 //! Connections are bounded in number; a sender gets
 //! [`Limits::header_timeout`] to send its request headers and to finish a
-//! TLS handshake, and an idle connection is closed after as long. An accept error (out of
-//! file descriptors, say) backs off instead of spinning. On stop, the
-//! listener closes, requests in flight finish, and the queued points are
-//! committed before [`Server::shutdown`] returns.
+//! TLS handshake, and an idle connection is closed after as long. An
+//! accept error (out of file descriptors, say) backs off instead of
+//! spinning. On stop, the listener closes, requests in flight finish, and
+//! the queued points are committed before [`Server::shutdown`] returns.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::auth::Tokens;
 use crate::ingest::{self, Ingest, Limits, Totals};
@@ -216,55 +215,33 @@ async fn serve(
     limits: Limits,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let app = ingest::router(ingest.clone());
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let mut connections = JoinSet::new();
-    let mut log_tick = tokio::time::interval(LOG_EVERY);
-    log_tick.tick().await;
+    let service = TowerToHyperService::new(ingest::router(ingest.clone()));
+    let options = survey_serve::Options {
+        header_timeout: limits.header_timeout,
+        max_connections: Some(limits.max_connections),
+        drain: DRAIN_TIMEOUT,
+    };
+    let shutdown = async move {
+        let _ = stopped.changed().await;
+    };
+    let serving = async {
+        match tls {
+            None => survey_serve::serve(listener, options, shutdown, service).await,
+            Some(tls) => survey_serve::serve_tls(listener, tls, options, shutdown, service).await,
+        }
+    };
     let mut logged = Totals::default();
-    loop {
-        let slot = tokio::select! {
-            _ = stopped.changed() => break,
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
-            },
-        };
-        let stream = tokio::select! {
-            _ = stopped.changed() => break,
-            _ = log_tick.tick() => {
-                logged = log_totals(&ingest, logged);
-                continue;
-            }
-            accepted = listener.accept() => match accepted {
-                // The peer's address is deliberately dropped here.
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot accept a connection; backing off");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        while connections.try_join_next().is_some() {}
-        let app = app.clone();
-        let tls = tls.clone();
-        let stopped = stopped.clone();
-        let header_timeout = limits.header_timeout;
-        connections.spawn(async move {
-            connection(stream, tls, app, header_timeout, stopped).await;
-            drop(slot);
-        });
-    }
-    drop(listener);
-    drop(app);
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        connections.abort_all();
-        while connections.join_next().await.is_some() {}
+    let logging = async {
+        let mut tick = tokio::time::interval(LOG_EVERY);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            logged = log_totals(&ingest, logged);
+        }
+    };
+    tokio::select! {
+        _ = serving => {}
+        _ = logging => {}
     }
     log_totals(&ingest, logged);
     // Every connection is gone, so this is the last handle: commit what is
@@ -286,53 +263,4 @@ fn log_totals(ingest: &Ingest, before: Totals) -> Totals {
         );
     }
     now
-}
-
-async fn connection(
-    stream: TcpStream,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    app: axum::Router,
-    header_timeout: Duration,
-    stopped: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
-    match tls {
-        None => http(TokioIo::new(stream), app, header_timeout, stopped).await,
-        Some(acceptor) => {
-            // A failed handshake is the client's problem; nothing to log
-            // that would not identify it.
-            let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream));
-            if let Ok(Ok(stream)) = handshake.await {
-                http(TokioIo::new(stream), app, header_timeout, stopped).await;
-            }
-        }
-    }
-}
-
-async fn http<I>(
-    io: I,
-    app: axum::Router,
-    header_timeout: Duration,
-    mut stopped: watch::Receiver<bool>,
-) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let service = TowerToHyperService::new(app);
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .max_buf_size(64 * 1024);
-    let conn = builder.serve_connection(io, service);
-    tokio::pin!(conn);
-    if *stopped.borrow_and_update() {
-        conn.as_mut().graceful_shutdown();
-    }
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = stopped.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
 }

@@ -18,7 +18,12 @@ pub use node::{Launch, Node, poll, signal, wait_until};
 pub use survey_otlp_receiver::{Mode, Point, Receiver, of, one, sorted_lines, total};
 
 pub const MESH_LLM: &str = env!("CARGO_BIN_EXE_mesh-llm");
-pub const STANDIN: &str = env!("CARGO_BIN_EXE_llama-server-standin");
+/// The stand-in `llama-server` ([`llama_server_standin::binary`]).
+pub fn standin() -> &'static str {
+    let path = llama_server_standin::binary();
+    path.to_str()
+        .unwrap_or_else(|| panic!("the stand-in's path is not UTF-8: {}", path.display()))
+}
 
 /// A scratch directory, removed on drop.
 pub struct TestDir {
@@ -70,13 +75,13 @@ pub fn write_model(dir: &TestDir, rel: &str, file: ModelFile) -> PathBuf {
         pairs.push(("general.file_type", WriteValue::U32(ft)));
     }
     if let Some(mode) = file.mode {
-        pairs.push((mesh_llm::standin::MODE_KEY, WriteValue::Str(mode)));
+        pairs.push((llama_server_standin::MODE_KEY, WriteValue::Str(mode)));
     }
     if let Some(ms) = file.load_ms {
-        pairs.push((mesh_llm::standin::LOAD_MS_KEY, WriteValue::U32(ms)));
+        pairs.push((llama_server_standin::LOAD_MS_KEY, WriteValue::U32(ms)));
     }
     if let Some(ms) = file.token_ms {
-        pairs.push((mesh_llm::standin::TOKEN_MS_KEY, WriteValue::U32(ms)));
+        pairs.push((llama_server_standin::TOKEN_MS_KEY, WriteValue::U32(ms)));
     }
     gguf::write(&path, &pairs, file.padding).unwrap();
     path
@@ -92,7 +97,7 @@ pub struct NodeOptions<'a> {
 impl Default for NodeOptions<'_> {
     fn default() -> Self {
         NodeOptions {
-            llama_server: Some(STANDIN),
+            llama_server: Some(standin()),
             extra_args: &[],
             env: &[],
         }

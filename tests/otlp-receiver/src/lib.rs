@@ -1,6 +1,7 @@
 //! A small OTLP/HTTP metrics receiver for tests and demos.
 //!
-//! It listens on 127.0.0.1, records every request as received (path,
+//! It listens on 127.0.0.1 (hyper, on the workspace's serve loop in
+//! `survey-serve`), records every request as received (path,
 //! headers, raw bytes), decodes bodies with the official `opentelemetry-proto`
 //! types (protobuf or JSON, gzip or not), and can be told to misbehave:
 //! answer with an error status, hang without answering, or drop connections.
@@ -8,13 +9,15 @@
 //! too, and [`Receiver::start_on`] brings it back on the same port.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Response, StatusCode};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValueKind;
@@ -282,7 +285,7 @@ struct State {
     mode: Mutex<Mode>,
     requests: Mutex<Vec<Request>>,
     arrived: Condvar,
-    stop: AtomicBool,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// A running receiver.
@@ -332,17 +335,24 @@ impl Receiver {
         let listener = bind_with_retry(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let listener = {
+            let _entered = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
         let state = Arc::new(State {
             mode: Mutex::new(Mode::Accept),
             requests: Mutex::new(Vec::new()),
             arrived: Condvar::new(),
-            stop: AtomicBool::new(false),
+            stop: tokio::sync::watch::Sender::new(false),
         });
         let accept = {
             let state = state.clone();
             std::thread::Builder::new()
                 .name("otlp-receiver".into())
-                .spawn(move || accept_loop(listener, state, tls))?
+                .spawn(move || runtime.block_on(serve(listener, state, tls)))?
         };
         Ok(Receiver {
             addr,
@@ -412,7 +422,7 @@ impl Receiver {
     }
 
     fn shutdown(&mut self) {
-        self.state.stop.store(true, Ordering::SeqCst);
+        self.state.stop.send_replace(true);
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
         }
@@ -438,217 +448,147 @@ fn bind_with_retry(addr: SocketAddr) -> std::io::Result<TcpListener> {
     }
 }
 
-fn accept_loop(listener: TcpListener, state: Arc<State>, tls: Option<Arc<rustls::ServerConfig>>) {
-    let mut connections = Vec::new();
-    while !state.stop.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                let state = state.clone();
-                let tls = tls.clone();
-                connections.push(std::thread::spawn(move || serve(stream, state, tls)));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
-        }
-    }
-    drop(listener);
-    for connection in connections {
-        let _ = connection.join();
-    }
-}
+/// Largest request body it takes.
+const MAX_BODY: usize = 64 << 20;
 
-fn serve(stream: TcpStream, state: Arc<State>, tls: Option<Arc<rustls::ServerConfig>>) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
-    match tls {
-        None => serve_stream(stream, &state, false),
-        Some(config) => {
-            let Ok(connection) = rustls::ServerConnection::new(config) else {
-                return;
-            };
-            serve_stream(rustls::StreamOwned::new(connection, stream), &state, true);
-        }
-    }
-}
-
-fn serve_stream<S: Read + Write>(stream: S, state: &State, tls: bool) {
-    let mut reader = BufReader::new(stream);
-    loop {
-        let Some((method, path, headers, raw_body)) = read_request(&mut reader, state) else {
-            return;
-        };
-        let mode = state.mode.lock().expect("mode").clone();
-        let answered = match &mode {
-            Mode::Accept | Mode::Reject(_) => 200,
-            Mode::Status(code, _) => *code,
-            Mode::Hang | Mode::Drop => 0,
-        };
-        let json = headers
-            .iter()
-            .any(|(n, v)| n == "content-type" && v.contains("json"));
-        let mut request = Request {
-            method,
-            path,
-            headers,
-            raw_body,
-            decoded: None,
-            decode_error: None,
-            answered,
-            tls,
-        };
-        match decode(&request) {
-            Ok(decoded) => request.decoded = Some(decoded),
-            Err(e) => request.decode_error = Some(e),
-        }
-        state.requests.lock().expect("requests").push(request);
-        state.arrived.notify_all();
-        match mode {
-            Mode::Accept => {
-                let (content_type, body): (&str, Vec<u8>) = if json {
-                    ("application/json", b"{}".to_vec())
-                } else {
-                    ("application/x-protobuf", Vec::new())
-                };
-                if respond(reader.get_mut(), 200, "OK", content_type, &body, None).is_err() {
-                    return;
-                }
-            }
-            Mode::Reject(points) => {
-                use opentelemetry_proto::tonic::collector::metrics::v1::{
-                    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
-                };
-                let answer = ExportMetricsServiceResponse {
-                    partial_success: Some(ExportMetricsPartialSuccess {
-                        rejected_data_points: points,
-                        error_message: "RESPONSE-BODY-CANARY".into(),
-                    }),
-                };
-                let (content_type, body) = if json {
-                    (
-                        "application/json",
-                        serde_json::to_vec(&answer).expect("json"),
-                    )
-                } else {
-                    ("application/x-protobuf", answer.encode_to_vec())
-                };
-                if respond(reader.get_mut(), 200, "OK", content_type, &body, None).is_err() {
-                    return;
-                }
-            }
-            Mode::Status(code, retry_after) => {
-                if respond(
-                    reader.get_mut(),
-                    code,
-                    "Error",
-                    "text/plain",
-                    b"RESPONSE-BODY-CANARY",
-                    retry_after.as_deref(),
-                )
-                .is_err()
-                {
-                    return;
-                }
-            }
-            Mode::Hang => {
-                while !state.stop.load(Ordering::SeqCst)
-                    && *state.mode.lock().expect("mode") == Mode::Hang
-                {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                return;
-            }
-            Mode::Drop => return,
-        }
-    }
-}
-
-type RawRequest = (String, String, Vec<(String, String)>, Vec<u8>);
-
-/// Reads one request; `None` on close, error or stop.
-fn read_request<S: Read>(reader: &mut BufReader<S>, state: &State) -> Option<RawRequest> {
-    let mut line = String::new();
-    let read_line = |reader: &mut BufReader<S>, line: &mut String| -> Option<()> {
-        loop {
-            match reader.read_line(line) {
-                Ok(0) => return None,
-                Ok(_) => return Some(()),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    if state.stop.load(Ordering::SeqCst) {
-                        return None;
-                    }
-                }
-                Err(_) => return None,
-            }
-        }
+/// Serves until the receiver stops, on the workspace's serve loop.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<State>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
+    let options = survey_serve::Options {
+        drain: Duration::from_secs(5),
+        ..survey_serve::Options::default()
     };
-    read_line(reader, &mut line)?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let path = parts.next()?.to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut header = String::new();
-        read_line(reader, &mut header)?;
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':')?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-    }
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    let mut filled = 0;
-    while filled < length {
-        match reader.read(&mut body[filled..]) {
-            Ok(0) => return None,
-            Ok(n) => filled += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                if state.stop.load(Ordering::SeqCst) {
-                    return None;
-                }
-            }
-            Err(_) => return None,
+    let mut stopped = state.stop.subscribe();
+    let shutdown = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let is_tls = tls.is_some();
+    let service = hyper::service::service_fn(move |request| answer(request, state.clone(), is_tls));
+    match tls {
+        None => survey_serve::serve(listener, options, shutdown, service).await,
+        Some(config) => {
+            let tls = tokio_rustls::TlsAcceptor::from(config);
+            survey_serve::serve_tls(listener, tls, options, shutdown, service).await
         }
     }
-    Some((method, path, headers, body))
 }
 
-fn respond(
-    writer: &mut impl Write,
-    code: u16,
-    reason: &str,
-    content_type: &str,
-    body: &[u8],
-    retry_after: Option<&str>,
-) -> std::io::Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {code} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    if let Some(retry_after) = retry_after {
-        head.push_str(&format!("retry-after: {retry_after}\r\n"));
+/// Records one request and answers it as the mode says; an error closes
+/// the connection without an answer.
+async fn answer(
+    request: hyper::Request<Incoming>,
+    state: Arc<State>,
+    tls: bool,
+) -> std::io::Result<Response<Full<Bytes>>> {
+    let method = request.method().to_string();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| request.uri().to_string(), |p| p.as_str().to_string());
+    // Names come lowercased from hyper.
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).trim().to_string();
+            (name.as_str().to_string(), value)
+        })
+        .collect();
+    let raw_body = Limited::new(request.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes()
+        .to_vec();
+    let mode = state.mode.lock().expect("mode").clone();
+    let answered = match &mode {
+        Mode::Accept | Mode::Reject(_) => 200,
+        Mode::Status(code, _) => *code,
+        Mode::Hang | Mode::Drop => 0,
+    };
+    let json = headers
+        .iter()
+        .any(|(n, v)| n == "content-type" && v.contains("json"));
+    let mut request = Request {
+        method,
+        path,
+        headers,
+        raw_body,
+        decoded: None,
+        decode_error: None,
+        answered,
+        tls,
+    };
+    match decode(&request) {
+        Ok(decoded) => request.decoded = Some(decoded),
+        Err(e) => request.decode_error = Some(e),
     }
-    head.push_str("\r\n");
-    writer.write_all(head.as_bytes())?;
-    writer.write_all(body)?;
-    writer.flush()
+    state.requests.lock().expect("requests").push(request);
+    state.arrived.notify_all();
+    let unanswered = || std::io::Error::other("closed without an answer");
+    match mode {
+        Mode::Accept => {
+            let (content_type, body): (&str, Vec<u8>) = if json {
+                ("application/json", b"{}".to_vec())
+            } else {
+                ("application/x-protobuf", Vec::new())
+            };
+            Ok(response(200, content_type, body, None))
+        }
+        Mode::Reject(points) => {
+            use opentelemetry_proto::tonic::collector::metrics::v1::{
+                ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+            };
+            let answer = ExportMetricsServiceResponse {
+                partial_success: Some(ExportMetricsPartialSuccess {
+                    rejected_data_points: points,
+                    error_message: "RESPONSE-BODY-CANARY".into(),
+                }),
+            };
+            let (content_type, body) = if json {
+                (
+                    "application/json",
+                    serde_json::to_vec(&answer).expect("json"),
+                )
+            } else {
+                ("application/x-protobuf", answer.encode_to_vec())
+            };
+            Ok(response(200, content_type, body, None))
+        }
+        Mode::Status(code, retry_after) => Ok(response(
+            code,
+            "text/plain",
+            b"RESPONSE-BODY-CANARY".to_vec(),
+            retry_after.as_deref(),
+        )),
+        Mode::Hang => {
+            while !*state.stop.borrow() && *state.mode.lock().expect("mode") == Mode::Hang {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(unanswered())
+        }
+        Mode::Drop => Err(unanswered()),
+    }
+}
+
+fn response(
+    code: u16,
+    content_type: &str,
+    body: Vec<u8>,
+    retry_after: Option<&str>,
+) -> Response<Full<Bytes>> {
+    let mut answer = Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", content_type);
+    if let Some(retry_after) = retry_after {
+        answer = answer.header("retry-after", retry_after);
+    }
+    answer
+        .body(Full::new(Bytes::from(body)))
+        .expect("a valid answer")
 }
 
 fn decode(request: &Request) -> Result<ExportMetricsServiceRequest, String> {

@@ -1,4 +1,7 @@
-//! A stand-in for llama.cpp's `llama-server`, for tests and demos.
+//! A test-only stand-in for llama.cpp's `llama-server`: its command line
+//! and its HTTP protocol, as mesh-llm uses them, with fault modes. The
+//! tests, benches and the demo of the workspace run it in place of a real
+//! `llama-server`; no product links it.
 //!
 //! It takes the flags mesh-llm passes (`-m`, `-c`, `--host`, `--port`,
 //! `--mmproj`, `--main-gpu`), rejects any other, reads the model's GGUF
@@ -88,8 +91,15 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::gguf;
-use crate::http;
+use mesh_llm::gguf;
+
+/// Largest request body it takes (prompts, images), as the node's
+/// inference API.
+const MAX_BODY: usize = 32 << 20;
+
+/// How long a connection may take to send a request's headers, and stay
+/// idle between requests.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// GGUF key holding the mode.
 pub const MODE_KEY: &str = "standin.mode";
@@ -231,6 +241,78 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     })
 }
 
+/// The stand-in's executable, for tests, benches and examples of the
+/// workspace: `llama-server-standin` in the target directory and profile
+/// directory the running executable was built in (`target/debug` for
+/// `target/debug/deps/e2e-…` or `target/debug/examples/demo`).
+///
+/// The first call in a process runs `cargo build --bin
+/// llama-server-standin` with that target directory and profile (`$CARGO`,
+/// else `cargo` on the `PATH`), so the executable exists and is as new as
+/// its sources whichever packages were built before; cargo serializes
+/// concurrent builds, and a build that is already fresh returns at once.
+///
+/// # Panics
+///
+/// When the running executable's directory cannot be found, or the build
+/// fails (its output is in the message).
+pub fn binary() -> &'static std::path::Path {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(build)
+}
+
+fn build() -> PathBuf {
+    let exe = std::env::current_exe().expect("the running executable's path");
+    let mut dir = exe
+        .parent()
+        .expect("the running executable's directory")
+        .to_path_buf();
+    // Tests and benches live in `<profile>/deps`, examples in
+    // `<profile>/examples`.
+    if dir.ends_with("deps") || dir.ends_with("examples") {
+        dir.pop();
+    }
+    let profile = match dir.file_name().and_then(|name| name.to_str()) {
+        Some("debug") => "dev".to_string(),
+        Some(name) => name.to_string(),
+        None => panic!("no profile directory above {}", exe.display()),
+    };
+    let target = dir
+        .parent()
+        .unwrap_or_else(|| panic!("no target directory above {}", dir.display()));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let output = std::process::Command::new(&cargo)
+        .args(["build", "--quiet", "--bin", "llama-server-standin"])
+        .arg("--manifest-path")
+        .arg(manifest)
+        .arg("--profile")
+        .arg(&profile)
+        .arg("--target-dir")
+        .arg(target)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", cargo.to_string_lossy()));
+    assert!(
+        output.status.success(),
+        "building the stand-in llama-server failed (cargo build --bin llama-server-standin \
+         --manifest-path {manifest} --profile {profile} --target-dir {}): {}\n{}",
+        target.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let binary = dir.join(format!(
+        "llama-server-standin{}",
+        std::env::consts::EXE_SUFFIX
+    ));
+    assert!(
+        binary.is_file(),
+        "cargo built the stand-in llama-server, but not at {}",
+        binary.display()
+    );
+    binary
+}
+
 /// Runs the stand-in with the process arguments.
 pub fn main() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
@@ -259,47 +341,34 @@ pub fn main() -> ExitCode {
         eprintln!("clip_model_load: failed to open {}", mmproj.display());
         return ExitCode::FAILURE;
     }
-    let mode = match meta
+    let mode = meta
         .string(MODE_KEY)
         .map(str::to_string)
         .or_else(|| std::env::var("MESH_LLM_STANDIN_MODE").ok())
         .unwrap_or_else(|| "healthy".into())
-        .parse::<Mode>()
-    {
-        Ok(mode) => mode,
-        Err(error) => {
-            eprintln!("standin: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let load = Duration::from_millis(
-        meta.int(LOAD_MS_KEY)
-            .and_then(|n| u64::try_from(n).ok())
-            .or_else(|| std::env::var("MESH_LLM_STANDIN_LOAD_MS").ok()?.parse().ok())
-            .unwrap_or(300),
-    );
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .parse::<Mode>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
+        .map_err(|error| error.to_string());
+    let (mode, runtime) = match (mode, runtime) {
+        (Ok(mode), Ok(runtime)) => (mode, runtime),
+        (Err(error), _) | (_, Err(error)) => {
             eprintln!("standin: {error}");
             return ExitCode::FAILURE;
         }
     };
-    let token = Duration::from_millis(
-        meta.int(TOKEN_MS_KEY)
-            .and_then(|n| u64::try_from(n).ok())
-            .or_else(|| {
-                std::env::var("MESH_LLM_STANDIN_TOKEN_MS")
-                    .ok()?
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(0),
-    );
+    let load = millis(&meta, LOAD_MS_KEY, "MESH_LLM_STANDIN_LOAD_MS").unwrap_or(300);
+    let token = millis(&meta, TOKEN_MS_KEY, "MESH_LLM_STANDIN_TOKEN_MS").unwrap_or(0);
+    let (load, token) = (Duration::from_millis(load), Duration::from_millis(token));
     runtime.block_on(run(args, mode, load, token))
+}
+
+/// Milliseconds from the model's GGUF key `key`, else from `$var`.
+fn millis(meta: &gguf::Metadata, key: &str, var: &str) -> Option<u64> {
+    meta.int(key)
+        .and_then(|n| u64::try_from(n).ok())
+        .or_else(|| std::env::var(var).ok()?.parse().ok())
 }
 
 async fn run(args: Args, mode: Mode, load: Duration, token: Duration) -> ExitCode {
@@ -363,14 +432,9 @@ async fn run(args: Args, mode: Mode, load: Duration, token: Duration) -> ExitCod
                 r#"{"error":{"code":404,"message":"File Not Found"}}"#,
             )
         });
-    // Serves until the process exits.
-    let (_serving, serving) = tokio::sync::watch::channel(false);
-    let limits = http::Limits {
-        max_body: http::MAX_INFERENCE_BODY,
-        drain: Duration::ZERO,
-    };
+    let app = app.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY));
     // Closable: a streamed answer closes its connection, as llama-server's do.
-    tokio::spawn(serve_closable(listener, app, limits, serving));
+    tokio::spawn(serve_closable(listener, app));
     tokio::spawn(exit_when_orphaned());
 
     match mode {
@@ -462,11 +526,21 @@ impl Api {
 /// `Connection: close`.
 fn error(status: StatusCode, message: &str, kind: &str) -> Response {
     let body = json!({"error": {"code": status.as_u16(), "message": message, "type": kind}});
-    let mut response = http::json(status, &body);
+    let mut response = json(status, &body);
     response
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
+}
+
+/// A JSON answer with `status`.
+fn json(status: StatusCode, value: &impl Serialize) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(value).unwrap_or_default(),
+    )
+        .into_response()
 }
 
 fn now_secs() -> u64 {
@@ -497,7 +571,7 @@ async fn models(State(api): State<Api>) -> Response {
             "meta": {"n_ctx": api.0.ctx_size},
         }],
     });
-    http::json(StatusCode::OK, &body)
+    json(StatusCode::OK, &body)
 }
 
 /// How much faster than generation the stand-in processes a prompt, per
@@ -1074,25 +1148,29 @@ impl tokio::io::AsyncWrite for Lingering {
     }
 }
 
-/// [`http::serve`], with a [`CloseAfterAnswer`] in every request's
-/// extensions.
-async fn serve_closable(
-    listener: TcpListener,
-    app: Router,
-    limits: http::Limits,
-    stop: tokio::sync::watch::Receiver<bool>,
-) {
-    http::serve_with(listener, app, limits, stop, |stream, app, stop| {
+/// Serves `app` until the process exits, with a [`CloseAfterAnswer`] in
+/// every request's extensions.
+async fn serve_closable(listener: TcpListener, app: Router) {
+    let options = survey_serve::Options {
+        header_timeout: HEADER_TIMEOUT,
+        max_connections: None,
+        drain: Duration::ZERO,
+    };
+    let shutdown = std::future::pending();
+    survey_serve::serve_with(listener, options, shutdown, move |stream, stop| {
         let closing = Arc::new(Closing::default());
-        let app = app.layer(Extension(CloseAfterAnswer(closing.clone())));
+        let app = app
+            .clone()
+            .layer(Extension(CloseAfterAnswer(closing.clone())));
         let stream = Lingering {
             stream,
             closing: closing.clone(),
             linger: None,
         };
-        http::connection(
+        survey_serve::connection(
             stream,
-            app,
+            hyper_util::service::TowerToHyperService::new(app),
+            options.header_timeout,
             stop,
             async move { closing.now.notified().await },
         )
