@@ -10,6 +10,7 @@
 //! | module | stage |
 //! |---|---|
 //! | [`auth`] | bearer tokens |
+//! | [`otlp`] | the OTLP metrics messages, protobuf and OTLP/JSON |
 //! | [`decode`] | body → `ExportMetricsServiceRequest`, within size limits |
 //! | [`validate`] | the schema's metrics, allowlisted attributes, sanitized values |
 //! | [`store`] | SQLite: streams, raw points on change, daily rollups |
@@ -58,6 +59,7 @@ pub mod decode;
 pub mod functions;
 pub mod ingest;
 mod keyed_hash;
+pub mod otlp;
 pub mod render;
 pub mod report;
 pub mod server;

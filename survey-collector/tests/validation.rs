@@ -3,12 +3,12 @@
 
 mod support;
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::metrics::v1::exemplar::Value as ExemplarValue;
-use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumberValue;
-use opentelemetry_proto::tonic::metrics::v1::{Exemplar, Metric, metric::Data};
 use support::*;
+use survey_collector::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
+use survey_collector::otlp::common::v1::KeyValue;
+use survey_collector::otlp::metrics::v1::exemplar::Value as ExemplarValue;
+use survey_collector::otlp::metrics::v1::number_data_point::Value as NumberValue;
+use survey_collector::otlp::metrics::v1::{Exemplar, Metric, metric::Data};
 use survey_collector::validate::{Clock, Dimension, MetricKeys, Rejection, validate};
 use survey_schema::{self as schema, AttributeKey};
 
@@ -122,7 +122,7 @@ fn resource_attrs(r: &mut ExportMetricsServiceRequest) -> &mut Vec<KeyValue> {
 
 fn number(
     r: &mut ExportMetricsServiceRequest,
-) -> &mut opentelemetry_proto::tonic::metrics::v1::NumberDataPoint {
+) -> &mut survey_collector::otlp::metrics::v1::NumberDataPoint {
     match &mut metric(r).data {
         Some(Data::Sum(s)) => &mut s.data_points[0],
         _ => unreachable!(),
@@ -131,7 +131,7 @@ fn number(
 
 fn hist(
     r: &mut ExportMetricsServiceRequest,
-) -> &mut opentelemetry_proto::tonic::metrics::v1::HistogramDataPoint {
+) -> &mut survey_collector::otlp::metrics::v1::HistogramDataPoint {
     match &mut metric(r).data {
         Some(Data::Histogram(h)) => &mut h.data_points[0],
         _ => unreachable!(),
@@ -204,11 +204,9 @@ fn each_rule_rejects_the_whole_point() {
                 let Some(Data::Sum(sum)) = metric(r).data.take() else {
                     unreachable!()
                 };
-                metric(r).data = Some(Data::Gauge(
-                    opentelemetry_proto::tonic::metrics::v1::Gauge {
-                        data_points: sum.data_points,
-                    },
-                ));
+                metric(r).data = Some(Data::Gauge(survey_collector::otlp::metrics::v1::Gauge {
+                    data_points: sum.data_points,
+                }));
             },
         ),
         (
@@ -685,11 +683,9 @@ fn each_inference_rule_rejects_the_whole_point() {
                 let Some(Data::Sum(sum)) = metric(r).data.take() else {
                     unreachable!()
                 };
-                metric(r).data = Some(Data::Gauge(
-                    opentelemetry_proto::tonic::metrics::v1::Gauge {
-                        data_points: sum.data_points,
-                    },
-                ));
+                metric(r).data = Some(Data::Gauge(survey_collector::otlp::metrics::v1::Gauge {
+                    data_points: sum.data_points,
+                }));
             },
         ),
         (
@@ -877,9 +873,9 @@ fn nodes_that_predate_instance_ids_are_accepted() {
 
 mod fuzz {
     use super::*;
-    use opentelemetry_proto::tonic::common::v1::AnyValue;
-    use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyKind;
     use proptest::prelude::*;
+    use survey_collector::otlp::common::v1::AnyValue;
+    use survey_collector::otlp::common::v1::any_value::Value as AnyKind;
     use survey_collector::validate::{Dimension, Value};
     use survey_schema::{AttributeKey, ReceivedValue};
 
