@@ -19,17 +19,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyKind;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::metrics::v1::{
-    Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
-    Sum, metric::Data, number_data_point::Value as NumberValue,
-};
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use survey_collector::__private::{Clock, validate};
 use survey_collector::Limits;
+use survey_collector::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
+use survey_collector::otlp::common::v1::any_value::Value as AnyKind;
+use survey_collector::otlp::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+use survey_collector::otlp::metrics::v1::{
+    Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    Sum, metric::Data, number_data_point::Value as NumberValue,
+};
+use survey_collector::otlp::resource::v1::Resource;
 use survey_collector::report::Rows;
 use survey_collector::{Report, ReportOptions, ServeConfig, Server, Store};
 use survey_schema::{self as schema, ContextBucket};

@@ -10,8 +10,9 @@
 use std::io::Read;
 
 use http::StatusCode;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message;
+
+use crate::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
 
 /// Largest request body accepted, as sent (compressed or not): 4 MiB.
 pub const MAX_BODY_BYTES: usize = 4 << 20;
@@ -207,13 +208,13 @@ enum Field {
 impl Shape {
     /// Memory of one decoded value of this type, besides what it owns.
     fn size(self) -> usize {
-        use opentelemetry_proto::tonic::common::v1 as common;
-        use opentelemetry_proto::tonic::metrics::v1 as metrics;
+        use crate::otlp::common::v1 as common;
+        use crate::otlp::metrics::v1 as metrics;
         use std::mem::size_of;
         match self {
             Shape::Request => size_of::<ExportMetricsServiceRequest>(),
             Shape::ResourceMetrics => size_of::<metrics::ResourceMetrics>(),
-            Shape::Resource => size_of::<opentelemetry_proto::tonic::resource::v1::Resource>(),
+            Shape::Resource => size_of::<crate::otlp::resource::v1::Resource>(),
             Shape::EntityRef => size_of::<common::EntityRef>(),
             Shape::ScopeMetrics => size_of::<metrics::ScopeMetrics>(),
             Shape::Scope => size_of::<common::InstrumentationScope>(),
@@ -589,8 +590,8 @@ mod tests {
 
     #[test]
     fn the_estimate_bounds_what_decoding_allocates() {
-        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-        use opentelemetry_proto::tonic::metrics::v1::{
+        use crate::otlp::common::v1::{AnyValue, KeyValue, any_value};
+        use crate::otlp::metrics::v1::{
             HistogramDataPoint, Metric, ResourceMetrics, ScopeMetrics, metric,
         };
         let kv = |k: &str| KeyValue {
@@ -612,7 +613,7 @@ mod tests {
                     metrics: vec![Metric {
                         name: "m".into(),
                         data: Some(metric::Data::Histogram(
-                            opentelemetry_proto::tonic::metrics::v1::Histogram {
+                            crate::otlp::metrics::v1::Histogram {
                                 data_points: vec![point; 10_000],
                                 aggregation_temporality: 2,
                             },

@@ -18,14 +18,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
-};
 use prost::Message;
 use tokio::sync::Semaphore;
 
 use crate::auth::Tokens;
 use crate::decode::{self, Compression, DecodeError, Encoding, MAX_BODY_BYTES};
+use crate::otlp::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+};
 use crate::validate::{self, Validated};
 use crate::writer::{Overloaded, Writer};
 
@@ -349,19 +349,8 @@ fn success(encoding: Encoding, rejected: validate::Rejections) -> Response {
     };
     let body = match encoding {
         Encoding::Protobuf => response.encode_to_vec(),
-        // OTLP/JSON: default fields left out, 64-bit integers as strings.
-        Encoding::Json => {
-            let answer = match &response.partial_success {
-                None => serde_json::json!({}),
-                Some(partial) => serde_json::json!({
-                    "partialSuccess": {
-                        "rejectedDataPoints": partial.rejected_data_points.to_string(),
-                        "errorMessage": partial.error_message,
-                    }
-                }),
-            };
-            answer.to_string().into_bytes()
-        }
+        // OTLP/JSON: `{}` for a full success, 64-bit integers as strings.
+        Encoding::Json => serde_json::to_vec(&response).unwrap_or_default(),
     };
     (
         StatusCode::OK,

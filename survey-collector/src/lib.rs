@@ -16,6 +16,7 @@
 //! | module | stage |
 //! |---|---|
 //! | `auth` | bearer tokens ([`Tokens`]) |
+//! | [`otlp`] | the OTLP metrics messages, protobuf and OTLP/JSON |
 //! | `decode` | body → `ExportMetricsServiceRequest`, within size limits |
 //! | `validate` | the schema's metrics, allowlisted attributes ([`MetricKeys`]), sanitized values |
 //! | `store` | SQLite: streams, raw points on change, daily rollups ([`Store`]) |
@@ -67,6 +68,7 @@ mod cli;
 mod decode;
 mod ingest;
 mod keyed_hash;
+pub mod otlp;
 pub mod render;
 pub mod report;
 mod server;

@@ -21,17 +21,17 @@ use std::fmt::Write as _;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::keyed_hash::KeyedMap;
-
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
-use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumberValue;
-use opentelemetry_proto::tonic::metrics::v1::{
-    HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric::Data,
-};
 use survey_schema::{
     self as schema, AttributeKey, MetricKind, MetricSpec, ReceivedValue, ResourceKey,
+};
+
+use crate::keyed_hash::KeyedMap;
+use crate::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
+use crate::otlp::common::v1::any_value::Value as AnyValue;
+use crate::otlp::common::v1::{InstrumentationScope, KeyValue};
+use crate::otlp::metrics::v1::number_data_point::Value as NumberValue;
+use crate::otlp::metrics::v1::{
+    HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric::Data,
 };
 
 /// Most data points considered in one request; points past it are rejected.

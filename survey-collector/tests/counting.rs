@@ -38,7 +38,7 @@ fn launches(report: &Json, model: &str) -> (i64, i64) {
 
 async fn send_ok(
     server: &survey_collector::Server,
-    request: &opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
+    request: &survey_collector::otlp::collector::metrics::v1::ExportMetricsServiceRequest,
 ) {
     let answer = export(server, request).await;
     assert_eq!(answer.status, 200, "{answer:?}");
@@ -624,7 +624,7 @@ fn delta_histogram(
     start: u64,
     time: u64,
     values: &[f64],
-) -> opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest {
+) -> survey_collector::otlp::collector::metrics::v1::ExportMetricsServiceRequest {
     let mut m = histogram(
         schema::LAUNCH_DURATION_MS,
         model_attrs("a"),
@@ -632,7 +632,7 @@ fn delta_histogram(
         time,
         values,
     );
-    if let Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Histogram(h)) = &mut m.data {
+    if let Some(survey_collector::otlp::metrics::v1::metric::Data::Histogram(h)) = &mut m.data {
         h.aggregation_temporality = 1;
     }
     request(
@@ -787,7 +787,7 @@ fn served(
     ok: u64,
     timeouts: u64,
     speeds: &[f64],
-) -> Vec<opentelemetry_proto::tonic::metrics::v1::Metric> {
+) -> Vec<survey_collector::otlp::metrics::v1::Metric> {
     let mut metrics = vec![cumulative(
         REQUESTS,
         outcome_attrs(model, "ok"),
@@ -926,10 +926,10 @@ async fn inference_delta_points_add_up_and_a_retry_counts_once() {
         let mut metrics = served("a", (start, time), ok, 0, speeds);
         for m in &mut metrics {
             match &mut m.data {
-                Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Sum(s)) => {
+                Some(survey_collector::otlp::metrics::v1::metric::Data::Sum(s)) => {
                     s.aggregation_temporality = 1
                 }
-                Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Histogram(h)) => {
+                Some(survey_collector::otlp::metrics::v1::metric::Data::Histogram(h)) => {
                     h.aggregation_temporality = 1
                 }
                 _ => unreachable!(),

@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::metrics::v1::Metric;
 use support::*;
+use survey_collector::otlp::common::v1::KeyValue;
+use survey_collector::otlp::metrics::v1::Metric;
 use survey_collector::render::html::{
     DECODE_COLOR, DECODE_TAIL_COLOR, EXITS_COLOR, LAUNCH_TIME_COLOR, LAUNCHES_COLOR, UPTIME_COLOR,
     reason_color, reliability_color, success_color,

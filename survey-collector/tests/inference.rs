@@ -4,11 +4,11 @@
 
 mod support;
 
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::metrics::v1::Metric;
 use serde_json::{Value as Json, json};
 use support::node;
 use support::*;
+use survey_collector::otlp::common::v1::KeyValue;
+use survey_collector::otlp::metrics::v1::Metric;
 use survey_collector::{Day, ReportOptions, Store};
 use survey_schema as schema;
 

@@ -6,12 +6,12 @@ mod support;
 
 use std::io::Write;
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use prost::Message;
 use serde_json::json;
 use support::node;
 use support::*;
+use survey_collector::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
+use survey_collector::otlp::metrics::v1::metric::Data;
 use survey_collector::{Limits, Tokens};
 use survey_schema as schema;
 

@@ -3,14 +3,14 @@
 
 mod support;
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::metrics::v1::exemplar::Value as ExemplarValue;
-use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumberValue;
-use opentelemetry_proto::tonic::metrics::v1::{Exemplar, Metric, metric::Data};
 use support::*;
 use survey_collector::__private::{Clock, Dimension, Rejection, validate};
 use survey_collector::MetricKeys;
+use survey_collector::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
+use survey_collector::otlp::common::v1::KeyValue;
+use survey_collector::otlp::metrics::v1::exemplar::Value as ExemplarValue;
+use survey_collector::otlp::metrics::v1::number_data_point::Value as NumberValue;
+use survey_collector::otlp::metrics::v1::{Exemplar, Metric, metric::Data};
 use survey_schema::{self as schema, AttributeKey};
 
 const NOW: Clock = Clock {
@@ -123,7 +123,7 @@ fn resource_attrs(r: &mut ExportMetricsServiceRequest) -> &mut Vec<KeyValue> {
 
 fn number(
     r: &mut ExportMetricsServiceRequest,
-) -> &mut opentelemetry_proto::tonic::metrics::v1::NumberDataPoint {
+) -> &mut survey_collector::otlp::metrics::v1::NumberDataPoint {
     match &mut metric(r).data {
         Some(Data::Sum(s)) => &mut s.data_points[0],
         _ => unreachable!(),
@@ -132,7 +132,7 @@ fn number(
 
 fn hist(
     r: &mut ExportMetricsServiceRequest,
-) -> &mut opentelemetry_proto::tonic::metrics::v1::HistogramDataPoint {
+) -> &mut survey_collector::otlp::metrics::v1::HistogramDataPoint {
     match &mut metric(r).data {
         Some(Data::Histogram(h)) => &mut h.data_points[0],
         _ => unreachable!(),
@@ -205,11 +205,9 @@ fn each_rule_rejects_the_whole_point() {
                 let Some(Data::Sum(sum)) = metric(r).data.take() else {
                     unreachable!()
                 };
-                metric(r).data = Some(Data::Gauge(
-                    opentelemetry_proto::tonic::metrics::v1::Gauge {
-                        data_points: sum.data_points,
-                    },
-                ));
+                metric(r).data = Some(Data::Gauge(survey_collector::otlp::metrics::v1::Gauge {
+                    data_points: sum.data_points,
+                }));
             },
         ),
         (
@@ -686,11 +684,9 @@ fn each_inference_rule_rejects_the_whole_point() {
                 let Some(Data::Sum(sum)) = metric(r).data.take() else {
                     unreachable!()
                 };
-                metric(r).data = Some(Data::Gauge(
-                    opentelemetry_proto::tonic::metrics::v1::Gauge {
-                        data_points: sum.data_points,
-                    },
-                ));
+                metric(r).data = Some(Data::Gauge(survey_collector::otlp::metrics::v1::Gauge {
+                    data_points: sum.data_points,
+                }));
             },
         ),
         (
@@ -878,10 +874,10 @@ fn nodes_that_predate_instance_ids_are_accepted() {
 
 mod fuzz {
     use super::*;
-    use opentelemetry_proto::tonic::common::v1::AnyValue;
-    use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyKind;
     use proptest::prelude::*;
     use survey_collector::__private::{Dimension, Value};
+    use survey_collector::otlp::common::v1::AnyValue;
+    use survey_collector::otlp::common::v1::any_value::Value as AnyKind;
     use survey_schema::{AttributeKey, ReceivedValue};
 
     fn any_value() -> impl Strategy<Value = Option<AnyValue>> {

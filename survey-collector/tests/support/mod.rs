@@ -11,19 +11,19 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValueKind;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::metrics::v1::{
-    Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
-    Sum, metric::Data, number_data_point::Value as NumberValue,
-};
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use serde_json::Value as Json;
 use survey_collector::Limits;
+use survey_collector::otlp::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use survey_collector::otlp::common::v1::any_value::Value as AnyValueKind;
+use survey_collector::otlp::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+use survey_collector::otlp::metrics::v1::{
+    Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    Sum, metric::Data, number_data_point::Value as NumberValue,
+};
+use survey_collector::otlp::resource::v1::Resource;
 use survey_collector::{Report, ReportOptions, ServeConfig, Server, Store};
 use survey_schema as schema;
 
