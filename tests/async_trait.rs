@@ -2,13 +2,12 @@
 //! inner future's outcome is recorded when it is polled, and a launch future
 //! dropped before it finishes counts as a failure with reason `other`.
 
-mod support;
-
 use std::time::Duration;
 
 use async_trait::async_trait;
-use support::*;
 use survey::schema;
+use survey_test_support::host::*;
+use survey_test_support::*;
 
 const FLUSH: Duration = Duration::from_secs(10);
 
@@ -40,14 +39,7 @@ impl Backend for Host {
         delay: Duration,
         outcome: Option<LaunchError>,
     ) -> Result<Running, LaunchError> {
-        tokio::time::sleep(delay).await;
-        match outcome {
-            None => Ok(Running {
-                slot: spec.slot,
-                path: spec.path.clone(),
-            }),
-            Some(error) => Err(error),
-        }
+        launched(spec, delay, outcome).await
     }
 
     #[survey::unload(model = running)]

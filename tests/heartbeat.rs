@@ -5,13 +5,12 @@
 //! something changed; and everything that shows exports says which were
 //! left out. Decoded by the in-repo OTLP receiver.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::*;
 use survey::schema;
 use survey::sent::ExportOutcome;
+use survey_test_support::host::*;
+use survey_test_support::*;
 
 const FLUSH: Duration = Duration::from_secs(10);
 
@@ -60,7 +59,7 @@ async fn an_idle_node_sends_one_export_per_heartbeat_and_says_so() {
         "{status}"
     );
     // What the last export was: left out, since when, the heartbeat.
-    let last = wait_until("an export left out", FLUSH, || {
+    let last = wait_until_async("an export left out", FLUSH, || {
         // survey::last_export() is the guard's.
         survey::last_export()
             .filter(|e| e.outcome == ExportOutcome::Unchanged)
@@ -168,11 +167,11 @@ async fn failed_and_partly_rejected_exports_are_not_accepted_and_are_sent_again_
         assert_eq!(guard.status().exports_unchanged, 0, "{mode:?}");
         // Accepted once: then left out.
         receiver.set_mode(Mode::Accept);
-        wait_until("an accepted export", FLUSH, || {
+        wait_until_async("an accepted export", FLUSH, || {
             (guard.status().exports_ok >= 1).then_some(())
         })
         .await;
-        wait_until("an export left out", FLUSH, || {
+        wait_until_async("an export left out", FLUSH, || {
             (guard.status().exports_unchanged >= 1).then_some(())
         })
         .await;
@@ -244,7 +243,7 @@ async fn only_exports_sent_and_accepted_start_a_series_reset() {
     let status = guard.status();
     assert_eq!(status.series_resets, 0, "{status}");
     assert!(status.exports_unchanged >= 5, "{status}");
-    wait_until("a series reset after the heartbeat", FLUSH, || {
+    wait_until_async("a series reset after the heartbeat", FLUSH, || {
         (guard.status().series_resets >= 1).then_some(())
     })
     .await;

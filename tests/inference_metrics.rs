@@ -1,13 +1,12 @@
 //! Opt-in inference metrics (`prompt_shape_metrics`), recorded through
 //! `survey::record_inference`, as they arrive at a real OTLP/HTTP receiver.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
 use survey::schema;
 use survey::{Inference, RequestOutcome, Throughput};
+use survey_test_support::host::*;
+use survey_test_support::*;
 
 const FLUSH: Duration = Duration::from_secs(10);
 
@@ -46,7 +45,7 @@ async fn with_the_switch_off_no_inference_metric_is_ever_exported() {
     let _serial = serial().await;
     let receiver = Receiver::start();
     let guard = start(&receiver.endpoint(), "");
-    let spec = Spec::new(1, "/m/Qwen3-8B-Q4_K_M.gguf", 4096);
+    let spec = qwen3(1);
     let running = load(&spec, Duration::ZERO, None).await.unwrap();
     for outcome in RequestOutcome::ALL {
         survey::record_inference(&running, Inference::new(*outcome));
@@ -147,7 +146,7 @@ async fn records_of_unloaded_models_and_values_out_of_bounds_are_dropped_and_cou
     let _serial = serial().await;
     let receiver = Receiver::start();
     let guard = start(&receiver.endpoint(), "prompt_shape_metrics = true");
-    let spec = Spec::new(1, "/m/Qwen3-8B-Q4_K_M.gguf", 4096);
+    let spec = qwen3(1);
     let running = load(&spec, Duration::ZERO, None).await.unwrap();
     let gone = Running {
         slot: 2,
@@ -233,7 +232,7 @@ async fn a_node_serving_all_the_time_still_resets_its_series_and_loses_no_reques
             served
         })
     };
-    wait_until(
+    wait_until_async(
         "a series reset while serving",
         Duration::from_secs(20),
         || (guard.status().series_resets >= 1).then_some(()),

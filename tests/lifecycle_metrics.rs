@@ -1,12 +1,11 @@
 //! Annotated launches, failures, unloads and exits arrive at a real OTLP/HTTP
 //! receiver with the right names, units, values and attributes.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::*;
 use survey::schema;
+use survey_test_support::host::*;
+use survey_test_support::*;
 
 const FLUSH: Duration = Duration::from_secs(10);
 
@@ -150,17 +149,7 @@ async fn the_resource_is_service_identity_instance_id_and_sdk_only() {
     let requests = run.receiver.requests();
     let resource = requests.last().unwrap().resource_attributes();
     let keys: Vec<&str> = resource.keys().map(String::as_str).collect();
-    assert_eq!(
-        keys,
-        [
-            "service.instance.id",
-            "service.name",
-            "service.version",
-            "telemetry.sdk.language",
-            "telemetry.sdk.name",
-            "telemetry.sdk.version"
-        ]
-    );
+    assert_eq!(keys, RESOURCE_KEYS);
     assert!(schema::is_uuid_v4(&resource["service.instance.id"]));
     assert_eq!(resource["service.name"], "mesh-llm");
     assert_eq!(resource["service.version"], "9.8.7");

@@ -4,17 +4,16 @@
 //! local mode that sends nothing, and series resets that stop exporting
 //! models that ended without losing a count.
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use support::*;
 use survey::sent::ExportOutcome;
 use survey::{ExportProblem, schema};
+use survey_test_support::host::*;
+use survey_test_support::*;
 
 /// An export a second with a second to answer: a loopback collector that
 /// answers does so in time on slow machines too.
@@ -22,7 +21,7 @@ const FAST: &str = "export_interval_secs = 1\ntimeout_secs = 1\nshutdown_timeout
 
 /// Waits for a failed export and returns its cause.
 async fn first_problem(guard: &survey::SurveyGuard) -> ExportProblem {
-    wait_until("a failed export", Duration::from_secs(10), || {
+    wait_until_async("a failed export", Duration::from_secs(10), || {
         guard.status().last_failure.map(|f| f.problem)
     })
     .await
@@ -159,14 +158,14 @@ async fn the_log_warns_once_when_exports_fail_and_once_when_they_recover() {
     receiver.stop();
     let guard = start(&endpoint, FAST);
     one_launch().await;
-    wait_until("three failed exports", Duration::from_secs(20), || {
+    wait_until_async("three failed exports", Duration::from_secs(20), || {
         (guard.status().exports_failed >= 3).then_some(())
     })
     .await;
     let receiver = Receiver::start_on(addr).unwrap();
     // The first export after the recovery is sent; the next, unchanged,
     // is left out (a heartbeat is an hour away): both after the log line.
-    wait_until("a successful export", Duration::from_secs(20), || {
+    wait_until_async("a successful export", Duration::from_secs(20), || {
         let status = guard.status();
         (status.exports_ok >= 1 && status.exports_unchanged >= 1).then_some(())
     })
@@ -217,13 +216,9 @@ async fn the_last_export_is_what_the_collector_decoded() {
     let _serial = serial().await;
     let receiver = Receiver::start();
     let guard = start(&receiver.endpoint(), "export_interval_secs = 60");
-    let a = load(
-        &Spec::new(1, "/m/Qwen3-8B-Q4_K_M.gguf", 4096),
-        Duration::from_millis(5),
-        None,
-    )
-    .await
-    .unwrap();
+    let a = load(&qwen3(1), Duration::from_millis(5), None)
+        .await
+        .unwrap();
     let _b = load(
         &Spec::new(2, "/m/gemma-3-4b.gguf", 8192),
         Duration::ZERO,
@@ -311,7 +306,7 @@ async fn local_mode_records_everything_and_sends_nothing() {
     assert!(guard.is_enabled(), "{}", guard.status());
     assert!(guard.status().to_string().contains("nothing is sent"));
     one_launch().await;
-    let kept = wait_until("a local collection", Duration::from_secs(10), || {
+    let kept = wait_until_async("a local collection", Duration::from_secs(10), || {
         guard.last_export().filter(|e| {
             e.rows
                 .iter()
@@ -397,7 +392,7 @@ async fn a_series_reset_stops_exporting_ended_models_and_loses_no_count() {
         Some(LaunchError::Spawn),
     )
     .await;
-    wait_until("a series reset", Duration::from_secs(10), || {
+    wait_until_async("a series reset", Duration::from_secs(10), || {
         (guard.status().series_resets >= 1).then_some(())
     })
     .await;

@@ -2,13 +2,12 @@
 //! certificate is verified against the platform roots (`SSL_CERT_FILE` here).
 //! Its own binary, since the roots come from the process environment.
 
-mod support;
-
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use support::*;
 use survey::schema;
+use survey_test_support::host::*;
+use survey_test_support::*;
 
 /// A CA and a certificate for `localhost` and 127.0.0.1 signed by it.
 struct Pki {
@@ -52,7 +51,8 @@ async fn exports_over_https_only_to_a_trusted_collector() {
     let _serial = serial().await;
     let trusted = pki("trusted");
     let untrusted = pki("untrusted");
-    let ca_file = std::env::temp_dir().join(format!("survey-tls-ca-{}.pem", std::process::id()));
+    let ca_dir = TestDir::new("tls-ca");
+    let ca_file = ca_dir.join("ca.pem");
     std::fs::write(&ca_file, &trusted.ca_pem).unwrap();
     // SAFETY: this binary's one test; nothing reads the environment concurrently.
     unsafe {
@@ -63,13 +63,7 @@ async fn exports_over_https_only_to_a_trusted_collector() {
     let receiver = Receiver::start_tls(trusted.server_chain, trusted.server_key).unwrap();
     let endpoint = format!("https://localhost:{}", receiver.addr().port());
     let guard = start(&endpoint, "");
-    load(
-        &Spec::new(1, "/m/Qwen3-8B-Q4_K_M.gguf", 4096),
-        Duration::ZERO,
-        None,
-    )
-    .await
-    .unwrap();
+    one_launch().await;
     assert!(guard.flush(Duration::from_secs(10)));
     let status = guard.status();
     assert!(
@@ -172,5 +166,4 @@ async fn exports_over_https_only_to_a_trusted_collector() {
         Some(survey::ExportProblem::PlainHttp)
     );
     drop(guard);
-    let _ = std::fs::remove_file(ca_file);
 }

@@ -1,12 +1,11 @@
 //! What goes over the wire: protobuf or JSON, gzip or not, configured headers,
 //! and nothing but `POST /v1/metrics`.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
 use survey::schema;
+use survey_test_support::host::*;
+use survey_test_support::*;
 
 const FLUSH: Duration = Duration::from_secs(10);
 

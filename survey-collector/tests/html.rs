@@ -7,21 +7,21 @@
 //! installed the test says so and passes, unless `SURVEY_REQUIRE_CHROMIUM`
 //! is set, as `.ci/run` sets it after installing Chromium.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::Metric;
-use support::*;
 use survey_collector::render::html::{
     BAR_HEIGHT, DECODE_COLOR, DECODE_TAIL_COLOR, EXITS_COLOR, LAUNCH_TIME_COLOR, LAUNCHES_COLOR,
     UPTIME_COLOR, reason_color, reliability_color, success_color,
 };
 use survey_collector::report::NO_INFERENCE_DATA;
 use survey_runtime::schema::{self, FailureKind};
+use survey_test_support::collector::*;
+use survey_test_support::otlp::*;
+use survey_test_support::*;
 
 /// The attributes of `model` on `gpu` (`None`: a CPU node).
 fn attrs(model: &str, gpu: Option<&str>, bucket: &str, reason: Option<&str>) -> Vec<KeyValue> {
@@ -317,7 +317,7 @@ async fn the_html_report_draws_the_data() {
         eprintln!("skipped: chromium is not installed (apt-get install chromium)");
         return;
     };
-    let dir = TempDir::new("html");
+    let dir = TestDir::new("html");
     let server = collector(&dir).await;
     let a6000 = Some("NVIDIA RTX A6000");
     let histories = [
@@ -433,7 +433,7 @@ async fn the_html_report_draws_the_data() {
     server.shutdown().await;
 
     let html_path = dir.path().join("report.html");
-    let status = Command::new(env!("CARGO_BIN_EXE_survey-collector"))
+    let status = Command::new(binaries::survey_collector())
         .args(["report", "--format", "html", "--db"])
         .arg(dir.db())
         .arg("--out")
@@ -549,7 +549,7 @@ async fn the_html_report_draws_the_data() {
 
     // A window without inference data says so instead of drawing.
     let empty_path = dir.path().join("empty.html");
-    let status = Command::new(env!("CARGO_BIN_EXE_survey-collector"))
+    let status = Command::new(binaries::survey_collector())
         .args([
             "report",
             "--format",

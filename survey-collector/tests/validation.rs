@@ -1,16 +1,14 @@
 //! Validation at ingest, one case per rule: a valid point passes, and each
 //! mutation of it is rejected whole, for the named reason.
 
-mod support;
-
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::exemplar::Value as ExemplarValue;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as NumberValue;
 use opentelemetry_proto::tonic::metrics::v1::{Exemplar, Metric, metric::Data};
-use support::*;
 use survey_collector::validate::{Clock, Dimension, MetricKeys, Rejection, validate};
 use survey_runtime::schema::{self, AttributeKey};
+use survey_test_support::otlp::*;
 
 const NOW: Clock = Clock {
     now: (DAY + 1) * 86_400 * 1_000_000_000,

@@ -52,7 +52,7 @@ mod support;
 
 use support::pipeline::{
     CLICKHOUSE_PASSWORD, CLICKHOUSE_USER, ClickHouse, Collector, TOKEN, Tls, chdb_python,
-    point_groups, workspace,
+    point_groups,
 };
 use tokio::task::block_in_place;
 
@@ -79,6 +79,9 @@ use survey_collector::validate::MetricKeys;
 use survey_collector::{Day, Report, ReportOptions, ServeConfig, Server, Store};
 use survey_fleet::fleet::{self, Fleet};
 use survey_fleet::node::Launch;
+use survey_test_support::binaries::workspace;
+use survey_test_support::collector::collector_reports;
+use survey_test_support::{Receiver, TestDir, wait_until};
 
 const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 /// The instance id of the node identical to node 0.
@@ -676,12 +679,10 @@ fn honest_rows(clickhouse: &ClickHouse) -> Vec<Json> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_answers_equal_the_collector_s() {
     let python = chdb_python();
-    let dir = std::env::temp_dir().join(format!("survey-clickhouse-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TestDir::new("clickhouse-test");
 
     // A fleet's exports, captured.
-    let receiver = survey_otlp_receiver::Receiver::start();
+    let receiver = Receiver::start();
     let endpoint = receiver.endpoint();
     let fleet = Fleet {
         nodes: 8,
@@ -988,13 +989,12 @@ async fn clickhouse_answers_equal_the_collector_s() {
         "no dishonest export kept an honest point"
     );
     drop(store);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Runs a small fleet and returns its exports as a collector receives
 /// them over days ([`replayed`]).
 async fn small_fleet_replay(seed: u64) -> Vec<ExportMetricsServiceRequest> {
-    let receiver = survey_otlp_receiver::Receiver::start();
+    let receiver = Receiver::start();
     let endpoint = receiver.endpoint();
     let fleet = Fleet {
         nodes: 3,
@@ -1071,9 +1071,7 @@ fn clickhouse_answers(clickhouse: &ClickHouse, since: Option<i64>, until: Option
 ///    that is stated, not tested).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_loses_nothing_it_acknowledged_until_its_bounds() {
-    let dir = std::env::temp_dir().join(format!("survey-clickhouse-faults-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TestDir::new("clickhouse-faults");
     let sends = small_fleet_replay(11).await;
     let today = (SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -1094,7 +1092,7 @@ async fn the_pipeline_loses_nothing_it_acknowledged_until_its_bounds() {
     const LAST: &str = "10000000-0000-4000-8000-00000000a57e";
     set_instance_id(&mut last, LAST);
     let all: Vec<ExportMetricsServiceRequest> = sends.iter().chain([&last]).cloned().collect();
-    let expected = support::collector_reports(&dir, &all, &windows).await;
+    let expected = collector_reports(&dir, &all, &windows).await;
 
     let tls = Tls::create(&dir);
     let mut clickhouse = block_in_place(|| ClickHouse::start(&dir.join("clickhouse")));
@@ -1113,13 +1111,13 @@ async fn the_pipeline_loses_nothing_it_acknowledged_until_its_bounds() {
     let outage = std::time::Instant::now();
     send_all(&client, &collector, &sends[third..2 * third]).await;
     block_in_place(|| {
-        support::pipeline::wait_until(
-            Duration::from_secs(20),
+        wait_until(
             "the exporter to hold data it cannot write",
+            Duration::from_secs(20),
             || {
                 let (sent, _) = collector.exported("clickhouse");
                 let (passed, _) = collector.exported("file");
-                passed > sent
+                (passed > sent).then_some(())
             },
         )
     });
@@ -1192,10 +1190,10 @@ async fn the_pipeline_loses_nothing_it_acknowledged_until_its_bounds() {
     block_in_place(|| clickhouse.stop());
     send_all(&client, &collector, std::slice::from_ref(&lost)).await;
     block_in_place(|| {
-        support::pipeline::wait_until(
-            Duration::from_secs(30),
+        wait_until(
             "the exporter to give up past its retry bound",
-            || collector.exported("clickhouse").1 > 0.0,
+            Duration::from_secs(30),
+            || (collector.exported("clickhouse").1 > 0.0).then_some(()),
         )
     });
     block_in_place(|| clickhouse.resume());
@@ -1225,10 +1223,10 @@ async fn the_pipeline_loses_nothing_it_acknowledged_until_its_bounds() {
     block_in_place(|| clickhouse.stop());
     send_all(&client, &collector, std::slice::from_ref(&lost)).await;
     block_in_place(|| {
-        support::pipeline::wait_until(
-            Duration::from_secs(20),
+        wait_until(
             "the Collector to take the request",
-            || collector.exported("file").0 > 0.0,
+            Duration::from_secs(20),
+            || (collector.exported("file").0 > 0.0).then_some(()),
         )
     });
     let status = block_in_place(|| collector.stop("TERM"));
@@ -1237,7 +1235,6 @@ async fn the_pipeline_loses_nothing_it_acknowledged_until_its_bounds() {
     block_in_place(|| clickhouse.resume());
     assert_eq!(block_in_place(|| clickhouse.rows_stored(Some(STOPPED))), 0);
     drop(clickhouse);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// What `script` writes to its standard output, run by the pinned chdb's

@@ -1,17 +1,22 @@
-//! Shared pieces of the survey integration tests: a host model type, an error
-//! enum, fixed hardware, and a lock that runs one survey instance at a time
-//! (survey is process-wide).
-
-#![allow(dead_code)]
+//! A host as the tests write one: a model it launches ([`Spec`]), a model
+//! running ([`Running`]), every way a launch fails ([`LaunchError`]), the
+//! instrumented functions, fixed hardware, and survey started against a
+//! receiver.
 
 use std::time::Duration;
 
 use tokio::sync::{Mutex, MutexGuard};
 
-#[allow(unused_imports)]
-pub use survey_otlp_receiver::{
-    Mode, Point, PointKind, Receiver, Request, of, one, sorted_lines, total,
-};
+/// Every resource attribute survey sends, in order: service identity,
+/// the process's instance id and the SDK; nothing else.
+pub const RESOURCE_KEYS: [&str; 6] = [
+    "service.instance.id",
+    "service.name",
+    "service.version",
+    "telemetry.sdk.language",
+    "telemetry.sdk.name",
+    "telemetry.sdk.version",
+];
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
@@ -20,29 +25,21 @@ pub async fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().await
 }
 
-/// Calls `f` every 20 ms until it returns `Some`; panics naming `what` if
-/// it has not within `timeout`.
-pub async fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = f() {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Two NVIDIA GPUs, as `nvidia-smi` reports them.
 pub fn two_gpus() -> survey::HardwareFacts {
     survey::hardware::parse_nvidia_smi(
         "NVIDIA GeForce RTX 4090, GPU-6f1c2d3e-4b5a-6978-8a9b-0c1d2e3f4a5b\n\
          NVIDIA RTX A6000, GPU-0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9\n",
     )
-    .unwrap()
+    .expect("nvidia-smi lines")
+}
+
+/// One NVIDIA GeForce RTX 4090, as `nvidia-smi` reports it.
+pub fn rtx_4090() -> survey::HardwareFacts {
+    survey::hardware::parse_nvidia_smi(
+        "NVIDIA GeForce RTX 4090, GPU-6f1c2d3e-4b5a-6978-8a9b-0c1d2e3f4a5b\n",
+    )
+    .expect("nvidia-smi line")
 }
 
 /// Parses a `[telemetry]` table.
@@ -56,7 +53,9 @@ pub fn start(endpoint: &str, extra: &str) -> survey::SurveyGuard {
     started(setup(endpoint, extra))
 }
 
-/// The setup [`start`] starts, for a test that adds to it.
+/// The setup [`start`] starts, for a test that adds to it: survey on,
+/// exporting to `endpoint` every 60 s unless `extra` says otherwise,
+/// service version 9.8.7, [`two_gpus`].
 pub fn setup(endpoint: &str, extra: &str) -> survey::Setup {
     let interval = if extra.contains("export_interval_secs") {
         ""
@@ -81,37 +80,62 @@ pub fn started(setup: survey::Setup) -> survey::SurveyGuard {
 
 /// One successful launch of a Qwen3 model, slot 1.
 pub async fn one_launch() {
-    load(
-        &Spec::new(1, "/m/Qwen3-8B-Q4_K_M.gguf", 4096),
-        Duration::ZERO,
-        None,
-    )
-    .await
-    .unwrap();
+    load(&qwen3(1), Duration::ZERO, None)
+        .await
+        .expect("the launch succeeds");
 }
 
-/// A model the host launches: a path on disk and a context size.
+/// Qwen3-8B-Q4_K_M at 4096 tokens in `slot`.
+pub fn qwen3(slot: u64) -> Spec {
+    Spec::new(slot, "/m/Qwen3-8B-Q4_K_M.gguf", 4096)
+}
+
+/// A model the host launches: a path, a context size and an architecture.
 #[derive(Debug, Clone)]
 pub struct Spec {
+    /// The instance key.
     pub slot: u64,
+    /// The model's path (or id).
     pub path: String,
+    /// The context size the backend is given.
     pub ctx: u64,
+    /// The architecture the model file names.
+    pub architecture: &'static str,
+    /// Whether the path is a local model file (reduced to its stem).
+    pub local_file: bool,
 }
 
 impl Spec {
+    /// A `qwen3` model named by `path`.
     pub fn new(slot: u64, path: &str, ctx: u64) -> Spec {
         Spec {
             slot,
             path: path.to_string(),
             ctx,
+            architecture: "qwen3",
+            local_file: false,
+        }
+    }
+
+    /// A model in the local file at `path`, of `architecture`.
+    pub fn local_file(slot: u64, path: &str, ctx: u64, architecture: &'static str) -> Spec {
+        Spec {
+            architecture,
+            local_file: true,
+            ..Spec::new(slot, path, ctx)
         }
     }
 }
 
 impl survey::SurveyModel for Spec {
     fn survey_facts(&self) -> survey::ModelFacts {
-        survey::ModelFacts::new(self.slot, &self.path)
-            .architecture("qwen3")
+        let facts = if self.local_file {
+            survey::ModelFacts::local_file(self.slot, &self.path)
+        } else {
+            survey::ModelFacts::new(self.slot, &self.path)
+        };
+        facts
+            .architecture(self.architecture)
             .quantization("Q4_K_M")
             .context_length(self.ctx)
             .backend("llama.cpp")
@@ -121,8 +145,20 @@ impl survey::SurveyModel for Spec {
 /// A running model: only its slot is needed to find it again.
 #[derive(Debug)]
 pub struct Running {
+    /// The instance key.
     pub slot: u64,
+    /// The model's path (or id).
     pub path: String,
+}
+
+impl Running {
+    /// The model `spec` launched.
+    pub fn of(spec: &Spec) -> Running {
+        Running {
+            slot: spec.slot,
+            path: spec.path.clone(),
+        }
+    }
 }
 
 impl survey::SurveyModel for Running {
@@ -134,25 +170,34 @@ impl survey::SurveyModel for Running {
 /// Every way a test launch can fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, survey::FailureReason)]
 pub enum LaunchError {
+    /// `spawn_failed`.
     #[survey(reason = "spawn_failed")]
     Spawn,
+    /// `health_timeout`.
     #[survey(reason = "health_timeout")]
     HealthTimeout,
+    /// `exited_before_healthy`.
     #[survey(reason = "exited_before_healthy")]
     Exited,
+    /// `backend_proxy_failed`.
     #[survey(reason = "backend_proxy_failed")]
     Proxy,
+    /// `capacity_rejected`.
     #[survey(reason = "capacity_rejected")]
     Capacity,
+    /// `known_kv_cache_crash`.
     #[survey(reason = "known_kv_cache_crash")]
     KvCache,
+    /// `mmproj_missing`.
     #[survey(reason = "mmproj_missing")]
     Mmproj,
+    /// `other`.
     #[survey(reason = "other")]
     Other,
 }
 
 impl LaunchError {
+    /// Every variant, one per failure reason.
     pub const ALL: [LaunchError; 8] = [
         LaunchError::Spawn,
         LaunchError::HealthTimeout,
@@ -165,38 +210,44 @@ impl LaunchError {
     ];
 }
 
-/// A launch that takes `delay` and then returns `outcome`.
-#[survey::launch(kind = "runtime_load", model = spec)]
-pub async fn load(
+/// What a test launch does: waits `delay`, then succeeds or fails with
+/// `outcome`.
+pub async fn launched(
     spec: &Spec,
     delay: Duration,
     outcome: Option<LaunchError>,
 ) -> Result<Running, LaunchError> {
     tokio::time::sleep(delay).await;
     match outcome {
-        None => Ok(Running {
-            slot: spec.slot,
-            path: spec.path.clone(),
-        }),
+        None => Ok(Running::of(spec)),
         Some(error) => Err(error),
     }
+}
+
+/// A runtime load that takes `delay` and then returns `outcome`.
+#[survey::launch(kind = "runtime_load", model = spec)]
+pub async fn load(
+    spec: &Spec,
+    delay: Duration,
+    outcome: Option<LaunchError>,
+) -> Result<Running, LaunchError> {
+    launched(spec, delay, outcome).await
 }
 
 /// A launch whose kind is chosen at run time.
 #[survey::launch(kind = kind, model = spec)]
 pub async fn launch_as(kind: survey::LaunchKind, spec: &Spec) -> Result<Running, LaunchError> {
-    Ok(Running {
-        slot: spec.slot,
-        path: spec.path.clone(),
-    })
+    Ok(Running::of(spec))
 }
 
+/// An unload that always succeeds.
 #[survey::unload(model = running)]
 pub async fn unload(running: Running) -> Result<(), std::io::Error> {
     drop(running);
     Ok(())
 }
 
+/// The backend of `running` died.
 #[survey::exit(model = running)]
 pub fn crashed(running: &Running) {
     let _ = running.slot;
