@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use survey_test_support::bench::{BenchError as Error, BenchModel as Spec};
+use survey_test_support::tls::Pki;
 use survey_test_support::{Receiver, Request, TestDir};
 
 /// The idle window wake-ups are counted over.
@@ -306,27 +307,15 @@ struct Costs {
 /// `SSL_CERT_FILE` (set before any client is built); the CA file lives in
 /// the directory returned.
 fn tls_receiver() -> (Receiver, TestDir) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "survey bench CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::from_params(&ca_params, &ca_key);
-    let server_key = KeyPair::generate().unwrap();
-    let server_params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
+    let pki = Pki::for_names("bench", &["localhost"], false);
     let ca_dir = TestDir::new("bench-ca");
     let ca_file = ca_dir.join("ca.pem");
-    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
     // SAFETY: set in `main` before any other thread reads the environment.
     unsafe {
         std::env::set_var("SSL_CERT_FILE", &ca_file);
     }
-    let receiver =
-        Receiver::start_tls(vec![server_cert.der().to_vec()], server_key.serialize_der()).unwrap();
+    let receiver = Receiver::start_tls(pki.server_chain, pki.server_key).unwrap();
     (receiver, ca_dir)
 }
 

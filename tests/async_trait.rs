@@ -147,14 +147,6 @@ async fn a_cancelled_async_trait_launch_is_recorded_as_other() {
 
     assert!(guard.flush(FLUSH));
     let points = receiver.latest_points();
-    assert_eq!(total(&points, schema::LAUNCH_TOTAL), 1.0);
-    let failure = one(
-        &points,
-        schema::LAUNCH_FAILURE_TOTAL,
-        &[("mesh_llm.model", "slow")],
-    );
-    assert_eq!(failure.attr("mesh_llm.failure_reason"), Some("other"));
-    assert_eq!(total(&points, schema::LAUNCH_SUCCESS_TOTAL), 0.0);
-    assert_eq!(one(&points, schema::LOADED_MODELS, &[]).value, 0.0);
+    assert_cancelled_launch(&points, "slow");
     drop(guard);
 }

@@ -380,15 +380,7 @@ async fn a_cancelled_launch_is_recorded_as_other_and_nothing_drifts() {
 
     assert!(guard.flush(FLUSH));
     let points = receiver.latest_points();
-    assert_eq!(total(&points, schema::LAUNCH_TOTAL), 1.0);
-    let failure = one(
-        &points,
-        schema::LAUNCH_FAILURE_TOTAL,
-        &[("mesh_llm.model", "slow")],
-    );
-    assert_eq!(failure.attr("mesh_llm.failure_reason"), Some("other"));
-    assert_eq!(total(&points, schema::LAUNCH_SUCCESS_TOTAL), 0.0);
-    assert_eq!(one(&points, schema::LOADED_MODELS, &[]).value, 0.0);
+    assert_cancelled_launch(&points, "slow");
     assert!(of(&points, schema::MODEL_LOADED).is_empty());
     drop(guard);
 }

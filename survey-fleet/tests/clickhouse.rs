@@ -61,9 +61,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
     Exemplar, Gauge, Metric, Sum, exemplar, metric, number_data_point,
@@ -76,11 +74,11 @@ use survey::schema::{
 };
 use survey_collector::report::QUESTIONS;
 use survey_collector::validate::MetricKeys;
-use survey_collector::{Day, Report, ReportOptions, ServeConfig, Server, Store};
+use survey_collector::{Day, Report, ReportOptions, Store};
 use survey_fleet::fleet::{self, Fleet};
 use survey_fleet::node::Launch;
 use survey_test_support::binaries::workspace;
-use survey_test_support::collector::collector_reports;
+use survey_test_support::collector::{collector, collector_reports, export};
 use survey_test_support::{Receiver, TestDir, wait_until};
 
 const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
@@ -732,35 +730,15 @@ async fn clickhouse_answers_equal_the_collector_s() {
     let lies = dishonest(&template);
 
     // Into survey-collector, over HTTP.
-    let server = Server::start(ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        db: dir.join("survey.db"),
-        tokens: Default::default(),
-        tls: None,
-        retention: Duration::from_secs(48 * 3600),
-        limits: Default::default(),
-    })
-    .await
-    .unwrap();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::new();
+    let server = collector(&dir).await;
     for (request, lie) in sends
         .iter()
         .map(|r| (r, None))
         .chain(lies.iter().map(|(what, r)| (r, Some(what))))
     {
-        let answer = client
-            .post(format!("{}/v1/metrics", server.endpoint()))
-            .header("content-type", "application/x-protobuf")
-            .body(request.encode_to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 200);
-        let rejected = ExportMetricsServiceResponse::decode(answer.bytes().await.unwrap())
-            .unwrap()
-            .partial_success
-            .map_or(0, |p| p.rejected_data_points);
+        let answer = export(&server, request).await;
+        assert_eq!(answer.status, 200);
+        let rejected = answer.rejected();
         // Honest exports are taken whole; each dishonest one loses points.
         assert_eq!(
             rejected == 0,

@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
+use survey::schema;
 use tokio::sync::{Mutex, MutexGuard};
+
+use crate::receiver::{Point, one, total};
 
 /// Every resource attribute survey sends, in order: service identity,
 /// the process's instance id and the SDK; nothing else.
@@ -76,6 +79,21 @@ pub fn started(setup: survey::Setup) -> survey::SurveyGuard {
     let guard = setup.start();
     assert!(guard.is_enabled(), "{}", guard.status());
     guard
+}
+
+/// Asserts what one launch of `model`, dropped before it finished, leaves
+/// in an export's `points`: the launch counted, failed with reason `other`,
+/// no success, no model loaded.
+pub fn assert_cancelled_launch(points: &[Point], model: &str) {
+    assert_eq!(total(points, schema::LAUNCH_TOTAL), 1.0);
+    let failure = one(
+        points,
+        schema::LAUNCH_FAILURE_TOTAL,
+        &[("mesh_llm.model", model)],
+    );
+    assert_eq!(failure.attr("mesh_llm.failure_reason"), Some("other"));
+    assert_eq!(total(points, schema::LAUNCH_SUCCESS_TOTAL), 0.0);
+    assert_eq!(one(points, schema::LOADED_MODELS, &[]).value, 0.0);
 }
 
 /// One successful launch of a Qwen3 model, slot 1.

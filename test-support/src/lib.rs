@@ -11,6 +11,7 @@
 //!   files for the stand-in backend, and the inference API client;
 //! - [`collector`] (feature `collector`): an in-process survey-collector,
 //!   an HTTP client for it and its reports;
+//! - [`tls`]: a CA and a server certificate for HTTPS tests;
 //! - [`binaries`]: where the workspace's binaries are;
 //! - [`dir`], [`wait`], [`net`], [`bench`]: temporary directories, waiting
 //!   for a condition, free loopback ports, and criterion's estimates.
@@ -27,6 +28,7 @@ pub mod mesh;
 pub mod net;
 pub mod otlp;
 pub mod receiver;
+pub mod tls;
 pub mod wait;
 
 pub use dir::TestDir;

@@ -124,6 +124,15 @@ async fn run_script(script: &str, endpoint: &str) {
     guard.shutdown();
 }
 
+/// The report's `most_launched` rows of one `cpu` node: Qwen3-8B-Q4_K_M
+/// launched twice (a failure, then a success), phi-4 once (a failure).
+pub fn cpu_most_launched() -> serde_json::Value {
+    serde_json::json!([
+        {"model": "Qwen3-8B-Q4_K_M", "launches": 2, "nodes": 1},
+        {"model": "phi-4", "launches": 1, "nodes": 1},
+    ])
+}
+
 /// Decode time of the inference scripts' 64 generated tokens, in ms, on
 /// the CPU node then the GPU node: 8 and 40 tokens/s.
 pub const DECODE_MS: [f64; 2] = [8_000.0, 1_600.0];

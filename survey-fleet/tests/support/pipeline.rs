@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 use survey_test_support::binaries::{target_dir, workspace};
 use survey_test_support::free_port;
+use survey_test_support::tls::Pki;
 use survey_test_support::wait::{POLL_INTERVAL, wait_until};
 
 /// The token the tests' nodes send, with `auth.yaml` on.
@@ -258,23 +259,12 @@ pub struct Tls {
 impl Tls {
     /// A CA and a certificate for 127.0.0.1 signed by it, in `dir`.
     pub fn create(dir: &Path) -> Tls {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-            .unwrap()
-            .signed_by(&leaf_key, &rcgen::Issuer::from_params(&ca_params, &ca_key))
-            .unwrap();
-        let cert = dir.join("cert.pem");
-        let key = dir.join("key.pem");
-        std::fs::write(&cert, format!("{}{}", leaf.pem(), ca.pem())).unwrap();
-        std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+        let pki = Pki::for_names("otelcol", &["127.0.0.1"], false);
+        let files = pki.write(dir);
         Tls {
-            ca: reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap(),
-            cert,
-            key,
+            ca: reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap(),
+            cert: files.cert,
+            key: files.key,
         }
     }
 
