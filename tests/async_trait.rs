@@ -57,9 +57,7 @@ impl Backend for Host {
 
 #[tokio::test]
 async fn async_trait_methods_record_their_outcomes() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "");
+    let (_serial, receiver, guard) = exporting("").await;
     let mut host = Host::default();
 
     let shard = Spec::new(1, "/m/shard.gguf", 4096);
@@ -128,9 +126,7 @@ async fn async_trait_methods_record_their_outcomes() {
 
 #[tokio::test]
 async fn a_cancelled_async_trait_launch_is_recorded_as_other() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "");
+    let (_serial, receiver, guard) = exporting("").await;
     let host = Host::default();
 
     // Never polled: like an `async fn`, nothing has started.

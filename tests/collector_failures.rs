@@ -114,10 +114,7 @@ async fn collector_down_then_back_loses_nothing() {
 
 #[tokio::test]
 async fn collector_answering_503_then_recovering_loses_nothing() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    receiver.set_mode(Mode::Status(503, None));
-    let guard = start(&receiver.endpoint(), FAST_EXPORT);
+    let (_serial, receiver, guard) = exporting_to(Mode::Status(503, None), FAST_EXPORT).await;
     workload(1).await;
     assert!(receiver.wait_until(Duration::from_secs(10), |r| r.len() >= 4));
     // 503 is retryable: one export is tried more than once.
@@ -143,13 +140,11 @@ async fn collector_answering_503_then_recovering_loses_nothing() {
 
 #[tokio::test]
 async fn collector_answering_429_is_retried_after_its_delay() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    receiver.set_mode(Mode::Status(429, Some("0".into())));
-    let guard = start(
-        &receiver.endpoint(),
+    let (_serial, receiver, guard) = exporting_to(
+        Mode::Status(429, Some("0".into())),
         "timeout_secs = 5\nshutdown_timeout_secs = 5",
-    );
+    )
+    .await;
     workload(1).await;
     // Each flush retries the throttled export within its budget.
     assert!(guard.flush(Duration::from_secs(10)));
@@ -165,10 +160,7 @@ async fn collector_answering_429_is_retried_after_its_delay() {
 
 #[tokio::test]
 async fn collector_dropping_connections_is_survived() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    receiver.set_mode(Mode::Drop);
-    let guard = start(&receiver.endpoint(), FAST_EXPORT);
+    let (_serial, receiver, guard) = exporting_to(Mode::Drop, FAST_EXPORT).await;
     workload(1).await;
     wait_until_async("a failed export", Duration::from_secs(10), || {
         (guard.status().exports_failed >= 1).then_some(())

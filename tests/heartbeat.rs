@@ -23,12 +23,8 @@ fn content(request: &Request) -> Vec<String> {
 
 #[tokio::test]
 async fn an_idle_node_sends_one_export_per_heartbeat_and_says_so() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(
-        &receiver.endpoint(),
-        "export_interval_secs = 0.1\ntimeout_secs = 0.1\nheartbeat_secs = 1",
-    );
+    let (_serial, receiver, guard) =
+        exporting("export_interval_secs = 0.1\ntimeout_secs = 0.1\nheartbeat_secs = 1").await;
     one_launch().await;
     assert!(receiver.wait_until(FLUSH, |r| {
         r.iter()
@@ -78,12 +74,8 @@ async fn an_idle_node_sends_one_export_per_heartbeat_and_says_so() {
 
 #[tokio::test]
 async fn a_change_is_sent_at_the_next_interval() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(
-        &receiver.endpoint(),
-        "export_interval_secs = 0.5\ntimeout_secs = 0.5",
-    );
+    let (_serial, receiver, guard) =
+        exporting("export_interval_secs = 0.5\ntimeout_secs = 0.5").await;
     one_launch().await;
     assert!(receiver.wait_until(FLUSH, |r| !r.is_empty()));
     // Idle for a few intervals: nothing is sent (the heartbeat is an hour).
@@ -222,12 +214,7 @@ async fn the_final_export_is_sent_only_when_something_changed() {
 
 #[tokio::test]
 async fn only_exports_sent_and_accepted_start_a_series_reset() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(
-        &receiver.endpoint(),
-        "export_interval_secs = 0.1\ntimeout_secs = 0.1\nseries_reset_secs = 0.8\nheartbeat_secs = 3",
-    );
+    let (_serial, receiver, guard) = exporting("export_interval_secs = 0.1\ntimeout_secs = 0.1\nseries_reset_secs = 0.8\nheartbeat_secs = 3").await;
     let started = Instant::now();
     let gone = load(&Spec::new(1, "/m/gone.gguf", 4096), Duration::ZERO, None)
         .await

@@ -42,9 +42,7 @@ fn in_bucket(bounds: &[f64], value: f64, n: u64) -> Vec<u64> {
 
 #[tokio::test]
 async fn with_the_switch_off_no_inference_metric_is_ever_exported() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "");
+    let (_serial, receiver, guard) = exporting("").await;
     let spec = qwen3(1);
     let running = load(&spec, Duration::ZERO, None).await.unwrap();
     for outcome in RequestOutcome::ALL {
@@ -65,9 +63,7 @@ async fn with_the_switch_off_no_inference_metric_is_ever_exported() {
 
 #[tokio::test]
 async fn with_the_switch_on_each_request_counts_by_outcome_and_answers_fill_the_histograms() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "prompt_shape_metrics = true");
+    let (_serial, receiver, guard) = exporting("prompt_shape_metrics = true").await;
     assert!(guard.status().prompt_shape_metrics);
     let spec = Spec::new(1, "/home/alice/m/Qwen3-8B-Q4_K_M.gguf", 32768);
     let running = load(&spec, Duration::ZERO, None).await.unwrap();
@@ -143,9 +139,7 @@ async fn with_the_switch_on_each_request_counts_by_outcome_and_answers_fill_the_
 
 #[tokio::test]
 async fn records_of_unloaded_models_and_values_out_of_bounds_are_dropped_and_counted() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "prompt_shape_metrics = true");
+    let (_serial, receiver, guard) = exporting("prompt_shape_metrics = true").await;
     let spec = qwen3(1);
     let running = load(&spec, Duration::ZERO, None).await.unwrap();
     let gone = Running {
@@ -205,12 +199,10 @@ fn counted(requests: &[Request], metric: &str) -> f64 {
 
 #[tokio::test]
 async fn a_node_serving_all_the_time_still_resets_its_series_and_loses_no_request() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(
-        &receiver.endpoint(),
+    let (_serial, receiver, guard) = exporting(
         "export_interval_secs = 0.1\nseries_reset_secs = 0.3\nprompt_shape_metrics = true",
-    );
+    )
+    .await;
     let gone = load(&Spec::new(1, "/m/gone.gguf", 4096), Duration::ZERO, None)
         .await
         .unwrap();

@@ -366,9 +366,7 @@ async fn exports_to_a_healthy_collector_leave_a_clean_status_and_shutdown_flushe
 
 #[tokio::test]
 async fn a_cancelled_launch_is_recorded_as_other_and_nothing_drifts() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "");
+    let (_serial, receiver, guard) = exporting("").await;
 
     let spec = Spec::new(7, "/m/slow.gguf", 4096);
     let cancelled = tokio::time::timeout(
@@ -387,9 +385,7 @@ async fn a_cancelled_launch_is_recorded_as_other_and_nothing_drifts() {
 
 #[tokio::test]
 async fn exit_of_a_model_survey_never_saw_counts_without_uptime() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "");
+    let (_serial, receiver, guard) = exporting("").await;
     crashed(&Running {
         slot: 99,
         path: "/m/unknown.gguf".into(),
@@ -422,9 +418,7 @@ async fn unload_racing_an_exit(running: Running) -> Result<(), std::io::Error> {
 
 #[tokio::test]
 async fn an_exit_during_an_unload_is_counted_once() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "");
+    let (_serial, receiver, guard) = exporting("").await;
     // Launched; its backend dies while the host is unloading it.
     let running = load(&Spec::new(1, "/m/raced.gguf", 4096), Duration::ZERO, None)
         .await

@@ -68,13 +68,8 @@ async fn a_closed_port_reads_connection_refused() {
 
 #[tokio::test]
 async fn a_collector_that_never_answers_reads_timed_out() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    receiver.set_mode(Mode::Hang);
-    let guard = start(
-        &receiver.endpoint(),
-        "export_interval_secs = 0.5\ntimeout_secs = 0.2",
-    );
+    let (_serial, receiver, guard) =
+        exporting_to(Mode::Hang, "export_interval_secs = 0.5\ntimeout_secs = 0.2").await;
     one_launch().await;
     assert_eq!(first_problem(&guard).await, ExportProblem::TimedOut);
     drop(guard);
@@ -83,10 +78,7 @@ async fn a_collector_that_never_answers_reads_timed_out() {
 
 #[tokio::test]
 async fn an_error_status_is_named_without_the_response_body() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    receiver.set_mode(Mode::Status(500, None));
-    let guard = start(&receiver.endpoint(), FAST);
+    let (_serial, _receiver, guard) = exporting_to(Mode::Status(500, None), FAST).await;
     one_launch().await;
     assert_eq!(first_problem(&guard).await, ExportProblem::HttpStatus(500));
     let text = guard.status().to_string();
@@ -213,9 +205,7 @@ async fn the_log_warns_once_when_exports_fail_and_once_when_they_recover() {
 
 #[tokio::test]
 async fn the_last_export_is_what_the_collector_decoded() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "export_interval_secs = 60");
+    let (_serial, receiver, guard) = exporting("export_interval_secs = 60").await;
     let a = load(&qwen3(1), Duration::from_millis(5), None)
         .await
         .unwrap();
@@ -440,9 +430,7 @@ async fn a_series_reset_stops_exporting_ended_models_and_loses_no_count() {
 
 #[tokio::test]
 async fn hundreds_of_models_never_reach_the_overflow_series() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "export_interval_secs = 60");
+    let (_serial, receiver, guard) = exporting("export_interval_secs = 60").await;
     // More distinct models than a reset is due at, each loaded and unloaded.
     for slot in 0..2_500u64 {
         let model = load(

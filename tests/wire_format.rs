@@ -11,9 +11,7 @@ const FLUSH: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn json_protocol_decodes_with_the_official_types() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "protocol = \"http/json\"");
+    let (_serial, receiver, guard) = exporting("protocol = \"http/json\"").await;
     one_launch().await;
     assert!(guard.flush(FLUSH));
     let request = receiver.requests().pop().unwrap();
@@ -32,9 +30,7 @@ async fn json_protocol_decodes_with_the_official_types() {
 
 #[tokio::test]
 async fn gzip_is_the_default_and_can_be_turned_off() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "");
+    let (_serial, receiver, guard) = exporting("").await;
     one_launch().await;
     assert!(guard.flush(FLUSH));
     let request = receiver.requests().pop().unwrap();
@@ -58,12 +54,9 @@ async fn gzip_is_the_default_and_can_be_turned_off() {
 
 #[tokio::test]
 async fn configured_headers_arrive_and_only_v1_metrics_is_requested() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(
-        &receiver.endpoint(),
-        "headers = { \"authorization\" = \"Bearer TOKEN\", \"X-Tenant\" = \"lab\" }",
-    );
+    let (_serial, receiver, guard) =
+        exporting("headers = { \"authorization\" = \"Bearer TOKEN\", \"X-Tenant\" = \"lab\" }")
+            .await;
     one_launch().await;
     assert!(guard.flush(FLUSH));
     unload(Running {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use survey::schema;
 use tokio::sync::{Mutex, MutexGuard};
 
-use crate::receiver::{Point, one, total};
+use crate::receiver::{Mode, Point, Receiver, one, total};
 
 /// Every resource attribute survey sends, in order: service identity,
 /// the process's instance id and the SDK; nothing else.
@@ -43,6 +43,29 @@ pub fn rtx_4090() -> survey::HardwareFacts {
         "NVIDIA GeForce RTX 4090, GPU-6f1c2d3e-4b5a-6978-8a9b-0c1d2e3f4a5b\n",
     )
     .expect("nvidia-smi line")
+}
+
+/// A test's survey: the test's turn ([`serial`]), a receiver, and survey
+/// started against it ([`start`] with `extra`). Bind all three, the turn
+/// first, so they end in the reverse order.
+pub async fn exporting(extra: &str) -> (MutexGuard<'static, ()>, Receiver, survey::SurveyGuard) {
+    let turn = serial().await;
+    let receiver = Receiver::start();
+    let guard = start(&receiver.endpoint(), extra);
+    (turn, receiver, guard)
+}
+
+/// [`exporting`] to a receiver that answers as `mode` says from the
+/// first export on.
+pub async fn exporting_to(
+    mode: Mode,
+    extra: &str,
+) -> (MutexGuard<'static, ()>, Receiver, survey::SurveyGuard) {
+    let turn = serial().await;
+    let receiver = Receiver::start();
+    receiver.set_mode(mode);
+    let guard = start(&receiver.endpoint(), extra);
+    (turn, receiver, guard)
 }
 
 /// Parses a `[telemetry]` table.
