@@ -240,11 +240,6 @@ async fn only_exports_sent_and_accepted_start_a_series_reset() {
     assert!(receiver.wait_until(FLUSH, |r| r.len() > resets_seen));
     let requests = receiver.requests();
     let latest = requests.last().unwrap().points();
-    assert!(
-        latest
-            .iter()
-            .all(|p| p.attr("mesh_llm.model") != Some("gone")),
-        "{latest:#?}"
-    );
+    assert_no_point_of(&latest, "gone");
     drop(guard);
 }

@@ -236,12 +236,7 @@ async fn a_node_serving_all_the_time_still_resets_its_series_and_loses_no_reques
     let requests = receiver.requests();
     // The ended model left the exports; every request counts, once.
     let latest = requests.last().unwrap().points();
-    assert!(
-        latest
-            .iter()
-            .all(|p| p.attr("mesh_llm.model") != Some("gone")),
-        "{latest:#?}"
-    );
+    assert_no_point_of(&latest, "gone");
     assert_eq!(
         counted(&requests, schema::INFERENCE_REQUESTS_TOTAL),
         served as f64

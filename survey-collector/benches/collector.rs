@@ -32,7 +32,7 @@ use survey_collector::{Report, ReportOptions, ServeConfig, Server, Store};
 use survey_runtime::schema::{self, ContextBucket};
 use survey_test_support::TestDir;
 use survey_test_support::bench::mean_ns;
-use survey_test_support::otlp::{export_request, gzip, kv_bool, kv_int, kv_str};
+use survey_test_support::otlp::{export_request, gzip, kv_str, launch_attrs};
 
 /// The collector binary's allocator, measured with it.
 #[global_allocator]
@@ -67,23 +67,12 @@ fn model_name(model: u32) -> String {
 /// What survey puts on the points of `model` on a node with one RTX 4090.
 fn attributes(model: u32) -> Vec<KeyValue> {
     let buckets = ContextBucket::ALL;
-    vec![
-        kv_str("mesh_llm.model", &model_name(model)),
-        kv_str("mesh_llm.architecture", "llama"),
-        kv_str("mesh_llm.quantization", "Q4_K_M"),
-        kv_str("mesh_llm.launch_kind", "runtime_load"),
-        kv_str("mesh_llm.gpu_name", "NVIDIA GeForce RTX 4090"),
-        kv_str("mesh_llm.gpu_stable_id", "6f1c2d3e4b5a6978"),
-        kv_str("mesh_llm.backend_device", "cuda"),
-        kv_int("mesh_llm.gpu_count", 1),
-        kv_bool("mesh_llm.is_soc", false),
-        kv_str("mesh_llm.backend", "llama.cpp"),
-        kv_str(
-            "mesh_llm.context_bucket",
-            buckets[model as usize % buckets.len()].as_str(),
-        ),
-        kv_str("mesh_llm.service_version", "0.9.0"),
-    ]
+    launch_attrs(
+        &model_name(model),
+        "llama",
+        buckets[model as usize % buckets.len()].as_str(),
+        "0.9.0",
+    )
 }
 
 /// A node's export: for each of its 20 models, its launch, success and

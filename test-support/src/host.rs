@@ -119,6 +119,16 @@ pub fn assert_cancelled_launch(points: &[Point], model: &str) {
     assert_eq!(one(points, schema::LOADED_MODELS, &[]).value, 0.0);
 }
 
+/// Asserts that no point in `points` is of `model`.
+pub fn assert_no_point_of(points: &[Point], model: &str) {
+    assert!(
+        points
+            .iter()
+            .all(|p| p.attr("mesh_llm.model") != Some(model)),
+        "{points:#?}"
+    );
+}
+
 /// One successful launch of a Qwen3 model, slot 1.
 pub async fn one_launch() {
     load(&qwen3(1), Duration::ZERO, None)

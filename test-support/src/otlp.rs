@@ -105,9 +105,21 @@ pub fn kv_bool(key: &str, value: bool) -> KeyValue {
 
 /// The attributes survey puts on a launch of `model` on an RTX 4090 node.
 pub fn model_attrs(model: &str) -> Vec<KeyValue> {
+    launch_attrs(model, "qwen3", "<=8k", "1.0.0")
+}
+
+/// The attributes survey puts on a runtime load of `model`, of
+/// `architecture`, in `context_bucket`, on an RTX 4090 node running
+/// `service_version`.
+pub fn launch_attrs(
+    model: &str,
+    architecture: &str,
+    context_bucket: &str,
+    service_version: &str,
+) -> Vec<KeyValue> {
     vec![
         kv_str("mesh_llm.model", model),
-        kv_str("mesh_llm.architecture", "qwen3"),
+        kv_str("mesh_llm.architecture", architecture),
         kv_str("mesh_llm.quantization", "Q4_K_M"),
         kv_str("mesh_llm.launch_kind", "runtime_load"),
         kv_str("mesh_llm.gpu_name", "NVIDIA GeForce RTX 4090"),
@@ -116,8 +128,8 @@ pub fn model_attrs(model: &str) -> Vec<KeyValue> {
         kv_int("mesh_llm.gpu_count", 1),
         kv_bool("mesh_llm.is_soc", false),
         kv_str("mesh_llm.backend", "llama.cpp"),
-        kv_str("mesh_llm.context_bucket", "<=8k"),
-        kv_str("mesh_llm.service_version", "1.0.0"),
+        kv_str("mesh_llm.context_bucket", context_bucket),
+        kv_str("mesh_llm.service_version", service_version),
     ]
 }
 
