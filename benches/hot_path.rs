@@ -16,29 +16,15 @@
 //! Run with `cargo bench --bench hot_path`; the ratios print at the end.
 
 use std::hint::black_box;
-use std::path::Path;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group};
+use survey_test_support::Receiver;
+use survey_test_support::bench::{BenchError as Error, BenchModel as Spec, mean_ns};
 
-struct Spec {
-    slot: u64,
-}
-
-impl survey::SurveyModel for Spec {
-    fn survey_facts(&self) -> survey::ModelFacts {
-        survey::ModelFacts::new(self.slot, "/models/Qwen3-8B-Q4_K_M.gguf")
-            .architecture("qwen3")
-            .quantization("Q4_K_M")
-            .context_length(8192)
-            .backend("llama.cpp")
-    }
-}
-
-#[derive(Debug, survey::FailureReason)]
-enum Error {
-    #[survey(reason = "other")]
-    Other,
+/// The model every call launches.
+fn spec() -> Spec {
+    Spec::new(1, "/models/Qwen3-8B-Q4_K_M.gguf")
 }
 
 async fn bare_launch(spec: &Spec) -> Result<u64, Error> {
@@ -68,7 +54,7 @@ async fn unload(spec: &Spec) -> Result<(), Error> {
 }
 
 fn lifecycle(c: &mut Criterion) {
-    let spec = Spec { slot: 1 };
+    let spec = spec();
     let mut group = c.benchmark_group("launch_unload");
     group.bench_function("bare", |b| {
         b.iter(|| {
@@ -87,7 +73,7 @@ fn lifecycle(c: &mut Criterion) {
         })
     });
 
-    let receiver = survey_otlp_receiver::Receiver::start();
+    let receiver = Receiver::start();
     let guard = start(&receiver, false);
     group.bench_function("enabled", |b| {
         b.iter(|| {
@@ -123,7 +109,7 @@ fn bare_record(spec: &Spec, inference: survey::Inference) {
 
 /// Starts survey exporting to `receiver` once an hour, with
 /// `prompt_shape_metrics` as given.
-fn start(receiver: &survey_otlp_receiver::Receiver, prompt_shape: bool) -> survey::SurveyGuard {
+fn start(receiver: &Receiver, prompt_shape: bool) -> survey::SurveyGuard {
     let config: survey::TelemetryConfig = toml::from_str(&format!(
         "enabled = true\nendpoint = \"{}\"\nexport_interval_secs = 3600\nqueue_size = 65536\n\
          prompt_shape_metrics = {prompt_shape}",
@@ -138,15 +124,15 @@ fn start(receiver: &survey_otlp_receiver::Receiver, prompt_shape: bool) -> surve
 }
 
 /// [`start`], with the bench's model loaded.
-fn started(receiver: &survey_otlp_receiver::Receiver, prompt_shape: bool) -> survey::SurveyGuard {
+fn started(receiver: &Receiver, prompt_shape: bool) -> survey::SurveyGuard {
     let guard = start(receiver, prompt_shape);
-    futures::executor::block_on(launch(&Spec { slot: 1 })).unwrap();
+    futures::executor::block_on(launch(&spec())).unwrap();
     guard
 }
 
 fn inference(c: &mut Criterion) {
-    let spec = Spec { slot: 1 };
-    let receiver = survey_otlp_receiver::Receiver::start();
+    let spec = spec();
+    let receiver = Receiver::start();
     let mut group = c.benchmark_group("record_inference");
     group.bench_function("bare", |b| b.iter(|| bare_record(&spec, answered())));
     let guard = started(&receiver, false);
@@ -167,18 +153,6 @@ fn inference(c: &mut Criterion) {
         status.events_recorded, status.events_dropped
     );
     guard.shutdown();
-}
-
-/// Mean time of one benchmark, from criterion's estimates of this run.
-fn mean_ns(group: &str, id: &str) -> Option<f64> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target/criterion")
-        .join(group)
-        .join(id)
-        .join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json["mean"]["point_estimate"].as_f64()
 }
 
 fn report_ratios() {

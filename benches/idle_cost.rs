@@ -31,7 +31,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use survey_otlp_receiver::Receiver;
+use survey_test_support::bench::{BenchError as Error, BenchModel as Spec};
+use survey_test_support::tls::Pki;
+use survey_test_support::{Receiver, Request, TestDir};
 
 /// The idle window wake-ups are counted over.
 const WINDOW: Duration = Duration::from_secs(10);
@@ -45,27 +47,9 @@ const HEARTBEAT: f64 = 3_600.0;
 /// Idle nodes behind one collector.
 const NODES: f64 = 100_000.0;
 
-struct Spec {
-    slot: u64,
-}
-
-impl survey::SurveyModel for Spec {
-    fn survey_facts(&self) -> survey::ModelFacts {
-        survey::ModelFacts::new(
-            self.slot,
-            format!("/models/model-{}-Q4_K_M.gguf", self.slot),
-        )
-        .architecture("qwen3")
-        .quantization("Q4_K_M")
-        .context_length(8192)
-        .backend("llama.cpp")
-    }
-}
-
-#[derive(Debug, survey::FailureReason)]
-enum Error {
-    #[survey(reason = "other")]
-    Other,
+/// Model `slot`, from its own file.
+fn spec(slot: u64) -> Spec {
+    Spec::new(slot, format!("/models/model-{slot}-Q4_K_M.gguf"))
 }
 
 #[survey::launch(kind = "runtime_load", model = spec)]
@@ -156,7 +140,7 @@ fn wakeups() -> Vec<f64> {
         .hardware(survey::HardwareFacts::cpu_only())
         .start();
     assert!(!off_guard.is_enabled());
-    futures::executor::block_on(launch(&Spec { slot: 1 })).unwrap();
+    futures::executor::block_on(launch(&spec(1))).unwrap();
     let off = idle_wakeups();
     drop(off_guard);
 
@@ -167,7 +151,7 @@ fn wakeups() -> Vec<f64> {
             &receiver.endpoint(),
             &format!("export_interval_secs = {WAKEUP_INTERVAL_SECS}\ntimeout_secs = 1\n{extra}"),
         ));
-        futures::executor::block_on(launch(&Spec { slot: 2 })).unwrap();
+        futures::executor::block_on(launch(&spec(2))).unwrap();
         // Let the first exports (the launch's, sent either way) settle.
         std::thread::sleep(Duration::from_secs(2));
         let before = guard.status();
@@ -220,7 +204,7 @@ fn schedule() {
                 "export_interval_secs = {INTERVAL_S}\ntimeout_secs = 0.2\nheartbeat_secs = {heartbeat}"
             ),
         ));
-        futures::executor::block_on(launch(&Spec { slot: 3 })).unwrap();
+        futures::executor::block_on(launch(&spec(3))).unwrap();
         // The launch's export, then idle.
         assert!(receiver.wait_until(Duration::from_secs(5), |r| !r.is_empty()));
         std::thread::sleep(Duration::from_millis(50));
@@ -320,39 +304,28 @@ struct Costs {
 }
 
 /// A CA-signed certificate for `localhost`, the CA trusted through
-/// `SSL_CERT_FILE` (set before any client is built).
-fn tls_receiver() -> Receiver {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "survey bench CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::from_params(&ca_params, &ca_key);
-    let server_key = KeyPair::generate().unwrap();
-    let server_params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
-    let ca_file = std::env::temp_dir().join(format!("survey-bench-ca-{}.pem", std::process::id()));
-    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+/// `SSL_CERT_FILE` (set before any client is built); the CA file lives in
+/// the directory returned.
+fn tls_receiver() -> (Receiver, TestDir) {
+    let pki = Pki::for_names("bench", &["localhost"], false);
+    let ca_dir = TestDir::new("bench-ca");
+    let ca_file = ca_dir.join("ca.pem");
+    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
     // SAFETY: set in `main` before any other thread reads the environment.
     unsafe {
         std::env::set_var("SSL_CERT_FILE", &ca_file);
     }
-    Receiver::start_tls(vec![server_cert.der().to_vec()], server_key.serialize_der()).unwrap()
+    let receiver = Receiver::start_tls(pki.server_chain, pki.server_key).unwrap();
+    (receiver, ca_dir)
 }
 
 /// One idle export over a new connection through a counting proxy: its
 /// bytes each way and the connections made.
-fn one_request(
-    receiver: &Receiver,
-    scheme: &str,
-) -> (u64, u64, u64, survey_otlp_receiver::Request) {
+fn one_request(receiver: &Receiver, scheme: &str) -> (u64, u64, u64, Request) {
     let proxy = Proxy::start(receiver.addr());
     let endpoint = format!("{scheme}://localhost:{}", proxy.addr.port());
     let guard = start(&config(&endpoint, "export_interval_secs = 600"));
-    futures::executor::block_on(launch(&Spec { slot: 4 })).unwrap();
+    futures::executor::block_on(launch(&spec(4))).unwrap();
     assert_eq!(
         guard.flush_export(Duration::from_secs(10)),
         Some(survey::sent::ExportOutcome::Sent),
@@ -381,7 +354,7 @@ fn costs(tls: &Receiver) -> Costs {
     let body = request.raw_body.len() as u64;
     // The body after the unload: the idle export of a node with no model.
     let guard = start(&config(&plain.endpoint(), "export_interval_secs = 600"));
-    let spec = Spec { slot: 5 };
+    let spec = spec(5);
     futures::executor::block_on(launch(&spec)).unwrap();
     futures::executor::block_on(unload(&spec)).unwrap();
     assert!(guard.flush(Duration::from_secs(10)));
@@ -493,10 +466,10 @@ fn series_resets() {
             &receiver.endpoint(),
             &format!("export_interval_secs = 600\nheartbeat_secs = 0\n{reset}"),
         ));
-        futures::executor::block_on(launch(&Spec { slot: 0 })).unwrap();
+        futures::executor::block_on(launch(&spec(0))).unwrap();
         bytes_of_next_export(&receiver, &guard);
         for slot in 1..=200 {
-            let spec = Spec { slot };
+            let spec = spec(slot);
             futures::executor::block_on(launch(&spec)).unwrap();
             futures::executor::block_on(unload(&spec)).unwrap();
         }
@@ -533,7 +506,7 @@ fn main() {
     }
     let start = Instant::now();
     // Before any thread: the TLS receiver's CA goes into the environment.
-    let tls = tls_receiver();
+    let (tls, _ca_dir) = tls_receiver();
     let wakeups = wakeups();
     schedule();
     let costs = costs(&tls);

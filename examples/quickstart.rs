@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use survey_otlp_receiver::{Receiver, render_table};
+use survey_test_support::{Receiver, render_table};
 
 /// What the host knows about a model before launching it.
 struct LaunchSpec {

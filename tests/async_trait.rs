@@ -2,13 +2,12 @@
 //! inner future's outcome is recorded when it is polled, and a launch future
 //! dropped before it finishes counts as a failure with reason `other`.
 
-mod support;
-
 use std::time::Duration;
 
 use async_trait::async_trait;
-use support::*;
 use survey::schema;
+use survey_test_support::host::*;
+use survey_test_support::*;
 
 const FLUSH: Duration = Duration::from_secs(10);
 
@@ -40,14 +39,7 @@ impl Backend for Host {
         delay: Duration,
         outcome: Option<LaunchError>,
     ) -> Result<Running, LaunchError> {
-        tokio::time::sleep(delay).await;
-        match outcome {
-            None => Ok(Running {
-                slot: spec.slot,
-                path: spec.path.clone(),
-            }),
-            Some(error) => Err(error),
-        }
+        launched(spec, delay, outcome).await
     }
 
     #[survey::unload(model = running)]
@@ -65,9 +57,7 @@ impl Backend for Host {
 
 #[tokio::test]
 async fn async_trait_methods_record_their_outcomes() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "");
+    let (_serial, receiver, guard) = exporting("").await;
     let mut host = Host::default();
 
     let shard = Spec::new(1, "/m/shard.gguf", 4096);
@@ -136,9 +126,7 @@ async fn async_trait_methods_record_their_outcomes() {
 
 #[tokio::test]
 async fn a_cancelled_async_trait_launch_is_recorded_as_other() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "");
+    let (_serial, receiver, guard) = exporting("").await;
     let host = Host::default();
 
     // Never polled: like an `async fn`, nothing has started.
@@ -155,14 +143,6 @@ async fn a_cancelled_async_trait_launch_is_recorded_as_other() {
 
     assert!(guard.flush(FLUSH));
     let points = receiver.latest_points();
-    assert_eq!(total(&points, schema::LAUNCH_TOTAL), 1.0);
-    let failure = one(
-        &points,
-        schema::LAUNCH_FAILURE_TOTAL,
-        &[("mesh_llm.model", "slow")],
-    );
-    assert_eq!(failure.attr("mesh_llm.failure_reason"), Some("other"));
-    assert_eq!(total(&points, schema::LAUNCH_SUCCESS_TOTAL), 0.0);
-    assert_eq!(one(&points, schema::LOADED_MODELS, &[]).value, 0.0);
+    assert_cancelled_launch(&points, "slow");
     drop(guard);
 }

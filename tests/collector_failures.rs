@@ -3,12 +3,11 @@
 //! shutdown keeps its bound, and once the collector is back the cumulative
 //! counts are exact.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::*;
 use survey::schema;
+use survey_test_support::host::*;
+use survey_test_support::*;
 
 /// Runs a fixed workload: 3 successes (one unloaded, one crashed), 2 failures.
 async fn workload(round: u64) {
@@ -76,7 +75,7 @@ async fn collector_down_then_back_loses_nothing() {
     workload(1).await;
     workload(2).await;
     // Several exports fail while the collector is down.
-    let status = wait_until("two failed exports", Duration::from_secs(10), || {
+    let status = wait_until_async("two failed exports", Duration::from_secs(10), || {
         let status = guard.status();
         (status.exports_failed >= 2).then_some(status)
     })
@@ -95,7 +94,7 @@ async fn collector_down_then_back_loses_nothing() {
         "a periodic export reaches the collector once it is back"
     );
     assert_totals(&receiver.latest_points(), 2.0);
-    wait_until(
+    wait_until_async(
         "an export counted as delivered",
         Duration::from_secs(10),
         || (guard.status().exports_ok >= 1).then_some(()),
@@ -115,14 +114,11 @@ async fn collector_down_then_back_loses_nothing() {
 
 #[tokio::test]
 async fn collector_answering_503_then_recovering_loses_nothing() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    receiver.set_mode(Mode::Status(503, None));
-    let guard = start(&receiver.endpoint(), FAST_EXPORT);
+    let (_serial, receiver, guard) = exporting_to(Mode::Status(503, None), FAST_EXPORT).await;
     workload(1).await;
     assert!(receiver.wait_until(Duration::from_secs(10), |r| r.len() >= 4));
     // 503 is retryable: one export is tried more than once.
-    let status = wait_until("a failed export", Duration::from_secs(10), || {
+    let status = wait_until_async("a failed export", Duration::from_secs(10), || {
         let status = guard.status();
         (status.exports_failed >= 1).then_some(status)
     })
@@ -144,13 +140,11 @@ async fn collector_answering_503_then_recovering_loses_nothing() {
 
 #[tokio::test]
 async fn collector_answering_429_is_retried_after_its_delay() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    receiver.set_mode(Mode::Status(429, Some("0".into())));
-    let guard = start(
-        &receiver.endpoint(),
+    let (_serial, receiver, guard) = exporting_to(
+        Mode::Status(429, Some("0".into())),
         "timeout_secs = 5\nshutdown_timeout_secs = 5",
-    );
+    )
+    .await;
     workload(1).await;
     // Each flush retries the throttled export within its budget.
     assert!(guard.flush(Duration::from_secs(10)));
@@ -166,12 +160,9 @@ async fn collector_answering_429_is_retried_after_its_delay() {
 
 #[tokio::test]
 async fn collector_dropping_connections_is_survived() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    receiver.set_mode(Mode::Drop);
-    let guard = start(&receiver.endpoint(), FAST_EXPORT);
+    let (_serial, receiver, guard) = exporting_to(Mode::Drop, FAST_EXPORT).await;
     workload(1).await;
-    wait_until("a failed export", Duration::from_secs(10), || {
+    wait_until_async("a failed export", Duration::from_secs(10), || {
         (guard.status().exports_failed >= 1).then_some(())
     })
     .await;

@@ -5,13 +5,12 @@
 //! something changed; and everything that shows exports says which were
 //! left out. Decoded by the in-repo OTLP receiver.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::*;
 use survey::schema;
 use survey::sent::ExportOutcome;
+use survey_test_support::host::*;
+use survey_test_support::*;
 
 const FLUSH: Duration = Duration::from_secs(10);
 
@@ -24,12 +23,8 @@ fn content(request: &Request) -> Vec<String> {
 
 #[tokio::test]
 async fn an_idle_node_sends_one_export_per_heartbeat_and_says_so() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(
-        &receiver.endpoint(),
-        "export_interval_secs = 0.1\ntimeout_secs = 0.1\nheartbeat_secs = 1",
-    );
+    let (_serial, receiver, guard) =
+        exporting("export_interval_secs = 0.1\ntimeout_secs = 0.1\nheartbeat_secs = 1").await;
     one_launch().await;
     assert!(receiver.wait_until(FLUSH, |r| {
         r.iter()
@@ -60,7 +55,7 @@ async fn an_idle_node_sends_one_export_per_heartbeat_and_says_so() {
         "{status}"
     );
     // What the last export was: left out, since when, the heartbeat.
-    let last = wait_until("an export left out", FLUSH, || {
+    let last = wait_until_async("an export left out", FLUSH, || {
         // survey::last_export() is the guard's.
         survey::last_export()
             .filter(|e| e.outcome == ExportOutcome::Unchanged)
@@ -79,12 +74,8 @@ async fn an_idle_node_sends_one_export_per_heartbeat_and_says_so() {
 
 #[tokio::test]
 async fn a_change_is_sent_at_the_next_interval() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(
-        &receiver.endpoint(),
-        "export_interval_secs = 0.5\ntimeout_secs = 0.5",
-    );
+    let (_serial, receiver, guard) =
+        exporting("export_interval_secs = 0.5\ntimeout_secs = 0.5").await;
     one_launch().await;
     assert!(receiver.wait_until(FLUSH, |r| !r.is_empty()));
     // Idle for a few intervals: nothing is sent (the heartbeat is an hour).
@@ -168,11 +159,11 @@ async fn failed_and_partly_rejected_exports_are_not_accepted_and_are_sent_again_
         assert_eq!(guard.status().exports_unchanged, 0, "{mode:?}");
         // Accepted once: then left out.
         receiver.set_mode(Mode::Accept);
-        wait_until("an accepted export", FLUSH, || {
+        wait_until_async("an accepted export", FLUSH, || {
             (guard.status().exports_ok >= 1).then_some(())
         })
         .await;
-        wait_until("an export left out", FLUSH, || {
+        wait_until_async("an export left out", FLUSH, || {
             (guard.status().exports_unchanged >= 1).then_some(())
         })
         .await;
@@ -223,12 +214,7 @@ async fn the_final_export_is_sent_only_when_something_changed() {
 
 #[tokio::test]
 async fn only_exports_sent_and_accepted_start_a_series_reset() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(
-        &receiver.endpoint(),
-        "export_interval_secs = 0.1\ntimeout_secs = 0.1\nseries_reset_secs = 0.8\nheartbeat_secs = 3",
-    );
+    let (_serial, receiver, guard) = exporting("export_interval_secs = 0.1\ntimeout_secs = 0.1\nseries_reset_secs = 0.8\nheartbeat_secs = 3").await;
     let started = Instant::now();
     let gone = load(&Spec::new(1, "/m/gone.gguf", 4096), Duration::ZERO, None)
         .await
@@ -244,7 +230,7 @@ async fn only_exports_sent_and_accepted_start_a_series_reset() {
     let status = guard.status();
     assert_eq!(status.series_resets, 0, "{status}");
     assert!(status.exports_unchanged >= 5, "{status}");
-    wait_until("a series reset after the heartbeat", FLUSH, || {
+    wait_until_async("a series reset after the heartbeat", FLUSH, || {
         (guard.status().series_resets >= 1).then_some(())
     })
     .await;
@@ -254,11 +240,6 @@ async fn only_exports_sent_and_accepted_start_a_series_reset() {
     assert!(receiver.wait_until(FLUSH, |r| r.len() > resets_seen));
     let requests = receiver.requests();
     let latest = requests.last().unwrap().points();
-    assert!(
-        latest
-            .iter()
-            .all(|p| p.attr("mesh_llm.model") != Some("gone")),
-        "{latest:#?}"
-    );
+    assert_no_point_of(&latest, "gone");
     drop(guard);
 }

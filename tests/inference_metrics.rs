@@ -1,13 +1,12 @@
 //! Opt-in inference metrics (`prompt_shape_metrics`), recorded through
 //! `survey::record_inference`, as they arrive at a real OTLP/HTTP receiver.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
 use survey::schema;
 use survey::{Inference, RequestOutcome, Throughput};
+use survey_test_support::host::*;
+use survey_test_support::*;
 
 const FLUSH: Duration = Duration::from_secs(10);
 
@@ -43,10 +42,8 @@ fn in_bucket(bounds: &[f64], value: f64, n: u64) -> Vec<u64> {
 
 #[tokio::test]
 async fn with_the_switch_off_no_inference_metric_is_ever_exported() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "");
-    let spec = Spec::new(1, "/m/Qwen3-8B-Q4_K_M.gguf", 4096);
+    let (_serial, receiver, guard) = exporting("").await;
+    let spec = qwen3(1);
     let running = load(&spec, Duration::ZERO, None).await.unwrap();
     for outcome in RequestOutcome::ALL {
         survey::record_inference(&running, Inference::new(*outcome));
@@ -66,9 +63,7 @@ async fn with_the_switch_off_no_inference_metric_is_ever_exported() {
 
 #[tokio::test]
 async fn with_the_switch_on_each_request_counts_by_outcome_and_answers_fill_the_histograms() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "prompt_shape_metrics = true");
+    let (_serial, receiver, guard) = exporting("prompt_shape_metrics = true").await;
     assert!(guard.status().prompt_shape_metrics);
     let spec = Spec::new(1, "/home/alice/m/Qwen3-8B-Q4_K_M.gguf", 32768);
     let running = load(&spec, Duration::ZERO, None).await.unwrap();
@@ -144,10 +139,8 @@ async fn with_the_switch_on_each_request_counts_by_outcome_and_answers_fill_the_
 
 #[tokio::test]
 async fn records_of_unloaded_models_and_values_out_of_bounds_are_dropped_and_counted() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "prompt_shape_metrics = true");
-    let spec = Spec::new(1, "/m/Qwen3-8B-Q4_K_M.gguf", 4096);
+    let (_serial, receiver, guard) = exporting("prompt_shape_metrics = true").await;
+    let spec = qwen3(1);
     let running = load(&spec, Duration::ZERO, None).await.unwrap();
     let gone = Running {
         slot: 2,
@@ -206,12 +199,10 @@ fn counted(requests: &[Request], metric: &str) -> f64 {
 
 #[tokio::test]
 async fn a_node_serving_all_the_time_still_resets_its_series_and_loses_no_request() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(
-        &receiver.endpoint(),
+    let (_serial, receiver, guard) = exporting(
         "export_interval_secs = 0.1\nseries_reset_secs = 0.3\nprompt_shape_metrics = true",
-    );
+    )
+    .await;
     let gone = load(&Spec::new(1, "/m/gone.gguf", 4096), Duration::ZERO, None)
         .await
         .unwrap();
@@ -233,7 +224,7 @@ async fn a_node_serving_all_the_time_still_resets_its_series_and_loses_no_reques
             served
         })
     };
-    wait_until(
+    wait_until_async(
         "a series reset while serving",
         Duration::from_secs(20),
         || (guard.status().series_resets >= 1).then_some(()),
@@ -245,12 +236,7 @@ async fn a_node_serving_all_the_time_still_resets_its_series_and_loses_no_reques
     let requests = receiver.requests();
     // The ended model left the exports; every request counts, once.
     let latest = requests.last().unwrap().points();
-    assert!(
-        latest
-            .iter()
-            .all(|p| p.attr("mesh_llm.model") != Some("gone")),
-        "{latest:#?}"
-    );
+    assert_no_point_of(&latest, "gone");
     assert_eq!(
         counted(&requests, schema::INFERENCE_REQUESTS_TOTAL),
         served as f64

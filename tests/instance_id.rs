@@ -3,14 +3,12 @@
 //! another process, and the only resource attribute beside service identity
 //! and the SDK.
 
-mod support;
-
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
-use support::*;
 use survey::schema;
+use survey_test_support::host::*;
+use survey_test_support::*;
 
 /// Set in a child process: the endpoint it exports to.
 const CHILD_ENDPOINT: &str = "SURVEY_TEST_CHILD_ENDPOINT";
@@ -58,10 +56,8 @@ fn assert_v4(id: &str) {
 #[test]
 fn each_process_has_its_own_id() {
     let receiver = Receiver::start();
-    let me = std::env::current_exe().unwrap();
     for _ in 0..2 {
-        let status = Command::new(&me)
-            .args(["--exact", "child_node_exports_once", "--test-threads=1"])
+        let status = child::this_test("child_node_exports_once")
             .env(CHILD_ENDPOINT, receiver.endpoint())
             .status()
             .unwrap();
@@ -77,17 +73,7 @@ fn each_process_has_its_own_id() {
     // Nothing else joined the resource.
     for request in receiver.requests() {
         let keys: Vec<String> = request.resource_attributes().into_keys().collect();
-        assert_eq!(
-            keys,
-            [
-                "service.instance.id",
-                "service.name",
-                "service.version",
-                "telemetry.sdk.language",
-                "telemetry.sdk.name",
-                "telemetry.sdk.version"
-            ]
-        );
+        assert_eq!(keys, RESOURCE_KEYS);
     }
 }
 

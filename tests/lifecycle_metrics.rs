@@ -1,12 +1,11 @@
 //! Annotated launches, failures, unloads and exits arrive at a real OTLP/HTTP
 //! receiver with the right names, units, values and attributes.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::*;
 use survey::schema;
+use survey_test_support::host::*;
+use survey_test_support::*;
 
 const FLUSH: Duration = Duration::from_secs(10);
 
@@ -150,17 +149,7 @@ async fn the_resource_is_service_identity_instance_id_and_sdk_only() {
     let requests = run.receiver.requests();
     let resource = requests.last().unwrap().resource_attributes();
     let keys: Vec<&str> = resource.keys().map(String::as_str).collect();
-    assert_eq!(
-        keys,
-        [
-            "service.instance.id",
-            "service.name",
-            "service.version",
-            "telemetry.sdk.language",
-            "telemetry.sdk.name",
-            "telemetry.sdk.version"
-        ]
-    );
+    assert_eq!(keys, RESOURCE_KEYS);
     assert!(schema::is_uuid_v4(&resource["service.instance.id"]));
     assert_eq!(resource["service.name"], "mesh-llm");
     assert_eq!(resource["service.version"], "9.8.7");
@@ -377,9 +366,7 @@ async fn exports_to_a_healthy_collector_leave_a_clean_status_and_shutdown_flushe
 
 #[tokio::test]
 async fn a_cancelled_launch_is_recorded_as_other_and_nothing_drifts() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "");
+    let (_serial, receiver, guard) = exporting("").await;
 
     let spec = Spec::new(7, "/m/slow.gguf", 4096);
     let cancelled = tokio::time::timeout(
@@ -391,24 +378,14 @@ async fn a_cancelled_launch_is_recorded_as_other_and_nothing_drifts() {
 
     assert!(guard.flush(FLUSH));
     let points = receiver.latest_points();
-    assert_eq!(total(&points, schema::LAUNCH_TOTAL), 1.0);
-    let failure = one(
-        &points,
-        schema::LAUNCH_FAILURE_TOTAL,
-        &[("mesh_llm.model", "slow")],
-    );
-    assert_eq!(failure.attr("mesh_llm.failure_reason"), Some("other"));
-    assert_eq!(total(&points, schema::LAUNCH_SUCCESS_TOTAL), 0.0);
-    assert_eq!(one(&points, schema::LOADED_MODELS, &[]).value, 0.0);
+    assert_cancelled_launch(&points, "slow");
     assert!(of(&points, schema::MODEL_LOADED).is_empty());
     drop(guard);
 }
 
 #[tokio::test]
 async fn exit_of_a_model_survey_never_saw_counts_without_uptime() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "");
+    let (_serial, receiver, guard) = exporting("").await;
     crashed(&Running {
         slot: 99,
         path: "/m/unknown.gguf".into(),
@@ -441,9 +418,7 @@ async fn unload_racing_an_exit(running: Running) -> Result<(), std::io::Error> {
 
 #[tokio::test]
 async fn an_exit_during_an_unload_is_counted_once() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "");
+    let (_serial, receiver, guard) = exporting("").await;
     // Launched; its backend dies while the host is unloading it.
     let running = load(&Spec::new(1, "/m/raced.gguf", 4096), Duration::ZERO, None)
         .await

@@ -4,17 +4,16 @@
 //! local mode that sends nothing, and series resets that stop exporting
 //! models that ended without losing a count.
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use support::*;
 use survey::sent::ExportOutcome;
 use survey::{ExportProblem, schema};
+use survey_test_support::host::*;
+use survey_test_support::*;
 
 /// An export a second with a second to answer: a loopback collector that
 /// answers does so in time on slow machines too.
@@ -22,7 +21,7 @@ const FAST: &str = "export_interval_secs = 1\ntimeout_secs = 1\nshutdown_timeout
 
 /// Waits for a failed export and returns its cause.
 async fn first_problem(guard: &survey::SurveyGuard) -> ExportProblem {
-    wait_until("a failed export", Duration::from_secs(10), || {
+    wait_until_async("a failed export", Duration::from_secs(10), || {
         guard.status().last_failure.map(|f| f.problem)
     })
     .await
@@ -69,13 +68,8 @@ async fn a_closed_port_reads_connection_refused() {
 
 #[tokio::test]
 async fn a_collector_that_never_answers_reads_timed_out() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    receiver.set_mode(Mode::Hang);
-    let guard = start(
-        &receiver.endpoint(),
-        "export_interval_secs = 0.5\ntimeout_secs = 0.2",
-    );
+    let (_serial, receiver, guard) =
+        exporting_to(Mode::Hang, "export_interval_secs = 0.5\ntimeout_secs = 0.2").await;
     one_launch().await;
     assert_eq!(first_problem(&guard).await, ExportProblem::TimedOut);
     drop(guard);
@@ -84,10 +78,7 @@ async fn a_collector_that_never_answers_reads_timed_out() {
 
 #[tokio::test]
 async fn an_error_status_is_named_without_the_response_body() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    receiver.set_mode(Mode::Status(500, None));
-    let guard = start(&receiver.endpoint(), FAST);
+    let (_serial, _receiver, guard) = exporting_to(Mode::Status(500, None), FAST).await;
     one_launch().await;
     assert_eq!(first_problem(&guard).await, ExportProblem::HttpStatus(500));
     let text = guard.status().to_string();
@@ -159,14 +150,14 @@ async fn the_log_warns_once_when_exports_fail_and_once_when_they_recover() {
     receiver.stop();
     let guard = start(&endpoint, FAST);
     one_launch().await;
-    wait_until("three failed exports", Duration::from_secs(20), || {
+    wait_until_async("three failed exports", Duration::from_secs(20), || {
         (guard.status().exports_failed >= 3).then_some(())
     })
     .await;
     let receiver = Receiver::start_on(addr).unwrap();
     // The first export after the recovery is sent; the next, unchanged,
     // is left out (a heartbeat is an hour away): both after the log line.
-    wait_until("a successful export", Duration::from_secs(20), || {
+    wait_until_async("a successful export", Duration::from_secs(20), || {
         let status = guard.status();
         (status.exports_ok >= 1 && status.exports_unchanged >= 1).then_some(())
     })
@@ -214,16 +205,10 @@ async fn the_log_warns_once_when_exports_fail_and_once_when_they_recover() {
 
 #[tokio::test]
 async fn the_last_export_is_what_the_collector_decoded() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "export_interval_secs = 60");
-    let a = load(
-        &Spec::new(1, "/m/Qwen3-8B-Q4_K_M.gguf", 4096),
-        Duration::from_millis(5),
-        None,
-    )
-    .await
-    .unwrap();
+    let (_serial, receiver, guard) = exporting("export_interval_secs = 60").await;
+    let a = load(&qwen3(1), Duration::from_millis(5), None)
+        .await
+        .unwrap();
     let _b = load(
         &Spec::new(2, "/m/gemma-3-4b.gguf", 8192),
         Duration::ZERO,
@@ -311,7 +296,7 @@ async fn local_mode_records_everything_and_sends_nothing() {
     assert!(guard.is_enabled(), "{}", guard.status());
     assert!(guard.status().to_string().contains("nothing is sent"));
     one_launch().await;
-    let kept = wait_until("a local collection", Duration::from_secs(10), || {
+    let kept = wait_until_async("a local collection", Duration::from_secs(10), || {
         guard.last_export().filter(|e| {
             e.rows
                 .iter()
@@ -397,7 +382,7 @@ async fn a_series_reset_stops_exporting_ended_models_and_loses_no_count() {
         Some(LaunchError::Spawn),
     )
     .await;
-    wait_until("a series reset", Duration::from_secs(10), || {
+    wait_until_async("a series reset", Duration::from_secs(10), || {
         (guard.status().series_resets >= 1).then_some(())
     })
     .await;
@@ -445,9 +430,7 @@ async fn a_series_reset_stops_exporting_ended_models_and_loses_no_count() {
 
 #[tokio::test]
 async fn hundreds_of_models_never_reach_the_overflow_series() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "export_interval_secs = 60");
+    let (_serial, receiver, guard) = exporting("export_interval_secs = 60").await;
     // More distinct models than a reset is due at, each loaded and unloaded.
     for slot in 0..2_500u64 {
         let model = load(

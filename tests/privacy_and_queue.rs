@@ -1,13 +1,12 @@
 //! Privacy is enforced on the bytes that leave the process, and the event
 //! queue drops the oldest events when full and counts them.
 
-mod support;
-
 use std::sync::mpsc;
 use std::time::Duration;
 
-use support::*;
 use survey::schema;
+use survey_test_support::host::*;
+use survey_test_support::*;
 
 /// A model whose every fact tries to smuggle something out.
 struct Leaky {

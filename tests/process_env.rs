@@ -2,12 +2,11 @@
 //! `opentelemetry-otlp` reads some of them by itself: the config still wins.
 //! One test in its own binary, since the environment is process-wide.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
 use survey::schema;
+use survey_test_support::host::*;
+use survey_test_support::*;
 
 #[tokio::test]
 async fn config_wins_over_the_process_environment() {

@@ -2,57 +2,20 @@
 //! certificate is verified against the platform roots (`SSL_CERT_FILE` here).
 //! Its own binary, since the roots come from the process environment.
 
-mod support;
-
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use support::*;
 use survey::schema;
-
-/// A CA and a certificate for `localhost` and 127.0.0.1 signed by it.
-struct Pki {
-    ca_pem: String,
-    server_chain: Vec<Vec<u8>>,
-    server_key: Vec<u8>,
-}
-
-fn pki(name: &str) -> Pki {
-    pki_for(name, &["localhost", "127.0.0.1"], false)
-}
-
-/// Like [`pki`], with a server certificate for `names` only, valid in 2000
-/// alone if `expired`.
-fn pki_for(name: &str, names: &[&str], expired: bool) -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, format!("survey test CA {name}"));
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::from_params(&ca_params, &ca_key);
-    let server_key = KeyPair::generate().unwrap();
-    let mut server_params =
-        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-    if expired {
-        server_params.not_before = rcgen::date_time_ymd(2000, 1, 1);
-        server_params.not_after = rcgen::date_time_ymd(2001, 1, 1);
-    }
-    let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
-    Pki {
-        ca_pem: ca_cert.pem(),
-        server_chain: vec![server_cert.der().to_vec()],
-        server_key: server_key.serialize_der(),
-    }
-}
+use survey_test_support::host::*;
+use survey_test_support::tls::Pki;
+use survey_test_support::*;
 
 #[tokio::test]
 async fn exports_over_https_only_to_a_trusted_collector() {
     let _serial = serial().await;
-    let trusted = pki("trusted");
-    let untrusted = pki("untrusted");
-    let ca_file = std::env::temp_dir().join(format!("survey-tls-ca-{}.pem", std::process::id()));
+    let trusted = Pki::new("trusted");
+    let untrusted = Pki::new("untrusted");
+    let ca_dir = TestDir::new("tls-ca");
+    let ca_file = ca_dir.join("ca.pem");
     std::fs::write(&ca_file, &trusted.ca_pem).unwrap();
     // SAFETY: this binary's one test; nothing reads the environment concurrently.
     unsafe {
@@ -63,13 +26,7 @@ async fn exports_over_https_only_to_a_trusted_collector() {
     let receiver = Receiver::start_tls(trusted.server_chain, trusted.server_key).unwrap();
     let endpoint = format!("https://localhost:{}", receiver.addr().port());
     let guard = start(&endpoint, "");
-    load(
-        &Spec::new(1, "/m/Qwen3-8B-Q4_K_M.gguf", 4096),
-        Duration::ZERO,
-        None,
-    )
-    .await
-    .unwrap();
+    one_launch().await;
     assert!(guard.flush(Duration::from_secs(10)));
     let status = guard.status();
     assert!(
@@ -113,7 +70,7 @@ async fn exports_over_https_only_to_a_trusted_collector() {
     drop(guard);
 
     // A trusted certificate for another name.
-    let elsewhere = pki_for("elsewhere", &["collector.example"], false);
+    let elsewhere = Pki::for_names("elsewhere", &["collector.example"], false);
     std::fs::write(&ca_file, &elsewhere.ca_pem).unwrap();
     let misnamed = Receiver::start_tls(elsewhere.server_chain, elsewhere.server_key).unwrap();
     let endpoint = format!("https://localhost:{}", misnamed.addr().port());
@@ -130,7 +87,7 @@ async fn exports_over_https_only_to_a_trusted_collector() {
     drop(guard);
 
     // A trusted certificate that has expired.
-    let expired = pki_for("expired", &["localhost"], true);
+    let expired = Pki::for_names("expired", &["localhost"], true);
     std::fs::write(&ca_file, &expired.ca_pem).unwrap();
     let stale = Receiver::start_tls(expired.server_chain, expired.server_key).unwrap();
     let endpoint = format!("https://localhost:{}", stale.addr().port());
@@ -172,5 +129,4 @@ async fn exports_over_https_only_to_a_trusted_collector() {
         Some(survey::ExportProblem::PlainHttp)
     );
     drop(guard);
-    let _ = std::fs::remove_file(ca_file);
 }

@@ -1,20 +1,17 @@
 //! What goes over the wire: protobuf or JSON, gzip or not, configured headers,
 //! and nothing but `POST /v1/metrics`.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
 use survey::schema;
+use survey_test_support::host::*;
+use survey_test_support::*;
 
 const FLUSH: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn json_protocol_decodes_with_the_official_types() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "protocol = \"http/json\"");
+    let (_serial, receiver, guard) = exporting("protocol = \"http/json\"").await;
     one_launch().await;
     assert!(guard.flush(FLUSH));
     let request = receiver.requests().pop().unwrap();
@@ -33,9 +30,7 @@ async fn json_protocol_decodes_with_the_official_types() {
 
 #[tokio::test]
 async fn gzip_is_the_default_and_can_be_turned_off() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "");
+    let (_serial, receiver, guard) = exporting("").await;
     one_launch().await;
     assert!(guard.flush(FLUSH));
     let request = receiver.requests().pop().unwrap();
@@ -59,12 +54,9 @@ async fn gzip_is_the_default_and_can_be_turned_off() {
 
 #[tokio::test]
 async fn configured_headers_arrive_and_only_v1_metrics_is_requested() {
-    let _serial = serial().await;
-    let receiver = Receiver::start();
-    let guard = start(
-        &receiver.endpoint(),
-        "headers = { \"authorization\" = \"Bearer TOKEN\", \"X-Tenant\" = \"lab\" }",
-    );
+    let (_serial, receiver, guard) =
+        exporting("headers = { \"authorization\" = \"Bearer TOKEN\", \"X-Tenant\" = \"lab\" }")
+            .await;
     one_launch().await;
     assert!(guard.flush(FLUSH));
     unload(Running {

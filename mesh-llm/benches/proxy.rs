@@ -41,15 +41,13 @@
 //! Run with `cargo bench -p mesh-llm --bench proxy` (add `-- inference` or
 //! `-- proxy/` for one part); the ratios print at the end.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group};
-use support::*;
+use survey_test_support::bench::{criterion_home, time_ns};
+use survey_test_support::mesh::*;
+use survey_test_support::*;
 
 /// The nodes, in the order they are measured (then `survey_off_again`, a
 /// node like the first).
@@ -73,15 +71,6 @@ fn blackhole() -> SocketAddr {
     addr
 }
 
-/// A port nothing listens on.
-fn dead_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn telemetry(endpoint: &str, extra: &str) -> String {
     format!(
         "[[plugin]]\nname = \"survey\"\nenabled = true\n\n[telemetry]\nendpoint = \"{endpoint}\"\nexport_interval_secs = 1\n{extra}"
@@ -102,7 +91,7 @@ fn start_node(mode: &str, receiver: &Receiver, blackholed: SocketAddr) -> (Node,
             "prompt_shape_metrics = true\n",
         )),
         "collector_dead" => {
-            config.push_str(&telemetry(&format!("http://127.0.0.1:{}", dead_port()), ""))
+            config.push_str(&telemetry(&format!("http://127.0.0.1:{}", free_port()), ""))
         }
         "collector_blackholed" => config.push_str(&telemetry(&format!("http://{blackholed}"), "")),
         _ => {}
@@ -310,31 +299,6 @@ fn pair(client: &reqwest::blocking::Client, nodes: [(&str, u32); 2], body: &'sta
         off_cpu_us: per_request(cpu[0]),
         on_cpu_us: per_request(cpu[1]),
     }
-}
-
-/// Criterion's output directory, found as criterion finds it.
-fn criterion_home() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/criterion")
-}
-
-/// Time of one request, from criterion's estimates of this run: the slope
-/// it prints as `time`, else the mean.
-fn time_ns(group: &str, id: &str) -> Option<f64> {
-    let path = criterion_home()
-        .join(group)
-        .join(id)
-        .join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json["slope"]["point_estimate"]
-        .as_f64()
-        .or_else(|| json["mean"]["point_estimate"].as_f64())
 }
 
 fn report_ratios() {

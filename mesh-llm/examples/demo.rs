@@ -18,14 +18,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use mesh_llm::api::Client;
-use mesh_llm::gguf::{self, WriteValue};
 use mesh_llm::node::LoadRequest;
 use survey::schema;
-use survey_otlp_receiver::{Point, Receiver, render_table};
-
-/// The node harness the tests use too.
-#[path = "../tests/support/node.rs"]
-mod node;
+// The node harness, model files and receiver the tests use too.
+use survey_test_support::mesh::{Launch, ModelFile, Node, write_model};
+use survey_test_support::{Point, Receiver, TestDir, render_table};
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os();
@@ -52,40 +49,31 @@ fn main() -> ExitCode {
 }
 
 fn demo() -> Result<(), String> {
-    let work = std::env::temp_dir().join(format!("mesh-llm-demo-{}", std::process::id()));
-    let _cleanup = Cleanup(work.clone());
+    let work = TestDir::new("mesh-llm-demo");
     let bin = work.join("bin");
-    let models = work.join("models");
     std::fs::create_dir_all(&bin).map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(&models).map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     std::os::unix::fs::symlink(&exe, bin.join("llama-server")).map_err(|e| e.to_string())?;
 
-    let model =
-        |file: &str, arch: &str, file_type: Option<u32>, mode: &str| -> Result<PathBuf, String> {
-            let path = models.join(file);
-            let mut pairs = vec![
-                ("general.architecture", WriteValue::Str(arch)),
-                (llama_server_standin::MODE_KEY, WriteValue::Str(mode)),
-                (llama_server_standin::LOAD_MS_KEY, WriteValue::U32(400)),
+    let model = |file: &str, arch: &str, file_type: u32, mode: &str| -> PathBuf {
+        write_model(
+            &work,
+            &format!("models/{file}"),
+            ModelFile {
+                architecture: Some(arch),
+                file_type: Some(file_type),
+                mode: Some(mode),
+                load_ms: Some(400),
                 // 25 ms a word: 40 tokens/s decoding, as a consumer GPU.
-                (llama_server_standin::TOKEN_MS_KEY, WriteValue::U32(25)),
-            ];
-            if let Some(ft) = file_type {
-                pairs.push(("general.file_type", WriteValue::U32(ft)));
-            }
-            gguf::write(&path, &pairs, 4096).map_err(|e| e.to_string())?;
-            Ok(path)
-        };
-    let qwen = model("Qwen3-8B-Q4_K_M.gguf", "qwen3", Some(15), "healthy")?;
-    let gemma = model("gemma-3-4b-it-Q8_0.gguf", "gemma3", Some(7), "healthy")?;
-    let phi = model("phi-4-Q4_K_M.gguf", "phi3", Some(15), "kv-crash")?;
-    let llama = model(
-        "Llama-3.2-1B-Instruct-F16.gguf",
-        "llama",
-        Some(1),
-        "healthy",
-    )?;
+                token_ms: Some(25),
+                padding: 4096,
+            },
+        )
+    };
+    let qwen = model("Qwen3-8B-Q4_K_M.gguf", "qwen3", 15, "healthy");
+    let gemma = model("gemma-3-4b-it-Q8_0.gguf", "gemma3", 7, "healthy");
+    let phi = model("phi-4-Q4_K_M.gguf", "phi3", 15, "kv-crash");
+    let llama = model("Llama-3.2-1B-Instruct-F16.gguf", "llama", 1, "healthy");
 
     let receiver = Receiver::start();
     let config = work.join("config.toml");
@@ -118,7 +106,7 @@ prompt_shape_metrics = true
     println!("== OTLP/HTTP receiver on {}", receiver.endpoint());
     println!("== starting a mesh-llm node with survey enabled, two models in its config\n");
 
-    let node = node::Node::spawn(node::Launch {
+    let node = Node::spawn(Launch {
         program: &exe,
         prefix: &["node"],
         config: &config,
@@ -350,12 +338,4 @@ fn only(points: &[Point], metrics: &[&str]) -> Vec<Point> {
         .filter(|p| metrics.contains(&p.metric.as_str()))
         .cloned()
         .collect()
-}
-
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

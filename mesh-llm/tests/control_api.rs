@@ -2,8 +2,6 @@
 //! requests answered 4xx with a JSON error, names percent-decoded, idle
 //! connections closed, and the client's report of an unreachable node.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -11,15 +9,11 @@ use std::time::{Duration, Instant};
 use mesh_llm::api;
 use mesh_llm::backend::launch::PortPicker;
 use mesh_llm::backend::local::Signaller;
-use support::*;
+use survey_test_support::mesh::*;
+use survey_test_support::*;
 
 async fn start(dir: &TestDir) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
-    let node = library_node(
-        dir,
-        std::path::Path::new(standin()),
-        PortPicker::os(),
-        Signaller::os(),
-    );
+    let node = library_node(dir, &binaries::standin(), PortPicker::os(), Signaller::os());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);

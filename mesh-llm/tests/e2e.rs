@@ -2,26 +2,13 @@
 //! backend, and a real OTLP/HTTP receiver as its collector. Every assertion
 //! is on what the receiver decoded or on real processes.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
 use survey::schema;
+use survey_test_support::mesh::*;
+use survey_test_support::*;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn qwen(dir: &TestDir) -> std::path::PathBuf {
-    write_model(
-        dir,
-        "models/Qwen3-8B-Q4_K_M.gguf",
-        ModelFile {
-            architecture: Some("qwen3"),
-            file_type: Some(15),
-            ..ModelFile::default()
-        },
-    )
-}
 
 fn gemma(dir: &TestDir) -> std::path::PathBuf {
     write_model(
@@ -320,7 +307,7 @@ fn every_failure_mode_is_classified() {
             &dir,
             &telemetry_for(&receiver, ""),
             NodeOptions {
-                llama_server: Some(binary),
+                llama_server: Some(binary.into()),
                 ..NodeOptions::default()
             },
         );
@@ -534,7 +521,7 @@ fn canaries_in_model_paths_never_reach_the_wire() {
         assert_eq!(request.header("content-encoding"), None);
         let raw = String::from_utf8_lossy(&request.raw_body);
         assert!(!raw.contains("CANARY"), "canary exported: {raw}");
-        assert!(!raw.contains(dir.path.to_str().unwrap()));
+        assert!(!raw.contains(dir.path().to_str().unwrap()));
     }
     let points = receiver.latest_points();
     one(
@@ -639,7 +626,7 @@ fn llama_server_on_path_is_used_by_default() {
     let dir = TestDir::new("path");
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(standin(), bin.join("llama-server")).unwrap();
+    std::os::unix::fs::symlink(binaries::standin(), bin.join("llama-server")).unwrap();
     let path = format!(
         "{}:{}",
         bin.display(),
@@ -704,7 +691,7 @@ fn wait_logged(node: &Node, needle: &str) {
 
 /// Starts `mesh-llm load` against `node` in the background.
 fn load_in_background(node: &Node, model: &std::path::Path) -> std::process::Child {
-    std::process::Command::new(MESH_LLM)
+    std::process::Command::new(binaries::mesh_llm())
         .arg("--api")
         .arg(node.api.to_string())
         .arg("load")

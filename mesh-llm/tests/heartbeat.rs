@@ -4,12 +4,11 @@
 //! what the collector holds; a launch goes out within one interval; after
 //! an outage spanning several heartbeats every count is exact.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::*;
 use survey::schema;
+use survey_test_support::mesh::*;
+use survey_test_support::*;
 
 fn model(dir: &TestDir, name: &str) -> std::path::PathBuf {
     write_model(
@@ -109,7 +108,7 @@ fn an_idle_node_sends_one_export_per_heartbeat_and_a_launch_within_one_interval(
             "heartbeats {gap:.2} s apart: {arrivals:?}"
         );
     }
-    let content = |request: &survey_otlp_receiver::Request| {
+    let content = |request: &survey_test_support::Request| {
         let mut lines: Vec<String> = request.points().iter().map(Point::without_start).collect();
         lines.sort();
         lines

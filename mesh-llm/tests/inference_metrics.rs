@@ -5,14 +5,13 @@
 //! in the buckets the stand-in's timings imply; no prompt, answer or
 //! unserved model name in the log or the export.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use llama_server_standin::{self as standin, Timings};
-use support::*;
 use survey::schema;
+use survey_test_support::mesh::*;
+use survey_test_support::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 

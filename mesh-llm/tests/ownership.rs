@@ -2,23 +2,17 @@
 //! unloads several backends at once at shutdown, one that ignores SIGTERM
 //! among them. Driven through the library with the stand-in `llama-server`.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mesh_llm::backend::launch::PortPicker;
 use mesh_llm::backend::local::{Signal, Signaller};
 use mesh_llm::node::{LoadRequest, Node, NodeError};
-use support::*;
+use survey_test_support::mesh::*;
+use survey_test_support::*;
 
 fn node(dir: &TestDir, signaller: Signaller) -> Node {
-    library_node(
-        dir,
-        std::path::Path::new(standin()),
-        PortPicker::os(),
-        signaller,
-    )
+    library_node(dir, &binaries::standin(), PortPicker::os(), signaller)
 }
 
 /// Waits until the node lists no model, with this worker's other tasks
@@ -155,11 +149,7 @@ async fn a_port_taken_before_the_backend_binds_it_is_replaced() {
     // Held, never answered: the backend cannot bind it.
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = held.local_addr().unwrap().port();
-    let node = node_with_ports(
-        &dir,
-        std::path::Path::new(standin()),
-        first_then_free(taken),
-    );
+    let node = node_with_ports(&dir, &binaries::standin(), first_then_free(taken));
     let status = node.load(request(&model)).await.unwrap();
     assert_ne!(status.port, taken);
     assert_eq!(node.status().models.len(), 1);
@@ -182,7 +172,7 @@ async fn a_stranger_answering_the_health_check_is_not_taken_for_the_backend() {
             "#!/bin/sh\nfor a in \"$@\"; do [ \"$prev\" = --port ] && port=$a; prev=$a; done\n\
              [ \"$port\" = {port} ] && echo $$ > {} && exec sleep 30\nexec {} \"$@\"\n",
             pid_file.display(),
-            standin()
+            binaries::standin().display()
         ),
     )
     .unwrap();

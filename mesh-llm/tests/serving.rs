@@ -4,14 +4,13 @@
 //! prompts out of its log and its exports, and gives requests in flight
 //! the unload grace at SIGTERM before cutting them.
 
-mod support;
-
 use std::io::Read;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use support::*;
 use survey::schema;
+use survey_test_support::mesh::*;
+use survey_test_support::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 

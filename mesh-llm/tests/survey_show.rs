@@ -3,23 +3,10 @@
 //! sent and sends nothing, and failing exports leave one warning in the
 //! node's log, not one line per export.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
-
-fn qwen(dir: &TestDir) -> std::path::PathBuf {
-    write_model(
-        dir,
-        "models/Qwen3-8B-Q4_K_M.gguf",
-        ModelFile {
-            architecture: Some("qwen3"),
-            file_type: Some(15),
-            ..ModelFile::default()
-        },
-    )
-}
+use survey_test_support::mesh::*;
+use survey_test_support::*;
 
 /// `mesh-llm survey show --json`, or `None` while the node has no export.
 fn show(node: &Node) -> Option<mesh_llm::api::SurveyExport> {

@@ -23,16 +23,17 @@ use prost::Message;
 use survey_collector::__private::{Clock, validate};
 use survey_collector::Limits;
 use survey_collector::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
-use survey_collector::otlp::common::v1::any_value::Value as AnyKind;
-use survey_collector::otlp::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+use survey_collector::otlp::common::v1::KeyValue;
 use survey_collector::otlp::metrics::v1::{
-    Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
-    Sum, metric::Data, number_data_point::Value as NumberValue,
+    Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, Sum, metric::Data,
+    number_data_point::Value as NumberValue,
 };
-use survey_collector::otlp::resource::v1::Resource;
 use survey_collector::report::Rows;
 use survey_collector::{Report, ReportOptions, ServeConfig, Server, Store};
 use survey_schema::{self as schema, ContextBucket};
+use survey_test_support::TestDir;
+use survey_test_support::bench::mean_ns;
+use survey_test_support::otlp::{export_request, gzip, kv_str, launch_attrs};
 
 /// The collector binary's allocator, measured with it.
 #[global_allocator]
@@ -52,18 +53,6 @@ const REPORT_DAYS: i64 = 30;
 
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 
-fn kv(key: &str, value: AnyKind) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    }
-}
-
-fn text(key: &str, value: &str) -> KeyValue {
-    kv(key, AnyKind::StringValue(value.into()))
-}
-
 fn instance_id(node: u32) -> String {
     format!(
         "{:08x}-0000-4000-8000-{:012x}",
@@ -79,23 +68,12 @@ fn model_name(model: u32) -> String {
 /// What survey puts on the points of `model` on a node with one RTX 4090.
 fn attributes(model: u32) -> Vec<KeyValue> {
     let buckets = ContextBucket::ALL;
-    vec![
-        text("mesh_llm.model", &model_name(model)),
-        text("mesh_llm.architecture", "llama"),
-        text("mesh_llm.quantization", "Q4_K_M"),
-        text("mesh_llm.launch_kind", "runtime_load"),
-        text("mesh_llm.gpu_name", "NVIDIA GeForce RTX 4090"),
-        text("mesh_llm.gpu_stable_id", "6f1c2d3e4b5a6978"),
-        text("mesh_llm.backend_device", "cuda"),
-        kv("mesh_llm.gpu_count", AnyKind::IntValue(1)),
-        kv("mesh_llm.is_soc", AnyKind::BoolValue(false)),
-        text("mesh_llm.backend", "llama.cpp"),
-        text(
-            "mesh_llm.context_bucket",
-            buckets[model as usize % buckets.len()].as_str(),
-        ),
-        text("mesh_llm.service_version", "0.9.0"),
-    ]
+    launch_attrs(
+        &model_name(model),
+        "llama",
+        buckets[model as usize % buckets.len()].as_str(),
+        "0.9.0",
+    )
 }
 
 /// A node's export: for each of its 20 models, its launch, success and
@@ -187,37 +165,17 @@ fn export(
             ..Default::default()
         });
     }
-    ExportMetricsServiceRequest {
-        resource_metrics: vec![ResourceMetrics {
-            resource: Some(Resource {
-                attributes: vec![
-                    text("service.name", "mesh-llm"),
-                    text("service.version", "0.9.0"),
-                    text("service.instance.id", &instance_id(node)),
-                    text("telemetry.sdk.language", "rust"),
-                    text("telemetry.sdk.name", "opentelemetry"),
-                    text("telemetry.sdk.version", "0.33.1"),
-                ],
-                ..Default::default()
-            }),
-            scope_metrics: vec![ScopeMetrics {
-                scope: Some(InstrumentationScope {
-                    name: schema::SCOPE_NAME.into(),
-                    ..Default::default()
-                }),
-                metrics,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(data).unwrap();
-    encoder.finish().unwrap()
+    export_request(
+        vec![
+            kv_str("service.name", "mesh-llm"),
+            kv_str("service.version", "0.9.0"),
+            kv_str("service.instance.id", &instance_id(node)),
+            kv_str("telemetry.sdk.language", "rust"),
+            kv_str("telemetry.sdk.name", "opentelemetry"),
+            kv_str("telemetry.sdk.version", "0.33.1"),
+        ],
+        metrics,
+    )
 }
 
 fn now_nanos() -> u64 {
@@ -225,16 +183,6 @@ fn now_nanos() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "survey-collector-bench-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// Sends `count` requests, `CONCURRENCY` at a time, cycling through `bodies`.
@@ -283,7 +231,7 @@ async fn send_all(
 }
 
 fn ingest(c: &mut Criterion, figures: &mut Vec<String>) {
-    let dir = scratch("ingest");
+    let dir = TestDir::new(concat!("collector-bench-", "ingest"));
     // The collector on its own runtime, as `serve` runs it.
     let server_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -400,19 +348,6 @@ fn ingest(c: &mut Criterion, figures: &mut Vec<String>) {
             warm.as_secs_f64(),
         ));
     }
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Mean time of one benchmark of this run, from criterion's estimates.
-fn mean_ns(group: &str, id: &str) -> Option<f64> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/criterion")
-        .join(group)
-        .join(id)
-        .join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json["mean"]["point_estimate"].as_f64()
 }
 
 /// The size of the database at `path` after a VACUUM.
@@ -438,7 +373,7 @@ fn rows(store: &Store, table: &str) -> u64 {
 /// Nodes export hourly for two days; each day every node launches 3 of
 /// its models once more (and unloads them), and 2 models stay loaded.
 fn storage(figures: &mut Vec<String>) {
-    let dir = scratch("storage");
+    let dir = TestDir::new(concat!("collector-bench-", "storage"));
     let mut store = Store::open(&dir.join("survey.db")).unwrap();
     let today = now_nanos() as i64 / NANOS_PER_DAY;
     let first_day = today - 2;
@@ -507,7 +442,6 @@ fn storage(figures: &mut Vec<String>) {
         per_node(with_raw - size_after_day[0]),
     ));
     drop(store);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Streams and rollups of `REPORT_NODES` nodes × `REPORT_DAYS` days, written
@@ -643,7 +577,7 @@ fn report(c: &mut Criterion, figures: &mut Vec<String>) {
     // SURVEY_BENCH_REPORT_DB=PATH keeps the generated data there for the
     // next run.
     let kept = std::env::var_os("SURVEY_BENCH_REPORT_DB").map(PathBuf::from);
-    let dir = scratch("report");
+    let dir = TestDir::new(concat!("collector-bench-", "report"));
     let path = kept.clone().unwrap_or_else(|| dir.join("survey.db"));
     let generated = Instant::now();
     let launches = if path.exists() {
@@ -717,13 +651,12 @@ fn report(c: &mut Criterion, figures: &mut Vec<String>) {
         ));
     }
     drop(store);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// One realistic request through each stage of ingest, on this thread.
 fn stages(c: &mut Criterion) {
     use survey_collector::__private::{Compression, Encoding, decode};
-    let dir = scratch("stages");
+    let dir = TestDir::new(concat!("collector-bench-", "stages"));
     let mut store = Store::open(&dir.join("survey.db")).unwrap();
     let now = now_nanos();
     let launches: Vec<u64> = (0..MODELS).map(|m| 1 + u64::from(m % 3)).collect();
@@ -751,7 +684,6 @@ fn stages(c: &mut Criterion) {
     });
     group.finish();
     drop(store);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn main() {

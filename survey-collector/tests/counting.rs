@@ -2,12 +2,12 @@
 //! export goes over HTTP to a real collector, and the report's numbers are
 //! checked. Times are chosen days (UTC) so windows can cut streams.
 
-mod support;
-
 use serde_json::{Value as Json, json};
-use support::*;
 use survey_collector::{Day, ReportOptions};
 use survey_schema as schema;
+use survey_test_support::collector::*;
+use survey_test_support::otlp::*;
+use survey_test_support::*;
 
 const LAUNCH: &str = schema::LAUNCH_TOTAL;
 
@@ -61,7 +61,7 @@ fn now_ns() -> u64 {
 async fn first_point_counts() {
     // A lag-delta counts a series' first point as 0; for sparse data that
     // first point is usually the whole count.
-    let dir = TempDir::new("first");
+    let dir = TestDir::new("first");
     let server = collector(&dir).await;
     let node = Node::new(1);
     let start = at(DAY, 1);
@@ -80,7 +80,7 @@ async fn first_point_counts() {
 
 #[tokio::test]
 async fn a_repeated_cumulative_value_counts_once_and_is_stored_once() {
-    let dir = TempDir::new("repeat");
+    let dir = TestDir::new("repeat");
     let server = collector(&dir).await;
     let node = Node::new(1);
     // Recent times, so the raw points are inside the retention period.
@@ -118,13 +118,13 @@ async fn a_repeated_cumulative_value_counts_once_and_is_stored_once() {
     server.shutdown().await;
 }
 
-fn report_of(dir: &TempDir) -> Json {
+fn report_of(dir: &TestDir) -> Json {
     report(dir, everything())
 }
 
 #[tokio::test]
 async fn a_retried_request_counts_once() {
-    let dir = TempDir::new("retry");
+    let dir = TestDir::new("retry");
     let server = collector(&dir).await;
     let export_request = request(
         &Node::new(1),
@@ -180,7 +180,7 @@ async fn a_retried_request_counts_once() {
 
 #[tokio::test]
 async fn points_out_of_order_count_once() {
-    let dir = TempDir::new("order");
+    let dir = TestDir::new("order");
     let server = collector(&dir).await;
     let node = Node::new(1);
     let start = at(DAY, 0);
@@ -211,7 +211,7 @@ async fn points_out_of_order_count_once() {
 
 #[tokio::test]
 async fn a_restart_is_a_new_stream() {
-    let dir = TempDir::new("restart");
+    let dir = TestDir::new("restart");
     let server = collector(&dir).await;
     // A node that predates service.instance.id: before and after its
     // restart the resource is the same; only the start time tells the two
@@ -283,7 +283,7 @@ async fn a_restart_is_a_new_stream() {
 
 #[tokio::test]
 async fn identical_nodes_are_two_streams() {
-    let dir = TempDir::new("identical");
+    let dir = TestDir::new("identical");
     let server = collector(&dir).await;
     // Same model, same hardware, started in the same second: only
     // service.instance.id differs.
@@ -309,7 +309,7 @@ async fn identical_nodes_are_two_streams() {
 
 #[tokio::test]
 async fn delta_points_add_up_and_a_retry_counts_once() {
-    let dir = TempDir::new("delta");
+    let dir = TestDir::new("delta");
     let server = collector(&dir).await;
     let node = Node::new(1);
     // Delta points are deduplicated against the raw points, so they must be
@@ -379,7 +379,7 @@ async fn delta_points_add_up_and_a_retry_counts_once() {
 
 #[tokio::test]
 async fn a_window_cuts_a_counter_stream() {
-    let dir = TempDir::new("window-counter");
+    let dir = TestDir::new("window-counter");
     let server = collector(&dir).await;
     let node = Node::new(1);
     let start = at(DAY, 0);
@@ -416,7 +416,7 @@ async fn a_window_cuts_a_counter_stream() {
 
 #[tokio::test]
 async fn a_window_cuts_a_histogram_stream() {
-    let dir = TempDir::new("window-histogram");
+    let dir = TestDir::new("window-histogram");
     let server = collector(&dir).await;
     let node = Node::new(1);
     let start = at(DAY, 0);
@@ -457,7 +457,7 @@ async fn a_window_cuts_a_histogram_stream() {
 
 #[tokio::test]
 async fn gauges_give_the_largest_context_seen_in_the_window() {
-    let dir = TempDir::new("gauge");
+    let dir = TestDir::new("gauge");
     let server = collector(&dir).await;
     let node = Node::new(1);
     let metric = schema::MODEL_CONTEXT_LENGTH;
@@ -496,7 +496,7 @@ async fn gauges_give_the_largest_context_seen_in_the_window() {
 
 #[tokio::test]
 async fn a_point_from_the_future_does_not_defeat_change_detection() {
-    let dir = TempDir::new("future");
+    let dir = TestDir::new("future");
     let server = collector(&dir).await;
     let node = Node::new(1);
     let now = now_ns();
@@ -540,7 +540,7 @@ async fn a_point_from_the_future_does_not_defeat_change_detection() {
 }
 
 /// Rollup rows of the stream of `model`'s launch counter.
-fn rollup_rows(dir: &TempDir, model: &str) -> Vec<(i64, f64)> {
+fn rollup_rows(dir: &TestDir, model: &str) -> Vec<(i64, f64)> {
     let store = survey_collector::Store::open_read_only(&dir.db()).unwrap();
     let mut stmt = store
         .connection()
@@ -557,7 +557,7 @@ fn rollup_rows(dir: &TempDir, model: &str) -> Vec<(i64, f64)> {
 
 #[tokio::test]
 async fn repeats_on_later_days_add_no_rollup_rows() {
-    let dir = TempDir::new("later-repeats");
+    let dir = TestDir::new("later-repeats");
     let server = collector(&dir).await;
     let node = Node::new(1);
     for (day, value) in [
@@ -592,7 +592,7 @@ async fn repeats_on_later_days_add_no_rollup_rows() {
 
 #[tokio::test]
 async fn an_early_repeat_that_arrives_late_still_counts_on_its_day() {
-    let dir = TempDir::new("late-repeat");
+    let dir = TestDir::new("late-repeat");
     let server = collector(&dir).await;
     let node = Node::new(1);
     // The day-5 point arrives first; the day-2 point with the same value
@@ -653,7 +653,7 @@ fn delta_histogram(
 
 #[tokio::test]
 async fn delta_histograms_add_up_bucket_by_bucket() {
-    let dir = TempDir::new("delta-histogram");
+    let dir = TestDir::new("delta-histogram");
     let server = collector(&dir).await;
     let node = Node::new(1);
     let day = today() - 1;
@@ -687,7 +687,7 @@ async fn a_histogram_whose_count_did_not_grow_in_the_window_adds_nothing() {
     // through): the window in which the count did not grow counts no
     // observation, and the earliest day's buckets stand for the count,
     // whichever arrived first.
-    let dir = TempDir::new("histogram-equal-count");
+    let dir = TestDir::new("histogram-equal-count");
     let server = collector(&dir).await;
     let node = Node::new(1);
     let start = at(DAY, 0);
@@ -723,7 +723,7 @@ async fn a_histogram_whose_count_did_not_grow_in_the_window_adds_nothing() {
 
 #[tokio::test]
 async fn delta_histograms_out_of_order_across_days_and_retried_add_up_once() {
-    let dir = TempDir::new("delta-histogram-order");
+    let dir = TestDir::new("delta-histogram-order");
     let server = collector(&dir).await;
     let node = Node::new(1);
     let day = today() - 1;
@@ -816,7 +816,7 @@ fn served(
 
 #[tokio::test]
 async fn inference_first_points_count() {
-    let dir = TempDir::new("inference-first");
+    let dir = TestDir::new("inference-first");
     let server = collector(&dir).await;
     let metrics = served(
         "a",
@@ -842,7 +842,7 @@ async fn inference_first_points_count() {
 
 #[tokio::test]
 async fn inference_retries_and_repeats_count_once() {
-    let dir = TempDir::new("inference-retry");
+    let dir = TestDir::new("inference-retry");
     let server = collector(&dir).await;
     let node = Node::new(1);
     let start = now_ns() - HOUR_NS;
@@ -873,7 +873,7 @@ async fn inference_retries_and_repeats_count_once() {
 
 #[tokio::test]
 async fn an_inference_restart_is_a_new_stream() {
-    let dir = TempDir::new("inference-restart");
+    let dir = TestDir::new("inference-restart");
     let server = collector(&dir).await;
     // A node that predates service.instance.id, before and after a
     // restart: only the start times differ, and the counts start again.
@@ -900,7 +900,7 @@ async fn an_inference_restart_is_a_new_stream() {
 
 #[tokio::test]
 async fn identical_inference_nodes_are_two_streams() {
-    let dir = TempDir::new("inference-identical");
+    let dir = TestDir::new("inference-identical");
     let server = collector(&dir).await;
     for n in [1, 2] {
         let metrics = served("a", (at(DAY, 1), at(DAY, 2)), 2, 0, &[40.0, 40.0]);
@@ -918,7 +918,7 @@ async fn identical_inference_nodes_are_two_streams() {
 
 #[tokio::test]
 async fn inference_delta_points_add_up_and_a_retry_counts_once() {
-    let dir = TempDir::new("inference-delta");
+    let dir = TestDir::new("inference-delta");
     let server = collector(&dir).await;
     let node = Node::new(1);
     let day = today() - 1;

@@ -11,14 +11,11 @@
 //! libtest's words; it takes libtest's name filters, `--exact`, `--skip`,
 //! `--ignored`, `--include-ignored` and `--list`.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-use support::*;
 use survey_collector::otlp::common::v1::KeyValue;
 use survey_collector::otlp::metrics::v1::Metric;
 use survey_collector::render::html::{
@@ -27,6 +24,9 @@ use survey_collector::render::html::{
 };
 use survey_collector::report::NO_INFERENCE_DATA;
 use survey_schema::{self as schema, FailureKind};
+use survey_test_support::collector::*;
+use survey_test_support::otlp::*;
+use survey_test_support::*;
 
 /// The attributes of `model` on `gpu` (`None`: a CPU node).
 fn attrs(model: &str, gpu: Option<&str>, bucket: &str, reason: Option<&str>) -> Vec<KeyValue> {
@@ -439,7 +439,7 @@ fn main() -> ExitCode {
 }
 
 async fn the_html_report_draws_the_data(chromium: PathBuf) {
-    let dir = TempDir::new("html");
+    let dir = TestDir::new("html");
     let server = collector(&dir).await;
     let a6000 = Some("NVIDIA RTX A6000");
     let histories = [
@@ -555,7 +555,7 @@ async fn the_html_report_draws_the_data(chromium: PathBuf) {
     server.shutdown().await;
 
     let html_path = dir.path().join("report.html");
-    let status = Command::new(env!("CARGO_BIN_EXE_survey-collector"))
+    let status = Command::new(binaries::survey_collector())
         .args(["report", "--format", "html", "--db"])
         .arg(dir.db())
         .arg("--out")
@@ -673,7 +673,7 @@ async fn the_html_report_draws_the_data(chromium: PathBuf) {
 
     // A window without inference data says so instead of drawing.
     let empty_path = dir.path().join("empty.html");
-    let status = Command::new(env!("CARGO_BIN_EXE_survey-collector"))
+    let status = Command::new(binaries::survey_collector())
         .args([
             "report",
             "--format",

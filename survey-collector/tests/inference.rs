@@ -2,15 +2,16 @@
 //! nodes with `prompt_shape_metrics = true` send is accepted whole, and
 //! `fastest` answers exactly, in its order, with its options and windows.
 
-mod support;
+mod node;
 
 use serde_json::{Value as Json, json};
-use support::node;
-use support::*;
 use survey_collector::otlp::common::v1::KeyValue;
 use survey_collector::otlp::metrics::v1::Metric;
 use survey_collector::{Day, ReportOptions, Store};
 use survey_schema as schema;
+use survey_test_support::collector::*;
+use survey_test_support::otlp::*;
+use survey_test_support::*;
 
 /// Runs a node's script when this binary is started as a child node.
 /// A child node's entry point, not a test: the tests that need a node
@@ -100,7 +101,7 @@ const RTX: &str = "NVIDIA GeForce RTX 4090";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn real_nodes_with_the_switch_on_are_accepted_whole() {
-    let dir = TempDir::new("inference-nodes");
+    let dir = TestDir::new("inference-nodes");
     let server = collector(&dir).await;
     let endpoint = server.endpoint();
     // Two identical GPU nodes and a CPU node, each with every metric
@@ -116,11 +117,8 @@ async fn real_nodes_with_the_switch_on_are_accepted_whole() {
             )
         })
         .collect();
-    for mut child in children {
-        let status = tokio::task::spawn_blocking(move || child.wait())
-            .await
-            .unwrap();
-        assert!(status.unwrap().success(), "a node failed");
+    for child in children {
+        node::finished(child, "a node").await;
     }
     let totals = server.totals();
     server.shutdown().await;
@@ -456,7 +454,7 @@ fn fleet_rows() -> Vec<Json> {
 
 #[tokio::test]
 async fn fastest_answers_exactly_in_its_order_with_its_options() {
-    let dir = TempDir::new("fastest");
+    let dir = TestDir::new("fastest");
     let server = collector(&dir).await;
     let (start, time) = (at(DAY, 1), at(DAY, 2));
     for (node, served) in fleet() {
@@ -576,7 +574,7 @@ async fn fastest_answers_exactly_in_its_order_with_its_options() {
 
 #[tokio::test]
 async fn a_window_cuts_the_inference_streams() {
-    let dir = TempDir::new("fastest-window");
+    let dir = TestDir::new("fastest-window");
     let server = collector(&dir).await;
     let node = Node::new(1);
     let start = at(DAY, 0);

@@ -2,18 +2,17 @@
 //! specification asks for, partial success, tokens, size and point limits,
 //! and the real exporter's JSON encoding.
 
-mod support;
-
-use std::io::Write;
+mod node;
 
 use prost::Message;
 use serde_json::json;
-use support::node;
-use support::*;
 use survey_collector::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
 use survey_collector::otlp::metrics::v1::metric::Data;
 use survey_collector::{Limits, Tokens};
 use survey_schema as schema;
+use survey_test_support::collector::*;
+use survey_test_support::otlp::*;
+use survey_test_support::*;
 
 const LAUNCH: &str = schema::LAUNCH_TOTAL;
 
@@ -23,12 +22,6 @@ const LAUNCH: &str = schema::LAUNCH_TOTAL;
 #[ignore = "a child node's entry point, started by the tests that need one"]
 fn node_child() {
     node::run_child();
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(data).unwrap();
-    encoder.finish().unwrap()
 }
 
 fn one_launch(node: u32, model: &str) -> ExportMetricsServiceRequest {
@@ -61,7 +54,7 @@ fn rpc_status(answer: &Answer) -> RpcStatus {
 
 #[tokio::test]
 async fn statuses_follow_the_otlp_http_specification() {
-    let dir = TempDir::new("statuses");
+    let dir = TestDir::new("statuses");
     let server = collector(&dir).await;
     let url = format!("{}/v1/metrics", server.endpoint());
     let post = reqwest::Method::POST;
@@ -204,7 +197,7 @@ async fn statuses_follow_the_otlp_http_specification() {
 
 #[tokio::test]
 async fn partial_success_counts_the_rejected_points_and_says_why() {
-    let dir = TempDir::new("partial");
+    let dir = TestDir::new("partial");
     let server = collector(&dir).await;
     let mut bad_key = model_attrs("c");
     bad_key.push(kv_str("host.name", "CANARY-HOST"));
@@ -276,7 +269,7 @@ async fn partial_success_counts_the_rejected_points_and_says_why() {
 
 #[tokio::test]
 async fn tokens_are_required_when_configured() {
-    let dir = TempDir::new("tokens");
+    let dir = TestDir::new("tokens");
     let mut tokens = Tokens::default();
     tokens.add("first-token", "--token").unwrap();
     tokens
@@ -317,7 +310,7 @@ async fn tokens_are_required_when_configured() {
 
 #[tokio::test]
 async fn points_past_ten_thousand_are_rejected_through_partial_success() {
-    let dir = TempDir::new("limit");
+    let dir = TestDir::new("limit");
     let server = collector(&dir).await;
     let mut big = one_launch(1, "m0");
     let Some(Data::Sum(sum)) = &mut big.resource_metrics[0].scope_metrics[0].metrics[0].data else {
@@ -358,26 +351,17 @@ async fn points_past_ten_thousand_are_rejected_through_partial_success() {
 
 #[tokio::test]
 async fn the_real_exporter_in_json_without_gzip_is_understood() {
-    let dir = TempDir::new("json");
+    let dir = TestDir::new("json");
     let server = collector(&dir).await;
-    let mut child = node::spawn_with(
+    let child = node::spawn_with(
         "node_child",
         "cpu",
         &server.endpoint(),
         "protocol = \"http/json\"\ncompression = \"none\"",
     );
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap();
-    assert!(status.unwrap().success());
+    node::finished(child, "the node").await;
     let report = report(&dir, Default::default());
-    assert_eq!(
-        report["most_launched"],
-        json!([
-            {"model": "Qwen3-8B-Q4_K_M", "launches": 2, "nodes": 1},
-            {"model": "phi-4", "launches": 1, "nodes": 1},
-        ])
-    );
+    assert_eq!(report["most_launched"], node::cpu_most_launched());
     assert_eq!(
         row(
             &report,

@@ -4,14 +4,15 @@
 //! says in every form why the seventh, `fastest`, has no row (the nodes
 //! record no inference data).
 
-mod support;
+mod node;
 
 use std::process::Command;
 
 use serde_json::{Value as Json, json};
-use support::node;
-use support::*;
 use survey_collector::report::{NO_INFERENCE_DATA, QUESTIONS};
+use survey_test_support::collector::*;
+use survey_test_support::otlp::*;
+use survey_test_support::*;
 
 /// Runs a node's script when this binary is started as a child node.
 /// A child node's entry point, not a test: the tests that need a node
@@ -38,7 +39,7 @@ fn close(a: &Json, b: f64) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_report_answers_every_question_from_real_exports() {
-    let dir = TempDir::new("report");
+    let dir = TestDir::new("report");
     let server = collector(&dir).await;
     let endpoint = server.endpoint();
     let day_before = today();
@@ -47,11 +48,8 @@ async fn the_report_answers_every_question_from_real_exports() {
         .into_iter()
         .map(|script| node::spawn("node_child", script, &endpoint))
         .collect();
-    for mut child in children {
-        let status = tokio::task::spawn_blocking(move || child.wait())
-            .await
-            .unwrap();
-        assert!(status.unwrap().success(), "a node failed");
+    for child in children {
+        node::finished(child, "a node").await;
     }
 
     // The report runs while serve is still running (WAL).
@@ -375,7 +373,7 @@ async fn the_report_answers_every_question_from_real_exports() {
 
 #[test]
 fn report_arguments_are_checked() {
-    let dir = TempDir::new("report-args");
+    let dir = TestDir::new("report-args");
     let output = collector_report(&dir.db(), &[]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -421,7 +419,7 @@ fn report_arguments_are_checked() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--min-requests"));
 
     // --help lists every question and the inference option.
-    let output = Command::new(env!("CARGO_BIN_EXE_survey-collector"))
+    let output = Command::new(binaries::survey_collector())
         .args(["report", "--help"])
         .output()
         .unwrap();

@@ -3,7 +3,7 @@
 //! a busy collector answers 503 with Retry-After, holds bounded memory, and
 //! a real node's retry brings every count in; TLS; bad arguments.
 
-mod support;
+mod node;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use prost::Message;
 use serde_json::json;
-use support::node;
-use support::*;
 use survey_collector::Limits;
 use survey_collector::{ServeConfig, Server, TlsFiles};
 use survey_schema as schema;
+use survey_test_support::collector::*;
+use survey_test_support::otlp::*;
+use survey_test_support::*;
 
 /// A child node's entry point, not a test: the tests that need a node
 /// start this binary with `--ignored --exact node_child`.
@@ -29,12 +30,12 @@ fn node_child() {
 /// A `survey-collector serve` process on a free port; its log goes to
 /// `log` and the address it listens on is read from it.
 fn spawn_serve(
-    dir: &TempDir,
+    dir: &TestDir,
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (Child, SocketAddr, std::path::PathBuf) {
     let log = dir.path().join("serve.log");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_survey-collector"));
+    let mut command = Command::new(binaries::survey_collector());
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--db"])
         .arg(dir.db())
@@ -99,7 +100,7 @@ async fn post_to(addr: SocketAddr, body: Vec<u8>, headers: &[(&str, &str)]) -> A
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_export_answered_200_survives_kill_9() {
-    let dir = TempDir::new("kill9");
+    let dir = TestDir::new("kill9");
     let (mut child, addr, _) = spawn_serve(&dir, &[], &[]);
     for value in 1..=5 {
         let answer = post_to(addr, launch_request(1, "a", value), &[]).await;
@@ -119,7 +120,7 @@ async fn an_export_answered_200_survives_kill_9() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn neither_the_log_nor_the_files_name_a_sender() {
-    let dir = TempDir::new("privacy");
+    let dir = TestDir::new("privacy");
     let (child, addr, log) =
         spawn_serve(&dir, &[], &[("SURVEY_COLLECTOR_TOKENS", "CANARY-TOKEN-1")]);
     // A request from a known client port, with identifying headers, and
@@ -228,7 +229,7 @@ fn lock_writes(db: &std::path::Path) -> rusqlite::Connection {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_queue_answers_503_with_retry_after() {
-    let dir = TempDir::new("busy");
+    let dir = TestDir::new("busy");
     let limits = Limits {
         max_queued_points: 10_000,
         ..Limits::default()
@@ -274,7 +275,7 @@ async fn a_full_queue_answers_503_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bodies_in_flight_are_bounded() {
-    let dir = TempDir::new("inflight");
+    let dir = TestDir::new("inflight");
     let limits = Limits {
         max_bodies: 2,
         body_timeout: Duration::from_secs(3),
@@ -330,12 +331,12 @@ async fn bodies_in_flight_are_bounded() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_real_node_retries_through_an_outage_and_nothing_is_lost() {
-    let dir = TempDir::new("outage");
+    let dir = TestDir::new("outage");
     let server = collector(&dir).await;
     // The disk is stuck: the first attempt waits 5 s for the lock, is
     // answered 503 with Retry-After, and the exporter tries again.
     let lock = lock_writes(&dir.db());
-    let mut child = node::spawn_with("node_child", "cpu", &server.endpoint(), "timeout_secs = 25");
+    let child = node::spawn_with("node_child", "cpu", &server.endpoint(), "timeout_secs = 25");
     // The disk stays stuck until the node has been answered 503.
     let started = std::time::Instant::now();
     while server.totals().unavailable == 0 {
@@ -343,41 +344,19 @@ async fn a_real_node_retries_through_an_outage_and_nothing_is_lost() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(lock);
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap();
-    assert!(status.unwrap().success(), "the node's exports got through");
+    node::finished(child, "the node (its exports did not get through)").await;
     assert_eq!(server.totals().unavailable, 1, "{:?}", server.totals());
     let report = report(&dir, Default::default());
-    assert_eq!(
-        report["most_launched"],
-        json!([
-            {"model": "Qwen3-8B-Q4_K_M", "launches": 2, "nodes": 1},
-            {"model": "phi-4", "launches": 1, "nodes": 1},
-        ])
-    );
+    assert_eq!(report["most_launched"], node::cpu_most_launched());
     server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn https_with_a_certificate_the_node_trusts() {
-    let dir = TempDir::new("tls");
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf =
-        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .unwrap()
-            .signed_by(&leaf_key, &rcgen::Issuer::from_params(&ca_params, &ca_key))
-            .unwrap();
-    let ca_pem = dir.path().join("ca.pem");
-    let cert_pem = dir.path().join("cert.pem");
-    let key_pem = dir.path().join("key.pem");
-    std::fs::write(&ca_pem, ca.pem()).unwrap();
-    std::fs::write(&cert_pem, format!("{}{}", leaf.pem(), ca.pem())).unwrap();
-    std::fs::write(&key_pem, leaf_key.serialize_pem()).unwrap();
+    let dir = TestDir::new("tls");
+    let files = tls::Pki::new("collector").write(&dir);
+    let ca_pem = files.ca;
+    let (cert_pem, key_pem) = (files.cert, files.key);
     let server = Server::start(ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         db: dir.db(),
@@ -401,25 +380,19 @@ async fn https_with_a_certificate_the_node_trusts() {
     .await;
     assert_eq!(status, 0);
     // A real node that trusts the CA exports over HTTPS.
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args([
-            "--ignored",
-            "--exact",
-            "node_child",
-            "--test-threads=1",
-            "--nocapture",
-        ])
+    let child = child::this_test("node_child")
         .env(node::SCRIPT_ENV, "cpu")
         .env(node::ENDPOINT_ENV, server.endpoint())
-        .env("SSL_CERT_FILE", &ca_pem);
-    let mut child = command.spawn().unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
+        .env("SSL_CERT_FILE", &ca_pem)
+        .spawn()
         .unwrap();
-    assert!(status.unwrap().success());
+    node::finished(child, "the node").await;
     let report = report(&dir, Default::default());
-    assert_eq!(rows(&report, "most_launched").len(), 2, "{report:#}");
+    assert_eq!(
+        report["most_launched"],
+        node::cpu_most_launched(),
+        "{report:#}"
+    );
     server.shutdown().await;
 }
 
@@ -433,9 +406,9 @@ type Case<'a> = (
 
 #[test]
 fn bad_arguments_name_what_is_wrong() {
-    let dir = TempDir::new("args");
+    let dir = TestDir::new("args");
     let run = |args: &[&str], env: &[(&str, &str)]| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_survey-collector"));
+        let mut command = Command::new(binaries::survey_collector());
         command
             .arg("serve")
             .args(args)

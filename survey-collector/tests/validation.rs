@@ -1,9 +1,6 @@
 //! Validation at ingest, one case per rule: a valid point passes, and each
 //! mutation of it is rejected whole, for the named reason.
 
-mod support;
-
-use support::*;
 use survey_collector::__private::{Clock, Dimension, Rejection, validate};
 use survey_collector::MetricKeys;
 use survey_collector::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -12,6 +9,7 @@ use survey_collector::otlp::metrics::v1::exemplar::Value as ExemplarValue;
 use survey_collector::otlp::metrics::v1::number_data_point::Value as NumberValue;
 use survey_collector::otlp::metrics::v1::{Exemplar, Metric, metric::Data};
 use survey_schema::{self as schema, AttributeKey};
+use survey_test_support::otlp::*;
 
 const NOW: Clock = Clock {
     now: (DAY + 1) * 86_400 * 1_000_000_000,

@@ -52,7 +52,7 @@ mod support;
 
 use support::pipeline::{
     CLICKHOUSE_PASSWORD, CLICKHOUSE_USER, ClickHouse, Collector, TOKEN, Tls, chdb_python,
-    point_groups, workspace,
+    point_groups,
 };
 use tokio::task::block_in_place;
 
@@ -61,9 +61,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
     Exemplar, Gauge, Metric, Sum, exemplar, metric, number_data_point,
@@ -76,9 +74,12 @@ use survey::schema::{
 };
 use survey_collector::MetricKeys;
 use survey_collector::report::QUESTIONS;
-use survey_collector::{Day, Report, ReportOptions, ServeConfig, Server, Store};
+use survey_collector::{Day, Report, ReportOptions, Store};
 use survey_fleet::fleet::{self, Fleet};
 use survey_fleet::node::Launch;
+use survey_test_support::binaries::workspace;
+use survey_test_support::collector::{collector, collector_reports, export};
+use survey_test_support::{Receiver, TestDir, wait_until};
 
 const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 /// The instance id of the node identical to node 0.
@@ -676,12 +677,10 @@ fn honest_rows(clickhouse: &ClickHouse) -> Vec<Json> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_answers_equal_the_collector_s() {
     let python = chdb_python();
-    let dir = std::env::temp_dir().join(format!("survey-clickhouse-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TestDir::new("clickhouse-test");
 
     // A fleet's exports, captured.
-    let receiver = survey_otlp_receiver::Receiver::start();
+    let receiver = Receiver::start();
     let endpoint = receiver.endpoint();
     let fleet = Fleet {
         nodes: 8,
@@ -731,35 +730,15 @@ async fn clickhouse_answers_equal_the_collector_s() {
     let lies = dishonest(&template);
 
     // Into survey-collector, over HTTP.
-    let server = Server::start(ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        db: dir.join("survey.db"),
-        tokens: Default::default(),
-        tls: None,
-        retention: Duration::from_secs(48 * 3600),
-        limits: Default::default(),
-    })
-    .await
-    .unwrap();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::new();
+    let server = collector(&dir).await;
     for (request, lie) in sends
         .iter()
         .map(|r| (r, None))
         .chain(lies.iter().map(|(what, r)| (r, Some(what))))
     {
-        let answer = client
-            .post(format!("{}/v1/metrics", server.endpoint()))
-            .header("content-type", "application/x-protobuf")
-            .body(request.encode_to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 200);
-        let rejected = ExportMetricsServiceResponse::decode(answer.bytes().await.unwrap())
-            .unwrap()
-            .partial_success
-            .map_or(0, |p| p.rejected_data_points);
+        let answer = export(&server, request).await;
+        assert_eq!(answer.status, 200);
+        let rejected = answer.rejected();
         // Honest exports are taken whole; each dishonest one loses points.
         assert_eq!(
             rejected == 0,
@@ -988,13 +967,12 @@ async fn clickhouse_answers_equal_the_collector_s() {
         "no dishonest export kept an honest point"
     );
     drop(store);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Runs a small fleet and returns its exports as a collector receives
 /// them over days ([`replayed`]).
 async fn small_fleet_replay(seed: u64) -> Vec<ExportMetricsServiceRequest> {
-    let receiver = survey_otlp_receiver::Receiver::start();
+    let receiver = Receiver::start();
     let endpoint = receiver.endpoint();
     let fleet = Fleet {
         nodes: 3,
@@ -1071,9 +1049,7 @@ fn clickhouse_answers(clickhouse: &ClickHouse, since: Option<i64>, until: Option
 ///    that is stated, not tested).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_loses_nothing_it_acknowledged_until_its_bounds() {
-    let dir = std::env::temp_dir().join(format!("survey-clickhouse-faults-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TestDir::new("clickhouse-faults");
     let sends = small_fleet_replay(11).await;
     let today = (SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -1094,7 +1070,7 @@ async fn the_pipeline_loses_nothing_it_acknowledged_until_its_bounds() {
     const LAST: &str = "10000000-0000-4000-8000-00000000a57e";
     set_instance_id(&mut last, LAST);
     let all: Vec<ExportMetricsServiceRequest> = sends.iter().chain([&last]).cloned().collect();
-    let expected = support::collector_reports(&dir, &all, &windows).await;
+    let expected = collector_reports(&dir, &all, &windows).await;
 
     let tls = Tls::create(&dir);
     let mut clickhouse = block_in_place(|| ClickHouse::start(&dir.join("clickhouse")));
@@ -1113,13 +1089,13 @@ async fn the_pipeline_loses_nothing_it_acknowledged_until_its_bounds() {
     let outage = std::time::Instant::now();
     send_all(&client, &collector, &sends[third..2 * third]).await;
     block_in_place(|| {
-        support::pipeline::wait_until(
-            Duration::from_secs(20),
+        wait_until(
             "the exporter to hold data it cannot write",
+            Duration::from_secs(20),
             || {
                 let (sent, _) = collector.exported("clickhouse");
                 let (passed, _) = collector.exported("file");
-                passed > sent
+                (passed > sent).then_some(())
             },
         )
     });
@@ -1192,10 +1168,10 @@ async fn the_pipeline_loses_nothing_it_acknowledged_until_its_bounds() {
     block_in_place(|| clickhouse.stop());
     send_all(&client, &collector, std::slice::from_ref(&lost)).await;
     block_in_place(|| {
-        support::pipeline::wait_until(
-            Duration::from_secs(30),
+        wait_until(
             "the exporter to give up past its retry bound",
-            || collector.exported("clickhouse").1 > 0.0,
+            Duration::from_secs(30),
+            || (collector.exported("clickhouse").1 > 0.0).then_some(()),
         )
     });
     block_in_place(|| clickhouse.resume());
@@ -1225,10 +1201,10 @@ async fn the_pipeline_loses_nothing_it_acknowledged_until_its_bounds() {
     block_in_place(|| clickhouse.stop());
     send_all(&client, &collector, std::slice::from_ref(&lost)).await;
     block_in_place(|| {
-        support::pipeline::wait_until(
-            Duration::from_secs(20),
+        wait_until(
             "the Collector to take the request",
-            || collector.exported("file").0 > 0.0,
+            Duration::from_secs(20),
+            || (collector.exported("file").0 > 0.0).then_some(()),
         )
     });
     let status = block_in_place(|| collector.stop("TERM"));
@@ -1237,7 +1213,6 @@ async fn the_pipeline_loses_nothing_it_acknowledged_until_its_bounds() {
     block_in_place(|| clickhouse.resume());
     assert_eq!(block_in_place(|| clickhouse.rows_stored(Some(STOPPED))), 0);
     drop(clickhouse);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// What `script` writes to its standard output, run by the pinned chdb's

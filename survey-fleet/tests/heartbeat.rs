@@ -13,6 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric;
 
+use survey_test_support::collector::collector_reports;
+use survey_test_support::{Receiver, TestDir};
 mod support;
 
 const DAYS: u64 = 4;
@@ -21,7 +23,7 @@ const NANOS: u64 = 1_000_000_000;
 /// The exports an idle node sent with `heartbeat_secs`, and the simulated
 /// second each was made at.
 fn idle_node(heartbeat_secs: u64) -> Vec<(ExportMetricsServiceRequest, u64)> {
-    let receiver = survey_otlp_receiver::Receiver::start();
+    let receiver = Receiver::start();
     let output = Command::new(env!("CARGO_BIN_EXE_survey-fleet"))
         .args(["idle", "--endpoint", &receiver.endpoint()])
         .args(["--heartbeat-secs", &heartbeat_secs.to_string()])
@@ -106,8 +108,7 @@ fn retimed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_change_no_answer_for_whole_days() {
-    let dir = std::env::temp_dir().join(format!("survey-fleet-heartbeat-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = TestDir::new("fleet-heartbeat");
     let today = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -142,10 +143,8 @@ async fn heartbeats_change_no_answer_for_whole_days() {
         windows.push((None, Some(day + d)));
     }
     let expected =
-        support::collector_reports(&dir.join("every"), &retimed(every, first_day), &windows).await;
-    let got =
-        support::collector_reports(&dir.join("hourly"), &retimed(hourly, first_day), &windows)
-            .await;
+        collector_reports(&dir.join("every"), &retimed(every, first_day), &windows).await;
+    let got = collector_reports(&dir.join("hourly"), &retimed(hourly, first_day), &windows).await;
     for ((window, e), g) in windows.iter().zip(&expected).zip(&got) {
         assert_eq!(e, g, "window {window:?}: heartbeat 0, then hourly");
     }
@@ -168,5 +167,4 @@ async fn heartbeats_change_no_answer_for_whole_days() {
             .any(|r| r["unexpected_exits"] == 1),
         "{all:#}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,14 +7,16 @@
 
 mod support;
 
-use std::io::Write;
 use std::process::{Command, Output};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message;
 use std::time::Duration;
-use support::pipeline::{ClickHouse, Collector, TOKEN, Tls, otelcol_binary, workspace};
+use support::pipeline::{ClickHouse, Collector, TOKEN, Tls, otelcol_binary};
 use survey_fleet::fleet::{self, Fleet};
+use survey_test_support::binaries::workspace;
+use survey_test_support::otlp::gzip;
+use survey_test_support::{Receiver, TestDir};
 use tokio::task::block_in_place;
 
 /// `otelcol-survey validate` on the shipped files, with `env`.
@@ -62,8 +64,7 @@ fn the_shipped_config_validates_with_auth_off_and_on() {
     let stderr = String::from_utf8_lossy(&no_token.stderr);
     assert!(stderr.contains("bearertokenauth"), "{stderr}");
     // validate really reads the OTTL: a broken statement fails it.
-    let dir = std::env::temp_dir().join(format!("survey-otelcol-validate-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TestDir::new("otelcol-validate");
     let broken = std::fs::read_to_string(workspace().join("deploy/otelcol/config.yaml"))
         .unwrap()
         .replacen("where Len(", "where Lenn(", 1);
@@ -76,7 +77,6 @@ fn the_shipped_config_validates_with_auth_off_and_on() {
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("Lenn"), "{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The committed Go sources are builder.yaml's distribution: every module
@@ -190,7 +190,7 @@ fn the_exporter_tables_are_the_pinned_release_s_ddl() {
 
 /// One real node's exports (a one-node fleet), the largest first.
 fn real_exports() -> Vec<ExportMetricsServiceRequest> {
-    let receiver = survey_otlp_receiver::Receiver::start();
+    let receiver = Receiver::start();
     let fleet = Fleet {
         nodes: 1,
         launches: 2,
@@ -222,17 +222,9 @@ fn oversized(request: &ExportMetricsServiceRequest) -> Vec<u8> {
     request.encode_to_vec()
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(bytes).unwrap();
-    encoder.finish().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_collector_refuses_what_the_readme_says() {
-    let dir = std::env::temp_dir().join(format!("survey-otelcol-refuses-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TestDir::new("otelcol-refuses");
     let tls = Tls::create(&dir);
     let clickhouse = block_in_place(|| ClickHouse::start(&dir.join("clickhouse")));
     let collector =
@@ -299,5 +291,4 @@ async fn the_collector_refuses_what_the_readme_says() {
     assert_eq!(points, exported);
     drop(collector);
     drop(clickhouse);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -14,6 +14,7 @@ use serde_json::Value as Json;
 use survey::schema;
 use survey_fleet::node::Launch;
 use survey_fleet::truth::{self, Class, HARDWARE, MODELS};
+use survey_test_support::TestDir;
 
 const NODES: usize = 25;
 const LAUNCHES: usize = 30;
@@ -26,8 +27,7 @@ fn fleet() -> &'static (Json, Vec<Launch>) {
 }
 
 fn run_fleet() -> (Json, Vec<Launch>) {
-    let dir = std::env::temp_dir().join(format!("survey-fleet-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TestDir::new("fleet-test");
     let truth_path = dir.join("truth.json");
     let stdout = support::stdout_of(
         Command::new(env!("CARGO_BIN_EXE_survey-fleet"))
@@ -43,7 +43,6 @@ fn run_fleet() -> (Json, Vec<Launch>) {
     let report: Json = serde_json::from_slice(&stdout).expect("the report as JSON");
     let launches: Vec<Launch> =
         serde_json::from_str(&std::fs::read_to_string(&truth_path).unwrap()).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
     (report, launches)
 }
 

@@ -6,13 +6,17 @@
 //! the shipped `schema.sql`.
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
+use survey_test_support::binaries::{target_dir, workspace};
+use survey_test_support::free_port;
+use survey_test_support::tls::Pki;
+use survey_test_support::wait::{POLL_INTERVAL, wait_until};
 
 /// The token the tests' nodes send, with `auth.yaml` on.
 pub const TOKEN: &str = "survey-test-token-5f1c";
@@ -20,26 +24,6 @@ pub const TOKEN: &str = "survey-test-token-5f1c";
 pub const CLICKHOUSE_USER: &str = "survey";
 /// Its password.
 pub const CLICKHOUSE_PASSWORD: &str = "survey-test-password";
-
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| {
-            if p.is_relative() {
-                workspace().join(p)
-            } else {
-                p
-            }
-        })
-        .unwrap_or_else(|| workspace().join("target"))
-}
 
 /// The pinned chdb's Python, the environment created if needed (once for
 /// all the tests of a binary).
@@ -80,28 +64,6 @@ pub fn otelcol_binary() -> PathBuf {
             PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
         })
         .clone()
-}
-
-/// A port free on loopback now (the process given it binds it soon after).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits until `what` holds, polling; panics naming `waiting_for` after
-/// `limit`.
-pub fn wait_until(limit: Duration, waiting_for: &str, mut what: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !what() {
-        assert!(
-            start.elapsed() < limit,
-            "gave up after {limit:?} waiting for {waiting_for}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Sends SIGTERM (or `signal`) to `child` and waits for it to end.
@@ -297,23 +259,12 @@ pub struct Tls {
 impl Tls {
     /// A CA and a certificate for 127.0.0.1 signed by it, in `dir`.
     pub fn create(dir: &Path) -> Tls {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-            .unwrap()
-            .signed_by(&leaf_key, &rcgen::Issuer::from_params(&ca_params, &ca_key))
-            .unwrap();
-        let cert = dir.join("cert.pem");
-        let key = dir.join("key.pem");
-        std::fs::write(&cert, format!("{}{}", leaf.pem(), ca.pem())).unwrap();
-        std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+        let pki = Pki::for_names("otelcol", &["127.0.0.1"], false);
+        let files = pki.write(dir);
         Tls {
-            ca: reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap(),
-            cert,
-            key,
+            ca: reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap(),
+            cert: files.cert,
+            key: files.key,
         }
     }
 
@@ -498,7 +449,7 @@ service:
     pub fn drained(&self, limit: Duration) -> u64 {
         let mut last = None;
         let mut sent = 0.0;
-        wait_until(limit, "the Collector to export what it accepted", || {
+        wait_until("the Collector to export what it accepted", limit, || {
             let clickhouse = self.exported("clickhouse");
             let file = self.exported("file");
             let queued =
@@ -509,9 +460,9 @@ service:
             last = Some(now);
             sent = clickhouse.0;
             if !settled {
-                std::thread::sleep(Duration::from_millis(900));
+                std::thread::sleep(Duration::from_secs(1) - POLL_INTERVAL);
             }
-            settled
+            settled.then_some(())
         });
         sent as u64
     }

@@ -3,8 +3,15 @@
 //! launches, failures, unloads and exits with the real macros and the real
 //! OTLP/HTTP exporter, and exports to the collector under test.
 
-use std::process::{Child, Command};
+#![allow(dead_code)]
+
+use std::process::Child;
 use std::time::Duration;
+
+use survey_test_support::child;
+use survey_test_support::host::{
+    LaunchError, Spec, crashed, load, rtx_4090, setup, started, unload,
+};
 
 /// Environment variable naming the script a child runs.
 pub const SCRIPT_ENV: &str = "SURVEY_COLLECTOR_TEST_NODE";
@@ -12,83 +19,6 @@ pub const SCRIPT_ENV: &str = "SURVEY_COLLECTOR_TEST_NODE";
 pub const ENDPOINT_ENV: &str = "SURVEY_COLLECTOR_TEST_ENDPOINT";
 /// Environment variable with extra `[telemetry]` lines for a child.
 pub const TELEMETRY_ENV: &str = "SURVEY_COLLECTOR_TEST_TELEMETRY";
-
-/// What the host knows about a model it launches.
-#[derive(Debug, Clone)]
-pub struct Spec {
-    pub slot: u64,
-    pub path: String,
-    pub ctx: u64,
-}
-
-impl survey::SurveyModel for Spec {
-    fn survey_facts(&self) -> survey::ModelFacts {
-        survey::ModelFacts::local_file(self.slot, &self.path)
-            .architecture("llama")
-            .quantization("Q4_K_M")
-            .context_length(self.ctx)
-            .backend("llama.cpp")
-    }
-}
-
-/// A loaded model.
-#[derive(Debug)]
-pub struct Running {
-    pub slot: u64,
-    pub path: String,
-}
-
-impl survey::SurveyModel for Running {
-    fn survey_facts(&self) -> survey::ModelFacts {
-        survey::ModelFacts::local_file(self.slot, &self.path)
-    }
-}
-
-/// Ways a scripted launch fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, survey::FailureReason)]
-pub enum LaunchError {
-    #[survey(reason = "spawn_failed")]
-    Spawn,
-    #[survey(reason = "health_timeout")]
-    HealthTimeout,
-    #[survey(reason = "known_kv_cache_crash")]
-    KvCache,
-}
-
-/// A launch that takes `delay`, then succeeds or fails with `outcome`.
-#[survey::launch(kind = "runtime_load", model = spec)]
-pub async fn launch(
-    spec: &Spec,
-    delay: Duration,
-    outcome: Option<LaunchError>,
-) -> Result<Running, LaunchError> {
-    tokio::time::sleep(delay).await;
-    match outcome {
-        None => Ok(Running {
-            slot: spec.slot,
-            path: spec.path.clone(),
-        }),
-        Some(error) => Err(error),
-    }
-}
-
-#[survey::unload(model = running)]
-pub async fn unload(running: Running) -> Result<(), std::io::Error> {
-    drop(running);
-    Ok(())
-}
-
-#[survey::exit(model = running)]
-pub fn crashed(running: &Running) {
-    let _ = running.slot;
-}
-
-fn rtx_4090() -> survey::HardwareFacts {
-    survey::hardware::parse_nvidia_smi(
-        "NVIDIA GeForce RTX 4090, GPU-6f1c2d3e-4b5a-6978-8a9b-0c1d2e3f4a5b\n",
-    )
-    .expect("nvidia-smi line")
-}
 
 /// Starts a child process of this test binary that runs `script` and
 /// exports to `endpoint`. `test_name` is the test that calls [`run_child`].
@@ -98,19 +28,22 @@ pub fn spawn(test_name: &str, script: &str, endpoint: &str) -> Child {
 
 /// [`spawn`], with `telemetry` lines added to the node's `[telemetry]` table.
 pub fn spawn_with(test_name: &str, script: &str, endpoint: &str, telemetry: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            test_name,
-            "--test-threads=1",
-            "--nocapture",
-        ])
+    child::this_test(test_name)
         .env(SCRIPT_ENV, script)
         .env(ENDPOINT_ENV, endpoint)
         .env(TELEMETRY_ENV, telemetry)
         .spawn()
         .expect("child node")
+}
+
+/// Waits for a child started by [`spawn`] to end, asserting that it
+/// succeeded (its exports got through); `what` names it in the failure.
+pub async fn finished(mut child: Child, what: &str) {
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("the waiting task")
+        .expect("the child's exit status");
+    assert!(status.success(), "{what} failed: {status}");
 }
 
 /// In a child started by [`spawn`], runs its script; elsewhere, nothing.
@@ -146,67 +79,58 @@ async fn run_script(script: &str, endpoint: &str) {
         other => panic!("unknown script {other}"),
     };
     let extra = std::env::var(TELEMETRY_ENV).unwrap_or_default();
-    let config: survey::TelemetryConfig = toml::from_str(&format!(
-        "enabled = true\nendpoint = \"{endpoint}\"\nexport_interval_secs = 60\n{extra}\n"
-    ))
-    .unwrap();
-    let guard = survey::Setup::new(&config)
-        .env([("OTEL_UNUSED", "")])
-        .service_version("1.4.2")
-        .hardware(hardware)
-        .start();
-    assert!(guard.is_enabled(), "{}", guard.status());
+    let guard = started(
+        setup(endpoint, &extra)
+            .service_version("1.4.2")
+            .hardware(hardware),
+    );
     let flush = || assert!(guard.flush(Duration::from_secs(30)), "{}", guard.status());
     match script {
         "inference-gpu" | "inference-cpu" => {
             inference_script(script == "inference-gpu", &flush).await;
         }
         "gpu" => {
-            let qwen = Spec {
-                slot: 1,
-                path: "/home/someone/models/Qwen3-8B-Q4_K_M.gguf".into(),
-                ctx: 32768,
-            };
-            let llama = Spec {
-                slot: 2,
-                path: "/srv/llm/Llama-3.2-1B.gguf".into(),
-                ctx: 4096,
-            };
-            let qwen = launch(&qwen, Duration::from_millis(120), None)
-                .await
-                .unwrap();
-            launch(&llama, Duration::ZERO, Some(LaunchError::HealthTimeout))
+            let qwen = Spec::local_file(
+                1,
+                "/home/someone/models/Qwen3-8B-Q4_K_M.gguf",
+                32768,
+                "llama",
+            );
+            let llama = Spec::local_file(2, "/srv/llm/Llama-3.2-1B.gguf", 4096, "llama");
+            let qwen = load(&qwen, Duration::from_millis(120), None).await.unwrap();
+            load(&llama, Duration::ZERO, Some(LaunchError::HealthTimeout))
                 .await
                 .unwrap_err();
-            let running = launch(&llama, Duration::ZERO, None).await.unwrap();
+            let running = load(&llama, Duration::ZERO, None).await.unwrap();
             crashed(&running);
             flush();
             unload(qwen).await.unwrap();
         }
         _ => {
-            let qwen = Spec {
-                slot: 1,
-                path: "C:\\models\\Qwen3-8B-Q4_K_M.gguf".into(),
-                ctx: 8192,
-            };
-            let phi = Spec {
-                slot: 3,
-                path: "/m/phi-4.gguf".into(),
-                ctx: 200_000,
-            };
-            launch(&qwen, Duration::ZERO, Some(LaunchError::Spawn))
+            let qwen = Spec::local_file(1, "C:\\models\\Qwen3-8B-Q4_K_M.gguf", 8192, "llama");
+            let phi = Spec::local_file(3, "/m/phi-4.gguf", 200_000, "llama");
+            load(&qwen, Duration::ZERO, Some(LaunchError::Spawn))
                 .await
                 .unwrap_err();
-            let running = launch(&qwen, Duration::ZERO, None).await.unwrap();
+            let running = load(&qwen, Duration::ZERO, None).await.unwrap();
             flush();
             unload(running).await.unwrap();
-            launch(&phi, Duration::ZERO, Some(LaunchError::KvCache))
+            load(&phi, Duration::ZERO, Some(LaunchError::KvCache))
                 .await
                 .unwrap_err();
         }
     }
     flush();
     guard.shutdown();
+}
+
+/// The report's `most_launched` rows of one `cpu` node: Qwen3-8B-Q4_K_M
+/// launched twice (a failure, then a success), phi-4 once (a failure).
+pub fn cpu_most_launched() -> serde_json::Value {
+    serde_json::json!([
+        {"model": "Qwen3-8B-Q4_K_M", "launches": 2, "nodes": 1},
+        {"model": "phi-4", "launches": 1, "nodes": 1},
+    ])
 }
 
 /// Decode time of the inference scripts' 64 generated tokens, in ms, on
@@ -227,20 +151,17 @@ pub const FIRST_TOKEN: Duration = Duration::from_millis(300);
 /// crashes, launches again and is unloaded.
 async fn inference_script(gpu: bool, flush: &dyn Fn()) {
     use survey::{Inference, RequestOutcome, Throughput};
-    let qwen = Spec {
-        slot: 1,
-        path: "/home/someone/models/Qwen3-8B-Q4_K_M.gguf".into(),
-        ctx: 32768,
-    };
-    let llama = Spec {
-        slot: 2,
-        path: "/srv/llm/Llama-3.2-1B.gguf".into(),
-        ctx: 4096,
-    };
-    launch(&llama, Duration::ZERO, Some(LaunchError::HealthTimeout))
+    let qwen = Spec::local_file(
+        1,
+        "/home/someone/models/Qwen3-8B-Q4_K_M.gguf",
+        32768,
+        "llama",
+    );
+    let llama = Spec::local_file(2, "/srv/llm/Llama-3.2-1B.gguf", 4096, "llama");
+    load(&llama, Duration::ZERO, Some(LaunchError::HealthTimeout))
         .await
         .unwrap_err();
-    let running = launch(&qwen, Duration::ZERO, None).await.unwrap();
+    let running = load(&qwen, Duration::ZERO, None).await.unwrap();
     let i = usize::from(gpu);
     for streamed in [true, true, false] {
         let answered = Inference::new(RequestOutcome::Ok)
@@ -259,6 +180,6 @@ async fn inference_script(gpu: bool, flush: &dyn Fn()) {
     survey::record_inference(&running, Inference::new(RequestOutcome::ClientCancelled));
     flush();
     crashed(&running);
-    let again = launch(&qwen, Duration::ZERO, None).await.unwrap();
+    let again = load(&qwen, Duration::ZERO, None).await.unwrap();
     unload(again).await.unwrap();
 }

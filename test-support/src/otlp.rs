@@ -1,22 +1,9 @@
-//! Shared pieces of the collector's tests: temporary directories, an
-//! in-process collector, an HTTP client, and OTLP requests built by hand
-//! for the cases a real exporter cannot be made to produce on demand
-//! (chosen timestamps, retries, out-of-order points, delta temporality).
+//! Export requests built by hand, as survey's nodes send them, for the
+//! cases a real exporter cannot be made to produce on demand (chosen
+//! timestamps, retries, out-of-order points, delta temporality, values a
+//! node would refuse to send).
 
-#![allow(dead_code)]
-
-pub mod node;
-
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
-use prost::Message;
-use serde_json::Value as Json;
-use survey_collector::Limits;
-use survey_collector::otlp::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
+use survey_collector::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
 use survey_collector::otlp::common::v1::any_value::Value as AnyValueKind;
 use survey_collector::otlp::common::v1::{AnyValue, InstrumentationScope, KeyValue};
 use survey_collector::otlp::metrics::v1::{
@@ -24,137 +11,7 @@ use survey_collector::otlp::metrics::v1::{
     Sum, metric::Data, number_data_point::Value as NumberValue,
 };
 use survey_collector::otlp::resource::v1::Resource;
-use survey_collector::{Report, ReportOptions, ServeConfig, Server, Store};
 use survey_schema as schema;
-
-/// A directory removed when dropped.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "survey-collector-test-{}-{}-{name}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-
-    pub fn db(&self) -> PathBuf {
-        self.0.join("survey.db")
-    }
-
-    /// Every byte of every file in the directory.
-    pub fn all_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&self.0).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_file() {
-                out.extend(std::fs::read(&path).unwrap());
-            }
-        }
-        out
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A collector on a free port of 127.0.0.1 with a fresh database.
-pub async fn collector(dir: &TempDir) -> Server {
-    collector_with(dir, Default::default(), Limits::default()).await
-}
-
-pub async fn collector_with(
-    dir: &TempDir,
-    tokens: survey_collector::Tokens,
-    limits: Limits,
-) -> Server {
-    Server::start(ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        db: dir.db(),
-        tokens,
-        tls: None,
-        retention: Duration::from_secs(48 * 3600),
-        limits,
-    })
-    .await
-    .expect("collector starts")
-}
-
-/// An HTTP answer.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: Vec<u8>,
-}
-
-impl Answer {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// The export response of a protobuf answer.
-    pub fn response(&self) -> ExportMetricsServiceResponse {
-        ExportMetricsServiceResponse::decode(self.body.as_slice()).expect("export response")
-    }
-
-    /// Points rejected through `partial_success` (0 when absent).
-    pub fn rejected(&self) -> i64 {
-        self.response()
-            .partial_success
-            .map_or(0, |p| p.rejected_data_points)
-    }
-}
-
-pub fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-/// Sends `body` to `url` with `headers`.
-pub async fn send(
-    method: reqwest::Method,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: Vec<u8>,
-) -> Answer {
-    let mut request = client().request(method, url).body(body);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = request.send().await.expect("request sent");
-    Answer {
-        status: response.status().as_u16(),
-        headers: response.headers().clone(),
-        body: response.bytes().await.unwrap().to_vec(),
-    }
-}
-
-/// POSTs an export request as protobuf to `server`'s `/v1/metrics`.
-pub async fn export(server: &Server, request: &ExportMetricsServiceRequest) -> Answer {
-    send(
-        reqwest::Method::POST,
-        &format!("{}/v1/metrics", server.endpoint()),
-        &[("content-type", "application/x-protobuf")],
-        request.encode_to_vec(),
-    )
-    .await
-}
 
 /// The `opentelemetry_sdk` version the workspace locks: what survey's
 /// nodes put in `telemetry.sdk.version`.
@@ -168,71 +25,6 @@ pub fn sdk_version() -> String {
     let start = rest.find("version = \"").unwrap() + "version = \"".len();
     rest[start..start + rest[start..].find('"').unwrap()].to_string()
 }
-
-/// The JSON report of the database in `dir`.
-pub fn report(dir: &TempDir, options: ReportOptions) -> Json {
-    let store = Store::open_read_only(&dir.db()).expect("database");
-    summaries_agree(&store, dir);
-    Report::build(&store, options).expect("report").to_json()
-}
-
-/// The streams' series and summaries that ingest kept, point by point,
-/// equal those rebuilt from the rollup rows (on a copy of the database).
-fn summaries_agree(store: &Store, dir: &TempDir) {
-    const SUMMARY: &str = "SELECT StreamId, SeriesId, FirstDay, LastDay, Whole, \
-                           WholeBuckets, WholeDay FROM streams ORDER BY StreamId";
-    let read = |conn: &rusqlite::Connection| -> Vec<String> {
-        let mut stmt = conn.prepare(SUMMARY).unwrap();
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((0..7)
-                    .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
-                    .collect::<Vec<_>>()
-                    .join(" | "))
-            })
-            .unwrap();
-        rows.map(Result::unwrap).collect()
-    };
-    let kept = read(store.connection());
-    let copy = dir.path().join("summaries-copy.db");
-    let _ = std::fs::remove_file(&copy);
-    store
-        .connection()
-        .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
-        .unwrap();
-    let mut rebuilt = Store::open(&copy).unwrap();
-    rebuilt.summarize_all().unwrap();
-    assert_eq!(kept, read(rebuilt.connection()), "summaries kept by ingest");
-    drop(rebuilt);
-    let _ = std::fs::remove_file(&copy);
-}
-
-/// The rows of question `key`.
-pub fn rows<'a>(report: &'a Json, key: &str) -> &'a Vec<Json> {
-    report[key].as_array().expect("a list of rows")
-}
-
-/// The row of `key` whose fields match `pairs`; panics otherwise.
-pub fn row<'a>(report: &'a Json, key: &str, pairs: &[(&str, Json)]) -> &'a Json {
-    let found: Vec<_> = rows(report, key)
-        .iter()
-        .filter(|r| pairs.iter().all(|(k, v)| &r[*k] == v))
-        .collect();
-    assert_eq!(found.len(), 1, "{key} rows with {pairs:?}: {report:#}");
-    found[0]
-}
-
-/// Rows in the raw table `table`.
-pub fn raw_rows(dir: &TempDir, table: &str) -> i64 {
-    let store = Store::open_read_only(&dir.db()).unwrap();
-    store
-        .connection()
-        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-        .unwrap()
-}
-
-// ---------------------------------------------------------------------
-// OTLP requests by hand.
 
 /// ns at `hour` o'clock of UTC day `day` (days since 1970-01-01).
 pub fn at(day: i64, hour: i64) -> u64 {
@@ -248,11 +40,6 @@ pub fn today() -> i64 {
         / 86_400) as i64
 }
 
-/// Rows in `streams`.
-pub fn stream_rows(dir: &TempDir) -> i64 {
-    raw_rows(dir, "streams")
-}
-
 /// A day in the past, so points are never "in the future".
 pub const DAY: i64 = 20_000; // 2024-10-04
 
@@ -266,6 +53,7 @@ pub struct Node {
 }
 
 impl Node {
+    /// Node `n`, with an instance id of its own.
     pub fn new(n: u32) -> Node {
         Node {
             id: Some(format!("00000000-0000-4000-8000-{n:012x}")),
@@ -273,6 +61,7 @@ impl Node {
         }
     }
 
+    /// A node without `service.instance.id`.
     pub fn legacy() -> Node {
         Node {
             id: None,
@@ -281,6 +70,7 @@ impl Node {
     }
 }
 
+/// A string attribute.
 pub fn kv_str(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.to_string(),
@@ -291,6 +81,7 @@ pub fn kv_str(key: &str, value: &str) -> KeyValue {
     }
 }
 
+/// An integer attribute.
 pub fn kv_int(key: &str, value: i64) -> KeyValue {
     KeyValue {
         key: key.to_string(),
@@ -301,6 +92,7 @@ pub fn kv_int(key: &str, value: i64) -> KeyValue {
     }
 }
 
+/// A boolean attribute.
 pub fn kv_bool(key: &str, value: bool) -> KeyValue {
     KeyValue {
         key: key.to_string(),
@@ -313,9 +105,21 @@ pub fn kv_bool(key: &str, value: bool) -> KeyValue {
 
 /// The attributes survey puts on a launch of `model` on an RTX 4090 node.
 pub fn model_attrs(model: &str) -> Vec<KeyValue> {
+    launch_attrs(model, "qwen3", "<=8k", "1.0.0")
+}
+
+/// The attributes survey puts on a runtime load of `model`, of
+/// `architecture`, in `context_bucket`, on an RTX 4090 node running
+/// `service_version`.
+pub fn launch_attrs(
+    model: &str,
+    architecture: &str,
+    context_bucket: &str,
+    service_version: &str,
+) -> Vec<KeyValue> {
     vec![
         kv_str("mesh_llm.model", model),
-        kv_str("mesh_llm.architecture", "qwen3"),
+        kv_str("mesh_llm.architecture", architecture),
         kv_str("mesh_llm.quantization", "Q4_K_M"),
         kv_str("mesh_llm.launch_kind", "runtime_load"),
         kv_str("mesh_llm.gpu_name", "NVIDIA GeForce RTX 4090"),
@@ -324,8 +128,8 @@ pub fn model_attrs(model: &str) -> Vec<KeyValue> {
         kv_int("mesh_llm.gpu_count", 1),
         kv_bool("mesh_llm.is_soc", false),
         kv_str("mesh_llm.backend", "llama.cpp"),
-        kv_str("mesh_llm.context_bucket", "<=8k"),
-        kv_str("mesh_llm.service_version", "1.0.0"),
+        kv_str("mesh_llm.context_bucket", context_bucket),
+        kv_str("mesh_llm.service_version", service_version),
     ]
 }
 
@@ -398,6 +202,7 @@ pub fn cumulative(name: &str, attrs: Vec<KeyValue>, start: u64, time: u64, value
     counter(name, attrs, start, time, value, 2)
 }
 
+/// A gauge point, with the schema's unit and description.
 pub fn gauge(name: &str, attrs: Vec<KeyValue>, time: u64, value: u64) -> Metric {
     let spec = schema::metric(name).expect("schema metric");
     Metric {
@@ -474,6 +279,15 @@ pub fn request(node: &Node, metrics: Vec<Metric>) -> ExportMetricsServiceRequest
         attributes.push(kv_str("service.instance.id", id));
     }
     attributes.extend(node.extra.iter().cloned());
+    export_request(attributes, metrics)
+}
+
+/// One export request with the resource `attributes` and `metrics`, under
+/// survey's scope.
+pub fn export_request(
+    attributes: Vec<KeyValue>,
+    metrics: Vec<Metric>,
+) -> ExportMetricsServiceRequest {
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
             resource: Some(Resource {
@@ -493,46 +307,11 @@ pub fn request(node: &Node, metrics: Vec<Metric>) -> ExportMetricsServiceRequest
     }
 }
 
-/// Sends `head` (request line and headers, without the blank line) and
-/// then `body` over a plain TCP connection, and reads the answer's status
-/// line; for requests a regular client will not send.
-pub async fn raw_status(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(format!("{head}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let _ = stream.write_all(body).await;
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match tokio::time::timeout(Duration::from_secs(20), stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-            Ok(Ok(n)) => {
-                answer.extend_from_slice(&buf[..n]);
-                if answer.windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
-            }
-        }
-    }
-    let text = String::from_utf8_lossy(&answer).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, text)
-}
-
-/// Runs `survey-collector report --db DB ARGS...` and waits for it.
-pub fn collector_report(db: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_survey-collector"))
-        .arg("report")
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .output()
-        .unwrap()
+/// `data` gzip-compressed, as an exporter sends a body with
+/// `content-encoding: gzip`.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).expect("gzip into memory");
+    encoder.finish().expect("gzip into memory")
 }
