@@ -178,26 +178,20 @@ async fn failed_and_partly_rejected_exports_are_not_accepted_and_are_sent_again_
 async fn the_final_export_is_sent_only_when_something_changed() {
     let _serial = serial().await;
     // Nothing sent yet: the final export is.
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "");
-    one_launch().await;
+    let (receiver, guard) = launched_once().await;
     let report = guard.shutdown();
     assert!(report.flushed, "{report:?}");
     assert_eq!(receiver.requests().len(), 1, "never sent: sent");
 
     // Sent, then unchanged: left out.
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "");
-    one_launch().await;
+    let (receiver, guard) = launched_once().await;
     assert_eq!(guard.flush_export(FLUSH), Some(ExportOutcome::Sent));
     let report = guard.shutdown();
     assert!(report.flushed, "{report:?}");
     assert_eq!(receiver.requests().len(), 1, "unchanged: left out");
 
     // Sent, then changed: sent.
-    let receiver = Receiver::start();
-    let guard = start(&receiver.endpoint(), "");
-    one_launch().await;
+    let (receiver, guard) = launched_once().await;
     assert_eq!(guard.flush_export(FLUSH), Some(ExportOutcome::Sent));
     unload(Running {
         slot: 1,
@@ -242,4 +236,12 @@ async fn only_exports_sent_and_accepted_start_a_series_reset() {
     let latest = requests.last().unwrap().points();
     assert_no_point_of(&latest, "gone");
     drop(guard);
+}
+
+/// A node exporting to a fresh receiver, after one launch.
+async fn launched_once() -> (Receiver, survey::SurveyGuard) {
+    let receiver = Receiver::start();
+    let guard = start(&receiver.endpoint(), "");
+    one_launch().await;
+    (receiver, guard)
 }

@@ -203,13 +203,7 @@ async fn a_node_serving_all_the_time_still_resets_its_series_and_loses_no_reques
         "export_interval_secs = 0.1\nseries_reset_secs = 0.3\nprompt_shape_metrics = true",
     )
     .await;
-    let gone = load(&Spec::new(1, "/m/gone.gguf", 4096), Duration::ZERO, None)
-        .await
-        .unwrap();
-    let stays = load(&Spec::new(2, "/m/stays.gguf", 4096), Duration::ZERO, None)
-        .await
-        .unwrap();
-    unload(gone).await.unwrap();
+    let stays = one_unloaded_one_staying().await;
     // A request ends every millisecond, exports in flight included.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let traffic = {
@@ -259,13 +253,7 @@ async fn a_flush_and_the_shutdown_record_requests_held_for_a_due_series_reset() 
         &receiver.endpoint(),
         "export_interval_secs = 3600\nseries_reset_secs = 0.2\nprompt_shape_metrics = true",
     );
-    let gone = load(&Spec::new(1, "/m/gone.gguf", 4096), Duration::ZERO, None)
-        .await
-        .unwrap();
-    let stays = load(&Spec::new(2, "/m/stays.gguf", 4096), Duration::ZERO, None)
-        .await
-        .unwrap();
-    unload(gone).await.unwrap();
+    let stays = one_unloaded_one_staying().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     for _ in 0..5 {
         survey::record_inference(&stays, answered(None));
@@ -284,4 +272,16 @@ async fn a_flush_and_the_shutdown_record_requests_held_for_a_due_series_reset() 
         counted(&receiver.requests(), schema::INFERENCE_REQUESTS_TOTAL),
         8.0
     );
+}
+
+/// Loads `gone` and `stays`, unloads `gone`: the instance left loaded.
+async fn one_unloaded_one_staying() -> Running {
+    let gone = load(&Spec::new(1, "/m/gone.gguf", 4096), Duration::ZERO, None)
+        .await
+        .unwrap();
+    let stays = load(&Spec::new(2, "/m/stays.gguf", 4096), Duration::ZERO, None)
+        .await
+        .unwrap();
+    unload(gone).await.unwrap();
+    stays
 }

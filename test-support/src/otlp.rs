@@ -70,37 +70,28 @@ impl Node {
     }
 }
 
-/// A string attribute.
-pub fn kv_str(key: &str, value: &str) -> KeyValue {
+/// An attribute holding `value`.
+pub fn kv(key: &str, value: AnyValueKind) -> KeyValue {
     KeyValue {
         key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(AnyValueKind::StringValue(value.to_string())),
-        }),
+        value: Some(AnyValue { value: Some(value) }),
         ..Default::default()
     }
+}
+
+/// A string attribute.
+pub fn kv_str(key: &str, value: &str) -> KeyValue {
+    kv(key, AnyValueKind::StringValue(value.to_string()))
 }
 
 /// An integer attribute.
 pub fn kv_int(key: &str, value: i64) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(AnyValueKind::IntValue(value)),
-        }),
-        ..Default::default()
-    }
+    kv(key, AnyValueKind::IntValue(value))
 }
 
 /// A boolean attribute.
 pub fn kv_bool(key: &str, value: bool) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(AnyValueKind::BoolValue(value)),
-        }),
-        ..Default::default()
-    }
+    kv(key, AnyValueKind::BoolValue(value))
 }
 
 /// The attributes survey puts on a launch of `model` on an RTX 4090 node.
