@@ -309,22 +309,16 @@ fn ingest(c: &mut Criterion, figures: &mut Vec<String>) {
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(10));
-    let next = Arc::new(AtomicUsize::new(0));
-    group.bench_function("empty_export", |b| {
-        b.iter_custom(|iters| {
-            let t = Instant::now();
-            client_runtime.block_on(send_all(&client, &url, &empty, &next, iters as usize));
-            t.elapsed()
-        })
-    });
-    let next = Arc::new(AtomicUsize::new(0));
-    group.bench_function("realistic_export", |b| {
-        b.iter_custom(|iters| {
-            let t = Instant::now();
-            client_runtime.block_on(send_all(&client, &url, &bodies, &next, iters as usize));
-            t.elapsed()
-        })
-    });
+    for (name, requests) in [("empty_export", &empty), ("realistic_export", &bodies)] {
+        let next = Arc::new(AtomicUsize::new(0));
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let t = Instant::now();
+                client_runtime.block_on(send_all(&client, &url, requests, &next, iters as usize));
+                t.elapsed()
+            })
+        });
+    }
     group.finish();
     let totals = server.totals();
     server_runtime.block_on(server.shutdown());

@@ -863,20 +863,32 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn version_4_types_the_request_outcome_and_keeps_what_was_there() {
-        let path = temp_db("upgrade-4");
-        drop(Store::open_with(&path, &MIGRATIONS[..3]).unwrap());
-        // Version 3 data: a launch counter with its series and summary.
+    /// A database at schema `version` (its first migrations) holding one
+    /// resource and the streams `rows` (the `VALUES` of an INSERT into
+    /// `streams`, then any further statements), opened raw.
+    fn database_at(name: &str, version: usize, rows: &str) -> (PathBuf, Connection) {
+        let path = temp_db(name);
+        drop(Store::open_with(&path, &MIGRATIONS[..version]).unwrap());
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(
-            "INSERT INTO resources (ResourceAttributes, ServiceName, Node) VALUES ('{}', 'mesh-llm', 'n');
+        conn.execute_batch(&format!(
+            "INSERT INTO resources (ResourceAttributes, ServiceName, Node) VALUES ('{{}}', 'mesh-llm', 'n');
              INSERT INTO streams (StreamKey, MetricName, ResourceId, StartTimeUnix, Kind,
                  AggregationTemporality, Node, Model)
-             VALUES (X'01', 'mesh_llm_model_launch_total', 1, 1, 'sum', 2, 'n1', 'm');
-             INSERT INTO rollup_daily (StreamId, Day, Value) VALUES (1, 10, 2), (1, 12, 5);",
-        )
+             VALUES {rows}"
+        ))
         .unwrap();
+        (path, conn)
+    }
+
+    #[test]
+    fn version_4_types_the_request_outcome_and_keeps_what_was_there() {
+        // Version 3 data: a launch counter with its series and summary.
+        let (path, conn) = database_at(
+            "upgrade-4",
+            3,
+            "(X'01', 'mesh_llm_model_launch_total', 1, 1, 'sum', 2, 'n1', 'm');
+             INSERT INTO rollup_daily (StreamId, Day, Value) VALUES (1, 10, 2), (1, 12, 5);",
+        );
         let err = conn
             .execute_batch("SELECT RequestOutcome FROM streams")
             .unwrap_err();
@@ -972,23 +984,18 @@ mod tests {
 
     #[test]
     fn an_older_schema_is_upgraded_in_place() {
-        let path = temp_db("upgrade");
-        drop(Store::open_with(&path, &MIGRATIONS[..1]).unwrap());
         // Version 1 data: a launch counter of two nodes, each with rollup
         // rows on two days, and a cumulative histogram.
-        let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(
-            "INSERT INTO resources (ResourceAttributes, ServiceName, Node) VALUES ('{}', 'mesh-llm', 'n');
-             INSERT INTO streams (StreamKey, MetricName, ResourceId, StartTimeUnix, Kind,
-                 AggregationTemporality, Node, Model)
-             VALUES (X'01', 'mesh_llm_model_launch_total', 1, 1, 'sum', 2, 'n1', 'm'),
+        let (path, conn) = database_at(
+            "upgrade",
+            1,
+            "(X'01', 'mesh_llm_model_launch_total', 1, 1, 'sum', 2, 'n1', 'm'),
                     (X'02', 'mesh_llm_model_launch_total', 1, 1, 'sum', 2, 'n2', 'm'),
                     (X'03', 'mesh_llm_model_uptime_s', 1, 1, 'histogram', 2, 'n1', 'm');
              INSERT INTO rollup_daily (StreamId, Day, Value) VALUES (1, 10, 2), (1, 12, 5), (2, 11, 1);
              INSERT INTO rollup_histogram_daily (StreamId, Day, Count, Sum, BucketCounts)
              VALUES (3, 10, 1, 5, '[1,0]'), (3, 11, 3, 50, '[1,2]');",
-        )
-        .unwrap();
+        );
         drop(conn);
         let store = Store::open(&path).unwrap();
         assert_eq!(store.version().unwrap(), SCHEMA_VERSION);
