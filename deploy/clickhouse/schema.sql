@@ -6,7 +6,7 @@
 -- `cluster.py` turns this file into the cluster form (`schema.cluster.sql`).
 --
 -- The counting rule is the one of survey-collector
--- (survey-collector/sql/sqlite/counting.sql), on per-stream summaries
+-- (survey-collector/sql/sqlite/queries/counting.sql), on per-stream summaries
 -- holding each stream's daily rollup, which materialized views keep as the
 -- exporter inserts (stream_summaries, histogram_summaries):
 --   a cumulative counter counts, per stream, its largest value before the
@@ -247,7 +247,7 @@ CREATE FUNCTION IF NOT EXISTS survey_quantile_in AS (rank, bounds, counts, i) ->
          + (bounds[i] - if(i = 1, 0, bounds[i - 1]))
            * ((rank - toFloat64(arraySum(arraySlice(counts, 1, i - 1)))) / counts[i]));
 
--- survey's metrics (survey-runtime/src/schema.rs, METRICS), one entry
+-- survey's metrics (survey-schema/src/metrics.rs, METRICS), one entry
 -- each: name, kind, unit, bucket bounds (histograms; [] otherwise) and the
 -- set of attribute keys its points carry (survey_key_sets). The next
 -- metric is one entry here; survey-fleet/tests/clickhouse.rs checks the
@@ -308,7 +308,7 @@ CREATE FUNCTION IF NOT EXISTS survey_unit AS (metric) ->
 CREATE FUNCTION IF NOT EXISTS survey_bounds AS (metric) ->
     arrayMap(m -> m.4, survey_metrics())[survey_metric_index(metric)];
 
--- survey's attribute keys (survey-runtime/src/schema.rs, AttributeKey),
+-- survey's attribute keys (survey-schema/src/keys.rs, AttributeKey),
 -- each with the values of its closed enum; [] for the keys whose values
 -- come from survey's sanitizers (or are numbers and flags), which SQL
 -- cannot run.
@@ -414,7 +414,7 @@ CREATE FUNCTION IF NOT EXISTS survey_whole AS (v) ->
 
 -- The rollups: one row per stream (once merged), as survey-collector's
 -- `streams` table keeps its summaries (survey-collector/sql/sqlite/
--- summaries.sql), with the stream's daily rollup inside the row:
+-- migrations/summaries.sql), with the stream's daily rollup inside the row:
 --   FirstDay, LastDay: the first and last UTC day it has points on;
 --   Largest: its largest value over its whole life;
 --   Days: each of those days, with its largest value.

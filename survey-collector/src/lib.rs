@@ -97,10 +97,7 @@ pub fn run() -> std::process::ExitCode {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::decode::{Compression, Encoding, decode};
-    pub use crate::validate::{
-        Attributes, Clock, Dimension, HistogramValue, Point, Rejection, Rejections, Resource,
-        Validated, Value, validate,
-    };
+    pub use crate::validate::{Clock, Dimension, Rejection, Validated, Value, validate};
 }
 
 /// The collector's clock, in ns since the epoch.

@@ -13,9 +13,8 @@ use survey_test_support::collector::*;
 use survey_test_support::otlp::*;
 use survey_test_support::*;
 
-/// Runs a node's script when this binary is started as a child node.
 /// A child node's entry point, not a test: the tests that need a node
-/// start this binary with `--ignored --exact node_child`.
+/// start this binary with `--include-ignored --exact node_child`.
 #[test]
 #[ignore = "a child node's entry point, started by the tests that need one"]
 fn node_child() {

@@ -17,7 +17,7 @@ use survey_test_support::*;
 const LAUNCH: &str = schema::LAUNCH_TOTAL;
 
 /// A child node's entry point, not a test: the tests that need a node
-/// start this binary with `--ignored --exact node_child`.
+/// start this binary with `--include-ignored --exact node_child`.
 #[test]
 #[ignore = "a child node's entry point, started by the tests that need one"]
 fn node_child() {

@@ -32,7 +32,9 @@ macro_rules! closed_enum {
                 match self { $($name::$variant => $text),+ }
             }
 
-            /// The variant's name in Rust source, as generated code spells it.
+            /// The variant's name in Rust source, as the macros' generated
+            /// code spells it.
+            #[doc(hidden)]
             pub const fn variant_name(self) -> &'static str {
                 match self { $($name::$variant => stringify!($variant)),+ }
             }

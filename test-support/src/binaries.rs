@@ -29,13 +29,11 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The cargo target directory: `CARGO_TARGET_DIR` (relative to the
-/// workspace), else the workspace's `target/`.
+/// The cargo target directory the running program was built in (the
+/// parent of [`profile_dir`]), wherever cargo's configuration put it.
 pub fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => workspace().join(dir),
-        None => workspace().join("target"),
-    }
+    let profile = profile_dir();
+    profile.parent().map_or(profile.clone(), Path::to_path_buf)
 }
 
 /// The profile directory the running program was built into
@@ -56,12 +54,58 @@ pub fn profile_dir() -> PathBuf {
     dir
 }
 
+/// The workspace directories whose sources go into its binaries.
+const PRODUCT_SOURCES: &[&str] = &[
+    "src",
+    "survey-schema/src",
+    "survey-macros/src",
+    "survey-runtime/src",
+    "survey-serve/src",
+    "survey-collector/src",
+    "survey-collector/sql",
+    "mesh-llm/src",
+    "llama-server-standin/src",
+];
+
+/// The newest modification time among the workspace's product sources,
+/// manifests and lock file.
+fn newest_source() -> std::time::SystemTime {
+    fn walk(path: &Path, newest: &mut std::time::SystemTime) {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        if let Ok(modified) = meta.modified() {
+            *newest = (*newest).max(modified);
+        }
+        if meta.is_dir()
+            && let Ok(entries) = std::fs::read_dir(path)
+        {
+            for entry in entries.flatten() {
+                walk(&entry.path(), newest);
+            }
+        }
+    }
+    let root = workspace();
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    for dir in PRODUCT_SOURCES {
+        walk(&root.join(dir), &mut newest);
+        let manifest = Path::new(dir).parent().unwrap_or(Path::new(""));
+        walk(&root.join(manifest).join("Cargo.toml"), &mut newest);
+    }
+    walk(&root.join("Cargo.lock"), &mut newest);
+    newest
+}
+
 /// Binary `bin` of package `package`, in the running program's profile
-/// directory. The first call for a binary in a process runs `cargo build`
-/// for it with that target directory and profile (`$CARGO`, else `cargo`
-/// on the `PATH`), so it exists and is as new as its sources whichever
-/// packages were built before; a build that is already fresh returns at
-/// once, and cargo serializes concurrent builds.
+/// directory.
+///
+/// A binary newer than every product source is taken as it is: under
+/// `cargo test --workspace`, cargo built it, with the whole workspace's
+/// features, before any test ran. Otherwise (missing, or older than a
+/// source, as after `cargo test -p` of another package) the first call for
+/// it in a process runs `cargo build --locked -p <package> --bin <bin>`
+/// with that target directory and profile (`$CARGO`, else `cargo` on the
+/// `PATH`); cargo serializes concurrent builds.
 ///
 /// # Panics
 ///
@@ -74,6 +118,13 @@ pub fn binary(package: &str, bin: &str) -> PathBuf {
     if built.iter().any(|b| b == bin) {
         return path;
     }
+    let fresh = std::fs::metadata(&path)
+        .and_then(|meta| meta.modified())
+        .is_ok_and(|modified| modified >= newest_source());
+    if fresh {
+        built.push(bin.to_string());
+        return path;
+    }
     let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") => "dev".to_string(),
         Some(name) => name.to_string(),
@@ -83,7 +134,8 @@ pub fn binary(package: &str, bin: &str) -> PathBuf {
     let mut command = Command::new(&cargo);
     command
         .current_dir(workspace())
-        .args(["build", "--quiet", "-p", package, "--bin", bin, "--profile"])
+        .args(["build", "--quiet", "--locked", "-p", package, "--bin", bin])
+        .arg("--profile")
         .arg(&profile)
         .stdin(std::process::Stdio::null());
     if let Some(target) = profile_dir.parent() {

@@ -457,7 +457,10 @@ async fn serve(
     state: Arc<State>,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) {
+    // Idle keep-alive connections stay open for the whole of a test, so an
+    // export never races the receiver closing its connection.
     let options = survey_serve::Options {
+        header_timeout: Duration::from_secs(600),
         drain: Duration::from_secs(5),
         ..survey_serve::Options::default()
     };
