@@ -164,8 +164,7 @@ fn launches_unloads_crashes_and_gauges_arrive_at_the_collector() {
     assert_eq!(one(&points, schema::LOADED_MODELS, &[]).value, 0.0);
 
     // Shutdown: final export with exact totals; no unload for the dead backend.
-    let (exit_status, _, stderr) = node.terminate();
-    assert!(exit_status.success(), "{stderr}");
+    node.stop();
     let points = receiver.latest_points();
     assert_eq!(total(&points, schema::LAUNCH_TOTAL), 2.0);
     assert_eq!(total(&points, schema::LAUNCH_SUCCESS_TOTAL), 2.0);
@@ -196,8 +195,7 @@ fn node_shutdown_unloads_every_model_and_records_the_unloads() {
     node.wait_started();
     let pids: Vec<u32> = node.status().models.iter().map(|m| m.pid).collect();
     assert_eq!(pids.len(), 2);
-    let (status, _, stderr) = node.terminate();
-    assert!(status.success(), "{stderr}");
+    node.stop();
     for pid in pids {
         assert!(!alive(pid), "backend {pid} survived node shutdown");
     }
@@ -281,8 +279,7 @@ fn every_failure_mode_is_classified() {
     // The never-healthy backend was stopped at its deadline.
     assert!(processes_mentioning(never.to_str().unwrap()).is_empty());
     assert!(node.status().models.is_empty());
-    let (status, _, _) = node.terminate();
-    assert!(status.success());
+    node.stop();
     let expected = [
         ("never-healthy", "health_timeout"),
         ("exits", "exited_before_healthy"),
@@ -315,8 +312,7 @@ fn every_failure_mode_is_classified() {
         let name = format!("spawn{i}");
         let error = node.load_fails(&model(&format!("m/{name}.gguf"), None, 0), &[]);
         assert!(error.contains("cannot start backend"), "{error}");
-        let (status, _, _) = node.terminate();
-        assert!(status.success());
+        node.stop();
         assert_failures(&receiver.latest_points(), &[(&name, "spawn_failed")]);
     }
 }
@@ -403,8 +399,7 @@ fn survey_disabled_exports_nothing_and_the_node_works_the_same() {
             status.survey
         );
         node.unload("Qwen3-8B-Q4_K_M");
-        let (exit, _, _) = node.terminate();
-        assert!(exit.success());
+        node.stop();
     }
     std::thread::sleep(Duration::from_millis(300));
     assert!(receiver.requests().is_empty(), "a disabled node exported");
@@ -423,8 +418,7 @@ fn exercise_node(dir: &TestDir, config: &str) -> (Duration, String) {
     node.unload("Qwen3-8B-Q4_K_M");
     assert!(node.status().models.is_empty());
     node.load(&qwen, &[]);
-    let (status, took, stderr) = node.terminate();
-    assert!(status.success(), "{stderr}");
+    let (took, stderr) = node.stop();
     (took, stderr)
 }
 
@@ -725,8 +719,7 @@ fn sigterm_during_a_slow_load_cancels_it_and_records_a_failed_launch() {
     node.wait_started();
     let client = load_in_background(&node, &slow);
     wait_logged(&node, "spawning");
-    let (status, took, stderr) = node.terminate();
-    assert!(status.success(), "{stderr}");
+    let (took, _) = node.stop();
     assert!(took < Duration::from_secs(6), "shutdown took {took:?}");
     // The client hears that its load was cancelled.
     let answer = client.wait_with_output().unwrap();
@@ -764,8 +757,7 @@ fn a_machine_without_ca_certificates_runs_the_node() {
     node.wait_started();
     node.load(&qwen(&dir), &[]);
     assert_eq!(node.status().models.len(), 1);
-    let (exit, _, stderr) = node.terminate();
-    assert!(exit.success(), "{stderr}");
+    node.stop();
 }
 
 #[test]
@@ -798,8 +790,7 @@ fn a_client_hanging_up_does_not_cancel_its_load() {
     );
     assert_eq!(total(&points, schema::LAUNCH_TOTAL), 1.0);
     assert_eq!(total(&points, schema::LAUNCH_FAILURE_TOTAL), 0.0);
-    let (exit, _, _) = node.terminate();
-    assert!(exit.success());
+    node.stop();
 }
 
 #[test]
@@ -825,8 +816,7 @@ fn sigterm_during_a_load_that_finishes_in_time_records_it_and_its_unload() {
     node.wait_started();
     let client = load_in_background(&node, &quick);
     wait_logged(&node, "spawning");
-    let (status, _, stderr) = node.terminate();
-    assert!(status.success(), "{stderr}");
+    node.stop();
     let answer = client.wait_with_output().unwrap();
     assert!(
         answer.status.success(),
@@ -868,8 +858,7 @@ fn sigterm_with_several_backends_one_ignoring_it_stops_all_within_the_bound() {
     node.wait_started();
     let pids: Vec<u32> = node.status().models.iter().map(|m| m.pid).collect();
     assert_eq!(pids.len(), 3);
-    let (status, took, stderr) = node.terminate();
-    assert!(status.success(), "{stderr}");
+    let (took, _) = node.stop();
     // The grace period is cut to fit the bound; the stubborn one is killed.
     assert!(took < Duration::from_secs(8), "shutdown took {took:?}");
     for pid in pids {

@@ -141,8 +141,7 @@ fn an_idle_node_sends_one_export_per_heartbeat_and_a_launch_within_one_interval(
         "{}",
         status.survey
     );
-    let (exit, _, _) = node.terminate();
-    assert!(exit.success());
+    node.stop();
 }
 
 #[test]
@@ -211,6 +210,5 @@ fn after_an_outage_spanning_several_heartbeats_every_count_is_exact() {
         .map(|p| p.bucket_counts.iter().sum::<u64>())
         .sum();
     assert_eq!(uptimes, 3, "one uptime per unload");
-    let (exit, _, _) = node.terminate();
-    assert!(exit.success());
+    node.stop();
 }

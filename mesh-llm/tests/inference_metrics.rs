@@ -392,8 +392,7 @@ fn each_outcome_is_counted_and_only_answers_in_full_reach_the_histograms() {
     // shutdown: a stream in flight is cut when the grace runs out.
     let (began, last) = stream_in_background(node.http, chat("talker", 300, true, true), false);
     began.recv_timeout(WAIT).expect("the last stream began");
-    let (status, _, log) = node.terminate();
-    assert!(status.success(), "{log}");
+    node.stop();
     let (body, _) = last.join().unwrap();
     assert!(!body.contains("[DONE]"));
 

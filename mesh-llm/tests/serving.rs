@@ -358,8 +358,7 @@ fn sigterm_lets_a_stream_in_flight_finish_within_the_unload_grace() {
     let (first, reader) =
         stream_in_background(node.http, streamed_chat("finishes-talking", 15), false);
     first.recv_timeout(WAIT).expect("the stream began");
-    let (status, _, log) = node.terminate();
-    assert!(status.success(), "{log}");
+    node.stop();
     let (body, clean) = reader.join().unwrap();
     assert!(clean, "the stream was cut: {body}");
     assert_eq!(chat_text(&sse_chunks(&body)), sentence(15));
@@ -384,8 +383,7 @@ fn sigterm_cuts_a_stream_that_outlasts_the_unload_grace_and_keeps_the_bound() {
         stream_in_background(node.http, streamed_chat("cut-off-talker", 300), false);
     first.recv_timeout(WAIT).expect("the stream began");
     let start = Instant::now();
-    let (status, took, log) = node.terminate();
-    assert!(status.success(), "{log}");
+    let (took, log) = node.stop();
     assert!(took < Duration::from_secs(6), "shutdown took {took:?}");
     let (body, _) = reader.join().unwrap();
     assert!(start.elapsed() < Duration::from_secs(10));

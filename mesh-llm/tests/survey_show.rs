@@ -111,8 +111,7 @@ fn survey_show_prints_what_the_collector_decoded() {
             .any(|l| l.trim_start().starts_with("sum ") && l.contains("buckets <=")),
         "{table}"
     );
-    let (exit, _, _) = node.terminate();
-    assert!(exit.success());
+    node.stop();
 }
 
 #[test]
@@ -162,8 +161,7 @@ fn local_mode_shows_what_would_be_sent_and_sends_nothing() {
         "{}",
         status.survey
     );
-    let (exit, _, _) = node.terminate();
-    assert!(exit.success());
+    node.stop();
     assert!(receiver.requests().is_empty(), "local mode sent a request");
 }
 
@@ -215,8 +213,7 @@ fn failing_exports_leave_one_warning_in_the_node_log_and_one_line_on_recovery() 
     );
     assert!(lines[1].contains("INFO"), "{}", lines[1]);
     assert!(lines[1].contains("succeed again after"), "{}", lines[1]);
-    let (exit, _, _) = node.terminate();
-    assert!(exit.success());
+    node.stop();
     drop(receiver);
 }
 
@@ -229,6 +226,5 @@ fn survey_show_explains_why_there_is_nothing_to_show() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("survey: disabled (not enabled"), "{stderr}");
-    let (exit, _, _) = node.terminate();
-    assert!(exit.success());
+    node.stop();
 }

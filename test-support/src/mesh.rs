@@ -248,6 +248,15 @@ impl Node {
         matched.unwrap_or_else(|| panic!("status never matched within {timeout:?}: {last:#?}"))
     }
 
+    /// [`terminate`](Node::terminate), and the node must exit cleanly
+    /// (its log in the message if not); returns how long it took and what
+    /// it logged.
+    pub fn stop(self) -> (Duration, String) {
+        let (status, took, stderr) = self.terminate();
+        assert!(status.success(), "the node exited with {status}: {stderr}");
+        (took, stderr)
+    }
+
     /// Sends SIGTERM and waits for the node to exit; returns its status,
     /// how long it took, and what it logged.
     pub fn terminate(mut self) -> (ExitStatus, Duration, String) {
