@@ -119,14 +119,9 @@ async fn canaries_in_paths_urls_and_facts_never_reach_the_wire() {
 async fn a_full_queue_drops_the_oldest_events_and_counts_them() {
     let _serial = serial().await;
     let receiver = Receiver::start();
-    let config = telemetry(&format!(
-        "enabled = true\nendpoint = \"{}\"\nexport_interval_secs = 60\nqueue_size = 3",
-        receiver.endpoint()
-    ));
     // Hold the recorder on its hardware probe so events pile up.
     let (release, hold) = mpsc::channel::<()>();
-    let guard = survey::Setup::new(&config)
-        .env([("OTEL_UNUSED", "")])
+    let guard = setup(&receiver.endpoint(), "queue_size = 3")
         .hardware_probe(move || {
             let _ = hold.recv();
             two_gpus()

@@ -729,13 +729,7 @@ fn sigterm_during_a_slow_load_cancels_it_and_records_a_failed_launch() {
     assert!(processes_mentioning("slow.gguf").is_empty());
     // Recorded: one launch, one failure (reason other), no success.
     let points = receiver.latest_points();
-    assert_eq!(total(&points, schema::LAUNCH_TOTAL), 1.0);
-    assert_eq!(total(&points, schema::LAUNCH_SUCCESS_TOTAL), 0.0);
-    one(
-        &points,
-        schema::LAUNCH_FAILURE_TOTAL,
-        &[("mesh_llm.failure_reason", "other")],
-    );
+    survey_test_support::host::assert_one_failed_launch(&points, "other");
 }
 
 #[test]

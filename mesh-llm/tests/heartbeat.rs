@@ -135,12 +135,7 @@ fn an_idle_node_sends_one_export_per_heartbeat_and_a_launch_within_one_interval(
             || first.contains(", sent, "),
         "{table}"
     );
-    let status = node.status();
-    assert!(
-        status.survey.contains("unchanged (not sent) "),
-        "{}",
-        status.survey
-    );
+    node.assert_survey_says("unchanged (not sent) ");
     node.stop();
 }
 

@@ -232,13 +232,7 @@ fn a_backend_unreachable_through_the_proxy_fails_its_launch_as_backend_proxy_fai
     assert!(get_models(node.http).is_empty());
     assert!(processes_mentioning("unlisted.gguf").is_empty());
     let points = receiver.wait_for_export(WAIT, |p| total(p, schema::LAUNCH_FAILURE_TOTAL) == 1.0);
-    assert_eq!(total(&points, schema::LAUNCH_TOTAL), 1.0);
-    assert_eq!(total(&points, schema::LAUNCH_SUCCESS_TOTAL), 0.0);
-    one(
-        &points,
-        schema::LAUNCH_FAILURE_TOTAL,
-        &[("mesh_llm.failure_reason", "backend_proxy_failed")],
-    );
+    survey_test_support::host::assert_one_failed_launch(&points, "backend_proxy_failed");
 }
 
 #[test]

@@ -155,12 +155,7 @@ fn local_mode_shows_what_would_be_sent_and_sends_nothing() {
         table.contains("local (not sent)") || table.contains(", unchanged since "),
         "{table}"
     );
-    let status = node.status();
-    assert!(
-        status.survey.contains("nothing is sent"),
-        "{}",
-        status.survey
-    );
+    node.assert_survey_says("nothing is sent");
     node.stop();
     assert!(receiver.requests().is_empty(), "local mode sent a request");
 }

@@ -119,6 +119,18 @@ pub fn assert_cancelled_launch(points: &[Point], model: &str) {
     assert_eq!(one(points, schema::LOADED_MODELS, &[]).value, 0.0);
 }
 
+/// Asserts that the one launch in `points` failed with `reason`: one
+/// attempt, no success, and its failure counted under that reason.
+pub fn assert_one_failed_launch(points: &[Point], reason: &str) {
+    assert_eq!(total(points, schema::LAUNCH_TOTAL), 1.0);
+    assert_eq!(total(points, schema::LAUNCH_SUCCESS_TOTAL), 0.0);
+    one(
+        points,
+        schema::LAUNCH_FAILURE_TOTAL,
+        &[("mesh_llm.failure_reason", reason)],
+    );
+}
+
 /// Asserts that no point in `points` is of `model`.
 pub fn assert_no_point_of(points: &[Point], model: &str) {
     assert!(

@@ -219,6 +219,12 @@ impl Node {
         );
     }
 
+    /// Asserts that the survey line of `mesh-llm status` says `text`.
+    pub fn assert_survey_says(&self, text: &str) {
+        let survey = self.status().survey;
+        assert!(survey.contains(text), "{survey}");
+    }
+
     /// `mesh-llm status --json`.
     pub fn status(&self) -> NodeStatus {
         let out = self.cli(&["status", "--json"]);
