@@ -92,12 +92,7 @@ async fn a_change_is_sent_at_the_next_interval() {
             0 => {
                 load(&spec, Duration::ZERO, None).await.unwrap();
             }
-            1 => unload(Running {
-                slot: 10,
-                path: "/m/c.gguf".into(),
-            })
-            .await
-            .unwrap(),
+            1 => unload(Running::new(10, "/m/c.gguf")).await.unwrap(),
             _ => {
                 let _ = load(&spec, Duration::ZERO, Some(LaunchError::Spawn)).await;
             }
@@ -193,12 +188,9 @@ async fn the_final_export_is_sent_only_when_something_changed() {
     // Sent, then changed: sent.
     let (receiver, guard) = launched_once().await;
     assert_eq!(guard.flush_export(FLUSH), Some(ExportOutcome::Sent));
-    unload(Running {
-        slot: 1,
-        path: "/m/Qwen3-8B-Q4_K_M.gguf".into(),
-    })
-    .await
-    .unwrap();
+    unload(Running::new(1, "/m/Qwen3-8B-Q4_K_M.gguf"))
+        .await
+        .unwrap();
     let report = guard.shutdown();
     assert!(report.flushed, "{report:?}");
     let requests = receiver.requests();

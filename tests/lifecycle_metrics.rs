@@ -386,14 +386,8 @@ async fn a_cancelled_launch_is_recorded_as_other_and_nothing_drifts() {
 #[tokio::test]
 async fn exit_of_a_model_survey_never_saw_counts_without_uptime() {
     let (_serial, receiver, guard) = exporting("").await;
-    crashed(&Running {
-        slot: 99,
-        path: "/m/unknown.gguf".into(),
-    });
-    survey::record_unexpected_exit(&Running {
-        slot: 98,
-        path: "/m/other.gguf".into(),
-    });
+    crashed(&Running::new(99, "/m/unknown.gguf"));
+    survey::record_unexpected_exit(&Running::new(98, "/m/other.gguf"));
     assert!(guard.flush(FLUSH));
     let points = receiver.latest_points();
     assert_eq!(total(&points, schema::EXIT_UNEXPECTED_TOTAL), 2.0);
@@ -425,12 +419,7 @@ async fn an_exit_during_an_unload_is_counted_once() {
         .unwrap();
     unload_racing_an_exit(running).await.unwrap();
     // Never launched under survey: counted, with no uptime.
-    unload(Running {
-        slot: 2,
-        path: "/m/stranger.gguf".into(),
-    })
-    .await
-    .unwrap();
+    unload(Running::new(2, "/m/stranger.gguf")).await.unwrap();
     assert!(guard.flush(FLUSH));
     let points = receiver.latest_points();
     assert_eq!(total(&points, schema::EXIT_UNEXPECTED_TOTAL), 1.0);

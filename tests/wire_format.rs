@@ -59,12 +59,7 @@ async fn configured_headers_arrive_and_only_v1_metrics_is_requested() {
             .await;
     one_launch().await;
     assert!(guard.flush(FLUSH));
-    unload(Running {
-        slot: 1,
-        path: "x".into(),
-    })
-    .await
-    .unwrap();
+    unload(Running::new(1, "x")).await.unwrap();
     assert!(guard.flush(FLUSH));
     let requests = receiver.requests();
     assert!(requests.len() >= 2);

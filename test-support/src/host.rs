@@ -215,6 +215,14 @@ pub struct Running {
 }
 
 impl Running {
+    /// The instance `slot` of the model at `path`.
+    pub fn new(slot: u64, path: &str) -> Running {
+        Running {
+            slot,
+            path: path.to_string(),
+        }
+    }
+
     /// The model `spec` launched.
     pub fn of(spec: &Spec) -> Running {
         Running {
