@@ -32,6 +32,20 @@ fn telemetry(receiver: &Receiver, interval: f64, heartbeat: f64) -> String {
     )
 }
 
+/// A started node in a fresh directory `name`, exporting to a fresh
+/// receiver every `interval` seconds with heartbeats every `heartbeat`.
+fn started(name: &str, interval: f64, heartbeat: f64) -> (TestDir, Receiver, Node) {
+    let dir = TestDir::new(name);
+    let receiver = Receiver::start();
+    let node = Node::start(
+        &dir,
+        &telemetry(&receiver, interval, heartbeat),
+        NodeOptions::default(),
+    );
+    node.wait_started();
+    (dir, receiver, node)
+}
+
 /// Waits until a request arrives whose points satisfy `done`; returns when
 /// it was seen and how many requests had arrived then.
 fn wait_for_request(
@@ -54,14 +68,7 @@ fn wait_for_request(
 fn an_idle_node_sends_one_export_per_heartbeat_and_a_launch_within_one_interval() {
     const INTERVAL: f64 = 0.5;
     const HEARTBEAT: f64 = 3.0;
-    let dir = TestDir::new("heartbeat");
-    let receiver = Receiver::start();
-    let node = Node::start(
-        &dir,
-        &telemetry(&receiver, INTERVAL, HEARTBEAT),
-        NodeOptions::default(),
-    );
-    node.wait_started();
+    let (dir, receiver, node) = started("heartbeat", INTERVAL, HEARTBEAT);
     // Let the first exports (the node's own gauges) settle, then launch.
     std::thread::sleep(Duration::from_secs_f64(2.0 * INTERVAL));
     let loaded = Instant::now();
@@ -143,15 +150,8 @@ fn an_idle_node_sends_one_export_per_heartbeat_and_a_launch_within_one_interval(
 fn after_an_outage_spanning_several_heartbeats_every_count_is_exact() {
     const INTERVAL: f64 = 0.3;
     const HEARTBEAT: f64 = 1.0;
-    let dir = TestDir::new("heartbeat-outage");
-    let receiver = Receiver::start();
+    let (dir, receiver, node) = started("heartbeat-outage", INTERVAL, HEARTBEAT);
     let addr = receiver.addr();
-    let node = Node::start(
-        &dir,
-        &telemetry(&receiver, INTERVAL, HEARTBEAT),
-        NodeOptions::default(),
-    );
-    node.wait_started();
     let stays = model(&dir, "Qwen3-8B-Q4_K_M");
     node.load(&stays, &[]);
     wait_for_request(&receiver, Duration::from_secs(10), |points| {

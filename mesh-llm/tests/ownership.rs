@@ -15,6 +15,23 @@ fn node(dir: &TestDir, signaller: Signaller) -> Node {
     library_node(dir, &binaries::standin(), PortPicker::os(), signaller)
 }
 
+/// The signals the node sends its backends, in order, with their pids.
+type Sent = Arc<Mutex<Vec<(u32, Signal)>>>;
+
+/// A node that notes every signal it sends, then delivers it.
+fn signals_noted(dir: &TestDir) -> (Node, Sent) {
+    let sent = Sent::default();
+    let log = sent.clone();
+    let node = node(
+        dir,
+        Signaller::new(move |pid, signal| {
+            log.lock().unwrap().push((pid, signal));
+            Signaller::os().send(pid, signal);
+        }),
+    );
+    (node, sent)
+}
+
 /// Waits until the node lists no model, with this worker's other tasks
 /// handed to another thread meanwhile.
 fn wait_until_unlisted(node: &Node, timeout: Duration) {
@@ -63,15 +80,7 @@ async fn a_backend_that_cannot_be_stopped_stays_listed_as_unkillable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_stops_backends_at_once_one_ignoring_sigterm() {
     let dir = TestDir::new("unload-all");
-    let sent = Arc::new(Mutex::new(Vec::new()));
-    let log = sent.clone();
-    let node = node(
-        &dir,
-        Signaller::new(move |pid, signal| {
-            log.lock().unwrap().push((pid, signal));
-            Signaller::os().send(pid, signal);
-        }),
-    );
+    let (node, sent) = signals_noted(&dir);
     let mut pids = Vec::new();
     for (name, mode) in [("a", None), ("b", Some("ignore-sigterm")), ("c", None)] {
         let model = write_model(
@@ -200,15 +209,7 @@ async fn an_unload_whose_caller_goes_away_still_finishes() {
     // A client that hangs up mid-unload (its request future dropped) does
     // not leave the backend half-stopped: the stop runs to its end.
     let dir = TestDir::new("unload-dropped");
-    let sent = Arc::new(Mutex::new(Vec::new()));
-    let log = sent.clone();
-    let node = node(
-        &dir,
-        Signaller::new(move |pid, signal| {
-            log.lock().unwrap().push(signal);
-            Signaller::os().send(pid, signal);
-        }),
-    );
+    let (node, sent) = signals_noted(&dir);
     let model = write_model(
         &dir,
         "stubborn.gguf",
@@ -225,7 +226,8 @@ async fn an_unload_whose_caller_goes_away_still_finishes() {
     );
     wait_until_unlisted(&node, Duration::from_secs(15));
     assert!(!alive(loaded.pid));
-    assert_eq!(*sent.lock().unwrap(), [Signal::Terminate, Signal::Kill]);
+    let signals: Vec<Signal> = sent.lock().unwrap().iter().map(|(_, s)| *s).collect();
+    assert_eq!(signals, [Signal::Terminate, Signal::Kill]);
     assert!(node.status().unexpected_exits.is_empty());
 }
 

@@ -131,6 +131,25 @@ pub fn assert_one_failed_launch(points: &[Point], reason: &str) {
     );
 }
 
+/// Asserts that `lines` are survey's two log lines about one outage of
+/// its exports: a warning as they fail (connection refused), then an
+/// information line as they succeed again, saying `recovered`.
+pub fn assert_outage_logged(lines: &[&str], recovered: &str) {
+    assert_eq!(
+        lines.len(),
+        2,
+        "one line as they fail, one as they recover: {lines:#?}"
+    );
+    assert!(lines[0].contains("WARN"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("are failing: connection refused"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].contains("INFO"), "{}", lines[1]);
+    assert!(lines[1].contains(recovered), "{}", lines[1]);
+}
+
 /// Asserts that no point in `points` is of `model`.
 pub fn assert_no_point_of(points: &[Point], model: &str) {
     assert!(
