@@ -276,7 +276,10 @@ impl Store {
         &self.path
     }
 
-    /// Stores `batches` in one transaction: all of them, or none.
+    /// Stores `batches` in one transaction: all of them, or none. The
+    /// writer's step; public only for this crate's benchmark and tests,
+    /// which reach `Validated` through `__private`.
+    #[doc(hidden)]
     pub fn ingest(&mut self, batches: &[&Validated]) -> Result<(), StoreError> {
         if self.streams.streams.len() > CACHED_STREAMS {
             self.streams.clear();
@@ -307,7 +310,8 @@ impl Store {
 
     /// Rebuilds every stream's series and summary from its rollup rows, for
     /// streams and rollups written into the tables directly (ingest keeps
-    /// them itself).
+    /// them itself): the benchmark's bulk load and the tests' checks.
+    #[doc(hidden)]
     pub fn summarize_all(&mut self) -> Result<(), StoreError> {
         self.execute_in_transaction(
             include_str!("../sql/sqlite/migrations/summarize.sql"),

@@ -54,18 +54,25 @@ pub fn profile_dir() -> PathBuf {
     dir
 }
 
-/// The workspace directories whose sources go into its binaries.
-const PRODUCT_SOURCES: &[&str] = &[
-    "src",
-    "survey-schema/src",
-    "survey-macros/src",
-    "survey-runtime/src",
-    "survey-serve/src",
-    "survey-collector/src",
-    "survey-collector/sql",
-    "mesh-llm/src",
-    "llama-server-standin/src",
-];
+/// The workspace members whose sources go into its binaries: every
+/// member of the workspace manifest but this crate.
+fn product_members() -> Vec<PathBuf> {
+    let root = workspace();
+    let manifest =
+        std::fs::read_to_string(root.join("Cargo.toml")).expect("the workspace manifest");
+    let manifest: toml::Table = toml::from_str(&manifest).expect("the workspace manifest parses");
+    let members = manifest
+        .get("workspace")
+        .and_then(|w| w.get("members"))
+        .and_then(|m| m.as_array())
+        .expect("[workspace] members");
+    members
+        .iter()
+        .filter_map(|m| m.as_str())
+        .map(|m| root.join(m))
+        .filter(|dir| *dir != Path::new(env!("CARGO_MANIFEST_DIR")))
+        .collect()
+}
 
 /// The newest modification time among the workspace's product sources,
 /// manifests and lock file.
@@ -87,10 +94,12 @@ fn newest_source() -> std::time::SystemTime {
     }
     let root = workspace();
     let mut newest = std::time::SystemTime::UNIX_EPOCH;
-    for dir in PRODUCT_SOURCES {
-        walk(&root.join(dir), &mut newest);
-        let manifest = Path::new(dir).parent().unwrap_or(Path::new(""));
-        walk(&root.join(manifest).join("Cargo.toml"), &mut newest);
+    // A member's sources: its manifest, `src/` and data read at build
+    // time (the collector's `sql/`), not its tests, benches or examples.
+    for member in product_members() {
+        for part in ["Cargo.toml", "src", "sql"] {
+            walk(&member.join(part), &mut newest);
+        }
     }
     walk(&root.join("Cargo.lock"), &mut newest);
     newest
